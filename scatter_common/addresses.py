@@ -1,0 +1,44 @@
+"""gRPC addresses as the config and the flags accept them.
+
+Two forms: ``host:port`` (``[v6]:port`` for IPv6) and ``unix:/abs/path``
+(or ``unix:relative``), the forms grpc's channel and server both take.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
+
+
+class AddressError(ValueError):
+    """An address that grpc could not use; the message says what form is expected."""
+
+
+def validate(address: str) -> str:
+    """Return ``address`` unchanged if it is usable, else raise AddressError."""
+    if address.startswith("unix:"):
+        if len(address) == len("unix:"):
+            raise AddressError(f"{address!r}: a unix address needs a path, e.g. 'unix:/tmp/leaf.sock'")
+        return address
+    match = _HOST_PORT.match(address)
+    if not match:
+        raise AddressError(f"{address!r}: expected 'host:port' (e.g. '127.0.0.1:50051') or 'unix:/path'")
+    port = int(match["port"])
+    if not 0 < port < 65536:
+        raise AddressError(f"{address!r}: port must be in 1..65535")
+    return address
+
+
+def is_loopback(address: str) -> bool:
+    """True for unix sockets and loopback hosts: traffic that never leaves the machine."""
+    if address.startswith("unix:"):
+        return True
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
