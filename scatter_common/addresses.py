@@ -16,8 +16,12 @@ class AddressError(ValueError):
     """An address that grpc could not use; the message says what form is expected."""
 
 
-def validate(address: str) -> str:
-    """Return ``address`` unchanged if it is usable, else raise AddressError."""
+def validate(address: str, *, listen: bool = False) -> str:
+    """Return ``address`` unchanged if it is usable, else raise AddressError.
+
+    ``listen=True`` also accepts port 0 (the OS picks a free port), which is
+    meaningful only for an address to bind, never for one to connect to.
+    """
     if address.startswith("unix:"):
         if len(address) == len("unix:"):
             raise AddressError(f"{address!r}: a unix address needs a path, e.g. 'unix:/tmp/leaf.sock'")
@@ -26,8 +30,9 @@ def validate(address: str) -> str:
     if not match:
         raise AddressError(f"{address!r}: expected 'host:port' (e.g. '127.0.0.1:50051') or 'unix:/path'")
     port = int(match["port"])
-    if not 0 < port < 65536:
-        raise AddressError(f"{address!r}: port must be in 1..65535")
+    lowest = 0 if listen else 1
+    if not lowest <= port < 65536:
+        raise AddressError(f"{address!r}: port must be in {lowest}..65535")
     return address
 
 

@@ -51,7 +51,7 @@ class ServeOptions:
     reuse_port: bool = False
 
     def __post_init__(self) -> None:
-        validate(self.address)
+        validate(self.address, listen=True)
         if self.max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be > 0, got {self.max_message_bytes}")
         if self.grace_seconds < 0:

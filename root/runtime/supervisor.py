@@ -1,0 +1,294 @@
+"""Start, watch, restart and stop the processes of a local deployment.
+
+A pod supervisor in miniature: leaves and merge start first, in parallel;
+each must report SERVING on the standard health service within the ready
+timeout; then the root starts with a config naming their addresses. A
+watcher thread restarts any child that exits while the deployment is up,
+with exponential backoff. Stopping sends SIGTERM to the root first (so it
+drains while its leaves still answer), then to the rest, and SIGKILLs what
+has not exited after the grace period.
+
+Synchronous on purpose: it manages a handful of processes, and a plain
+``with Deployment(spec) as dep:`` is easy to use from the CLI and the tests.
+Every process is tracked by its own Popen handle, never found by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+import tomllib
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from root.runtime.spec import DeploymentSpec
+from root.runtime.tomlwrite import dumps
+
+# How often the watcher looks at its children; a crash is noticed this late.
+_WATCH_INTERVAL = 0.1
+# A child that stayed up this long has its restart backoff reset.
+_STABLE_AFTER = 10.0
+
+
+class StartupError(RuntimeError):
+    """A child did not become healthy; the message includes the end of its log."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (the child binds it right after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def check_health(address: str, timeout: float = 0.5) -> str:
+    """The overall health status of the server at ``address`` ("SERVING", ..., or "UNREACHABLE")."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+        except grpc.RpcError:
+            return "UNREACHABLE"
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+class Child:
+    """One supervised process: how to start it, its handle, its restarts."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path, address: str, log: Path):
+        self.name = name
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.cwd = cwd
+        self.address = address
+        self.log_path = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.started_at = 0.0
+        self.paused = False  # True while a test or an operator holds it down
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env={**os.environ, **self.env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in a terminal reaches the supervisor only
+            )
+        self.started_at = time.monotonic()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.running():
+            assert self.proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.running():
+                code = self.proc.returncode if self.proc else None
+                raise StartupError(f"{self.name} exited with code {code} before it was ready:\n{self.log_tail()}")
+            if check_health(self.address) == "SERVING":
+                return
+            if time.monotonic() > deadline:
+                raise StartupError(
+                    f"{self.name} at {self.address} not SERVING after {timeout:.0f}s:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+
+class Deployment:
+    """A running local deployment. Use as a context manager."""
+
+    def __init__(self, spec: DeploymentSpec, log_dir: Path | None = None, quiet: bool = True) -> None:
+        self.spec = spec
+        self._tmp = tempfile.TemporaryDirectory(prefix="scatter-up-") if log_dir is None else None
+        self.run_dir = Path(self._tmp.name) if self._tmp else log_dir  # type: ignore[assignment]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.quiet = quiet
+        self.children: dict[str, Child] = {}
+        self.root_address = ""
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+
+    # -- building the children -------------------------------------------------
+
+    def _format(self, command: Sequence[str], **values: object) -> list[str]:
+        values = {"python": sys.executable, "config_dir": str(self.spec.directory), **values}
+        try:
+            return [part.format(**values) for part in command]
+        except (KeyError, IndexError, ValueError) as exc:
+            raise StartupError(f"bad placeholder in command {list(command)}: {exc}") from None
+
+    def _child(self, name: str, command: Sequence[str], env: Mapping[str, str], **values: object) -> Child:
+        port = free_port()
+        env = {**env, "SCATTER_HOST": "127.0.0.1", "SCATTER_PORT": str(port)}
+        child = Child(
+            name, self._format(command, port=port, **values), env, self.spec.directory,
+            f"127.0.0.1:{port}", self.run_dir / f"{name}.log",
+        )
+        self.children[name] = child
+        return child
+
+    def __enter__(self) -> Deployment:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        spec = self.spec
+        merge = self._child("merge", spec.merge.command, spec.merge.env)
+        leaves: list[list[Child]] = []
+        for shard in range(spec.shards):
+            leaves.append([])
+            for replica in range(spec.replicas):
+                env = {
+                    **spec.leaves.env,
+                    "SCATTER_SHARD_INDEX": str(shard),
+                    "SCATTER_SHARD_COUNT": str(spec.shards),
+                    "SCATTER_REPLICA_ID": f"shard{shard}-replica{replica}",
+                }
+                leaves[-1].append(
+                    self._child(
+                        f"leaf-{shard}-{replica}", spec.leaves.command, env,
+                        shard=shard, shards=spec.shards, replica=replica,
+                    )
+                )
+        for child in self.children.values():
+            child.start()
+        for child in list(self.children.values()):
+            child.wait_healthy(spec.ready_timeout)
+
+        document = spec.root_document(merge.address, [[c.address for c in shard] for shard in leaves])
+        root_section = dict(document.get("root", {}))
+        listen = str(root_section.get("listen", "127.0.0.1:0"))
+        if listen.endswith(":0"):
+            listen = f"{listen[:-2]}:{free_port()}"
+        root_section["listen"] = listen
+        document["root"] = root_section
+        config_path = self.run_dir / "root.toml"
+        config_path.write_text(dumps(document))
+        tomllib.loads(config_path.read_text())  # what we wrote must read back
+        root = Child(
+            "root", [*spec.root_command, "--config", str(config_path)], {}, spec.directory, listen,
+            self.run_dir / "root.log",
+        )
+        self.children["root"] = root
+        root.start()
+        root.wait_healthy(spec.ready_timeout)
+        self.root_address = listen
+        self._watcher = threading.Thread(target=self._watch, name="scatter-supervisor", daemon=True)
+        self._watcher.start()
+
+    # -- watching ----------------------------------------------------------------
+
+    def _watch(self) -> None:
+        backoff: dict[str, float] = {}
+        restart_at: dict[str, float] = {}
+        while not self._stopping.wait(_WATCH_INTERVAL):
+            now = time.monotonic()
+            with self._lock:
+                for name, child in self.children.items():
+                    if child.paused or child.running():
+                        if child.running() and now - child.started_at > _STABLE_AFTER:
+                            backoff.pop(name, None)
+                        continue
+                    if name not in restart_at:
+                        delay = backoff.get(name, self.spec.restart_backoff)
+                        backoff[name] = min(delay * 2, self.spec.max_restart_backoff)
+                        restart_at[name] = now + delay
+                        code = child.proc.returncode if child.proc else None
+                        self._say(f"{name} exited with code {code}; restarting in {delay:.1f}s")
+                    elif now >= restart_at[name]:
+                        del restart_at[name]
+                        child.restarts += 1
+                        child.start()
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            print(f"scatter up: {message}", file=sys.stderr, flush=True)
+
+    # -- control, for operators and fault tests ---------------------------------
+
+    def kill(self, name: str, sig: int = signal.SIGKILL, restart: bool = False) -> None:
+        """Send ``sig`` to child ``name``; unless ``restart``, keep it down until ``revive``."""
+        with self._lock:
+            child = self.children[name]
+            child.paused = not restart
+            child.signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM) and child.proc is not None:
+                child.proc.wait(timeout=30)
+
+    def revive(self, name: str, wait: bool = True) -> None:
+        """Start child ``name`` again after ``kill`` and wait until it is SERVING."""
+        with self._lock:
+            child = self.children[name]
+            if not child.running():
+                child.restarts += 1
+                child.start()
+            child.paused = False
+        if wait:
+            child.wait_healthy(self.spec.ready_timeout)
+
+    # -- stopping ----------------------------------------------------------------
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM the root, then everyone else; SIGKILL what is left after ``grace``."""
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        root = self.children.get("root")
+        order = [[root] if root else [], [c for n, c in self.children.items() if n != "root"]]
+        for group in order:
+            for child in group:
+                if child.paused:
+                    child.signal(signal.SIGCONT)  # a SIGSTOPped child cannot handle SIGTERM
+                child.signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for child in group:
+                if child.proc is None:
+                    continue
+                try:
+                    child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                    child.proc.wait()
+        if self._tmp is not None:
+            self._tmp.cleanup()

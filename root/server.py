@@ -1,0 +1,91 @@
+"""``scatter root --config FILE``: one root server process.
+
+Builds the shards (channels opened once, at start, one per replica) and the
+policies from the configuration, registers Root.Query with raw-bytes
+responses (see root.wire), and runs the shared lifecycle: health NOT_SERVING
+until ready, drain on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import grpc
+
+from protos.scatter_gather.v1 import root_pb2
+from root.config import RootConfig, load_root_config
+from root.errors import ConfigError
+from root.policies import HedgeBudget, HedgeDelay, LatencyWindow, ReplicaSet
+from root.scatter import Replica, Shard
+from root.service import RootService
+from scatter_common import loop
+from scatter_common.serving import ServeOptions, ServiceHost, serve_until_signal
+
+SERVICE_NAME = "scatter_gather.v1.Root"
+
+
+def build_shards(config: RootConfig) -> list[Shard]:
+    """One Shard per configured shard, each with its channels and policies."""
+    channel_options = [
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+    ]
+    count = len(config.shards)
+    shards = []
+    for index, shard in enumerate(config.shards):
+        replicas = [Replica(address, channel_options) for address in shard.replicas]
+        shards.append(
+            Shard(
+                index=index,
+                count=count,
+                replicas=replicas,
+                chooser=ReplicaSet(len(replicas), time.monotonic, config.ejection),
+                latencies=LatencyWindow(config.latency_window),
+                hedging=config.hedging,
+                hedge_delay=HedgeDelay(config.hedging),
+                budget=HedgeBudget(config.budget, time.monotonic),
+            )
+        )
+    return shards
+
+
+def add_root_service(server: grpc.aio.Server, service: RootService) -> None:
+    handler = grpc.unary_unary_rpc_method_handler(
+        service.query,
+        request_deserializer=root_pb2.QueryRequest.FromString,
+        response_serializer=None,  # the handler returns the serialized QueryResponse
+    )
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE_NAME, {"Query": handler})])
+
+
+async def serve(config: RootConfig) -> None:
+    service = RootService(config, build_shards(config))
+    host = ServiceHost(
+        ServeOptions(
+            address=config.listen,
+            max_message_bytes=config.max_message_bytes,
+            grace_seconds=config.grace_seconds,
+            reuse_port=config.workers > 1,
+        ),
+        [SERVICE_NAME],
+    )
+    add_root_service(host.server, service)
+    await serve_until_signal(host, role="root", on_stop=service.close)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scatter root", description="Run one root server.")
+    parser.add_argument("--config", required=True, help="root configuration file (TOML)")
+    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = load_root_config(args.config)
+    except ConfigError as exc:
+        print(f"scatter root: {exc}", file=sys.stderr)
+        return 2
+    loop.run(serve(config))
+    return 0

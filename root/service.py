@@ -1,0 +1,129 @@
+"""Root.Query: admission, deadline budget, scatter, coverage, merge, answer.
+
+This is the wiring of one request; the decisions it applies live in
+``root.deadlines``, ``root.coverage`` and ``root.policies``, the shard
+attempts in ``root.scatter`` and the byte splicing in ``root.wire``. The
+handler is registered with raw-bytes serialization for its response so the
+merge's payload reaches the client without being decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+import grpc
+
+from protos.scatter_gather.v1 import root_pb2
+from root import wire
+from root.config import RootConfig
+from root.coverage import build_coverage, check_leaf_verdicts, require_coverage
+from root.errors import DeadlineTooShort, InvalidRequest, Overloaded, RootError, merge_failure
+from root.policies import AdmissionLimit
+from root.scatter import Shard, ShardOutcome
+
+log = logging.getLogger("scatter.root")
+
+MERGE_METHOD = "/scatter_gather.v1.Merge/Merge"
+
+
+class RootService:
+    """The state of a root process and the handling of one Query."""
+
+    def __init__(self, config: RootConfig, shards: Sequence[Shard]) -> None:
+        self.config = config
+        self.shards = list(shards)
+        self.merge_address = config.merge_address
+        self.merge_channel = grpc.aio.insecure_channel(
+            config.merge_address,
+            options=[
+                ("grpc.max_send_message_length", config.max_message_bytes),
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+            ],
+        )
+        self.merge = self.merge_channel.unary_unary(MERGE_METHOD)
+        self.admission = AdmissionLimit(config.max_in_flight)
+        self._ids = itertools.count(1)
+        self._id_prefix = f"{os.getpid():x}-{int(time.time()):x}"
+        self.requests_by_code: dict[str, int] = {}
+
+    async def close(self) -> None:
+        await self.merge_channel.close()
+        for shard in self.shards:
+            for replica in shard.replicas:
+                await replica.close()
+
+    async def query(self, request: root_pb2.QueryRequest, context: grpc.aio.ServicerContext) -> bytes:
+        """The Query handler: returns a serialized QueryResponse or aborts with a status."""
+        arrived = time.monotonic()
+        request_id = f"{self._id_prefix}-{next(self._ids)}"
+        code = "OK"
+        try:
+            if not self.admission.try_acquire():
+                raise Overloaded(
+                    f"root is at its limit of {self.config.max_in_flight} requests in flight; retry with backoff"
+                )
+            try:
+                return await self._query(request, context.time_remaining(), arrived, request_id)
+            finally:
+                self.admission.release()
+        except RootError as exc:
+            code = exc.code
+            log.info("request %s failed: %s %s", request_id, exc.code, exc.message)
+            await context.abort(grpc.StatusCode[exc.code], exc.message)
+            raise  # unreachable: abort raises
+        finally:
+            self.requests_by_code[code] = self.requests_by_code.get(code, 0) + 1
+
+    async def _query(
+        self, request: root_pb2.QueryRequest, client_remaining: float | None, arrived: float, request_id: str
+    ) -> bytes:
+        if not request.HasField("payload") or not request.payload.type_url:
+            raise InvalidRequest("QueryRequest.payload is empty: pack your request message into it")
+        min_coverage = self.config.min_coverage
+        if request.HasField("options") and request.options.HasField("min_coverage"):
+            min_coverage = request.options.min_coverage
+            if not 0.0 <= min_coverage <= 1.0:
+                raise InvalidRequest(f"options.min_coverage must be in [0, 1], got {min_coverage:g}")
+        budget = self.config.deadlines.budget(client_remaining)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        # Convert the arrival on the monotonic clock to loop time once.
+        start = now - (time.monotonic() - arrived)
+        payload_field = wire.payload_field(request.payload)
+
+        outcomes: list[ShardOutcome] = await asyncio.gather(
+            *(shard.run(payload_field, request_id, start + budget.shards) for shard in self.shards)
+        )
+        reports = [outcome.report for outcome in outcomes]
+        check_leaf_verdicts({o.report.shard_index: o.invalid for o in outcomes if o.invalid is not None})
+        coverage = build_coverage(reports)
+        require_coverage(coverage, min_coverage)
+
+        coverage_bytes = coverage.SerializeToString()
+        merge_request = b"".join(
+            [
+                payload_field,
+                *(
+                    wire.field(2, wire.field(1, o.report.SerializeToString()) + (wire.field(2, o.payload) if o.payload else b""))
+                    for o in outcomes
+                ),
+                wire.field(3, coverage_bytes),
+                wire.field(4, request_id.encode()),
+            ]
+        )
+        remaining = start + budget.total - loop.time()
+        if remaining <= 0:
+            raise DeadlineTooShort("deadline passed while waiting for the shards; no time left for the merge")
+        try:
+            merged = await self.merge(merge_request, timeout=remaining)
+        except grpc.aio.AioRpcError as exc:
+            raise merge_failure(exc.code().name, self.merge_address, exc.details() or "") from exc
+        rest = root_pb2.QueryResponse(
+            coverage=coverage, shards=reports, latency=wire.duration(loop.time() - start), request_id=request_id
+        ).SerializeToString()
+        return wire.merge_payload_field(merged) + rest

@@ -1,0 +1,225 @@
+"""Command-line flags with environment fallbacks, and the options they build.
+
+Rules: a flag given on the command line wins over its environment variable,
+which wins over the default. ``--address`` (or ``SCATTER_ADDRESS``) names the
+whole listen address, unix sockets included, and replaces host and port; an
+explicit ``--host``/``--port`` still beats an ``SCATTER_ADDRESS`` inherited
+from the environment. Every bad value is an argparse error naming the flag
+or the variable it came from, raised before anything binds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from scatter_common.addresses import AddressError, validate
+from scatter_common.serving import DEFAULT_GRACE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES, ServeOptions
+
+# Loopback unless asked: a process reachable from the network should be a decision.
+DEFAULT_HOST = "127.0.0.1"
+# Port 0: the OS picks a free port and the process prints the one it got.
+DEFAULT_PORT = 0
+# Calls handled at once before refusing with RESOURCE_EXHAUSTED. A sync
+# handler holds one worker thread per call, and beyond a few dozen calls a
+# CPU-bound handler on a small machine only gets slower per call: past that
+# point the root is better served by a quick refusal (it fails over or
+# hedges to another replica) than by a queue here. It also bounds memory.
+DEFAULT_MAX_CONCURRENCY = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerOptions:
+    """How an SDK process listens and how much it takes on. Validated on construction."""
+
+    address: str = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+    def __post_init__(self) -> None:
+        try:
+            validate(self.address, listen=True)
+        except AddressError as exc:
+            raise ValueError(f"address: {exc}") from exc
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.grace_seconds < 0:
+            raise ValueError(f"grace_seconds must be >= 0, got {self.grace_seconds}")
+        if self.max_message_bytes < 1:
+            raise ValueError(f"max_message_bytes must be >= 1, got {self.max_message_bytes}")
+
+    def serve_options(self) -> ServeOptions:
+        return ServeOptions(
+            address=self.address,
+            max_message_bytes=self.max_message_bytes,
+            grace_seconds=self.grace_seconds,
+        )
+
+
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            bound = f"{low}..{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bound}, got {text!r}")
+        return value
+
+    return convert
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also rejects NaN
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _host(text: str) -> str:
+    if not text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"expected a host name or IP address, got {text!r}")
+    return text
+
+
+def _listen_address(text: str) -> str:
+    try:
+        return validate(text, listen=True)
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One flag, its environment variable, converter and default."""
+
+    name: str
+    env: str
+    convert: Callable[[str], Any]
+    default: Any
+    help: str
+    metavar: str = field(default="")
+
+    @property
+    def dest(self) -> str:
+        return self.name.removeprefix("--").replace("-", "_")
+
+
+SERVER_FLAGS: tuple[Flag, ...] = (
+    Flag("--host", "SCATTER_HOST", _host, DEFAULT_HOST, "interface to listen on", "HOST"),
+    Flag("--port", "SCATTER_PORT", _int_in(0, 65535), DEFAULT_PORT, "port to listen on; 0 picks one", "PORT"),
+    Flag(
+        "--address",
+        "SCATTER_ADDRESS",
+        _listen_address,
+        "",
+        "full listen address, 'host:port' or 'unix:/path'; replaces host and port",
+        "ADDR",
+    ),
+    Flag(
+        "--max-concurrency",
+        "SCATTER_MAX_CONCURRENCY",
+        _int_in(1),
+        DEFAULT_MAX_CONCURRENCY,
+        "calls handled at once; more are refused with RESOURCE_EXHAUSTED",
+        "N",
+    ),
+    Flag(
+        "--grace-seconds",
+        "SCATTER_GRACE_SECONDS",
+        _non_negative_float,
+        DEFAULT_GRACE_SECONDS,
+        "on SIGTERM, time in-flight calls get to finish",
+        "S",
+    ),
+    Flag(
+        "--max-message-bytes",
+        "SCATTER_MAX_MESSAGE_BYTES",
+        _int_in(1),
+        DEFAULT_MAX_MESSAGE_BYTES,
+        "largest message sent or received",
+        "BYTES",
+    ),
+)
+
+
+class FlagParser:
+    """Parses ``flags`` from argv and the environment; use ``error`` for cross-field checks."""
+
+    def __init__(self, prog: str, description: str, flags: Sequence[Flag]) -> None:
+        self._flags = tuple(flags)
+        self._parser = argparse.ArgumentParser(
+            prog=prog,
+            description=description,
+            epilog="Each flag falls back to its environment variable, then to its default.",
+            allow_abbrev=False,  # a user's own flags must never be mistaken for an abbreviation of ours
+        )
+        for flag in self._flags:
+            self._parser.add_argument(
+                flag.name,
+                dest=flag.dest,
+                type=flag.convert,
+                default=None,
+                metavar=flag.metavar or None,
+                help=f"{flag.help} (env {flag.env}; default {flag.default!r})",
+            )
+
+    def parse(
+        self,
+        argv: Sequence[str] | None,
+        environ: Mapping[str, str] | None,
+        *,
+        allow_extra_args: bool,
+    ) -> tuple[dict[str, Any], set[str]]:
+        """Return ``(values by dest, dests given on the command line)``."""
+        if allow_extra_args:
+            namespace, _extra = self._parser.parse_known_args(argv)
+        else:
+            namespace = self._parser.parse_args(argv)
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        explicit: set[str] = set()
+        for flag in self._flags:
+            value = getattr(namespace, flag.dest)
+            if value is not None:
+                explicit.add(flag.dest)
+            elif env.get(flag.env):
+                raw = env[flag.env]
+                try:
+                    value = flag.convert(raw)
+                except argparse.ArgumentTypeError as exc:
+                    self.error(f"environment variable {flag.env}={raw!r}: {exc}")
+            else:
+                value = flag.default
+            values[flag.dest] = value
+        return values, explicit
+
+    def listen_address(self, values: Mapping[str, Any], explicit: set[str]) -> str:
+        """The address to bind, following the precedence in the module docstring."""
+        host_port_given = bool(explicit & {"host", "port"})
+        if "address" in explicit:
+            if host_port_given:
+                self.error("--address replaces --host and --port; give one or the other")
+            return str(values["address"])
+        if values["address"] and not host_port_given:
+            return str(values["address"])
+        host = str(values["host"])
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # a bare IPv6 literal
+        address = f"{host}:{values['port']}"
+        try:
+            return validate(address, listen=True)
+        except AddressError as exc:
+            self.error(f"--host/--port (or SCATTER_HOST/SCATTER_PORT): {exc}")
+
+    def error(self, message: str) -> NoReturn:
+        """Exit with status 2 and ``message``, argparse style."""
+        self._parser.error(message)
