@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from scatter_common._sdk.flags import SERVER_FLAGS, Flag, FlagParser, ServerOptions, _int_in
+from scatter_common._sdk.flags import SERVER_FLAGS, Flag, FlagParser, ServerOptions, int_in
 
 _SHARD_FLAGS = (
-    Flag("--shard-index", "SCATTER_SHARD_INDEX", _int_in(0), 0, "the shard this leaf serves", "I"),
-    Flag("--shard-count", "SCATTER_SHARD_COUNT", _int_in(1), 1, "number of shards in the dataset", "N"),
+    Flag("--shard-index", "SCATTER_SHARD_INDEX", int_in(0), 0, "the shard this leaf serves", "I"),
+    Flag("--shard-count", "SCATTER_SHARD_COUNT", int_in(1), 1, "number of shards in the dataset", "N"),
 )
 
 
@@ -47,7 +47,9 @@ class LeafOptions(ServerOptions):
         case they are left for the user's program to parse. Bad values exit
         with status 2 and a message naming the flag or variable.
         """
-        parser = FlagParser(prog or "leaf", "Serve one shard as a scatter/gather leaf.", SERVER_FLAGS + _SHARD_FLAGS)
+        parser = FlagParser(
+            prog or "leaf", "Serve one shard as a scatter/gather leaf.", SERVER_FLAGS + _SHARD_FLAGS
+        )
         values, explicit = parser.parse(argv, environ, allow_extra_args=allow_extra_args)
         if values["shard_index"] >= values["shard_count"]:
             parser.error(

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from leaf_sdk._context import LeafContext
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc
 from scatter_common._sdk.calls import CallScope, Decoder, HandlerRunner, ServicerContext
 from scatter_common._sdk.errors import WrongShard
 from scatter_common.payload import pack
-
-from leaf_sdk._context import LeafContext
 
 SERVICE_NAME = leaf_pb2.DESCRIPTOR.services_by_name["Leaf"].full_name
 
@@ -29,7 +28,7 @@ class LeafServicer(leaf_pb2_grpc.LeafServicer):
         self._shard_index = shard_index
         self._shard_count = shard_count
 
-    async def Execute(  # noqa: N802 - the gRPC method name
+    async def Execute(
         self, request: leaf_pb2.ExecuteRequest, context: ServicerContext
     ) -> leaf_pb2.ExecuteResponse:
         result = await self._runner.call(request, context, self._prepare)

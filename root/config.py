@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from root.deadlines import DeadlinePolicy
 from root.errors import ConfigError
+from root.policies import HedgeBudgetConfig, HedgingConfig, LatencyWindowConfig, ReplicaConfig
 from scatter_common.addresses import AddressError, validate
 from scatter_common.serving import DEFAULT_GRACE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES
 
@@ -72,6 +73,10 @@ class RootConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     workers: int = 1
+    hedging: HedgingConfig = HedgingConfig()
+    budget: HedgeBudgetConfig = HedgeBudgetConfig()
+    latency_window: LatencyWindowConfig = LatencyWindowConfig()
+    replicas: ReplicaConfig = ReplicaConfig()
 
 
 class Table:
@@ -133,6 +138,55 @@ def positive(path: str, value: float) -> float:
     return value
 
 
+_MS = 0.001
+# TOML key -> (dataclass field, TOML type, scale). Durations are written in ms.
+_HEDGING_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
+    "enabled": ("enabled", bool, 1),
+    "max_attempts": ("max_attempts", int, 1),
+    "hedging_delay_ms": ("hedging_delay", float, _MS),
+    "delay_percentile": ("delay_percentile", float, 1),
+    "min_delay_ms": ("min_delay", float, _MS),
+    "max_delay_ms": ("max_delay", float, _MS),
+    "initial_delay_ms": ("initial_delay", float, _MS),
+    "min_samples": ("min_samples", int, 1),
+    "non_fatal_status_codes": ("non_fatal_status_codes", list, 1),
+}
+_BUDGET_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
+    "max_extra_load": ("max_extra_load", float, 1),
+    "min_per_second": ("min_per_second", float, 1),
+    "budget_ttl_ms": ("ttl", float, _MS),
+    "budget_slices": ("slices", int, 1),
+}
+_WINDOW_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
+    "latency_window": ("size", int, 1),
+    "latency_recompute_every": ("recompute_every", int, 1),
+}
+_REPLICA_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
+    "consecutive_failures": ("consecutive_failures", int, 1),
+    "base_ejection_time_ms": ("base_ejection_time", float, _MS),
+    "max_ejection_time_ms": ("max_ejection_time", float, _MS),
+    "max_ejection_percent": ("max_ejection_percent", float, 1),
+    "decay_after_successes": ("decay_after_successes", int, 1),
+    "ewma_alpha": ("ewma_alpha", float, 1),
+    "ewma_stale_after_ms": ("ewma_stale_after", float, _MS),
+}
+
+
+def _policy(cls: type[T], table: Table, keys: dict[str, tuple[str, type | tuple[type, ...], float]]) -> T:
+    """Build a policy config from the keys of ``table`` it owns (others are left unread)."""
+    kwargs: dict[str, Any] = {}
+    for key, (name, kind, scale) in keys.items():
+        value = table.get(key, kind, None)
+        if value is not None:
+            kwargs[name] = value * scale if scale != 1 else value
+    if kwargs.get("consecutive_failures") == 0:
+        kwargs["consecutive_failures"] = None  # 0 turns ejection off
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     """Validate a parsed TOML document into a RootConfig."""
     doc = Table(data, "")
@@ -158,6 +212,15 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     merge = doc.table("merge")
     merge_address = merge.address("address")
     merge.finish()
+
+    hedging_table = doc.table("hedging")
+    hedging = _policy(HedgingConfig, hedging_table, _HEDGING_KEYS)
+    budget = _policy(HedgeBudgetConfig, hedging_table, _BUDGET_KEYS)
+    latency_window = _policy(LatencyWindowConfig, hedging_table, _WINDOW_KEYS)
+    hedging_table.finish()
+    replicas_table = doc.table("replicas")
+    replica_config = _policy(ReplicaConfig, replicas_table, _REPLICA_KEYS)
+    replicas_table.finish()
 
     doc.used.add("shards")
     raw_shards = data.get("shards")
@@ -192,6 +255,10 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         max_message_bytes=max_message_bytes,
         grace_seconds=grace,
         workers=workers,
+        hedging=hedging,
+        budget=budget,
+        latency_window=latency_window,
+        replicas=replica_config,
     )
 
 

@@ -24,7 +24,15 @@ import grpc
 
 from protos.scatter_gather.v1 import leaf_pb2, shard_pb2
 from root import wire
-from root.policies import HedgeBudget, HedgeDelay, HedgingConfig, LatencyWindow, ReplicaSet
+from root.policies import (
+    FailureKind,
+    HedgeBudget,
+    HedgeDelay,
+    HedgingConfig,
+    LatencyWindow,
+    ReplicaSet,
+    failure_kind_for_status,
+)
 
 EXECUTE_METHOD = "/scatter_gather.v1.Leaf/Execute"
 
@@ -101,7 +109,6 @@ class Shard:
         self.hedge_delay = hedge_delay
         self.budget = budget
         self.stats = ShardStats()
-        self._non_fatal = frozenset(hedging.non_fatal_status_codes)
 
     async def _call(self, replica: Replica, request: bytes, timeout: float) -> tuple[str, bytes | str]:
         try:
@@ -144,7 +151,7 @@ class Shard:
             now = loop.time()
             for task, attempt in pending.items():
                 task.cancel()
-                self.chooser.finish(attempt.replica, now - attempt.started, ok=True, cancelled=True)
+                self.chooser.finish(attempt.replica, now - attempt.started, False, FailureKind.CANCELLED)
                 self.stats.cancelled += 1
             pending.clear()
 
@@ -162,7 +169,8 @@ class Shard:
             )
 
         launch(hedge=False)
-        next_hedge = start + self.hedge_delay.delay(self.latencies) if self.hedging.enabled else math.inf
+        delay = self.hedge_delay.delay(self.latencies)
+        next_hedge = math.inf if delay is None else start + delay
         try:
             while pending:
                 now = loop.time()
@@ -177,18 +185,19 @@ class Shard:
                     elapsed = loop.time() - attempt.started
                     if code == "OK":
                         assert isinstance(body, bytes)
-                        self.chooser.finish(attempt.replica, elapsed, ok=True, cancelled=False)
+                        self.chooser.finish(attempt.replica, elapsed, True)
                         self.latencies.record(elapsed)
                         cancel_pending()
                         if attempt.hedge:
                             self.stats.hedges_won += 1
+                            self.budget.record_win()
                         return ShardOutcome(
                             report(OK, attempt.replica, hedge_won=attempt.hedge), wire.leaf_payload(body)
                         )
                     assert isinstance(body, str)
-                    self.chooser.finish(attempt.replica, elapsed, ok=False, cancelled=False)
+                    self.chooser.finish(attempt.replica, elapsed, False, failure_kind_for_status(code))
                     last_code, last_detail, last_replica = code, body, attempt.replica
-                    if code in self._non_fatal:
+                    if self.hedging.is_non_fatal(code):
                         if attempts < self.hedging.max_attempts and launch(hedge=False):
                             self.stats.failovers += 1
                         continue
@@ -204,7 +213,8 @@ class Shard:
                             self.stats.budget_exhausted += 1
                         elif launch(hedge=True):
                             self.stats.hedges_sent += 1
-                            next_hedge = loop.time() + self.hedge_delay.delay(self.latencies)
+                            delay = self.hedge_delay.delay(self.latencies)
+                            next_hedge = math.inf if delay is None else loop.time() + delay
         finally:
             cancel_pending()
         if loop.time() >= deadline or last_code == "DEADLINE_EXCEEDED":

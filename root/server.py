@@ -34,6 +34,9 @@ def build_shards(config: RootConfig) -> list[Shard]:
         ("grpc.max_receive_message_length", config.max_message_bytes),
     ]
     count = len(config.shards)
+    # One budget for the whole root: hedges are extra load on the fleet, and
+    # max_extra_load bounds that load in total, not per shard.
+    budget = HedgeBudget(time.monotonic, config.budget)
     shards = []
     for index, shard in enumerate(config.shards):
         replicas = [Replica(address, channel_options) for address in shard.replicas]
@@ -42,11 +45,11 @@ def build_shards(config: RootConfig) -> list[Shard]:
                 index=index,
                 count=count,
                 replicas=replicas,
-                chooser=ReplicaSet(len(replicas), time.monotonic, config.ejection),
+                chooser=ReplicaSet(shard.replicas, time.monotonic, config.replicas),
                 latencies=LatencyWindow(config.latency_window),
                 hedging=config.hedging,
                 hedge_delay=HedgeDelay(config.hedging),
-                budget=HedgeBudget(config.budget, time.monotonic),
+                budget=budget,
             )
         )
     return shards

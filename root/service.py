@@ -23,7 +23,7 @@ from root import wire
 from root.config import RootConfig
 from root.coverage import build_coverage, check_leaf_verdicts, require_coverage
 from root.errors import DeadlineTooShort, InvalidRequest, Overloaded, RootError, merge_failure
-from root.policies import AdmissionLimit
+from root.policies import AdmissionConfig, AdmissionLimit
 from root.scatter import Shard, ShardOutcome
 
 log = logging.getLogger("scatter.root")
@@ -46,7 +46,7 @@ class RootService:
             ],
         )
         self.merge = self.merge_channel.unary_unary(MERGE_METHOD)
-        self.admission = AdmissionLimit(config.max_in_flight)
+        self.admission = AdmissionLimit(AdmissionConfig(config.max_in_flight))
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}-{int(time.time()):x}"
         self.requests_by_code: dict[str, int] = {}

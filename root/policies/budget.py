@@ -141,7 +141,7 @@ class HedgeBudget:
 
     @property
     def balance(self) -> float:
-        """Tokens available now, reserve included (a whole number of hedges or more allows one)."""
+        """Tokens available now, reserve included; one hedge needs 1."""
         self._roll()
         return (self._reserve + self._sum) / _UNIT
 

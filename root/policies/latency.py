@@ -58,8 +58,8 @@ class LatencyWindowConfig:
     recompute_every: int = DEFAULT_RECOMPUTE_EVERY
 
     def __post_init__(self) -> None:
-        check_int("latency_window.size", self.size, low=1)
-        check_int("latency_window.recompute_every", self.recompute_every, low=1)
+        check_int("hedging.latency_window", self.size, low=1)
+        check_int("hedging.latency_recompute_every", self.recompute_every, low=1)
 
 
 class LatencyWindow:

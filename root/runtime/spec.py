@@ -84,7 +84,7 @@ def _process(table: Table) -> ProcessSpec:
 
 
 # Sections that belong to the root's own configuration, passed through.
-_ROOT_SECTIONS = ("root", "hedging", "replicas", "budget")
+_ROOT_SECTIONS = ("root", "hedging", "replicas")
 
 
 def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec:

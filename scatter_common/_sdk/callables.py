@@ -18,10 +18,10 @@ from google.protobuf.message import Message
 
 from scatter_common.serving import Hook
 
-I = TypeVar("I")
+Info = TypeVar("Info")
 
 # A lifecycle hook as users write it: sync or async, given a small info object.
-UserHook = Callable[[I], None] | Callable[[I], Awaitable[None]]
+UserHook = Callable[[Info], None] | Callable[[Info], Awaitable[None]]
 
 
 def is_async_callable(func: object) -> bool:
@@ -67,7 +67,7 @@ def require_message_class(candidate: object, what: str) -> type[Message]:
     return cls
 
 
-def adapt_hook(hook: UserHook[I] | None, info: Callable[[], I]) -> Hook | None:
+def adapt_hook(hook: UserHook[Info] | None, info: Callable[[], Info]) -> Hook | None:
     """Turn a user's hook into a coroutine hook.
 
     A sync hook runs in a worker thread: a start hook that loads an index
@@ -80,7 +80,7 @@ def adapt_hook(hook: UserHook[I] | None, info: Callable[[], I]) -> Hook | None:
     if is_async_callable(user_hook):
 
         async def run_async() -> None:
-            await typing.cast(Callable[[I], Awaitable[None]], user_hook)(info())
+            await typing.cast(Callable[[Info], Awaitable[None]], user_hook)(info())
 
         return run_async
 

@@ -19,6 +19,7 @@ Rules of this module:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -227,10 +228,9 @@ class HandlerRunner:
         # before it started); counters belong to the loop thread.
         if self._loop is None:
             return
-        try:
+        # RuntimeError: the loop is closed, the process is exiting and nobody reads the counters.
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._release)
-        except RuntimeError:
-            pass  # the loop is closed: the process is exiting and nobody reads the counters
 
     def _release(self) -> None:
         self.stats.in_flight -= 1

@@ -24,7 +24,7 @@ import grpc
 from scatter_common.payload import PayloadError
 
 
-class InvalidRequest(Exception):  # noqa: N818 - public name chosen for users, reads as a verdict
+class InvalidRequest(Exception):
     """Raise from a handler when the request itself is unacceptable.
 
     The caller gets INVALID_ARGUMENT with ``str(exc)`` as the message, and

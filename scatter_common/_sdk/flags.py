@@ -60,7 +60,7 @@ class ServerOptions:
         )
 
 
-def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     def convert(text: str) -> int:
         try:
             value = int(text)
@@ -115,7 +115,7 @@ class Flag:
 
 SERVER_FLAGS: tuple[Flag, ...] = (
     Flag("--host", "SCATTER_HOST", _host, DEFAULT_HOST, "interface to listen on", "HOST"),
-    Flag("--port", "SCATTER_PORT", _int_in(0, 65535), DEFAULT_PORT, "port to listen on; 0 picks one", "PORT"),
+    Flag("--port", "SCATTER_PORT", int_in(0, 65535), DEFAULT_PORT, "port to listen on; 0 picks one", "PORT"),
     Flag(
         "--address",
         "SCATTER_ADDRESS",
@@ -127,7 +127,7 @@ SERVER_FLAGS: tuple[Flag, ...] = (
     Flag(
         "--max-concurrency",
         "SCATTER_MAX_CONCURRENCY",
-        _int_in(1),
+        int_in(1),
         DEFAULT_MAX_CONCURRENCY,
         "calls handled at once; more are refused with RESOURCE_EXHAUSTED",
         "N",
@@ -143,7 +143,7 @@ SERVER_FLAGS: tuple[Flag, ...] = (
     Flag(
         "--max-message-bytes",
         "SCATTER_MAX_MESSAGE_BYTES",
-        _int_in(1),
+        int_in(1),
         DEFAULT_MAX_MESSAGE_BYTES,
         "largest message sent or received",
         "BYTES",

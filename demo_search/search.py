@@ -1,0 +1,274 @@
+"""The search engine of one shard (and of a whole index, in process): BM25 with numpy.
+
+No gRPC here: the leaf (:mod:`demo_search.leaf`) only translates messages
+to and from :meth:`ShardSearcher.search`, and the tests and benchmarks call
+this module directly.
+
+Scoring is Lucene's BM25 (the Elasticsearch default), per query term t and
+document d::
+
+    idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
+    score(t, d) = idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl(d) / avgdl))
+    score(d)    = sum over the query terms
+
+with k1 = 1.2, b = 0.75 and N, df and avgdl over the whole corpus (stored in
+every shard by the builder), so a score never depends on the sharding. The
+query is tokenized like the documents; each token is one SHOULD clause, as
+in Lucene's ``QueryBuilder``, so a term repeated in the query counts once per
+occurrence. Two differences from Lucene, both deliberate: scores are float64
+(Lucene uses float32) and dl is the exact token count (Lucene stores it in one
+lossy byte), which is what makes the sharded-equals-unsharded check exact.
+Lucene >= 8 also drops the constant factor (k1 + 1); it does not change a
+ranking, and we keep the textbook formula.
+
+Ranking: descending score, ties by ascending document id. Local document
+numbers follow id order (see :mod:`demo_search.format`), so ties are broken
+on numbers. ``total_matches`` counts documents with at least one query term,
+which are exactly those with a score > 0 (idf > 0 always).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+import numpy as np
+import numpy.typing as npt
+
+from demo_search import format as fmt
+from demo_search.tokenizer import find_first_term, tokenize
+
+__all__ = ["B", "K1", "SNIPPET_CHARS", "Hit", "IndexSearcher", "SearchResult", "ShardSearcher", "merge_results"]
+
+K1 = 1.2  # Lucene / Elasticsearch default
+B = 0.75  # Lucene / Elasticsearch default
+SNIPPET_CHARS = 160  # about two lines of a result page, like web search engines
+SNIPPET_LEAD = 50  # context kept before the first matching word
+# Below this ratio of postings to documents the scores are summed over the
+# matching documents only (a sort); above it, into a dense array of all
+# documents (no sort). Both sum each document's terms in the same order.
+DENSE_RATIO = 1 / 8
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    doc_id: str
+    score: float
+    title: str
+    snippet: str
+    shard_index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    hits: list[Hit]
+    total_matches: int
+
+
+def _check(condition: bool, path: Path, message: str) -> None:
+    if not condition:
+        raise fmt.IndexFormatError(f"{path}: {message}")
+
+
+class _Blob:
+    """Variable-length UTF-8 records: a byte blob plus int64 offsets."""
+
+    def __init__(self, directory: Path, names: tuple[str, str], count: int) -> None:
+        blob_path, offsets_path = directory / names[0], directory / names[1]
+        self.offsets = fmt.load_array(offsets_path, np.int64, count + 1)
+        # Offsets are read whole at load: a corrupt one must fail now, not on a query.
+        _check(count == 0 or bool(np.all(np.diff(self.offsets) >= 0)), offsets_path, "offsets not ascending")
+        _check(len(self.offsets) == 0 or int(self.offsets[0]) == 0, offsets_path, "offsets must start at 0")
+        self.blob = fmt.load_array(blob_path, np.uint8, int(self.offsets[-1]))
+
+    def __getitem__(self, i: int) -> str:
+        return self.blob[int(self.offsets[i]) : int(self.offsets[i + 1])].tobytes().decode("utf-8", "replace")
+
+
+class ShardSearcher:
+    """One shard, memory-mapped and validated at construction.
+
+    Raises ``IndexFormatError`` naming the file when anything is missing,
+    truncated or inconsistent: a leaf fails at start, never on a query.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = directory = Path(path)
+        if not directory.is_dir():
+            raise fmt.IndexFormatError(f"{directory}: shard directory missing")
+        m = self.manifest = fmt.read_shard_manifest(directory)
+        self.shard_index = m.shard_index
+        self.shard_count = m.shard_count
+        self.n_docs = m.documents
+        self.avgdl = m.avgdl
+
+        terms_path = directory / fmt.TERMS
+        try:
+            words = terms_path.read_text(encoding="utf-8").split("\n")
+        except FileNotFoundError as exc:
+            raise fmt.IndexFormatError(f"{terms_path}: missing") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise fmt.IndexFormatError(f"{terms_path}: unreadable ({exc})") from exc
+        _check(words[-1] == "", terms_path, "must end with a newline")
+        words.pop()
+        _check(len(words) == m.terms, terms_path, f"{len(words)} terms, manifest says {m.terms}")
+        _check(all(a < b for a, b in zip(words, words[1:], strict=False)), terms_path, "terms not sorted/unique")
+        # The term dictionary lives in memory, like Lucene's terms index: one
+        # dict lookup per query term, while the postings stay memory-mapped.
+        self._term_ids = {word: i for i, word in enumerate(words)}
+
+        self._df = fmt.load_array(directory / fmt.DF, np.int64, m.terms)
+        _check(
+            m.terms == 0 or (int(self._df.min()) >= 1 and int(self._df.max()) <= m.corpus_documents),
+            directory / fmt.DF,
+            "document frequencies out of range",
+        )
+        self._indptr = fmt.load_array(directory / fmt.INDPTR, np.int64, m.terms + 1)
+        indptr_path = directory / fmt.INDPTR
+        _check(int(self._indptr[0]) == 0 and int(self._indptr[-1]) == m.postings, indptr_path, "bad bounds")
+        _check(bool(np.all(np.diff(self._indptr) > 0)), indptr_path, "every term needs >= 1 posting")
+        self._docs = fmt.load_array(directory / fmt.DOCS, np.int32, m.postings)
+        _check(
+            m.postings == 0 or (int(self._docs.min()) >= 0 and int(self._docs.max()) < m.documents),
+            directory / fmt.DOCS,
+            "document number out of range",
+        )
+        self._tfs = fmt.load_array(directory / fmt.TFS, np.int32, m.postings)
+        _check(m.postings == 0 or int(self._tfs.min()) >= 1, directory / fmt.TFS, "term frequency < 1")
+        lengths = fmt.load_array(directory / fmt.DOC_LENGTHS, np.int32, m.documents)
+        # The length normalisation of BM25 per document, computed once: it is
+        # the only per-document factor, and a query then costs one gather.
+        self._norm: npt.NDArray[np.float64] = K1 * (1.0 - B + B * lengths.astype(np.float64) / (m.avgdl or 1.0))
+        self._ids = _Blob(directory, fmt.IDS, m.documents)
+        self._titles = _Blob(directory, fmt.TITLES, m.documents)
+        self._texts = _Blob(directory, fmt.TEXTS, m.documents)
+
+    def __repr__(self) -> str:
+        return f"ShardSearcher({str(self.path)!r}, shard {self.shard_index}/{self.shard_count}, {self.n_docs} docs)"
+
+    def query_terms(self, query: str) -> dict[str, int]:
+        """Query tokens with their number of occurrences, in order of first appearance."""
+        counts: dict[str, int] = {}
+        for token in tokenize(query):
+            counts[token] = counts.get(token, 0) + 1
+        return counts
+
+    def score(self, query: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Matching local document numbers (ascending) and their BM25 scores."""
+        known = [(self._term_ids[t], n) for t, n in self.query_terms(query).items() if t in self._term_ids]
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.float64))
+        if not known:
+            return empty
+        terms = np.array([t for t, _ in known], dtype=np.int64)
+        repeats = np.array([n for _, n in known], dtype=np.float64)
+        starts = self._indptr[terms]
+        sizes = self._indptr[terms + 1] - starts
+        total = int(sizes.sum())
+        # Positions of all the query terms' postings, concatenated in query
+        # order: one gather instead of a Python loop per term, so a 10,000
+        # term query costs its postings, not 10,000 interpreter round trips.
+        ends = np.cumsum(sizes)
+        positions = np.repeat(starts - (ends - sizes), sizes) + np.arange(total, dtype=np.int64)
+        docs = self._docs[positions].astype(np.int64)
+        tfs = self._tfs[positions].astype(np.float64)
+        df = self._df[terms].astype(np.float64)
+        n = float(self.manifest.corpus_documents)
+        idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        weights = np.repeat(repeats * idf, sizes)
+        contributions = weights * (tfs * (K1 + 1.0)) / (tfs + self._norm[docs])
+        # bincount adds in input order, i.e. each document's terms in query
+        # order, on both paths and in every shard: sums are bit-identical to
+        # the unsharded index.
+        if total < DENSE_RATIO * self.n_docs:
+            matched, inverse = np.unique(docs, return_inverse=True)
+            return matched, np.bincount(inverse, weights=contributions)
+        dense = np.bincount(docs, weights=contributions, minlength=self.n_docs)
+        matched = np.flatnonzero(dense)
+        return matched, dense[matched]
+
+    def search(self, query: str, k: int, offset: int = 0) -> SearchResult:
+        """The best ``offset + k`` hits, minus the first ``offset``; and the number of matches."""
+        if k < 0 or offset < 0:
+            raise ValueError(f"k and offset must be >= 0, got k={k}, offset={offset}")
+        docs, scores = self.score(query)
+        chosen = top_n(scores, offset + k)[offset:]
+        terms = frozenset(self.query_terms(query)) if len(chosen) else frozenset()
+        hits = [self._hit(int(docs[i]), float(scores[i]), terms) for i in chosen]
+        return SearchResult(hits, len(docs))
+
+    def _hit(self, doc: int, score: float, terms: frozenset[str]) -> Hit:
+        return Hit(
+            doc_id=self._ids[doc],
+            score=score,
+            title=self._titles[doc],
+            snippet=snippet(self._texts[doc], terms),
+            shard_index=self.shard_index,
+        )
+
+
+def top_n(scores: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.int64]:
+    """Indices of the ``n`` best scores, best first, ties by ascending index.
+
+    ``argpartition`` alone would cut a run of equal scores at the n-th place
+    arbitrarily; the cut is made explicit instead: everything strictly above
+    the n-th best score, then the lowest-numbered of those equal to it.
+    """
+    n = min(n, len(scores))
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if n < len(scores):
+        threshold = np.partition(scores, len(scores) - n)[len(scores) - n]
+        above = np.flatnonzero(scores > threshold)
+        tied = np.flatnonzero(scores == threshold)[: n - len(above)]
+        candidates = np.concatenate([above, tied])
+    else:
+        candidates = np.arange(len(scores), dtype=np.int64)
+    return candidates[np.lexsort((candidates, -scores[candidates]))]
+
+
+def snippet(text: str, terms: frozenset[str], width: int = SNIPPET_CHARS) -> str:
+    """About ``width`` characters of ``text`` around the first query term, on one line.
+
+    Starts at the beginning of the text when no query term occurs in it (the
+    match was in the title). Cuts at spaces and marks cuts with an ellipsis.
+    """
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    found = find_first_term(flat, terms)
+    start = 0 if found is None else max(0, found - SNIPPET_LEAD)
+    start = max(0, min(start, len(flat) - width))
+    if start > 0:
+        space = flat.find(" ", start, found if found is not None else start + width)
+        start = space + 1 if space != -1 else start
+    end = min(len(flat), start + width)
+    if end < len(flat):
+        space = flat.rfind(" ", start, end)
+        end = space if space > start else end
+    return ("…" if start > 0 else "") + flat[start:end] + ("…" if end < len(flat) else "")
+
+
+def merge_results(results: list[SearchResult], k: int, offset: int = 0) -> SearchResult:
+    """The global page from per-shard results: score descending, ties by doc id."""
+    hits = sorted((hit for r in results for hit in r.hits), key=lambda h: (-h.score, h.doc_id))
+    return SearchResult(hits[offset : offset + k], sum(r.total_matches for r in results))
+
+
+class IndexSearcher:
+    """Every shard of an index in one process: the unsharded reference and the benchmark baseline."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.manifest = fmt.read_index_manifest(path)
+        self.shards = [ShardSearcher(fmt.shard_dir(path, s)) for s in range(self.manifest.shard_count)]
+        for s, shard in enumerate(self.shards):
+            m = shard.manifest
+            if (m.shard_index, m.shard_count, m.corpus_documents, m.corpus_total_length) != (
+                s,
+                self.manifest.shard_count,
+                self.manifest.documents,
+                self.manifest.total_length,
+            ):
+                raise fmt.IndexFormatError(f"{shard.path}: manifest does not belong to the index at {path}")
+
+    def search(self, query: str, k: int, offset: int = 0) -> SearchResult:
+        return merge_results([s.search(query, offset + k) for s in self.shards], k, offset)

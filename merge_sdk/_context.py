@@ -1,0 +1,39 @@
+"""What a merge function and its lifecycle hooks are told about their situation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protos.scatter_gather.v1 import merge_pb2, shard_pb2
+from scatter_common._sdk.calls import CallScope, ServicerContext
+
+
+class MergeContext(CallScope):
+    """One call to a merge.
+
+    Attributes: ``coverage`` (the ``scatter_gather.v1.Coverage`` the root
+    computed: total, answered, missing shards and why), ``request_id``.
+    From the call: ``time_remaining()`` (seconds to the deadline, or None),
+    ``cancelled`` (poll it in a sync merge; an async one is cancelled
+    instead) and ``invocation_metadata``.
+    """
+
+    __slots__ = ("coverage", "request_id")
+
+    def __init__(self, context: ServicerContext, request: merge_pb2.MergeRequest) -> None:
+        super().__init__(context)
+        self.coverage: shard_pb2.Coverage = request.coverage
+        self.request_id: str = request.request_id
+
+    def __repr__(self) -> str:
+        return (
+            f"MergeContext(request_id={self.request_id!r}, coverage={self.coverage.answered}/"
+            f"{self.coverage.total}, time_remaining={self.time_remaining()}, cancelled={self.cancelled})"
+        )
+
+
+@dataclass(frozen=True)
+class MergeInfo:
+    """What the start and stop hooks get: where this process listens."""
+
+    address: str

@@ -1,0 +1,63 @@
+"""The ``scatter_gather.v1.Merge`` servicer: wire in, merge call, wire out.
+
+Only translation lives here: decode the request and the OK shards'
+payloads into ``Partial`` values, build the context, pack the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from merge_sdk._context import MergeContext
+from merge_sdk._partial import STATUS_BY_NUMBER, Partial, ShardStatus
+from protos.scatter_gather.v1 import merge_pb2, merge_pb2_grpc, shard_pb2
+from scatter_common._sdk.calls import CallScope, Decoder, HandlerRunner, ServicerContext
+from scatter_common.payload import PayloadError, pack
+
+SERVICE_NAME = merge_pb2.DESCRIPTOR.services_by_name["Merge"].full_name
+
+_OK = shard_pb2.SHARD_STATUS_OK
+
+
+class MergeServicer(merge_pb2_grpc.MergeServicer):
+    def __init__(
+        self, runner: HandlerRunner, decode_request: Decoder[Any], decode_partial: Decoder[Any]
+    ) -> None:
+        self._runner = runner
+        self._decode_request = decode_request
+        self._decode_partial = decode_partial
+
+    async def Merge(
+        self, request: merge_pb2.MergeRequest, context: ServicerContext
+    ) -> merge_pb2.MergeResponse:
+        result = await self._runner.call(request, context, self._prepare)
+        return merge_pb2.MergeResponse(payload=pack(result))
+
+    def _prepare(
+        self, request: merge_pb2.MergeRequest, context: ServicerContext
+    ) -> tuple[Sequence[object], CallScope]:
+        decoded = self._decode_request(request.payload)
+        partials = [self._partial(result) for result in request.results]
+        ctx = MergeContext(context, request)
+        return (decoded, partials, ctx), ctx
+
+    def _partial(self, result: shard_pb2.ShardResult) -> Partial[Any]:
+        report = result.report
+        payload = None
+        if report.status == _OK:
+            try:
+                payload = self._decode_partial(result.payload)
+            except PayloadError as exc:
+                raise PayloadError(f"shard {report.shard_index}: {exc}") from exc
+        latency = report.latency
+        return Partial(
+            shard_index=report.shard_index,
+            status=STATUS_BY_NUMBER.get(report.status, ShardStatus.UNSPECIFIED),
+            payload=payload,
+            replica=report.replica,
+            latency_seconds=latency.seconds + latency.nanos / 1e9,
+            attempts=report.attempts,
+            hedge_won=report.hedge_won,
+            error=report.error,
+        )

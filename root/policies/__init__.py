@@ -1,0 +1,51 @@
+"""Pure tail-tolerance policies of the root: decisions without I/O.
+
+Every class here is plain Python driven by a ``Clock`` passed in: no grpc, no
+asyncio, no threads, no sleeping. The async fan-out asks them what to do and
+reports back what happened; the tests drive them with a fake clock and pin
+every decision to an exact virtual time (``tests/test_policies_*.py``).
+
+- ``latency``: ``LatencyWindow``, recent latencies of a shard and percentiles.
+- ``hedging``: ``HedgingConfig`` (gRPC vocabulary) and ``HedgeDelay``.
+- ``budget``: ``HedgeBudget``, hedges as a bounded fraction of primary calls.
+- ``replicas``: ``ReplicaSet``, least-outstanding choice and outlier ejection.
+- ``coverage_wait``: when to stop waiting for stragglers (adaptive coverage).
+- ``admission``: ``AdmissionLimit``, shed beyond a number of requests in flight.
+
+Import from this package; the module layout may change.
+"""
+
+from root.policies.admission import AdmissionConfig, AdmissionLimit
+from root.policies.budget import HedgeBudget, HedgeBudgetConfig, HedgeBudgetStats
+from root.policies.clock import Clock
+from root.policies.coverage_wait import CoverageWaitConfig, min_answers, stop_waiting_at
+from root.policies.hedging import HedgeDelay, HedgingConfig
+from root.policies.latency import LatencyWindow, LatencyWindowConfig
+from root.policies.replicas import (
+    FailureKind,
+    ReplicaConfig,
+    ReplicaSet,
+    ReplicaStatus,
+    failure_kind_for_status,
+)
+
+__all__ = [
+    "AdmissionConfig",
+    "AdmissionLimit",
+    "Clock",
+    "CoverageWaitConfig",
+    "FailureKind",
+    "HedgeBudget",
+    "HedgeBudgetConfig",
+    "HedgeBudgetStats",
+    "HedgeDelay",
+    "HedgingConfig",
+    "LatencyWindow",
+    "LatencyWindowConfig",
+    "ReplicaConfig",
+    "ReplicaSet",
+    "ReplicaStatus",
+    "failure_kind_for_status",
+    "min_answers",
+    "stop_waiting_at",
+]

@@ -1,0 +1,353 @@
+"""Replica choice and outlier ejection for the replicas of one shard.
+
+What lives here: ``ReplicaConfig``, ``ReplicaSet`` (which replica gets the next
+attempt, and the bookkeeping that decides it), ``FailureKind`` with the table
+from gRPC status names to it, and ``ReplicaStatus`` for the status page. What
+does not: sending calls, timers, or whether an attempt may be retried at all
+(``hedging.py`` decides fatal vs non-fatal).
+
+Call order, per attempt: ``i = pick(exclude)``, then ``start(i)`` when the
+call is sent, then exactly one ``finish(i, latency, ok, failure_kind)`` when it
+ends in any way, cancellation included (``outstanding`` counts on it).
+
+Choice (``pick``):
+1. skip replicas in ``exclude`` (for a hedge or failover: those already tried);
+2. skip ejected replicas, unless every remaining candidate is ejected: then
+   the one whose ejection ends soonest is used (a last resort beats failing
+   the shard; see "never all" below);
+3. fewest outstanding requests first (least-request, as Envoy and gRPC do);
+4. ties by lower latency EWMA. A replica with no samples, or whose newest
+   sample is older than ``ewma_stale_after``, counts as 0: new replicas get
+   tried at once, and a replica that was slow once is looked at again later
+   instead of being shunned forever at low concurrency, where every replica
+   ties at 0 outstanding and the EWMA alone decides;
+5. remaining ties by rotation: the scan starts after the last pick, so equal
+   replicas share the load.
+``pick`` returns None when every replica is excluded; for a third attempt on a
+two-replica shard the caller may then ``pick()`` again without exclusions.
+
+Latency EWMA: ``ewma += ewma_alpha * (sample - ewma)``, the first sample taken
+as is. Only answers feed it, plus censored observations that can only raise
+it: a TIMEOUT, or a CANCELLED attempt (lost the race) that had already run
+longer than the EWMA says, is evidence of slowness. Fast failures never feed
+it: a replica that refuses in 0.1 ms would otherwise look like the fastest and
+attract all traffic (the black hole of least-latency balancing).
+
+Ejection (Envoy's consecutive-5xx outlier detection): ``consecutive_failures``
+failures in a row (UNAVAILABLE, TIMEOUT or ERROR) eject a replica for
+``base_ejection_time * 2 ** (times_ejected - 1)``, capped at
+``max_ejection_time`` (Envoy grows it linearly; doubling backs off faster from
+a replica that keeps flapping; ``times_ejected`` stops growing once the cap
+is reached). It is back when that time has passed, with a
+clean failure count; every ``decay_after_successes`` successes in a row then
+take one off ``times_ejected``. Failures and successes of calls that finish
+while their replica is ejected are ignored (they were sent before it was).
+
+Never all: at most ``max(1, floor(n * max_ejection_percent / 100))`` replicas
+are ejected at once (Envoy's rule, "at least one host regardless"), and never
+``n``: a single-replica shard is never ejected, since there is nowhere else to
+go. A replica reaching the threshold while the cap is full is not ejected; it
+is ejected on its next failure if a place has freed up by then.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+
+from root.policies._validate import check_float, check_int
+from root.policies.clock import Clock
+
+# Envoy outlier detection: consecutive_5xx defaults to 5.
+DEFAULT_CONSECUTIVE_FAILURES = 5
+# Envoy outlier detection: base_ejection_time defaults to 30 s.
+DEFAULT_BASE_EJECTION_TIME = 30.0
+# Envoy outlier detection: max_ejection_time defaults to 300 s.
+DEFAULT_MAX_EJECTION_TIME = 300.0
+# Envoy outlier detection: max_ejection_percent defaults to 10%, but at least
+# one host is always ejectable; with the 2-3 replicas of a shard that is one.
+DEFAULT_MAX_EJECTION_PERCENT = 10.0
+# A judgment call: 100 good answers in a row (well under a second at the demo's
+# rates) are enough to forgive one ejection, while a replica that flaps every
+# few calls keeps its growing ejection time.
+DEFAULT_DECAY_AFTER_SUCCESSES = 100
+# 1/4: the EWMA follows a change within a handful of samples; a power of two
+# also keeps the arithmetic exact in the tests.
+DEFAULT_EWMA_ALPHA = 0.25
+# Look again at a replica not sampled for a second (see rule 4 above); at most
+# one probe per replica per second, which the hedge budget's floor covers.
+DEFAULT_EWMA_STALE_AFTER = 1.0
+
+
+class FailureKind(enum.Enum):
+    """How an attempt that did not succeed ended, as far as replica health goes."""
+
+    UNAVAILABLE = "unavailable"  # refused, reset, UNAVAILABLE: counts toward ejection
+    TIMEOUT = "timeout"  # no answer by the deadline: counts; the wait can raise the EWMA
+    ERROR = "error"  # INTERNAL, UNKNOWN, DATA_LOSS...: counts toward ejection
+    # The leaf shed the call (RESOURCE_EXHAUSTED): neutral. Ejecting replicas for
+    # being overloaded pushes their load onto the rest and cascades.
+    OVERLOADED = "overloaded"
+    # Lost the race to another attempt, or the request ended: says nothing bad
+    # about the replica, except that it was slower than the EWMA if it ran long.
+    CANCELLED = "cancelled"
+    # The request's own fault (INVALID_ARGUMENT...): the replica did answer, so
+    # its failure streak ends, but it is no latency sample.
+    REJECTED = "rejected"
+
+
+_REJECTED_CODES = (
+    "INVALID_ARGUMENT",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNAUTHENTICATED",
+)
+FAILURE_KIND_BY_STATUS: dict[str, FailureKind] = {
+    "UNAVAILABLE": FailureKind.UNAVAILABLE,
+    "DEADLINE_EXCEEDED": FailureKind.TIMEOUT,
+    "RESOURCE_EXHAUSTED": FailureKind.OVERLOADED,
+    "CANCELLED": FailureKind.CANCELLED,
+    **dict.fromkeys(_REJECTED_CODES, FailureKind.REJECTED),
+    # UNKNOWN, INTERNAL, DATA_LOSS, UNIMPLEMENTED: ERROR, via failure_kind_for_status.
+}
+
+
+def failure_kind_for_status(status_code: str) -> FailureKind:
+    """The ``FailureKind`` of an attempt that ended with this gRPC status name (not OK)."""
+    return FAILURE_KIND_BY_STATUS.get(status_code, FailureKind.ERROR)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaConfig:
+    """Replica choice and outlier ejection, the same for every shard."""
+
+    # None turns ejection off.
+    consecutive_failures: int | None = DEFAULT_CONSECUTIVE_FAILURES
+    base_ejection_time: float = DEFAULT_BASE_EJECTION_TIME
+    max_ejection_time: float = DEFAULT_MAX_EJECTION_TIME
+    max_ejection_percent: float = DEFAULT_MAX_EJECTION_PERCENT
+    decay_after_successes: int = DEFAULT_DECAY_AFTER_SUCCESSES
+    ewma_alpha: float = DEFAULT_EWMA_ALPHA
+    ewma_stale_after: float = DEFAULT_EWMA_STALE_AFTER
+
+    def __post_init__(self) -> None:
+        if self.consecutive_failures is not None:
+            check_int("replicas.consecutive_failures", self.consecutive_failures, low=1)
+        check_float("replicas.base_ejection_time", self.base_ejection_time, low=0.0, low_open=True)
+        check_float("replicas.max_ejection_time", self.max_ejection_time, low=0.0, low_open=True)
+        if self.max_ejection_time < self.base_ejection_time:
+            raise ValueError(
+                "replicas.max_ejection_time must be >= replicas.base_ejection_time"
+                f" ({self.base_ejection_time:g}), got {self.max_ejection_time!r}"
+            )
+        check_float("replicas.max_ejection_percent", self.max_ejection_percent, low=0.0, high=100.0)
+        check_int("replicas.decay_after_successes", self.decay_after_successes, low=1)
+        check_float("replicas.ewma_alpha", self.ewma_alpha, low=0.0, high=1.0, low_open=True)
+        check_float("replicas.ewma_stale_after", self.ewma_stale_after, low=0.0, low_open=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaStatus:
+    """One replica as the status page shows it."""
+
+    index: int
+    address: str
+    outstanding: int
+    ewma: float | None  # seconds; None before the first sample
+    ejected: bool
+    ejected_until: float | None  # clock time it returns; None when not ejected
+    consecutive_failures: int
+    times_ejected: int
+
+
+class _Replica:
+    __slots__ = ("ejected_until", "ewma", "failures", "outstanding", "sampled_at", "streak", "times_ejected")
+
+    def __init__(self) -> None:
+        self.outstanding = 0
+        self.ewma = 0.0
+        self.sampled_at = -math.inf  # clock time of the newest EWMA sample; -inf: none yet
+        self.ejected_until = -math.inf  # ejected while clock() < ejected_until
+        self.failures = 0  # consecutive failures
+        self.streak = 0  # consecutive successes, toward decaying times_ejected
+        self.times_ejected = 0
+
+
+_NOTHING: frozenset[int] = frozenset()
+
+
+class ReplicaSet:
+    """The replicas of one shard: who gets the next attempt, and who is ejected."""
+
+    __slots__ = (
+        "_alpha",
+        "_base",
+        "_clock",
+        "_cursor",
+        "_decay_after",
+        "_max_ejected",
+        "_max_time",
+        "_max_times",
+        "_reps",
+        "_stale_after",
+        "_threshold",
+        "addresses",
+    )
+
+    def __init__(
+        self, addresses: Sequence[str], clock: Clock, config: ReplicaConfig = ReplicaConfig()
+    ) -> None:
+        if not addresses:
+            raise ValueError("a shard needs at least one replica address")
+        self.addresses: tuple[str, ...] = tuple(addresses)
+        n = len(self.addresses)
+        self._clock = clock
+        self._reps = [_Replica() for _ in range(n)]
+        self._cursor = 0
+        self._alpha = config.ewma_alpha
+        self._stale_after = config.ewma_stale_after
+        self._threshold = config.consecutive_failures
+        self._base = config.base_ejection_time
+        self._max_time = config.max_ejection_time
+        self._decay_after = config.decay_after_successes
+        # times_ejected stops growing once the ejection time has reached its
+        # cap: more would only slow the decay (and 2.0 ** k overflows at 1024).
+        k = 1
+        while self._base * 2.0 ** (k - 1) < self._max_time:
+            k += 1
+        self._max_times = k
+        self._max_ejected = (
+            0 if n == 1 else min(n - 1, max(1, math.floor(n * config.max_ejection_percent / 100)))
+        )
+
+    def __len__(self) -> int:
+        return len(self._reps)
+
+    def pick(self, exclude: AbstractSet[int] = _NOTHING) -> int | None:
+        """The replica for the next attempt, or None if every one is excluded."""
+        now = self._clock()
+        reps = self._reps
+        n = len(reps)
+        stale_before = now - self._stale_after
+        best = -1
+        best_out = 0
+        best_ewma = 0.0
+        fallback = -1  # an ejected candidate whose ejection ends soonest
+        fallback_until = math.inf
+        i = self._cursor
+        for _ in range(n):
+            if i not in exclude:
+                r = reps[i]
+                if r.ejected_until > now:
+                    if r.ejected_until < fallback_until:
+                        fallback = i
+                        fallback_until = r.ejected_until
+                else:
+                    out = r.outstanding
+                    ewma = r.ewma if r.sampled_at >= stale_before else 0.0
+                    if best < 0 or out < best_out or (out == best_out and ewma < best_ewma):
+                        best = i
+                        best_out = out
+                        best_ewma = ewma
+            i += 1
+            if i == n:
+                i = 0
+        if best < 0:
+            best = fallback
+            if best < 0:
+                return None
+        self._cursor = best + 1 if best + 1 < n else 0
+        return best
+
+    def start(self, index: int) -> None:
+        """An attempt was sent to replica ``index``."""
+        self._reps[index].outstanding += 1
+
+    def finish(self, index: int, latency: float, ok: bool, failure_kind: FailureKind | None = None) -> None:
+        """An attempt on replica ``index`` ended after ``latency`` seconds.
+
+        ``ok`` means it answered successfully; otherwise ``failure_kind`` says
+        how it ended (required). See the module docstring for what each changes.
+        """
+        r = self._reps[index]
+        r.outstanding -= 1
+        now = self._clock()
+        if ok:
+            if r.sampled_at == -math.inf:
+                r.ewma = latency
+            else:
+                r.ewma += self._alpha * (latency - r.ewma)
+            r.sampled_at = now
+            if r.ejected_until > now:
+                return
+            r.failures = 0
+            if r.times_ejected:
+                r.streak += 1
+                if r.streak >= self._decay_after:
+                    r.times_ejected -= 1
+                    r.streak = 0
+            return
+        if failure_kind is None:
+            raise ValueError("finish(ok=False) needs a failure_kind")
+        if failure_kind is FailureKind.CANCELLED or failure_kind is FailureKind.TIMEOUT:
+            # Censored: the true latency is at least this, so it may only raise
+            # the EWMA; it still counts as a fresh look at the replica.
+            if r.sampled_at == -math.inf:
+                r.ewma = latency
+            elif latency > r.ewma:
+                r.ewma += self._alpha * (latency - r.ewma)
+            r.sampled_at = now
+            if failure_kind is FailureKind.CANCELLED:
+                return
+        elif failure_kind is FailureKind.OVERLOADED:
+            return
+        if r.ejected_until > now:
+            return
+        if failure_kind is FailureKind.REJECTED:
+            r.failures = 0
+            return
+        # UNAVAILABLE, TIMEOUT, ERROR
+        r.failures += 1
+        r.streak = 0
+        if self._threshold is not None and r.failures >= self._threshold:
+            self._maybe_eject(r, now)
+
+    def _maybe_eject(self, r: _Replica, now: float) -> None:
+        ejected = 0
+        for other in self._reps:
+            if other.ejected_until > now:
+                ejected += 1
+        if ejected >= self._max_ejected:
+            return
+        if r.times_ejected < self._max_times:
+            r.times_ejected += 1
+        r.ejected_until = now + min(self._base * 2.0 ** (r.times_ejected - 1), self._max_time)
+        r.failures = 0
+        r.streak = 0
+
+    def is_ejected(self, index: int) -> bool:
+        return self._reps[index].ejected_until > self._clock()
+
+    def status(self) -> tuple[ReplicaStatus, ...]:
+        """Per-replica state for the status page (allocates; not for the hot path)."""
+        now = self._clock()
+        return tuple(
+            ReplicaStatus(
+                index=i,
+                address=self.addresses[i],
+                outstanding=r.outstanding,
+                ewma=None if r.sampled_at == -math.inf else r.ewma,
+                ejected=r.ejected_until > now,
+                ejected_until=r.ejected_until if r.ejected_until > now else None,
+                consecutive_failures=r.failures,
+                times_ejected=r.times_ejected,
+            )
+            for i, r in enumerate(self._reps)
+        )

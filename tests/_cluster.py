@@ -1,0 +1,77 @@
+"""A local deployment of the probe application for integration tests.
+
+Started through the real runtime (root.runtime), so every test talks gRPC to
+real root, merge and leaf processes on 127.0.0.1; the Deployment stops every
+process it started by its own handle.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import message
+
+from protos.probe.v1 import probe_pb2
+from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
+from root.runtime.spec import parse_deployment
+from root.runtime.supervisor import Deployment
+
+PROBE_DIR = Path(__file__).resolve().parent.parent / "examples" / "probe"
+
+
+@contextmanager
+def probe_cluster(
+    shards: int = 3,
+    replicas: int = 2,
+    root: Mapping[str, Any] | None = None,
+    leaf_args: tuple[str, ...] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> Iterator[Deployment]:
+    document: dict[str, Any] = {
+        "root": {"listen": "127.0.0.1:0", "default_deadline_ms": 2000, **(root or {})},
+        "merge": {"command": ["{python}", "merge.py"]},
+        "leaves": {"command": ["{python}", "leaf.py", *leaf_args], "shards": shards, "replicas": replicas},
+        "runtime": {"ready_timeout_ms": 30_000},
+        **(extra or {}),
+    }
+    with Deployment(parse_deployment(document, PROBE_DIR)) as deployment:
+        yield deployment
+
+
+class Client:
+    """A Root client on one long-lived channel."""
+
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.insecure_channel(address)
+        self.stub = root_pb2_grpc.RootStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def query(
+        self,
+        payload: message.Message,
+        timeout: float = 5.0,
+        min_coverage: float | None = None,
+    ) -> root_pb2.QueryResponse:
+        request = root_pb2.QueryRequest()
+        request.payload.Pack(payload)
+        if min_coverage is not None:
+            request.options.min_coverage = min_coverage
+        response: root_pb2.QueryResponse = self.stub.Query(request, timeout=timeout)
+        return response
+
+    def probe(self, timeout: float = 5.0, min_coverage: float | None = None, **fields: Any) -> tuple[
+        root_pb2.QueryResponse, probe_pb2.ProbeResponse, float
+    ]:
+        start = time.monotonic()
+        response = self.query(probe_pb2.ProbeRequest(**fields), timeout, min_coverage)
+        elapsed = time.monotonic() - start
+        merged = probe_pb2.ProbeResponse()
+        assert response.payload.Unpack(merged)
+        return response, merged, elapsed
