@@ -196,7 +196,7 @@ def jsonl_corpus(path: str | os.PathLike[str]) -> Iterator[Document]:
     with open(path, encoding="utf-8") as lines:
         lineno = 0
         try:
-            for lineno, line in enumerate(lines, start=1):  # noqa: B007 (used in except)
+            for lineno, line in enumerate(lines, start=1):
                 if not line.strip():
                     continue
                 where = f"{os.fspath(path)}:{lineno}"
@@ -263,7 +263,10 @@ def load_corpus(spec: str, *, docs: int | None = None, seed: int = 0) -> Iterato
         elif path.is_file():
             source = jsonl_corpus(path)
         else:
-            raise CorpusError(f"{spec}: no such file or directory (expected 'stdlib', 'synthetic', a .jsonl file or a directory)")
+            raise CorpusError(
+                f"{spec}: no such file or directory "
+                "(expected 'stdlib', 'synthetic', a .jsonl file or a directory)"
+            )
     return source if docs is None else _take(source, docs)
 
 

@@ -136,7 +136,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise IndexFormatError(f"{path}: missing (is this a demo search index? build one with 'scatter demo index')") from exc
+        raise IndexFormatError(
+            f"{path}: missing (is this a demo search index? build one with 'scatter demo index')"
+        ) from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IndexFormatError(f"{path}: unreadable manifest ({exc})") from exc
     if not isinstance(data, dict):

@@ -26,6 +26,7 @@ a leaf (or the ``scatter demo`` cache) would find it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import time
@@ -137,7 +138,9 @@ class _Builder:
                     term = vocab[token] = len(vocab)
                 term_ids.append(term)
         if len(vocab) > len(self.df):
-            self.df = np.concatenate([self.df, np.zeros(max(len(vocab), 2 * len(self.df)) - len(self.df), np.int64)])
+            self.df = np.concatenate(
+                [self.df, np.zeros(max(len(vocab), 2 * len(self.df)) - len(self.df), np.int64)]
+            )
 
         counts = np.array(lengths, dtype=np.int64)
         doc_of_token = np.repeat(np.arange(len(batch), dtype=np.int64), counts)
@@ -216,16 +219,25 @@ class _Builder:
         id_sizes = np.frombuffer(spill.sizes["ids"], dtype=np.int64)
         id_blob = spill.read("ids").tobytes()
         id_ends = np.cumsum(id_sizes)
-        ids = [id_blob[e - z : e].decode("utf-8") for e, z in zip(id_ends.tolist(), id_sizes.tolist(), strict=True)]
+        ids = [
+            id_blob[e - z : e].decode("utf-8")
+            for e, z in zip(id_ends.tolist(), id_sizes.tolist(), strict=True)
+        ]
         by_id = sorted(range(n), key=ids.__getitem__)
-        for a, b in zip(by_id, by_id[1:], strict=False):
+        for a, b in itertools.pairwise(by_id):
             if ids[a] == ids[b]:
                 raise CorpusError(f"duplicate document id {ids[a]!r}: ids must be unique")
         new_of_arrival = np.empty(n, dtype=np.int64)
         new_of_arrival[np.array(by_id, dtype=np.int64)] = np.arange(n, dtype=np.int64)
         del ids, id_blob
-        np.save(directory / fmt.DOC_LENGTHS, np.frombuffer(spill.lengths, dtype=np.int64)[by_id].astype(np.int32))
-        for field, (blob_name, offsets_name) in (("ids", fmt.IDS), ("titles", fmt.TITLES), ("texts", fmt.TEXTS)):
+        np.save(
+            directory / fmt.DOC_LENGTHS, np.frombuffer(spill.lengths, dtype=np.int64)[by_id].astype(np.int32)
+        )
+        for field, (blob_name, offsets_name) in (
+            ("ids", fmt.IDS),
+            ("titles", fmt.TITLES),
+            ("texts", fmt.TEXTS),
+        ):
             _write_reordered_blob(
                 spill.directory / field,
                 np.frombuffer(spill.sizes[field], dtype=np.int64),

@@ -29,16 +29,27 @@ which are exactly those with a score > 0 (idf > 0 always).
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 
 from demo_search import format as fmt
 from demo_search.tokenizer import find_first_term, tokenize
 
-__all__ = ["B", "K1", "SNIPPET_CHARS", "Hit", "IndexSearcher", "SearchResult", "ShardSearcher", "merge_results"]
+__all__ = [
+    "K1",
+    "SNIPPET_CHARS",
+    "B",
+    "Hit",
+    "IndexSearcher",
+    "SearchResult",
+    "ShardSearcher",
+    "merge_results",
+]
 
 K1 = 1.2  # Lucene / Elasticsearch default
 B = 0.75  # Lucene / Elasticsearch default
@@ -112,7 +123,7 @@ class ShardSearcher:
         _check(words[-1] == "", terms_path, "must end with a newline")
         words.pop()
         _check(len(words) == m.terms, terms_path, f"{len(words)} terms, manifest says {m.terms}")
-        _check(all(a < b for a, b in zip(words, words[1:], strict=False)), terms_path, "terms not sorted/unique")
+        _check(all(a < b for a, b in itertools.pairwise(words)), terms_path, "terms not sorted/unique")
         # The term dictionary lives in memory, like Lucene's terms index: one
         # dict lookup per query term, while the postings stay memory-mapped.
         self._term_ids = {word: i for i, word in enumerate(words)}
@@ -138,13 +149,16 @@ class ShardSearcher:
         lengths = fmt.load_array(directory / fmt.DOC_LENGTHS, np.int32, m.documents)
         # The length normalisation of BM25 per document, computed once: it is
         # the only per-document factor, and a query then costs one gather.
-        self._norm: npt.NDArray[np.float64] = K1 * (1.0 - B + B * lengths.astype(np.float64) / (m.avgdl or 1.0))
+        self._norm: npt.NDArray[np.float64] = K1 * (
+            1.0 - B + B * lengths.astype(np.float64) / (m.avgdl or 1.0)
+        )
         self._ids = _Blob(directory, fmt.IDS, m.documents)
         self._titles = _Blob(directory, fmt.TITLES, m.documents)
         self._texts = _Blob(directory, fmt.TEXTS, m.documents)
 
     def __repr__(self) -> str:
-        return f"ShardSearcher({str(self.path)!r}, shard {self.shard_index}/{self.shard_count}, {self.n_docs} docs)"
+        where = f"shard {self.shard_index}/{self.shard_count}"
+        return f"ShardSearcher({str(self.path)!r}, {where}, {self.n_docs} docs)"
 
     def query_terms(self, query: str) -> dict[str, int]:
         """Query tokens with their number of occurrences, in order of first appearance."""
@@ -181,9 +195,10 @@ class ShardSearcher:
         # the unsharded index.
         if total < DENSE_RATIO * self.n_docs:
             matched, inverse = np.unique(docs, return_inverse=True)
-            return matched, np.bincount(inverse, weights=contributions)
-        dense = np.bincount(docs, weights=contributions, minlength=self.n_docs)
-        matched = np.flatnonzero(dense)
+            sums = np.bincount(inverse, weights=contributions).astype(np.float64, copy=False)
+            return matched.astype(np.int64, copy=False), sums
+        dense = np.bincount(docs, weights=contributions, minlength=self.n_docs).astype(np.float64, copy=False)
+        matched = np.flatnonzero(dense).astype(np.int64, copy=False)
         return matched, dense[matched]
 
     def search(self, query: str, k: int, offset: int = 0) -> SearchResult:

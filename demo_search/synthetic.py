@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from demo_search.corpus import Document
 
-__all__ = ["DEFAULT_DOCS", "BLOCK_DOCS", "synthetic_corpus", "vocabulary"]
+__all__ = ["BLOCK_DOCS", "DEFAULT_DOCS", "synthetic_corpus", "vocabulary"]
 
 DEFAULT_DOCS = 10_000
 BLOCK_DOCS = 10_000

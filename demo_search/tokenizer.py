@@ -4,7 +4,7 @@ Rules (also in docs/demo.md; changing any of them changes the index format, so
 bump ``FORMAT_VERSION`` in :mod:`demo_search.format` when you do):
 
 1. Unicode NFKC normalisation, so compatibility forms index as their plain
-   letters (the ligature "ﬁ" is "fi", full-width "Ａ" is "A").
+   letters (the ligature U+FB01 is "fi", full-width U+FF21 is "A").
 2. ``str.casefold()``: lowercase for every script, plus the caseless
    foldings ("Straße" and "STRASSE" are both "strasse").
 3. Tokens are the maximal runs of Unicode word characters, ``\\w+`` with

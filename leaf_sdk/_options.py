@@ -48,7 +48,7 @@ class LeafOptions(ServerOptions):
         with status 2 and a message naming the flag or variable.
         """
         parser = FlagParser(
-            prog or "leaf", "Serve one shard as a scatter/gather leaf.", SERVER_FLAGS + _SHARD_FLAGS
+            prog, "Serve one shard as a scatter/gather leaf.", SERVER_FLAGS + _SHARD_FLAGS
         )
         values, explicit = parser.parse(argv, environ, allow_extra_args=allow_extra_args)
         if values["shard_index"] >= values["shard_count"]:

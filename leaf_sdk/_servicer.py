@@ -43,9 +43,12 @@ class LeafServicer(leaf_pb2_grpc.LeafServicer):
         if request.shard_index != self._shard_index or (
             request.shard_count and request.shard_count != self._shard_count
         ):
+            asked = f"shard {request.shard_index}"
+            if request.shard_count:
+                asked += f" of {request.shard_count}"
             raise WrongShard(
                 f"this leaf serves shard {self._shard_index} of {self._shard_count}; "
-                f"the request is for shard {request.shard_index} of {request.shard_count}"
+                f"the request is for {asked}"
             )
         ctx = LeafContext(context, request, self._shard_index, self._shard_count)
         return (self._decode(request.payload), ctx), ctx

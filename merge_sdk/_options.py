@@ -30,7 +30,7 @@ class MergeOptions(ServerOptions):
         Unknown arguments are an error unless ``allow_extra_args``. Bad values
         exit with status 2 and a message naming the flag or variable.
         """
-        parser = FlagParser(prog or "merge", "Serve a scatter/gather merge.", SERVER_FLAGS)
+        parser = FlagParser(prog, "Serve a scatter/gather merge.", SERVER_FLAGS)
         values, explicit = parser.parse(argv, environ, allow_extra_args=allow_extra_args)
         return cls(
             address=parser.listen_address(values, explicit),

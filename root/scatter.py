@@ -42,12 +42,22 @@ ERROR = shard_pb2.SHARD_STATUS_ERROR
 UNAVAILABLE = shard_pb2.SHARD_STATUS_UNAVAILABLE
 
 
+# gRPC reconnects to a dead peer with exponential backoff up to 120 s; a
+# replica that comes back would then sit idle for minutes. Cap the backoff
+# so a restarted leaf gets traffic within about a second.
+RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
 class Replica:
     """One leaf replica: its address and the long-lived channel to it."""
 
     def __init__(self, address: str, channel_options: list[tuple[str, int]]) -> None:
         self.address = address
-        self.channel = grpc.aio.insecure_channel(address, options=channel_options)
+        self.channel = grpc.aio.insecure_channel(address, options=[*channel_options, *RECONNECT_OPTIONS])
         # Raw bytes in and out: the root splices messages (see root.wire).
         self.execute = self.channel.unary_unary(EXECUTE_METHOD)
 
@@ -219,4 +229,5 @@ class Shard:
             cancel_pending()
         if loop.time() >= deadline or last_code == "DEADLINE_EXCEEDED":
             return ShardOutcome(report(TIMEOUT, last_replica, "deadline exceeded before any replica answered"), b"")
-        return ShardOutcome(report(UNAVAILABLE, last_replica, f"{last_code}: {last_detail}".strip(": ")), b"")
+        detail = last_detail if last_code in ("", "UNAVAILABLE") else f"{last_code}: {last_detail}"
+        return ShardOutcome(report(UNAVAILABLE, last_replica, detail), b"")

@@ -24,7 +24,7 @@ from root.config import RootConfig
 from root.coverage import build_coverage, check_leaf_verdicts, require_coverage
 from root.errors import DeadlineTooShort, InvalidRequest, Overloaded, RootError, merge_failure
 from root.policies import AdmissionConfig, AdmissionLimit
-from root.scatter import Shard, ShardOutcome
+from root.scatter import RECONNECT_OPTIONS, Shard, ShardOutcome
 
 log = logging.getLogger("scatter.root")
 
@@ -43,6 +43,7 @@ class RootService:
             options=[
                 ("grpc.max_send_message_length", config.max_message_bytes),
                 ("grpc.max_receive_message_length", config.max_message_bytes),
+                *RECONNECT_OPTIONS,
             ],
         )
         self.merge = self.merge_channel.unary_unary(MERGE_METHOD)

@@ -122,7 +122,7 @@ def test_recompute_every_caps_staleness() -> None:
 
 def test_record_rejects_negative_and_nan() -> None:
     w = window()
-    with pytest.raises(ValueError, match="latency must be >= 0 seconds, got -0.1"):
+    with pytest.raises(ValueError, match=r"latency must be >= 0 seconds, got -0\.1"):
         w.record(-0.1)
     with pytest.raises(ValueError, match="latency must be >= 0"):
         w.record(math.nan)

@@ -38,8 +38,17 @@ def cluster() -> Iterator[Deployment]:
 def client(cluster: Deployment) -> Iterator[Client]:
     c = Client(cluster.root_address)
     yield c
-    # After every test, whatever it did, the deployment still answers in full.
-    response, merged, _ = c.probe(value=1)
+    # After every test, whatever it did, the deployment answers in full again
+    # (a revived replica may take up to the root's 1 s reconnect backoff).
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            response, merged, _ = c.probe(value=1)
+            break
+        except grpc.RpcError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     assert merged.sum == expected_sum(1)
     assert response.coverage.answered == SHARDS
     c.close()

@@ -26,8 +26,9 @@ Choice (``pick``):
 ``pick`` returns None when every replica is excluded; for a third attempt on a
 two-replica shard the caller may then ``pick()`` again without exclusions.
 
-Latency EWMA: ``ewma += ewma_alpha * (sample - ewma)``, the first sample taken
-as is. Only answers feed it, plus censored observations that can only raise
+Latency EWMA: ``ewma += ewma_alpha * (sample - ewma)``; the first sample, and
+the first after the EWMA has gone stale, are taken as they are (a second-old
+average says nothing about now). Only answers feed it, plus censored observations that can only raise
 it: a TIMEOUT, or a CANCELLED attempt (lost the race) that had already run
 longer than the EWMA says, is evidence of slowness. Fast failures never feed
 it: a replica that refuses in 0.1 ms would otherwise look like the fastest and
@@ -280,7 +281,7 @@ class ReplicaSet:
         r.outstanding -= 1
         now = self._clock()
         if ok:
-            if r.sampled_at == -math.inf:
+            if r.sampled_at < now - self._stale_after:  # none yet, or too old to average with
                 r.ewma = latency
             else:
                 r.ewma += self._alpha * (latency - r.ewma)
@@ -299,7 +300,7 @@ class ReplicaSet:
         if failure_kind is FailureKind.CANCELLED or failure_kind is FailureKind.TIMEOUT:
             # Censored: the true latency is at least this, so it may only raise
             # the EWMA; it still counts as a fresh look at the replica.
-            if r.sampled_at == -math.inf:
+            if r.sampled_at < now - self._stale_after:
                 r.ewma = latency
             elif latency > r.ewma:
                 r.ewma += self._alpha * (latency - r.ewma)

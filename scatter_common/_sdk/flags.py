@@ -154,7 +154,7 @@ SERVER_FLAGS: tuple[Flag, ...] = (
 class FlagParser:
     """Parses ``flags`` from argv and the environment; use ``error`` for cross-field checks."""
 
-    def __init__(self, prog: str, description: str, flags: Sequence[Flag]) -> None:
+    def __init__(self, prog: str | None, description: str, flags: Sequence[Flag]) -> None:
         self._flags = tuple(flags)
         self._parser = argparse.ArgumentParser(
             prog=prog,

@@ -1,0 +1,33 @@
+"""The demo application: a sharded BM25 full-text search served by the framework.
+
+Modules, one concept each:
+
+* ``tokenizer``  the one tokenizer for documents and queries (rules at its top)
+* ``corpus``     documents: the stdlib docs, JSONL files, text directories
+* ``synthetic``  the deterministic Zipfian corpus for scale
+* ``format``     the on-disk index format (the builder/searcher contract)
+* ``index``      the index builder
+* ``search``     the BM25 engine of one shard, and of a whole index in process
+* ``leaf`` / ``merge``  the gRPC leaf and merge, written with the SDKs
+* ``cli``        ``scatter demo`` and ``scatter demo index``
+
+Nothing here is imported by the framework (``root``, the SDKs); the demo only
+uses them.
+"""
+
+from demo_search.corpus import CorpusError, Document
+from demo_search.format import IndexFormatError
+from demo_search.index import BuildSummary, build_index
+from demo_search.search import Hit, IndexSearcher, SearchResult, ShardSearcher
+
+__all__ = [
+    "BuildSummary",
+    "CorpusError",
+    "Document",
+    "Hit",
+    "IndexFormatError",
+    "IndexSearcher",
+    "SearchResult",
+    "ShardSearcher",
+    "build_index",
+]

@@ -1,0 +1,50 @@
+"""Probe leaf: a shard whose behaviour each request controls, for tests and benchmarks.
+
+The request says how long every shard works (``delay``, overridden per shard
+by ``shard_delays``) and which shards fail (``fail_shards``). Flags of this
+script add a latency tail for load tests; every other flag (``--port``,
+``--shard-index``, ...) goes to the SDK:
+
+    python examples/probe/leaf.py --shard-index 1 --shard-count 4 --stall-probability 0.01
+"""
+
+import argparse
+import asyncio
+import os
+import random
+
+from leaf_sdk import LeafContext, LeafInfo, serve_leaf
+from protos.probe.v1 import probe_pb2
+
+parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+parser.add_argument("--base-latency-ms", type=float, default=0.0, help="added to every call's delay")
+parser.add_argument("--stall-probability", type=float, default=0.0, help="chance that a call stalls")
+parser.add_argument("--stall-ms", type=float, default=100.0, help="extra delay of a stalled call")
+parser.add_argument("--seed", type=int, default=0, help="seed of the stall draws")
+parser.add_argument("--start-delay-ms", type=float, default=0.0, help="startup time before SERVING")
+args, sdk_argv = parser.parse_known_args()
+
+REPLICA = os.environ.get("SCATTER_REPLICA_ID") or str(os.getpid())
+rng = random.Random()
+
+
+async def on_start(info: LeafInfo) -> None:
+    # One stream of draws per shard and replica, so replicas stall independently.
+    rng.seed(f"{args.seed}:{info.shard_index}:{REPLICA}")
+    await asyncio.sleep(args.start_delay_ms / 1000)  # stands in for loading an index
+
+
+async def handle(request: probe_pb2.ProbeRequest, ctx: LeafContext) -> probe_pb2.ProbePartial:
+    delay = request.shard_delays.get(ctx.shard_index) or request.delay
+    seconds = delay.ToTimedelta().total_seconds() + args.base_latency_ms / 1000
+    if rng.random() < args.stall_probability:
+        seconds += args.stall_ms / 1000
+    await asyncio.sleep(seconds)  # cancelled, not finished, when the root gives up on this call
+    if ctx.shard_index in request.fail_shards:
+        raise RuntimeError(f"shard {ctx.shard_index} was asked to fail")
+    value = ctx.shard_index + 1 + request.value
+    return probe_pb2.ProbePartial(shard_index=ctx.shard_index, value=value, replica=REPLICA)
+
+
+if __name__ == "__main__":
+    serve_leaf(handle, on_start=on_start, argv=sdk_argv)

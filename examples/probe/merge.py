@@ -1,0 +1,21 @@
+"""Probe merge: sums the values of the shards that answered and lists them.
+
+python examples/probe/merge.py --port 50050
+"""
+
+from merge_sdk import MergeContext, Partial, ok_shards, serve_merge, sum_field
+from protos.probe.v1 import probe_pb2
+
+
+# async because it never blocks: it runs on the event loop, with no thread hop.
+async def merge(
+    request: probe_pb2.ProbeRequest, partials: list[Partial[probe_pb2.ProbePartial]], ctx: MergeContext
+) -> probe_pb2.ProbeResponse:
+    return probe_pb2.ProbeResponse(
+        sum=sum_field(partials, lambda partial: partial.value),
+        shard_indices=ok_shards(partials),
+    )
+
+
+if __name__ == "__main__":
+    serve_merge(merge)

@@ -1,0 +1,428 @@
+"""ReplicaSet: least-outstanding choice, EWMA ties, rotation, ejection, with a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from root.policies import FailureKind, ReplicaConfig, ReplicaSet, ReplicaStatus, failure_kind_for_status
+from tests._fakeclock import FakeClock
+
+U = FailureKind.UNAVAILABLE
+
+
+def replicas(n: int, clock: FakeClock | None = None, **kwargs: object) -> ReplicaSet:
+    return ReplicaSet(
+        [f"10.0.0.{i}:50051" for i in range(n)],
+        clock or FakeClock(),
+        ReplicaConfig(**kwargs),  # type: ignore[arg-type]
+    )
+
+
+def answer(rs: ReplicaSet, i: int, latency: float) -> None:
+    rs.start(i)
+    rs.finish(i, latency, True)
+
+
+def fail(rs: ReplicaSet, i: int, times: int = 1, kind: FailureKind = U) -> None:
+    for _ in range(times):
+        rs.start(i)
+        rs.finish(i, 0.0001, False, kind)
+
+
+def ewma(rs: ReplicaSet, i: int) -> float | None:
+    return rs.status()[i].ewma
+
+
+# --- choice -------------------------------------------------------------------
+
+
+def test_least_outstanding_first() -> None:
+    rs = replicas(3)
+    rs.start(0)
+    rs.start(0)
+    rs.start(1)
+    assert rs.pick() == 2
+    rs.start(2)
+    rs.start(2)
+    assert rs.pick() == 1  # 2, 1, 2 outstanding
+    rs.finish(0, 0.001, True)
+    rs.finish(0, 0.001, True)
+    assert rs.pick() == 0
+
+
+def test_equal_replicas_share_load_by_rotation() -> None:
+    rs = replicas(3)
+    assert [rs.pick() for _ in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+
+
+def test_rotation_resumes_after_the_last_pick() -> None:
+    rs = replicas(4)
+    rs.start(0)
+    assert rs.pick() == 1
+    rs.finish(0, 0.0, False, FailureKind.CANCELLED)  # no sample: all tie again
+    assert rs.pick() == 2
+
+
+def test_ties_broken_by_lower_ewma() -> None:
+    rs = replicas(3)
+    answer(rs, 0, 0.004)
+    answer(rs, 1, 0.002)
+    answer(rs, 2, 0.003)
+    assert [rs.pick() for _ in range(3)] == [1, 1, 1]
+    rs.start(1)
+    assert rs.pick() == 2  # fewer outstanding beats lower latency
+
+
+def test_new_replica_without_samples_counts_as_zero() -> None:
+    rs = replicas(2)
+    answer(rs, 0, 0.001)
+    assert rs.pick() == 1
+    assert ewma(rs, 1) is None
+
+
+def test_ewma_update_is_exact() -> None:
+    rs = replicas(1)
+    answer(rs, 0, 0.004)
+    assert ewma(rs, 0) == 0.004  # the first sample is taken as is
+    answer(rs, 0, 0.008)
+    assert ewma(rs, 0) == 0.004 + 0.25 * 0.004
+    answer(rs, 0, 0.005)
+    assert ewma(rs, 0) == 0.005
+    rs2 = replicas(1, ewma_alpha=1.0)
+    answer(rs2, 0, 0.5)
+    answer(rs2, 0, 0.25)
+    assert ewma(rs2, 0) == 0.25
+
+
+def test_stale_ewma_counts_as_zero_so_the_replica_is_looked_at_again() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    answer(rs, 0, 0.100)  # one slow call at t = 0
+    answer(rs, 1, 0.002)
+    clock.advance(1.0)  # exactly ewma_stale_after: still fresh
+    assert rs.pick() == 1
+    clock.advance(0.5)
+    answer(rs, 1, 0.002)  # replica 1 keeps getting fresh samples
+    assert rs.pick() == 0  # replica 0's sample is 1.5 s old: tried again
+    answer(rs, 0, 0.001)  # and it is fast now: a stale EWMA restarts from the new sample
+    assert ewma(rs, 0) == 0.001
+    assert rs.pick() == 0
+
+
+def test_exclude_and_none_when_everything_is_excluded() -> None:
+    rs = replicas(3)
+    assert rs.pick({0, 1}) == 2
+    assert rs.pick(frozenset({2})) in (0, 1)
+    assert rs.pick({0, 1, 2}) is None
+    # Third attempt on a two-replica shard: nothing new is left, so the caller
+    # may reuse one, and gets the least loaded.
+    two = replicas(2)
+    two.start(0)
+    two.start(1)
+    two.start(1)
+    assert two.pick({0, 1}) is None
+    assert two.pick() == 0
+
+
+def test_outstanding_counts_every_kind_of_finish() -> None:
+    rs = replicas(1)
+    for _ in FailureKind:
+        rs.start(0)
+    assert rs.status()[0].outstanding == len(FailureKind)
+    for kind in FailureKind:
+        rs.finish(0, 0.001, False, kind)
+    assert rs.status()[0].outstanding == 0
+
+
+def test_failure_needs_a_kind() -> None:
+    rs = replicas(1)
+    rs.start(0)
+    with pytest.raises(ValueError, match="needs a failure_kind"):
+        rs.finish(0, 0.001, False)
+
+
+# --- censored and failed observations -------------------------------------------
+
+
+def test_fast_failures_never_lower_the_ewma() -> None:
+    rs = replicas(2)
+    answer(rs, 0, 0.004)
+    for kind in (FailureKind.UNAVAILABLE, FailureKind.ERROR, FailureKind.OVERLOADED, FailureKind.REJECTED):
+        fail(rs, 0, 1, kind)
+    assert ewma(rs, 0) == 0.004
+    fail(rs, 1, 1, FailureKind.UNAVAILABLE)
+    assert ewma(rs, 1) is None
+
+
+def test_cancelled_loser_can_only_raise_the_ewma() -> None:
+    rs = replicas(2)
+    answer(rs, 0, 0.004)
+    rs.start(0)
+    rs.finish(0, 0.001, False, FailureKind.CANCELLED)  # shorter than usual: no news
+    assert ewma(rs, 0) == 0.004
+    rs.start(0)
+    rs.finish(0, 0.012, False, FailureKind.CANCELLED)  # ran 12 ms and still had no answer
+    assert ewma(rs, 0) == 0.004 + 0.25 * 0.008
+    assert rs.status()[0].consecutive_failures == 0
+
+
+def test_a_cancelled_look_refreshes_the_sample_time() -> None:
+    # A hung replica probed after going stale must not look stale again at once.
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    answer(rs, 0, 0.050)
+    answer(rs, 1, 0.002)
+    clock.advance(2.0)
+    answer(rs, 1, 0.002)
+    assert rs.pick() == 0  # stale: probed
+    rs.start(0)
+    rs.finish(0, 0.020, False, FailureKind.CANCELLED)  # lost to a hedge after 20 ms
+    assert ewma(rs, 0) == 0.020  # stale, so restarted from the lower bound
+    assert rs.pick() == 1
+
+
+def test_timeout_raises_the_ewma_and_counts_as_a_failure() -> None:
+    rs = replicas(2)
+    answer(rs, 0, 0.5)
+    rs.start(0)
+    rs.finish(0, 1.5, False, FailureKind.TIMEOUT)
+    assert ewma(rs, 0) == 0.75
+    assert rs.status()[0].consecutive_failures == 1
+
+
+# --- ejection -------------------------------------------------------------------
+
+
+def test_five_consecutive_failures_eject_for_exactly_30_seconds() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    fail(rs, 0, 4)
+    assert not rs.is_ejected(0)
+    assert rs.status()[0].consecutive_failures == 4
+    fail(rs, 0)
+    assert rs.is_ejected(0)
+    assert rs.status()[0] == ReplicaStatus(
+        index=0,
+        address="10.0.0.0:50051",
+        outstanding=0,
+        ewma=None,
+        ejected=True,
+        ejected_until=30.0,
+        consecutive_failures=0,
+        times_ejected=1,
+    )
+    assert [rs.pick() for _ in range(3)] == [1, 1, 1]
+    clock.advance(29.999)
+    assert rs.pick() == 1
+    clock.advance(0.001)  # t = 30 exactly: back
+    assert not rs.is_ejected(0)
+    assert rs.status()[0].ejected_until is None
+    assert rs.pick() == 0
+
+
+def test_ejection_time_doubles_up_to_the_cap() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    durations = []
+    for _ in range(7):
+        fail(rs, 0, 5)
+        until = rs.status()[0].ejected_until
+        assert until is not None
+        durations.append(until - clock.now)
+        clock.now = until  # the moment it returns, it fails again
+    assert durations == [30.0, 60.0, 120.0, 240.0, 300.0, 300.0, 300.0]
+    # times_ejected stops at the first count whose time reaches the cap.
+    assert rs.status()[0].times_ejected == 5
+
+
+def test_failures_must_be_consecutive() -> None:
+    rs = replicas(2)
+    fail(rs, 0, 4)
+    answer(rs, 0, 0.001)
+    fail(rs, 0, 4)
+    assert not rs.is_ejected(0)
+    fail(rs, 0, 1, FailureKind.REJECTED)  # the replica answered: streak over
+    fail(rs, 0, 4)
+    assert not rs.is_ejected(0)
+    # Neutral outcomes neither count nor reset.
+    fail(rs, 0, 3, FailureKind.OVERLOADED)
+    fail(rs, 0, 3, FailureKind.CANCELLED)
+    assert rs.status()[0].consecutive_failures == 4
+    fail(rs, 0, 1, FailureKind.ERROR)
+    assert rs.is_ejected(0)
+
+
+def test_timeouts_eject_a_hung_replica() -> None:
+    rs = replicas(2)
+    for _ in range(5):
+        rs.start(0)
+        rs.finish(0, 0.5, False, FailureKind.TIMEOUT)
+    assert rs.is_ejected(0)
+
+
+def test_calls_finishing_while_ejected_are_ignored_for_health() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    for _ in range(3):
+        rs.start(0)  # sent before the ejection
+    fail(rs, 0, 5)
+    rs.finish(0, 0.0001, False, U)
+    rs.finish(0, 0.0001, False, U)
+    rs.finish(0, 0.003, True)
+    s = rs.status()[0]
+    assert (s.consecutive_failures, s.times_ejected, s.ejected_until, s.outstanding) == (0, 1, 30.0, 0)
+    assert s.ewma == 0.003  # latency is still a latency
+
+
+def test_single_replica_is_never_ejected() -> None:
+    rs = replicas(1)
+    fail(rs, 0, 50)
+    assert not rs.is_ejected(0)
+    assert rs.pick() == 0
+
+
+def test_never_all_replicas_and_the_cap_follows_envoy() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    fail(rs, 0, 5)
+    fail(rs, 1, 5)
+    assert rs.is_ejected(0) and not rs.is_ejected(1)  # at most 1 of 2
+    assert rs.status()[1].consecutive_failures == 5
+    clock.advance(30.0)  # replica 0 returns, a place is free again
+    fail(rs, 1)
+    assert rs.is_ejected(1)
+    assert rs.status()[1].ejected_until == 60.0
+    # 10% of 30 replicas is 3.
+    big = replicas(30, FakeClock())
+    for i in range(5):
+        fail(big, i, 5)
+    assert [big.is_ejected(i) for i in range(5)] == [True, True, True, False, False]
+    # 100% still leaves one replica in.
+    full = replicas(3, FakeClock(), max_ejection_percent=100.0)
+    for i in range(3):
+        fail(full, i, 5)
+    assert [full.is_ejected(i) for i in range(3)] == [True, True, False]
+
+
+def test_ejected_replica_is_the_last_resort_soonest_back_first() -> None:
+    clock = FakeClock()
+    rs = replicas(3, clock, max_ejection_percent=100.0)
+    fail(rs, 1, 5)  # ejected until 30
+    clock.advance(10.0)
+    fail(rs, 0, 5)  # ejected until 40
+    assert rs.pick() == 2
+    assert rs.pick({2}) == 1  # every candidate ejected: the one back soonest
+    assert rs.pick({1, 2}) == 0
+    assert rs.pick({0, 1, 2}) is None
+
+
+def test_ejection_count_decays_after_a_success_streak() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    fail(rs, 0, 5)
+    clock.advance(30.0)
+    fail(rs, 0, 5)  # second ejection: 60 s
+    clock.advance(60.0)
+    assert rs.status()[0].times_ejected == 2
+    for _ in range(99):
+        answer(rs, 0, 0.001)
+    assert rs.status()[0].times_ejected == 2
+    answer(rs, 0, 0.001)
+    assert rs.status()[0].times_ejected == 1
+    for _ in range(99):
+        answer(rs, 0, 0.001)
+    fail(rs, 0)  # a failure restarts the streak
+    for _ in range(99):
+        answer(rs, 0, 0.001)
+    assert rs.status()[0].times_ejected == 1
+    answer(rs, 0, 0.001)
+    assert rs.status()[0].times_ejected == 0
+    fail(rs, 0, 5)  # forgiven: back to the base time
+    assert rs.status()[0].ejected_until == clock.now + 30.0
+
+
+def test_ejection_can_be_turned_off() -> None:
+    rs = replicas(2, consecutive_failures=None)
+    fail(rs, 0, 100)
+    assert not rs.is_ejected(0)
+
+
+def test_custom_threshold_and_times() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock, consecutive_failures=2, base_ejection_time=1.0, max_ejection_time=3.0)
+    fail(rs, 0, 2)
+    assert rs.status()[0].ejected_until == 1.0
+    clock.advance(1.0)
+    fail(rs, 0, 2)
+    assert rs.status()[0].ejected_until == 3.0
+    clock.advance(2.0)
+    fail(rs, 0, 2)
+    assert rs.status()[0].ejected_until == 6.0  # 4 s, capped at 3
+
+
+# --- status codes, status page, validation ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("UNAVAILABLE", FailureKind.UNAVAILABLE),
+        ("DEADLINE_EXCEEDED", FailureKind.TIMEOUT),
+        ("RESOURCE_EXHAUSTED", FailureKind.OVERLOADED),
+        ("CANCELLED", FailureKind.CANCELLED),
+        ("INVALID_ARGUMENT", FailureKind.REJECTED),
+        ("FAILED_PRECONDITION", FailureKind.REJECTED),
+        ("INTERNAL", FailureKind.ERROR),
+        ("UNKNOWN", FailureKind.ERROR),
+        ("UNIMPLEMENTED", FailureKind.ERROR),
+        ("DATA_LOSS", FailureKind.ERROR),
+    ],
+)
+def test_failure_kind_for_status(code: str, kind: FailureKind) -> None:
+    assert failure_kind_for_status(code) is kind
+
+
+def test_status_page_view() -> None:
+    rs = replicas(2)
+    rs.start(1)
+    answer(rs, 0, 0.002)
+    fail(rs, 0, 2)
+    assert rs.status() == (
+        ReplicaStatus(0, "10.0.0.0:50051", 0, 0.002, False, None, 2, 0),
+        ReplicaStatus(1, "10.0.0.1:50051", 1, None, False, None, 0, 0),
+    )
+    assert len(rs) == 2
+    assert rs.addresses == ("10.0.0.0:50051", "10.0.0.1:50051")
+
+
+def test_defaults() -> None:
+    c = ReplicaConfig()
+    assert (c.consecutive_failures, c.base_ejection_time, c.max_ejection_time) == (5, 30.0, 300.0)
+    assert (c.max_ejection_percent, c.decay_after_successes) == (10.0, 100)
+    assert (c.ewma_alpha, c.ewma_stale_after) == (0.25, 1.0)
+
+
+def test_needs_a_replica() -> None:
+    with pytest.raises(ValueError, match="at least one replica"):
+        ReplicaSet([], FakeClock())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"consecutive_failures": 0}, "replicas.consecutive_failures must be >= 1, got 0"),
+        ({"base_ejection_time": 0.0}, "replicas.base_ejection_time must be > 0, got 0.0"),
+        (
+            {"max_ejection_time": 10.0},
+            "replicas.max_ejection_time must be >= replicas.base_ejection_time (30), got 10.0",
+        ),
+        ({"max_ejection_percent": 101.0}, "replicas.max_ejection_percent must be in [0, 100], got 101.0"),
+        ({"decay_after_successes": 0}, "replicas.decay_after_successes must be >= 1, got 0"),
+        ({"ewma_alpha": 0.0}, "replicas.ewma_alpha must be in (0, 1], got 0.0"),
+        ({"ewma_stale_after": -1.0}, "replicas.ewma_stale_after must be > 0, got -1.0"),
+    ],
+)
+def test_validation_names_the_field(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        ReplicaConfig(**kwargs)  # type: ignore[arg-type]
+    assert str(info.value) == message
