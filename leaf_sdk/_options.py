@@ -47,9 +47,7 @@ class LeafOptions(ServerOptions):
         case they are left for the user's program to parse. Bad values exit
         with status 2 and a message naming the flag or variable.
         """
-        parser = FlagParser(
-            prog, "Serve one shard as a scatter/gather leaf.", SERVER_FLAGS + _SHARD_FLAGS
-        )
+        parser = FlagParser(prog, "Serve one shard as a scatter/gather leaf.", SERVER_FLAGS + _SHARD_FLAGS)
         values, explicit = parser.parse(argv, environ, allow_extra_args=allow_extra_args)
         if values["shard_index"] >= values["shard_count"]:
             parser.error(

@@ -1,17 +1,24 @@
-"""The attempts of one shard for one request: failover, hedging, cancellation.
+"""The fan-out of one request: every shard's attempts, failover, hedging,
+cancellation, all under one deadline.
 
-Shape (trio's happy eyeballs, Finagle's backup requests): start the first
-attempt on the replica the chooser picks; when it has not answered after the
-hedge delay, start another on a different replica, up to max_attempts; when
-an attempt fails with a non-fatal code (UNAVAILABLE: refused, reset, draining)
-start the next one at once; the first success wins and every other attempt
-is cancelled, which cancels its gRPC call and so the leaf's work. A fatal
-code ends the shard at once (gRPC's hedging rule: retrying cannot fix it).
-The shard's deadline bounds everything; after it nothing of the shard runs.
+Per shard (trio's happy eyeballs, Finagle's backup requests): start the
+first attempt on the replica the chooser picks; when it has not answered
+after the hedge delay, start another on a different replica, up to
+max_attempts, if the hedge budget allows; when an attempt fails with a
+non-fatal code (UNAVAILABLE: refused, reset, draining) start the next at
+once; the first success wins and every other attempt is cancelled, which
+cancels its gRPC call and so the leaf's work. A fatal code ends the shard
+(gRPC's hedging rule: retrying cannot fix it). At the request's shard
+deadline every shard still open becomes TIMEOUT and nothing keeps running.
+
+Shape of the I/O: one coroutine per request drives a small state machine.
+Each attempt is one task (awaiting its gRPC call) whose completion wakes the
+coroutine; hedge times and the deadline are one timer. There is no task per
+shard and no ``asyncio.wait``: the request costs about what a bare
+``asyncio.gather`` over the leaves costs (see docs/benchmarks.md).
 
 Decisions (which replica, how long to wait, whether the budget allows a
-hedge) are delegated to the pure policies in ``root.policies``; this module
-only does the asyncio and grpc side.
+hedge) belong to the pure policies in ``root.policies``.
 """
 
 from __future__ import annotations
@@ -41,7 +48,6 @@ TIMEOUT = shard_pb2.SHARD_STATUS_TIMEOUT
 ERROR = shard_pb2.SHARD_STATUS_ERROR
 UNAVAILABLE = shard_pb2.SHARD_STATUS_UNAVAILABLE
 
-
 # gRPC reconnects to a dead peer with exponential backoff up to 120 s; a
 # replica that comes back would then sit idle for minutes. Cap the backoff
 # so a restarted leaf gets traffic within about a second.
@@ -50,6 +56,8 @@ RECONNECT_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+
+AttemptResult = tuple[str, bytes | str]  # ("OK", response bytes) or (code name, details)
 
 
 class Replica:
@@ -60,6 +68,12 @@ class Replica:
         self.channel = grpc.aio.insecure_channel(address, options=[*channel_options, *RECONNECT_OPTIONS])
         # Raw bytes in and out: the root splices messages (see root.wire).
         self.execute = self.channel.unary_unary(EXECUTE_METHOD)
+
+    async def call(self, request: bytes, timeout: float) -> AttemptResult:
+        try:
+            return "OK", await self.execute(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name, exc.details() or ""
 
     async def close(self) -> None:
         await self.channel.close()
@@ -77,23 +91,6 @@ class ShardStats:
     failovers: int = 0
     cancelled: int = 0
     outcomes: dict[int, int] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class ShardOutcome:
-    """What one shard produced for one request."""
-
-    report: shard_pb2.ShardReport
-    payload: bytes  # the leaf's serialized Any; empty unless OK
-    invalid: str | None = None  # the leaf's INVALID_ARGUMENT message, if any
-
-
-@dataclass(slots=True)
-class _Attempt:
-    replica: int
-    number: int
-    hedge: bool
-    started: float
 
 
 class Shard:
@@ -120,114 +117,243 @@ class Shard:
         self.budget = budget
         self.stats = ShardStats()
 
-    async def _call(self, replica: Replica, request: bytes, timeout: float) -> tuple[str, bytes | str]:
+
+@dataclass(slots=True)
+class ShardOutcome:
+    """What one shard produced for one request."""
+
+    report: shard_pb2.ShardReport
+    payload: bytes  # the leaf's serialized Any; empty unless OK
+    invalid: str | None = None  # the leaf's INVALID_ARGUMENT message, if any
+
+
+@dataclass(slots=True, eq=False)
+class _Attempt:
+    call: _ShardCall
+    replica: int
+    hedge: bool
+    started: float
+
+
+class _ShardCall:
+    """One shard within one request: its open attempts and how it ended."""
+
+    __slots__ = ("attempts", "last_code", "last_detail", "last_replica", "next_hedge", "outcome", "pending",
+                 "shard", "tried")
+
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
+        self.pending: list[asyncio.Task[AttemptResult]] = []
+        self.tried: set[int] = set()
+        self.attempts = 0
+        self.next_hedge = math.inf
+        self.last_code = ""
+        self.last_detail = "no replica could be tried"
+        self.last_replica = -1
+        self.outcome: ShardOutcome | None = None
+
+
+class Scatter:
+    """Runs the fan-out of one request. Create, then ``await run()`` once."""
+
+    def __init__(self, shards: list[Shard], payload_field: bytes, request_id: str, start: float, deadline: float):
+        self.loop = asyncio.get_running_loop()
+        self.calls = [_ShardCall(shard) for shard in shards]
+        self.payload_field = payload_field
+        self.request_id = request_id
+        self.start = start
+        self.deadline = deadline
+        self.open = len(self.calls)
+        self.attempts: dict[asyncio.Task[AttemptResult], _Attempt] = {}
+        self.completed: list[asyncio.Task[AttemptResult]] = []
+        self.waiter: asyncio.Future[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = math.inf
+
+    async def run(self) -> list[ShardOutcome]:
+        """Every shard's outcome, in shard order."""
+        loop = self.loop
         try:
-            return "OK", await replica.execute(request, timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            return exc.code().name, exc.details() or ""
+            for call in self.calls:
+                shard = call.shard
+                shard.stats.calls += 1
+                shard.budget.deposit()
+                self._launch(call, hedge=False)
+                delay = shard.hedge_delay.delay(shard.latencies)
+                if delay is not None:
+                    call.next_hedge = self.start + delay
+            while self.open:
+                self._arm_timer()
+                self.waiter = loop.create_future()
+                await self.waiter
+                self.waiter = None
+                completed, self.completed = self.completed, []
+                for task in completed:
+                    self._finished(task)
+                now = loop.time()
+                if now >= self.deadline:
+                    for call in self.calls:
+                        if call.outcome is None:
+                            self._end_timeout(call)
+                    break
+                for call in self.calls:
+                    if call.outcome is None and call.next_hedge <= now:
+                        self._hedge(call, now)
+        finally:
+            if self.timer is not None:
+                self.timer.cancel()
+            for call in self.calls:  # the request was cancelled or ended: nothing may outlive it
+                self._cancel_pending(call)
+        return [call.outcome for call in self.calls]  # type: ignore[misc]
 
-    async def run(self, payload_field: bytes, request_id: str, deadline: float) -> ShardOutcome:
-        """Run this shard's attempts until one wins, all fail, or ``deadline`` (loop time)."""
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        self.stats.calls += 1
-        self.budget.deposit()
-        pending: dict[asyncio.Task[tuple[str, bytes | str]], _Attempt] = {}
-        tried: set[int] = set()
-        attempts = 0
-        last_code, last_detail, last_replica = "", "no replica could be tried", -1
+    # -- events ------------------------------------------------------------------
 
-        def launch(hedge: bool) -> bool:
-            nonlocal attempts
-            choice = self.chooser.pick(tried)
+    def _wake(self, _: object = None) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _attempt_done(self, task: asyncio.Task[AttemptResult]) -> None:
+        self.completed.append(task)
+        self._wake()
+
+    def _arm_timer(self) -> None:
+        wake_at = self.deadline
+        for call in self.calls:
+            if call.outcome is None and call.next_hedge < wake_at:
+                wake_at = call.next_hedge
+        if wake_at != self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(wake_at, self._wake)
+            self.timer_at = wake_at
+
+    # -- attempts ----------------------------------------------------------------
+
+    def _launch(self, call: _ShardCall, hedge: bool) -> bool:
+        shard = call.shard
+        choice = shard.chooser.pick(call.tried)
+        if choice is None:
+            if not hedge:
+                return False  # failover: every replica already failed for this request
+            # A further hedge may go back to a replica already tried: a fresh call
+            # there usually misses the stall the first one hit, and least-outstanding
+            # steers it away from a replica that is hung.
+            choice = shard.chooser.pick()
             if choice is None:
                 return False
-            now = loop.time()
-            attempts += 1
-            tried.add(choice)
-            self.chooser.start(choice)
-            request = payload_field + leaf_pb2.ExecuteRequest(
-                shard_index=self.index,
-                shard_count=self.count,
-                attempt=attempts,
-                hedge=hedge,
-                request_id=request_id,
-            ).SerializeToString()
-            task = asyncio.create_task(self._call(self.replicas[choice], request, deadline - now))
-            pending[task] = _Attempt(choice, attempts, hedge, now)
-            return True
+        now = self.loop.time()
+        call.attempts += 1
+        call.tried.add(choice)
+        call.last_replica = choice
+        shard.chooser.start(choice)
+        request = self.payload_field + leaf_pb2.ExecuteRequest(
+            shard_index=shard.index,
+            shard_count=shard.count,
+            attempt=call.attempts,
+            hedge=hedge,
+            request_id=self.request_id,
+        ).SerializeToString()
+        task = self.loop.create_task(shard.replicas[choice].call(request, self.deadline - now))
+        task.add_done_callback(self._attempt_done)
+        self.attempts[task] = _Attempt(call, choice, hedge, now)
+        call.pending.append(task)
+        return True
 
-        def cancel_pending() -> None:
-            now = loop.time()
-            for task, attempt in pending.items():
-                task.cancel()
-                self.chooser.finish(attempt.replica, now - attempt.started, False, FailureKind.CANCELLED)
-                self.stats.cancelled += 1
-            pending.clear()
+    def _hedge(self, call: _ShardCall, now: float) -> None:
+        shard = call.shard
+        call.next_hedge = math.inf
+        if call.attempts >= shard.hedging.max_attempts or len(shard.replicas) < 2:
+            return
+        if not shard.budget.try_withdraw():
+            shard.stats.budget_exhausted += 1
+            return
+        if self._launch(call, hedge=True):
+            shard.stats.hedges_sent += 1
+            delay = shard.hedge_delay.delay(shard.latencies)
+            if delay is not None:
+                call.next_hedge = now + delay
 
-        def report(status: int, replica: int, error: str = "", hedge_won: bool = False) -> shard_pb2.ShardReport:
-            self.stats.attempts += attempts
-            self.stats.outcomes[status] = self.stats.outcomes.get(status, 0) + 1
-            return shard_pb2.ShardReport(
-                shard_index=self.index,
-                status=status,  # type: ignore[arg-type]
-                replica=self.replicas[replica].address if replica >= 0 else "",
-                latency=wire.duration(loop.time() - start),
-                attempts=attempts,
-                hedge_won=hedge_won,
-                error=error,
+    def _finished(self, task: asyncio.Task[AttemptResult]) -> None:
+        attempt = self.attempts.pop(task, None)
+        if attempt is None or task.cancelled():
+            return  # a loser already accounted for when it was cancelled
+        call = attempt.call
+        call.pending.remove(task)
+        shard = call.shard
+        code, body = task.result()
+        elapsed = self.loop.time() - attempt.started
+        if code == "OK":
+            assert isinstance(body, bytes)
+            shard.chooser.finish(attempt.replica, elapsed, True)
+            shard.latencies.record(elapsed)
+            if attempt.hedge:
+                shard.stats.hedges_won += 1
+                shard.budget.record_win()
+            self._end(call, OK, attempt.replica, hedge_won=attempt.hedge, payload=wire.leaf_payload(body))
+            return
+        assert isinstance(body, str)
+        shard.chooser.finish(attempt.replica, elapsed, False, failure_kind_for_status(code))
+        call.last_code, call.last_detail, call.last_replica = code, body, attempt.replica
+        if shard.hedging.is_non_fatal(code):
+            if call.attempts < shard.hedging.max_attempts and self._launch(call, hedge=False):
+                shard.stats.failovers += 1
+            elif not call.pending:
+                self._end(call, UNAVAILABLE, attempt.replica, error=body if code == "UNAVAILABLE" else f"{code}: {body}")
+        elif code == "DEADLINE_EXCEEDED":
+            if not call.pending:  # the others share the deadline; let them finish
+                self._end_timeout(call)
+        else:
+            self._end(
+                call, ERROR, attempt.replica, error=f"{code}: {body}",
+                invalid=body if code == "INVALID_ARGUMENT" else None,
             )
 
-        launch(hedge=False)
-        delay = self.hedge_delay.delay(self.latencies)
-        next_hedge = math.inf if delay is None else start + delay
-        try:
-            while pending:
-                now = loop.time()
-                if now >= deadline:
-                    break
-                done, _ = await asyncio.wait(
-                    pending, timeout=min(deadline, next_hedge) - now, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in done:
-                    attempt = pending.pop(task)
-                    code, body = task.result()
-                    elapsed = loop.time() - attempt.started
-                    if code == "OK":
-                        assert isinstance(body, bytes)
-                        self.chooser.finish(attempt.replica, elapsed, True)
-                        self.latencies.record(elapsed)
-                        cancel_pending()
-                        if attempt.hedge:
-                            self.stats.hedges_won += 1
-                            self.budget.record_win()
-                        return ShardOutcome(
-                            report(OK, attempt.replica, hedge_won=attempt.hedge), wire.leaf_payload(body)
-                        )
-                    assert isinstance(body, str)
-                    self.chooser.finish(attempt.replica, elapsed, False, failure_kind_for_status(code))
-                    last_code, last_detail, last_replica = code, body, attempt.replica
-                    if self.hedging.is_non_fatal(code):
-                        if attempts < self.hedging.max_attempts and launch(hedge=False):
-                            self.stats.failovers += 1
-                        continue
-                    if code == "DEADLINE_EXCEEDED":
-                        continue  # the other attempts share the deadline; let them finish
-                    cancel_pending()
-                    invalid = body if code == "INVALID_ARGUMENT" else None
-                    return ShardOutcome(report(ERROR, attempt.replica, f"{code}: {body}"), b"", invalid)
-                if loop.time() >= next_hedge and pending:
-                    next_hedge = math.inf
-                    if attempts < self.hedging.max_attempts:
-                        if not self.budget.try_withdraw():
-                            self.stats.budget_exhausted += 1
-                        elif launch(hedge=True):
-                            self.stats.hedges_sent += 1
-                            delay = self.hedge_delay.delay(self.latencies)
-                            next_hedge = math.inf if delay is None else loop.time() + delay
-        finally:
-            cancel_pending()
-        if loop.time() >= deadline or last_code == "DEADLINE_EXCEEDED":
-            return ShardOutcome(report(TIMEOUT, last_replica, "deadline exceeded before any replica answered"), b"")
-        detail = last_detail if last_code in ("", "UNAVAILABLE") else f"{last_code}: {last_detail}"
-        return ShardOutcome(report(UNAVAILABLE, last_replica, detail), b"")
+    def _cancel_pending(self, call: _ShardCall, kind: FailureKind = FailureKind.CANCELLED) -> None:
+        """Cancel the shard's open attempts; ``kind`` says why, for the replica chooser."""
+        if not call.pending:
+            return
+        now = self.loop.time()
+        shard = call.shard
+        for task in call.pending:
+            attempt = self.attempts.pop(task)
+            task.cancel()
+            shard.chooser.finish(attempt.replica, now - attempt.started, False, kind)
+            shard.stats.cancelled += 1
+        call.pending.clear()
+
+    # -- outcomes ----------------------------------------------------------------
+
+    def _end_timeout(self, call: _ShardCall) -> None:
+        # Attempts cut off by the deadline count against their replicas (a hung
+        # replica must eventually be ejected), unlike losers of a race.
+        self._cancel_pending(call, FailureKind.TIMEOUT)
+        self._end(call, TIMEOUT, call.last_replica, error="deadline exceeded before any replica answered")
+
+    def _end(
+        self,
+        call: _ShardCall,
+        status: int,
+        replica: int,
+        *,
+        error: str = "",
+        hedge_won: bool = False,
+        payload: bytes = b"",
+        invalid: str | None = None,
+    ) -> None:
+        self._cancel_pending(call)
+        shard = call.shard
+        shard.stats.attempts += call.attempts
+        shard.stats.outcomes[status] = shard.stats.outcomes.get(status, 0) + 1
+        report = shard_pb2.ShardReport(
+            shard_index=shard.index,
+            status=status,  # type: ignore[arg-type]
+            replica=shard.replicas[replica].address if replica >= 0 else "",
+            latency=wire.duration(self.loop.time() - self.start),
+            attempts=call.attempts,
+            hedge_won=hedge_won,
+            error=error,
+        )
+        call.outcome = ShardOutcome(report, payload, invalid)
+        call.next_hedge = math.inf
+        self.open -= 1

@@ -24,7 +24,7 @@ from root.config import RootConfig
 from root.coverage import build_coverage, check_leaf_verdicts, require_coverage
 from root.errors import DeadlineTooShort, InvalidRequest, Overloaded, RootError, merge_failure
 from root.policies import AdmissionConfig, AdmissionLimit
-from root.scatter import RECONNECT_OPTIONS, Shard, ShardOutcome
+from root.scatter import RECONNECT_OPTIONS, Scatter, Shard
 
 log = logging.getLogger("scatter.root")
 
@@ -97,9 +97,7 @@ class RootService:
         start = now - (time.monotonic() - arrived)
         payload_field = wire.payload_field(request.payload)
 
-        outcomes: list[ShardOutcome] = await asyncio.gather(
-            *(shard.run(payload_field, request_id, start + budget.shards) for shard in self.shards)
-        )
+        outcomes = await Scatter(self.shards, payload_field, request_id, start, start + budget.shards).run()
         reports = [outcome.report for outcome in outcomes]
         check_leaf_verdicts({o.report.shard_index: o.invalid for o in outcomes if o.invalid is not None})
         coverage = build_coverage(reports)

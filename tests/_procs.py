@@ -131,7 +131,7 @@ def health_status(address: str, service: str = "", timeout: float = 2.0) -> str:
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError as exc:
             return str(exc.code().name)
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
 
 def wait_healthy(address: str, timeout: float = START_TIMEOUT, service: str = "") -> None:

@@ -9,10 +9,11 @@ files behind, which is how the tests see what a cancelled handler did.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import leaf_sdk
-from leaf_sdk import Leaf, LeafContext, LeafOptions
+from leaf_sdk import Leaf, LeafContext, LeafInfo, LeafOptions
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc
 from scatter_common.payload import pack, unpack
@@ -33,7 +34,7 @@ PROBE_LEAF = str(REPO / "examples" / "probe" / "leaf.py")
 # Modes of the test leaf, chosen by ProbeRequest.value.
 TIME_REMAINING, POLL_CANCELLED, RETURN_STRING, INVALID, RAISE, DESCRIBE, STATS = range(7)
 
-TEST_LEAF = '''
+TEST_LEAF = """
 import asyncio, dataclasses, json, os, pathlib, time
 from leaf_sdk import InvalidRequest, Leaf, LeafContext, LeafInfo
 from protos.probe.v1 import probe_pb2
@@ -91,7 +92,7 @@ def on_start(info: LeafInfo) -> None:  # a sync hook: runs in a thread, the loop
 
 leaf = Leaf(handle_async if os.environ["HANDLER"] == "async" else handle_sync, on_start=on_start)
 raise SystemExit(leaf.main())
-'''
+"""
 
 
 # --- public face --------------------------------------------------------------------------------
@@ -124,10 +125,43 @@ def test_request_type_that_cannot_be_inferred_is_a_clear_error() -> None:
     def handle(request, ctx):  # type: ignore[no-untyped-def]
         return probe_pb2.ProbePartial()
 
-    with pytest.raises(TypeError, match="cannot infer the request type of .*pass request_type="):
+    with pytest.raises(TypeError, match=r"cannot infer the request type of .*pass request_type="):
         Leaf(handle)
     with pytest.raises(TypeError, match="request_type must be a protobuf message class"):
-        Leaf(handle, request_type=int)
+        Leaf(handle, request_type=int)  # type: ignore[type-var]
+
+
+def test_leaf_embeds_in_a_running_loop_and_stops_when_its_task_is_cancelled() -> None:
+    async def handle(request: probe_pb2.ProbeRequest, ctx: LeafContext) -> probe_pb2.ProbePartial:
+        return probe_pb2.ProbePartial(shard_index=ctx.shard_index, value=request.value * 2)
+
+    async def scenario() -> Leaf[probe_pb2.ProbeRequest]:
+        bound: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        async def on_start(info: LeafInfo) -> None:
+            bound.set_result(info.address)
+
+        leaf = Leaf(handle, on_start=on_start)
+        task = asyncio.create_task(leaf.serve(LeafOptions(shard_index=1, shard_count=2, grace_seconds=1)))
+        address = await asyncio.wait_for(bound, 10)
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = leaf_pb2_grpc.LeafStub(channel)
+            request = leaf_pb2.ExecuteRequest(payload=pack(probe_pb2.ProbeRequest(value=21)), shard_index=1)
+            for _ in range(100):  # ready right after on_start returns; poll instead of sleeping
+                try:
+                    response = await stub.Execute(request, timeout=5)
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE
+                    await asyncio.sleep(0.01)
+        assert unpack(response.payload, probe_pb2.ProbePartial).value == 42
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return leaf
+
+    leaf = asyncio.run(scenario())
+    assert (leaf.stats.ok, leaf.stats.in_flight) == (1, 0)
 
 
 # --- flags and environment ----------------------------------------------------------------------
@@ -180,7 +214,7 @@ def test_extra_args_pass_through_only_when_asked() -> None:
 
 
 def test_options_are_validated_on_construction() -> None:
-    with pytest.raises(ValueError, match="shard_index must be in 0..1, got 2"):
+    with pytest.raises(ValueError, match=r"shard_index must be in 0\.\.1, got 2"):
         LeafOptions(shard_index=2, shard_count=2)
     with pytest.raises(ValueError, match="max_concurrency must be >= 1"):
         LeafOptions(max_concurrency=0)
@@ -219,13 +253,17 @@ def seconds(value: float) -> duration_pb2.Duration:
     return duration
 
 
-def wait_for(path: Path, timeout: float = 5.0) -> bool:
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists():
+        if condition():
             return True
         time.sleep(0.01)
     return False
+
+
+def wait_for(path: Path, timeout: float = 5.0) -> bool:
+    return wait_until(path.exists, timeout)
 
 
 # --- the probe leaf -----------------------------------------------------------------------------
@@ -263,7 +301,7 @@ def test_payload_of_the_wrong_type_is_invalid_argument(probe_stub: leaf_pb2_grpc
     call = leaf_pb2.ExecuteRequest(payload=pack(probe_pb2.ProbePartial()), shard_index=1)
     error = rpc_error(lambda: probe_stub.Execute(call, timeout=5))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "expected 'probe.v1.ProbeRequest'" in error.details()
+    assert "expected 'probe.v1.ProbeRequest'" in str(error.details())
 
 
 def test_garbage_bytes_are_invalid_argument(probe_stub: leaf_pb2_grpc.LeafStub) -> None:
@@ -271,19 +309,19 @@ def test_garbage_bytes_are_invalid_argument(probe_stub: leaf_pb2_grpc.LeafStub) 
     payload.value = b"\xff\xff\xff"
     error = rpc_error(lambda: probe_stub.Execute(leaf_pb2.ExecuteRequest(payload=payload, shard_index=1)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "'probe.v1.ProbeRequest' does not decode" in error.details()
+    assert "'probe.v1.ProbeRequest' does not decode" in str(error.details())
 
 
 def test_empty_payload_is_invalid_argument(probe_stub: leaf_pb2_grpc.LeafStub) -> None:
     error = rpc_error(lambda: probe_stub.Execute(leaf_pb2.ExecuteRequest(shard_index=1), timeout=5))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "probe.v1.ProbeRequest" in error.details()
+    assert "probe.v1.ProbeRequest" in str(error.details())
 
 
 def test_wrong_shard_is_failed_precondition(probe_stub: leaf_pb2_grpc.LeafStub) -> None:
     error = rpc_error(lambda: execute(probe_stub, probe_pb2.ProbeRequest(), shard=2, shard_count=3))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert error.details() == "this leaf serves shard 1 of 3; the request is for shard 2 of 3"
+    assert str(error.details()) == "this leaf serves shard 1 of 3; the request is for shard 2 of 3"
     error = rpc_error(lambda: execute(probe_stub, probe_pb2.ProbeRequest(), shard=1, shard_count=4))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
 
@@ -293,17 +331,17 @@ def test_handler_exception_is_internal_and_the_leaf_keeps_serving(
 ) -> None:
     error = rpc_error(lambda: execute(probe_stub, probe_pb2.ProbeRequest(fail_shards=[1]), shard=1))
     assert error.code() == grpc.StatusCode.INTERNAL
-    assert error.details() == "RuntimeError: shard 1 was asked to fail"
+    assert str(error.details()) == "RuntimeError: shard 1 was asked to fail"
     assert execute(probe_stub, probe_pb2.ProbeRequest(fail_shards=[0]), shard=1).value == 2
     assert any("Traceback" in line for line in probe.lines), "handler failures are logged with traceback"
 
 
 def test_over_the_concurrency_limit_is_refused_at_once(probe_stub: leaf_pb2_grpc.LeafStub) -> None:
-    slow = probe_pb2.ProbeRequest(delay=seconds(1.0))
+    slow = probe_pb2.ProbeRequest(delay=seconds(1.5))
     with ThreadPoolExecutor(4) as pool:
         busy = [pool.submit(execute, probe_stub, slow, shard=1) for _ in range(4)]
         # The four slow calls may take a moment to arrive: until they do, a quick call is admitted.
-        deadline = time.monotonic() + 0.8
+        deadline = time.monotonic() + 1.3
         refused = None
         while refused is None and time.monotonic() < deadline:
             try:
@@ -312,14 +350,16 @@ def test_over_the_concurrency_limit_is_refused_at_once(probe_stub: leaf_pb2_grpc
                 refused = exc
         assert refused is not None, "no call was refused"
         assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "concurrency limit (4 calls in flight)" in refused.details()
+        assert "concurrency limit (4 calls in flight)" in str(refused.details())
         assert [f.result(timeout=5).value for f in busy] == [2, 2, 2, 2]
     assert execute(probe_stub, probe_pb2.ProbeRequest(), shard=1).value == 2
 
 
 def test_async_handler_is_cancelled_with_the_call(probe_stub: leaf_pb2_grpc.LeafStub) -> None:
     started = time.monotonic()
-    error = rpc_error(lambda: execute(probe_stub, probe_pb2.ProbeRequest(delay=seconds(5)), shard=1, timeout=0.3))
+    error = rpc_error(
+        lambda: execute(probe_stub, probe_pb2.ProbeRequest(delay=seconds(5)), shard=1, timeout=0.3)
+    )
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 2
 
@@ -329,7 +369,7 @@ def test_async_handler_is_cancelled_with_the_call(probe_stub: leaf_pb2_grpc.Leaf
 
 def test_not_serving_until_the_start_hook_finished() -> None:
     started = time.monotonic()
-    proc = start_process([PYTHON, PROBE_LEAF, "--start-delay-ms", "1500"])
+    proc = start_process([PYTHON, PROBE_LEAF, "--start-delay-ms", "2000"])
     try:
         assert health_status(proc.address) == "NOT_SERVING"
         assert health_status(proc.address, "scatter_gather.v1.Leaf") == "NOT_SERVING"
@@ -338,7 +378,7 @@ def test_not_serving_until_the_start_hook_finished() -> None:
             error = rpc_error(lambda: execute(stub, probe_pb2.ProbeRequest(), shard=0))
             assert error.code() == grpc.StatusCode.UNAVAILABLE
             wait_healthy(proc.address, timeout=10)
-            assert time.monotonic() - started >= 1.4
+            assert time.monotonic() - started >= 1.9
             assert execute(stub, probe_pb2.ProbeRequest(), shard=0).value == 1
     finally:
         proc.stop()
@@ -352,9 +392,9 @@ def test_sigterm_reports_not_serving_finishes_in_flight_calls_and_exits_0() -> N
             assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
             stub = leaf_pb2_grpc.LeafStub(channel)
             in_flight = stub.Execute.future(
-                leaf_pb2.ExecuteRequest(payload=pack(probe_pb2.ProbeRequest(delay=seconds(1.0)))), timeout=10
+                leaf_pb2.ExecuteRequest(payload=pack(probe_pb2.ProbeRequest(delay=seconds(1.5)))), timeout=10
             )
-            time.sleep(0.3)
+            time.sleep(0.5)  # let the call reach the leaf before the signal
             proc.send_signal(signal.SIGTERM)
             assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
             watch.cancel()
@@ -409,7 +449,7 @@ def test_context_describes_the_call(stub: leaf_pb2_grpc.LeafStub) -> None:
         hedge=True,
         request_id="req-7",
     )
-    response = stub.Execute(request, timeout=5, metadata=[("x-trace", "abc")])
+    response = stub.Execute(request, timeout=5, metadata=(("x-trace", "abc"),))
     facts = json.loads(unpack(response.payload, probe_pb2.ProbePartial).replica)
     assert facts["metadata"]["x-trace"] == "abc"
     del facts["metadata"]
@@ -420,10 +460,14 @@ def test_time_remaining_reflects_the_client_deadline(stub: leaf_pb2_grpc.LeafStu
     remaining = float(execute(stub, probe_pb2.ProbeRequest(value=TIME_REMAINING), shard=0, timeout=5).replica)
     # grpc rounds the deadline it sends on the wire up, hence the few ms of slack above 5.
     assert 4.0 < remaining <= 5.1
-    assert execute(stub, probe_pb2.ProbeRequest(value=TIME_REMAINING), shard=0, timeout=None).replica == "None"
+    assert (
+        execute(stub, probe_pb2.ProbeRequest(value=TIME_REMAINING), shard=0, timeout=None).replica == "None"
+    )
 
 
-def test_cancel_reaches_the_handler_and_it_stops_working(test_leaf: Proc, stub: leaf_pb2_grpc.LeafStub) -> None:
+def test_cancel_reaches_the_handler_and_it_stops_working(
+    test_leaf: Proc, stub: leaf_pb2_grpc.LeafStub
+) -> None:
     markers = markers_of(test_leaf)
     before = stats(stub)["cancelled"]
     call = stub.Execute.future(
@@ -438,27 +482,37 @@ def test_cancel_reaches_the_handler_and_it_stops_working(test_leaf: Proc, stub: 
     assert stats(stub)["cancelled"] == before + 1
 
 
-def test_deadline_reaches_the_handler_and_it_stops_working(test_leaf: Proc, stub: leaf_pb2_grpc.LeafStub) -> None:
+def test_deadline_reaches_the_handler_and_it_stops_working(
+    test_leaf: Proc, stub: leaf_pb2_grpc.LeafStub
+) -> None:
     markers = markers_of(test_leaf)
     error = rpc_error(
-        lambda: execute(stub, probe_pb2.ProbeRequest(value=POLL_CANCELLED), shard=0, timeout=0.3, request_id="dl-1")
+        lambda: execute(
+            stub, probe_pb2.ProbeRequest(value=POLL_CANCELLED), shard=0, timeout=0.3, request_id="dl-1"
+        )
     )
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert wait_for(markers / "cancelled-dl-1"), "the handler never saw the deadline pass"
     assert not (markers / "finished-dl-1").exists()
-    assert stats(stub)["in_flight"] == 1  # only the stats call itself: the cancelled work has ended
+    # The thread hands its slot back just after it returns: poll briefly. Only the
+    # stats call itself is then in flight: the cancelled work has ended.
+    assert wait_until(lambda: stats(stub)["in_flight"] == 1)
 
 
 def test_error_mapping_and_the_leaf_keeps_serving(test_leaf: Proc, stub: leaf_pb2_grpc.LeafStub) -> None:
     cases = [
-        (RETURN_STRING, grpc.StatusCode.INTERNAL, "handler returned str ('not a message'), expected a protobuf message"),
+        (
+            RETURN_STRING,
+            grpc.StatusCode.INTERNAL,
+            "handler returned str ('not a message'), expected a protobuf message",
+        ),
         (INVALID, grpc.StatusCode.INVALID_ARGUMENT, "value 3 is not allowed"),
         (RAISE, grpc.StatusCode.INTERNAL, "ValueError: boom"),
     ]
     before = stats(stub)
     for mode, code, details in cases:
         error = rpc_error(lambda mode=mode: execute(stub, probe_pb2.ProbeRequest(value=mode), shard=0))
-        assert (error.code(), error.details()) == (code, details)
+        assert (error.code(), str(error.details())) == (code, details)
         assert execute(stub, probe_pb2.ProbeRequest(value=TIME_REMAINING), shard=0).replica
     after = stats(stub)
     assert after["errors"] - before["errors"] == 3

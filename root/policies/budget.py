@@ -91,7 +91,9 @@ class HedgeBudget:
         "_deposit",
         "_epoch",
         "_reserve",
+        "_roll_at",
         "_slices",
+        "_slot",
         "_sum",
         "_width",
         "budget_exhausted",
@@ -108,6 +110,8 @@ class HedgeBudget:
         self._slices = [0] * config.slices
         self._sum = 0
         self._epoch = math.floor(clock() / self._width)
+        self._slot = self._epoch % config.slices  # index of the current slice
+        self._roll_at = (self._epoch + 1) * self._width  # when the current slice ends
         self.primaries = 0
         """Primary shard calls deposited."""
         self.hedges_sent = 0
@@ -119,18 +123,22 @@ class HedgeBudget:
 
     def deposit(self) -> None:
         """Count one primary shard call: earns ``max_extra_load`` of a hedge."""
-        slot = self._roll()
-        self._slices[slot] += self._deposit
+        now = self._clock()
+        if now >= self._roll_at:
+            self._roll(now)
+        self._slices[self._slot] += self._deposit
         self._sum += self._deposit
         self.primaries += 1
 
     def try_withdraw(self) -> bool:
         """Ask to send one hedge; True (and one token spent) if the budget allows it."""
-        slot = self._roll()
+        now = self._clock()
+        if now >= self._roll_at:
+            self._roll(now)
         if self._reserve + self._sum < _UNIT:
             self.budget_exhausted += 1
             return False
-        self._slices[slot] -= _UNIT
+        self._slices[self._slot] -= _UNIT
         self._sum -= _UNIT
         self.hedges_sent += 1
         return True
@@ -142,7 +150,9 @@ class HedgeBudget:
     @property
     def balance(self) -> float:
         """Tokens available now, reserve included; one hedge needs 1."""
-        self._roll()
+        now = self._clock()
+        if now >= self._roll_at:
+            self._roll(now)
         return (self._reserve + self._sum) / _UNIT
 
     def stats(self) -> HedgeBudgetStats:
@@ -154,23 +164,28 @@ class HedgeBudget:
             balance=self.balance,
         )
 
-    def _roll(self) -> int:
-        """Forget slices that left the window; return the current slice's index."""
-        epoch = math.floor(self._clock() / self._width)
+    def _roll(self, now: float) -> None:
+        """Forget the slices that have left the window and move to the current one.
+
+        Called only when ``now`` has passed the end of the current slice, so
+        the common case costs one comparison. A clock that steps back (it
+        should not: it is monotonic) keeps writing to the current slice.
+        """
+        epoch = math.floor(now / self._width)
         slices = self._slices
         n = len(slices)
         old = self._epoch
-        if epoch > old:
-            if epoch - old >= n:
-                for i in range(n):
-                    slices[i] = 0
-                self._sum = 0
-            else:
-                for e in range(old + 1, epoch + 1):
-                    i = e % n
-                    self._sum -= slices[i]
-                    slices[i] = 0
-            self._epoch = epoch
-        # A clock that steps back (it should not: it is monotonic) keeps writing
-        # to the current slice rather than corrupting an older one.
-        return self._epoch % n
+        if epoch <= old:  # float rounding at a slice boundary
+            return
+        if epoch - old >= n:
+            for i in range(n):
+                slices[i] = 0
+            self._sum = 0
+        else:
+            for e in range(old + 1, epoch + 1):
+                i = e % n
+                self._sum -= slices[i]
+                slices[i] = 0
+        self._epoch = epoch
+        self._slot = epoch % n
+        self._roll_at = (epoch + 1) * self._width

@@ -1,0 +1,103 @@
+"""The demo's leaf: one shard of the BM25 index, served with the leaf SDK.
+
+    python -m demo_search.leaf --index DIR --shard-index I --shard-count N [SDK flags]
+
+``--index`` (or ``SCATTER_DEMO_INDEX``) is the index root written by
+``scatter demo index``; this process opens ``DIR/shard-NNNN`` for its shard.
+Everything is loaded and validated in the start hook, before health reports
+SERVING, so a missing or corrupt file, or an index built for another shard
+count, stops the process at start with a message naming the problem.
+
+The handler answers ``offset + k`` hits so that the merge can cut any page of
+the global ranking exactly; ``k`` and ``offset`` are checked against
+``MAX_RESULT_WINDOW``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from demo_search import format as fmt
+from demo_search.messages import check_page, hit_to_proto
+from demo_search.search import ShardSearcher
+from leaf_sdk import InvalidRequest, Leaf, LeafContext, LeafInfo
+from protos.demo_search.v1 import search_pb2
+
+__all__ = ["INDEX_ENV", "SearchLeaf", "main"]
+
+INDEX_ENV = "SCATTER_DEMO_INDEX"
+
+
+class SearchLeaf:
+    """The shard searcher behind the handler; loaded by ``on_start``."""
+
+    def __init__(self, index: Path) -> None:
+        self.index = index
+        self._searcher: ShardSearcher | None = None
+
+    def on_start(self, info: LeafInfo) -> None:
+        manifest = fmt.read_index_manifest(self.index)
+        if manifest.shard_count != info.shard_count:
+            raise fmt.IndexFormatError(
+                f"{self.index}: the index has {manifest.shard_count} shard(s) but this leaf was started "
+                f"with --shard-count {info.shard_count}; rebuild with --shards {info.shard_count} "
+                "or start the leaves with the index's shard count"
+            )
+        searcher = ShardSearcher(fmt.shard_dir(self.index, info.shard_index))
+        if (
+            searcher.shard_index != info.shard_index
+            or searcher.manifest.corpus_documents != manifest.documents
+        ):
+            raise fmt.IndexFormatError(f"{searcher.path}: does not belong to the index at {self.index}")
+        self._searcher = searcher
+
+    def handle(self, request: search_pb2.SearchRequest, ctx: LeafContext) -> search_pb2.SearchPartial:
+        problem = check_page(request)
+        if problem:
+            raise InvalidRequest(problem)
+        assert self._searcher is not None, "the SDK calls the handler only after on_start"
+        result = self._searcher.search(request.query, request.offset + request.k)
+        if ctx.cancelled:
+            # The root took another replica's answer; building hits is wasted work.
+            return search_pb2.SearchPartial()
+        return search_pb2.SearchPartial(
+            hits=[hit_to_proto(hit) for hit in result.hits], total_matches=result.total_matches
+        )
+
+
+def _parse(argv: Sequence[str]) -> tuple[Path, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="demo_search.leaf",
+        description="Serve one shard of a demo search index.",
+        epilog="The other flags are the leaf SDK's, listed below.",
+        # --help falls through to the SDK's parser too, so both sets of flags are listed.
+        add_help=False,
+    )
+    parser.add_argument(
+        "--index",
+        type=Path,
+        default=os.environ.get(INDEX_ENV),
+        help=f"index root written by 'scatter demo index' (env {INDEX_ENV})",
+    )
+    args, rest = parser.parse_known_args(argv)
+    if "-h" in rest or "--help" in rest:
+        parser.print_help()
+        print()
+        return Path(), rest
+    if args.index is None:
+        parser.error(f"--index DIR (or {INDEX_ENV}) is required")
+    return args.index, rest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    index, rest = _parse(sys.argv[1:] if argv is None else argv)
+    leaf = SearchLeaf(index)
+    return Leaf(leaf.handle, request_type=search_pb2.SearchRequest, on_start=leaf.on_start).main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

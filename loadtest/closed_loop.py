@@ -1,0 +1,79 @@
+"""A closed-loop load generator: N requests in flight for a fixed time.
+
+Each of N workers sends a request, waits for the answer, and sends the next,
+on one shared channel; latencies of every call are kept and summarised. The
+generator runs in its own process, so it competes with the deployment for
+the same 2 cores: compare runs side by side, never against numbers from
+another machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+
+from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
+
+
+@dataclass
+class RunResult:
+    latencies: np.ndarray  # seconds, successful calls
+    seconds: float
+    failures: Counter[str] = field(default_factory=Counter)
+    leaf_attempts: int = 0
+    shard_calls: int = 0
+    hedges_won: int = 0
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    def percentile_ms(self, q: float) -> float:
+        return float(np.quantile(self.latencies, q)) * 1000 if len(self.latencies) else float("nan")
+
+    @property
+    def extra_calls(self) -> float:
+        """Leaf attempts beyond one per shard call, as a fraction."""
+        return self.leaf_attempts / self.shard_calls - 1 if self.shard_calls else 0.0
+
+
+async def _run(
+    address: str, request: root_pb2.QueryRequest, concurrency: int, duration: float, timeout: float
+) -> RunResult:
+    latencies: list[float] = []
+    failures: Counter[str] = Counter()
+    totals = [0, 0, 0]  # attempts, shard calls, hedges won
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = root_pb2_grpc.RootStub(channel)
+        end = time.perf_counter() + duration
+
+        async def worker() -> None:
+            while time.perf_counter() < end:
+                start = time.perf_counter()
+                try:
+                    response = await stub.Query(request, timeout=timeout)
+                except grpc.aio.AioRpcError as exc:
+                    failures[exc.code().name] += 1
+                    continue
+                latencies.append(time.perf_counter() - start)
+                for report in response.shards:
+                    totals[0] += report.attempts
+                    totals[1] += 1
+                    totals[2] += report.hedge_won
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - began
+    return RunResult(np.array(latencies), seconds, failures, *totals)
+
+
+def run(
+    address: str, request: root_pb2.QueryRequest, concurrency: int, duration: float, timeout: float = 2.0
+) -> RunResult:
+    """Drive ``address`` with ``concurrency`` requests in flight for ``duration`` seconds."""
+    return asyncio.run(_run(address, request, concurrency, duration, timeout))
