@@ -17,13 +17,12 @@ import sys
 import tomllib
 from pathlib import Path
 
+from loadtest.closed_loop import RunResult, run
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
 from root.runtime.spec import parse_deployment
 from root.runtime.supervisor import Child, Deployment, free_port
 from root.runtime.tomlwrite import dumps
-
-from loadtest.closed_loop import RunResult, run
 
 PROBE_DIR = Path(__file__).resolve().parent.parent / "examples" / "probe"
 
@@ -37,7 +36,9 @@ def row(name: str, concurrency: int, result: RunResult) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--duration", type=float, default=10.0)
@@ -55,8 +56,12 @@ def main() -> None:
         naive_config = dep.run_dir / "naive.toml"
         naive_config.write_text(dumps(naive_doc))
         naive = Child(
-            "naive-root", [sys.executable, "-m", "loadtest.naive_root", "--config", str(naive_config)], {},
-            PROBE_DIR, naive_doc["root"]["listen"], dep.run_dir / "naive.log",
+            "naive-root",
+            [sys.executable, "-m", "loadtest.naive_root", "--config", str(naive_config)],
+            {},
+            PROBE_DIR,
+            naive_doc["root"]["listen"],
+            dep.run_dir / "naive.log",
         )
         naive.start()
         try:
@@ -72,7 +77,13 @@ def main() -> None:
                 base = run(naive.address, request, concurrency, args.duration)
                 print(row("ours", concurrency, ours))
                 print(row("naive", concurrency, base))
-                ratios.append((concurrency, ours.throughput / base.throughput, ours.percentile_ms(0.5) / base.percentile_ms(0.5)))
+                ratios.append(
+                    (
+                        concurrency,
+                        ours.throughput / base.throughput,
+                        ours.percentile_ms(0.5) / base.percentile_ms(0.5),
+                    )
+                )
             print("\n| in flight | throughput ours/naive | p50 ours/naive |\n|---|---|---|")
             for concurrency, throughput, p50 in ratios:
                 print(f"| {concurrency} | {throughput:.2f}x | {p50:.2f}x |")

@@ -36,19 +36,22 @@ class NaiveRoot(root_pb2_grpc.RootServicer):
         ]
         self.merge = merge_pb2_grpc.MergeStub(grpc.aio.insecure_channel(config.merge_address))
 
-    async def Query(  # noqa: N802 (gRPC method name)
+    async def Query(
         self, request: root_pb2.QueryRequest, context: grpc.aio.ServicerContext
     ) -> root_pb2.QueryResponse:
         count = len(self.leaves)
         responses = await asyncio.gather(
             *(
-                stub.Execute(leaf_pb2.ExecuteRequest(payload=request.payload, shard_index=i, shard_count=count))
+                stub.Execute(
+                    leaf_pb2.ExecuteRequest(payload=request.payload, shard_index=i, shard_count=count)
+                )
                 for i, stub in enumerate(self.leaves)
             )
         )
         results = [
             shard_pb2.ShardResult(
-                report=shard_pb2.ShardReport(shard_index=i, status=shard_pb2.SHARD_STATUS_OK), payload=r.payload
+                report=shard_pb2.ShardReport(shard_index=i, status=shard_pb2.SHARD_STATUS_OK),
+                payload=r.payload,
             )
             for i, r in enumerate(responses)
         ]

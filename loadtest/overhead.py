@@ -12,6 +12,7 @@ includes grpc's own threads. A benchmark, not a test.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -68,7 +69,9 @@ def deployment(shards: int) -> Deployment:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--fanouts", type=int, nargs="+", default=[1, 4])
     args = parser.parse_args()
@@ -83,16 +86,16 @@ def main() -> None:
                 execute = leaf_pb2.ExecuteRequest(shard_index=0, shard_count=fanout, attempt=1)
                 execute.payload.Pack(payload)
                 with grpc.insecure_channel(dep.children["leaf-0-0"].address) as channel:
-                    stub = leaf_pb2_grpc.LeafStub(channel)
-                    warm_up(lambda: stub.Execute(execute, timeout=5))
-                    print(summary("leaf direct", timed(lambda: stub.Execute(execute, timeout=5), args.requests)))
+                    call_leaf = functools.partial(leaf_pb2_grpc.LeafStub(channel).Execute, execute, timeout=5)
+                    warm_up(call_leaf)
+                    print(summary("leaf direct", timed(call_leaf, args.requests)))
             root_pid = dep.children["root"].pid
             assert root_pid is not None
             with grpc.insecure_channel(dep.root_address) as channel:
-                root_stub = root_pb2_grpc.RootStub(channel)
-                warm_up(lambda: root_stub.Query(query, timeout=5))
+                call_root = functools.partial(root_pb2_grpc.RootStub(channel).Query, query, timeout=5)
+                warm_up(call_root)
                 before = cpu_seconds(root_pid)
-                samples = timed(lambda: root_stub.Query(query, timeout=5), args.requests)
+                samples = timed(call_root, args.requests)
                 used = cpu_seconds(root_pid) - before
             print(summary(f"root, fan-out {fanout}", samples, used))
 

@@ -42,8 +42,8 @@ def _rewrite_imports(text: str, packages: list[str]) -> str:
 
 def generate(out_dir: Path, root: Path = PROTO_ROOT) -> list[Path]:
     """Compile every proto under ``root`` into ``out_dir``; return the files written."""
-    from grpc_tools import protoc  # dev dependency: imported only when generating
     import grpc_tools
+    from grpc_tools import protoc  # dev dependency: imported only when generating
 
     include = Path(grpc_tools.__file__).resolve().parent / "_proto"
     protos = [str(p.relative_to(root)) for p in proto_files(root)]

@@ -110,7 +110,9 @@ class Table:
     def require(self, key: str, kind: type[T]) -> T:
         if key not in self.data:
             raise ConfigError(f"{self.where(key)} is required")
-        return self.get(key, kind, None)  # type: ignore[arg-type]
+        value = self.get(key, kind, None)
+        assert value is not None
+        return value
 
     def table(self, key: str) -> Table:
         self.used.add(key)
@@ -128,7 +130,11 @@ class Table:
         for key in self.data:
             if key not in self.used:
                 close = difflib.get_close_matches(key, sorted(self.used), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(self.used))}"
+                hint = (
+                    f"; did you mean {close[0]!r}?"
+                    if close
+                    else f"; known keys: {', '.join(sorted(self.used))}"
+                )
                 raise ConfigError(f"unknown key {self.where(key)!r}{hint}")
 
 
@@ -192,7 +198,9 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     doc = Table(data, "")
     root = doc.table("root")
     listen = root.address("listen", DEFAULT_LISTEN, listen=True)
-    default_ms = positive(root.where("default_deadline_ms"), root.get("default_deadline_ms", float, DEFAULT_DEADLINE_MS))
+    default_ms = positive(
+        root.where("default_deadline_ms"), root.get("default_deadline_ms", float, DEFAULT_DEADLINE_MS)
+    )
     max_ms = root.get("max_deadline_ms", float, max(DEFAULT_MAX_DEADLINE_MS, default_ms))
     reserve_ms = root.get("merge_reserve_ms", float, min(DEFAULT_MERGE_RESERVE_MS, default_ms / 2))
     deadlines = DeadlinePolicy(default_ms / 1000, max_ms / 1000, reserve_ms / 1000)
@@ -225,7 +233,9 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     doc.used.add("shards")
     raw_shards = data.get("shards")
     if not isinstance(raw_shards, list) or not raw_shards:
-        raise ConfigError("shards: at least one [[shards]] table with replicas = [\"host:port\", ...] is required")
+        raise ConfigError(
+            'shards: at least one [[shards]] table with replicas = ["host:port", ...] is required'
+        )
     shards = []
     for i, raw in enumerate(raw_shards):
         shard = Table(raw, f"shards[{i}]")

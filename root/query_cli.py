@@ -32,18 +32,29 @@ def _load_generated_modules(extra: list[str]) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scatter query", description="Send one request to a root.")
     parser.add_argument("address", help="root address, e.g. 127.0.0.1:50051")
-    parser.add_argument("--type", required=True, dest="type_name", help="request message type, e.g. probe.v1.ProbeRequest")
-    parser.add_argument("json", help="the request message as JSON, e.g. '{\"query\": \"json\"}'")
-    parser.add_argument("--deadline-ms", type=float, default=2000.0, help="deadline of the call (default 2000)")
-    parser.add_argument("--min-coverage", type=float, help="override the root's min_coverage for this request")
-    parser.add_argument("--import", dest="imports", action="append", default=[], help="module defining the type")
+    parser.add_argument(
+        "--type", required=True, dest="type_name", help="request message type, e.g. probe.v1.ProbeRequest"
+    )
+    parser.add_argument("json", help='the request message as JSON, e.g. \'{"query": "json"}\'')
+    parser.add_argument(
+        "--deadline-ms", type=float, default=2000.0, help="deadline of the call (default 2000)"
+    )
+    parser.add_argument(
+        "--min-coverage", type=float, help="override the root's min_coverage for this request"
+    )
+    parser.add_argument(
+        "--import", dest="imports", action="append", default=[], help="module defining the type"
+    )
     args = parser.parse_args(argv)
 
     try:
         _load_generated_modules(args.imports)
         descriptor = descriptor_pool.Default().FindMessageTypeByName(args.type_name)
     except (ImportError, KeyError) as exc:
-        print(f"scatter query: unknown message type {args.type_name!r} ({exc}); use --import MODULE", file=sys.stderr)
+        print(
+            f"scatter query: unknown message type {args.type_name!r} ({exc}); use --import MODULE",
+            file=sys.stderr,
+        )
         return 2
     message = message_factory.GetMessageClass(descriptor)()
     try:
@@ -59,7 +70,7 @@ def main(argv: list[str]) -> int:
         try:
             response = root_pb2_grpc.RootStub(channel).Query(request, timeout=args.deadline_ms / 1000)
         except grpc.RpcError as exc:
-            print(f"scatter query: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            print(f"scatter query: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
     print(json.dumps(json_format.MessageToDict(response), indent=2))
     return 0

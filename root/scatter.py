@@ -67,7 +67,7 @@ class Replica:
         self.address = address
         self.channel = grpc.aio.insecure_channel(address, options=[*channel_options, *RECONNECT_OPTIONS])
         # Raw bytes in and out: the root splices messages (see root.wire).
-        self.execute = self.channel.unary_unary(EXECUTE_METHOD)
+        self.execute: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(EXECUTE_METHOD)
 
     async def call(self, request: bytes, timeout: float) -> AttemptResult:
         try:
@@ -138,8 +138,17 @@ class _Attempt:
 class _ShardCall:
     """One shard within one request: its open attempts and how it ended."""
 
-    __slots__ = ("attempts", "last_code", "last_detail", "last_replica", "next_hedge", "outcome", "pending",
-                 "shard", "tried")
+    __slots__ = (
+        "attempts",
+        "last_code",
+        "last_detail",
+        "last_replica",
+        "next_hedge",
+        "outcome",
+        "pending",
+        "shard",
+        "tried",
+    )
 
     def __init__(self, shard: Shard) -> None:
         self.shard = shard
@@ -156,7 +165,9 @@ class _ShardCall:
 class Scatter:
     """Runs the fan-out of one request. Create, then ``await run()`` once."""
 
-    def __init__(self, shards: list[Shard], payload_field: bytes, request_id: str, start: float, deadline: float):
+    def __init__(
+        self, shards: list[Shard], payload_field: bytes, request_id: str, start: float, deadline: float
+    ):
         self.loop = asyncio.get_running_loop()
         self.calls = [_ShardCall(shard) for shard in shards]
         self.payload_field = payload_field
@@ -247,13 +258,16 @@ class Scatter:
         call.tried.add(choice)
         call.last_replica = choice
         shard.chooser.start(choice)
-        request = self.payload_field + leaf_pb2.ExecuteRequest(
-            shard_index=shard.index,
-            shard_count=shard.count,
-            attempt=call.attempts,
-            hedge=hedge,
-            request_id=self.request_id,
-        ).SerializeToString()
+        request = (
+            self.payload_field
+            + leaf_pb2.ExecuteRequest(
+                shard_index=shard.index,
+                shard_count=shard.count,
+                attempt=call.attempts,
+                hedge=hedge,
+                request_id=self.request_id,
+            ).SerializeToString()
+        )
         task = self.loop.create_task(shard.replicas[choice].call(request, self.deadline - now))
         task.add_done_callback(self._attempt_done)
         self.attempts[task] = _Attempt(call, choice, hedge, now)
@@ -299,13 +313,21 @@ class Scatter:
             if call.attempts < shard.hedging.max_attempts and self._launch(call, hedge=False):
                 shard.stats.failovers += 1
             elif not call.pending:
-                self._end(call, UNAVAILABLE, attempt.replica, error=body if code == "UNAVAILABLE" else f"{code}: {body}")
+                self._end(
+                    call,
+                    UNAVAILABLE,
+                    attempt.replica,
+                    error=body if code == "UNAVAILABLE" else f"{code}: {body}",
+                )
         elif code == "DEADLINE_EXCEEDED":
             if not call.pending:  # the others share the deadline; let them finish
                 self._end_timeout(call)
         else:
             self._end(
-                call, ERROR, attempt.replica, error=f"{code}: {body}",
+                call,
+                ERROR,
+                attempt.replica,
+                error=f"{code}: {body}",
                 invalid=body if code == "INVALID_ARGUMENT" else None,
             )
 

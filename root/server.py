@@ -56,7 +56,7 @@ def build_shards(config: RootConfig) -> list[Shard]:
 
 
 def add_root_service(server: grpc.aio.Server, service: RootService) -> None:
-    handler = grpc.unary_unary_rpc_method_handler(
+    handler: grpc.RpcMethodHandler[root_pb2.QueryRequest, bytes] = grpc.unary_unary_rpc_method_handler(
         service.query,
         request_deserializer=root_pb2.QueryRequest.FromString,
         response_serializer=None,  # the handler returns the serialized QueryResponse

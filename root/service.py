@@ -46,7 +46,7 @@ class RootService:
                 *RECONNECT_OPTIONS,
             ],
         )
-        self.merge = self.merge_channel.unary_unary(MERGE_METHOD)
+        self.merge: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.merge_channel.unary_unary(MERGE_METHOD)
         self.admission = AdmissionLimit(AdmissionConfig(config.max_in_flight))
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}-{int(time.time()):x}"
@@ -58,16 +58,15 @@ class RootService:
             for replica in shard.replicas:
                 await replica.close()
 
-    async def query(self, request: root_pb2.QueryRequest, context: grpc.aio.ServicerContext) -> bytes:
+    async def query(self, request: root_pb2.QueryRequest, context: grpc.aio.ServicerContext[root_pb2.QueryRequest, bytes]) -> bytes:
         """The Query handler: returns a serialized QueryResponse or aborts with a status."""
         arrived = time.monotonic()
         request_id = f"{self._id_prefix}-{next(self._ids)}"
         code = "OK"
         try:
             if not self.admission.try_acquire():
-                raise Overloaded(
-                    f"root is at its limit of {self.config.max_in_flight} requests in flight; retry with backoff"
-                )
+                limit = self.config.max_in_flight
+                raise Overloaded(f"root is at its limit of {limit} requests in flight; retry with backoff")
             try:
                 return await self._query(request, context.time_remaining(), arrived, request_id)
             finally:
@@ -108,7 +107,11 @@ class RootService:
             [
                 payload_field,
                 *(
-                    wire.field(2, wire.field(1, o.report.SerializeToString()) + (wire.field(2, o.payload) if o.payload else b""))
+                    wire.field(
+                        2,
+                        wire.field(1, o.report.SerializeToString())
+                        + (wire.field(2, o.payload) if o.payload else b""),
+                    )
                     for o in outcomes
                 ),
                 wire.field(3, coverage_bytes),
@@ -123,6 +126,9 @@ class RootService:
         except grpc.aio.AioRpcError as exc:
             raise merge_failure(exc.code().name, self.merge_address, exc.details() or "") from exc
         rest = root_pb2.QueryResponse(
-            coverage=coverage, shards=reports, latency=wire.duration(loop.time() - start), request_id=request_id
+            coverage=coverage,
+            shards=reports,
+            latency=wire.duration(loop.time() - start),
+            request_id=request_id,
         ).SerializeToString()
         return wire.merge_payload_field(merged) + rest

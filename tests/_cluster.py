@@ -66,9 +66,9 @@ class Client:
         response: root_pb2.QueryResponse = self.stub.Query(request, timeout=timeout)
         return response
 
-    def probe(self, timeout: float = 5.0, min_coverage: float | None = None, **fields: Any) -> tuple[
-        root_pb2.QueryResponse, probe_pb2.ProbeResponse, float
-    ]:
+    def probe(
+        self, timeout: float = 5.0, min_coverage: float | None = None, **fields: Any
+    ) -> tuple[root_pb2.QueryResponse, probe_pb2.ProbeResponse, float]:
         start = time.monotonic()
         response = self.query(probe_pb2.ProbeRequest(**fields), timeout, min_coverage)
         elapsed = time.monotonic() - start

@@ -30,8 +30,14 @@ def test_defaults() -> None:
 
 
 def test_values_are_read_in_ms() -> None:
-    config = parse_root_config(_doc(default_deadline_ms=250, max_deadline_ms=2000, merge_reserve_ms=5, min_coverage=0.5))
-    assert (config.deadlines.default, config.deadlines.maximum, config.deadlines.merge_reserve) == (0.25, 2.0, 0.005)
+    config = parse_root_config(
+        _doc(default_deadline_ms=250, max_deadline_ms=2000, merge_reserve_ms=5, min_coverage=0.5)
+    )
+    assert (config.deadlines.default, config.deadlines.maximum, config.deadlines.merge_reserve) == (
+        0.25,
+        2.0,
+        0.005,
+    )
     assert config.min_coverage == 0.5
 
 
@@ -45,12 +51,21 @@ def test_values_are_read_in_ms() -> None:
         (_doc(max_in_flight=0), r"root.max_in_flight must be > 0"),
         (_doc(max_in_flight=True), r"root.max_in_flight: expected int, got True"),
         (_doc(listen="localhost"), r"root.listen: 'localhost': expected 'host:port'"),
-        (_doc(default_deadline_ms=100, max_deadline_ms=50), r"max_deadline_ms \(50\) must be >= default_deadline_ms"),
+        (
+            _doc(default_deadline_ms=100, max_deadline_ms=50),
+            r"max_deadline_ms \(50\) must be >= default_deadline_ms",
+        ),
         ({**_doc(), "merge": {}}, r"merge.address is required"),
         ({**_doc(), "shards": []}, r"at least one \[\[shards\]\]"),
         ({**_doc(), "shards": [{"replicas": []}]}, r"shards\[0\].replicas: at least one replica"),
-        ({**_doc(), "shards": [{"replicas": ["127.0.0.1:1", "127.0.0.1:1"]}]}, r"the same address appears twice"),
-        ({**_doc(), "shards": [{"replicas": ["127.0.0.1:99999"]}]}, r"shards\[0\].replicas\[0\]: .*port must be in 1..65535"),
+        (
+            {**_doc(), "shards": [{"replicas": ["127.0.0.1:1", "127.0.0.1:1"]}]},
+            r"the same address appears twice",
+        ),
+        (
+            {**_doc(), "shards": [{"replicas": ["127.0.0.1:99999"]}]},
+            r"shards\[0\].replicas\[0\]: .*port must be in 1..65535",
+        ),
         ({**_doc(), "shards": [{"replica": ["127.0.0.1:1"]}]}, r"shards\[0\].replicas is required"),
         ({**_doc(), "sharsd": 1}, r"unknown key 'sharsd'; did you mean 'shards'\?"),
     ],

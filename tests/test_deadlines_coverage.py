@@ -52,20 +52,30 @@ def _reports(*statuses: int) -> list[shard_pb2.ShardReport]:
     ]
 
 
-OK, TIMEOUT, UNAV = shard_pb2.SHARD_STATUS_OK, shard_pb2.SHARD_STATUS_TIMEOUT, shard_pb2.SHARD_STATUS_UNAVAILABLE
+OK, TIMEOUT, UNAV = (
+    shard_pb2.SHARD_STATUS_OK,
+    shard_pb2.SHARD_STATUS_TIMEOUT,
+    shard_pb2.SHARD_STATUS_UNAVAILABLE,
+)
 
 
 def test_coverage_counts_and_lists_missing() -> None:
     coverage = build_coverage(_reports(OK, TIMEOUT, OK, UNAV))
     assert (coverage.total, coverage.answered) == (4, 2)
-    assert [(m.shard_index, m.status, m.reason) for m in coverage.missing] == [(1, TIMEOUT, "boom"), (3, UNAV, "boom")]
+    assert [(m.shard_index, m.status, m.reason) for m in coverage.missing] == [
+        (1, TIMEOUT, "boom"),
+        (3, UNAV, "boom"),
+    ]
 
 
 def test_require_coverage_thresholds() -> None:
     three_of_four = build_coverage(_reports(OK, OK, OK, TIMEOUT))
     require_coverage(three_of_four, 0.75)
     require_coverage(three_of_four, 0.0)
-    with pytest.raises(InsufficientCoverage, match=r"coverage 3/4 is below min_coverage 1; missing: shard 3 \(TIMEOUT: boom\)"):
+    with pytest.raises(
+        InsufficientCoverage,
+        match=r"coverage 3/4 is below min_coverage 1; missing: shard 3 \(TIMEOUT: boom\)",
+    ):
         require_coverage(three_of_four, 1.0)
     two_of_three = build_coverage(_reports(OK, OK, UNAV))
     require_coverage(two_of_three, 2 / 3)

@@ -413,10 +413,21 @@ def start_test_leaf(tmp: Path, handler: str) -> Proc:
     script.write_text(TEST_LEAF)
     markers = tmp / "markers"
     markers.mkdir()
-    return start_healthy(
+    # The sync leaf also has a slow *sync* start hook: it runs in a thread, so
+    # the loop still answers health checks (NOT_SERVING) instead of hanging.
+    start_delay = "1.0" if handler == "sync" else "0"
+    proc = start_process(
         [PYTHON, str(script), "--shard-index", "0", "--shard-count", "2"],
-        {"HANDLER": handler, "MARKER_DIR": str(markers)},
+        {"HANDLER": handler, "MARKER_DIR": str(markers), "START_DELAY": start_delay},
     )
+    try:
+        if handler == "sync":
+            assert health_status(proc.address, timeout=0.5) == "NOT_SERVING"
+        wait_healthy(proc.address)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
 
 
 @pytest.fixture(scope="module", params=["sync", "async"])

@@ -64,7 +64,9 @@ def test_every_shard_answers(client: Client, cluster: Deployment) -> None:
     for report in response.shards:
         assert report.status == OK
         assert report.attempts >= 1
-        assert report.replica in {cluster.children[f"leaf-{report.shard_index}-{r}"].address for r in range(2)}
+        assert report.replica in {
+            cluster.children[f"leaf-{report.shard_index}-{r}"].address for r in range(2)
+        }
         assert report.latency.ToNanoseconds() >= 2_000_000
     assert response.request_id
     assert response.latency.ToNanoseconds() > 0
@@ -74,7 +76,9 @@ def test_hung_shard_times_out_with_partial_coverage(client: Client) -> None:
     response, merged, elapsed = client.probe(timeout=0.5, min_coverage=0.5, shard_delays={1: ms(10_000)})
     assert elapsed < 0.5
     assert (response.coverage.total, response.coverage.answered) == (SHARDS, SHARDS - 1)
-    assert [(m.shard_index, m.status) for m in response.coverage.missing] == [(1, shard_pb2.SHARD_STATUS_TIMEOUT)]
+    assert [(m.shard_index, m.status) for m in response.coverage.missing] == [
+        (1, shard_pb2.SHARD_STATUS_TIMEOUT)
+    ]
     assert response.shards[1].status == shard_pb2.SHARD_STATUS_TIMEOUT
     assert merged.sum == expected_sum(0, range(0, SHARDS, 2))
 
@@ -113,7 +117,7 @@ def test_whole_shard_down_is_unavailable_naming_it(client: Client, cluster: Depl
             client.probe()
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "missing: shard 2 (UNAVAILABLE" in info.value.details()
-        response, merged, _ = client.probe(min_coverage=0.5)
+        response, _, _ = client.probe(min_coverage=0.5)
         assert response.coverage.answered == SHARDS - 1
         assert response.shards[2].status == shard_pb2.SHARD_STATUS_UNAVAILABLE
     finally:

@@ -24,12 +24,12 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
 import grpc
-import tomllib
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from root.runtime.spec import DeploymentSpec
@@ -61,13 +61,15 @@ def check_health(address: str, timeout: float = 0.5) -> str:
             )
         except grpc.RpcError:
             return "UNREACHABLE"
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
 class Child:
     """One supervised process: how to start it, its handle, its restarts."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path, address: str, log: Path):
+    def __init__(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path, address: str, log: Path
+    ):
         self.name = name
         self.argv = list(argv)
         self.env = dict(env)
@@ -117,7 +119,9 @@ class Child:
         while True:
             if not self.running():
                 code = self.proc.returncode if self.proc else None
-                raise StartupError(f"{self.name} exited with code {code} before it was ready:\n{self.log_tail()}")
+                raise StartupError(
+                    f"{self.name} exited with code {code} before it was ready:\n{self.log_tail()}"
+                )
             if check_health(self.address) == "SERVING":
                 return
             if time.monotonic() > deadline:
@@ -133,7 +137,7 @@ class Deployment:
     def __init__(self, spec: DeploymentSpec, log_dir: Path | None = None, quiet: bool = True) -> None:
         self.spec = spec
         self._tmp = tempfile.TemporaryDirectory(prefix="scatter-up-") if log_dir is None else None
-        self.run_dir = Path(self._tmp.name) if self._tmp else log_dir  # type: ignore[assignment]
+        self.run_dir: Path = Path(self._tmp.name) if self._tmp is not None else Path(log_dir or ".")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.quiet = quiet
         self.children: dict[str, Child] = {}
@@ -155,8 +159,12 @@ class Deployment:
         port = free_port()
         env = {**env, "SCATTER_HOST": "127.0.0.1", "SCATTER_PORT": str(port)}
         child = Child(
-            name, self._format(command, port=port, **values), env, self.spec.directory,
-            f"127.0.0.1:{port}", self.run_dir / f"{name}.log",
+            name,
+            self._format(command, port=port, **values),
+            env,
+            self.spec.directory,
+            f"127.0.0.1:{port}",
+            self.run_dir / f"{name}.log",
         )
         self.children[name] = child
         return child
@@ -169,7 +177,9 @@ class Deployment:
             raise
         return self
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(
+        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+    ) -> None:
         self.stop()
 
     def start(self) -> None:
@@ -187,8 +197,12 @@ class Deployment:
                 }
                 leaves[-1].append(
                     self._child(
-                        f"leaf-{shard}-{replica}", spec.leaves.command, env,
-                        shard=shard, shards=spec.shards, replica=replica,
+                        f"leaf-{shard}-{replica}",
+                        spec.leaves.command,
+                        env,
+                        shard=shard,
+                        shards=spec.shards,
+                        replica=replica,
                     )
                 )
         for child in self.children.values():
@@ -207,7 +221,11 @@ class Deployment:
         config_path.write_text(dumps(document))
         tomllib.loads(config_path.read_text())  # what we wrote must read back
         root = Child(
-            "root", [*spec.root_command, "--config", str(config_path)], {}, spec.directory, listen,
+            "root",
+            [*spec.root_command, "--config", str(config_path)],
+            {},
+            spec.directory,
+            listen,
             self.run_dir / "root.log",
         )
         self.children["root"] = root

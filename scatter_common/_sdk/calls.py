@@ -151,10 +151,6 @@ class HandlerRunner:
         self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    @property
-    def is_async(self) -> bool:
-        return self._is_async
-
     def open(self, max_concurrency: int) -> None:
         """Start serving calls on the running loop with at most ``max_concurrency`` at once."""
         self._max_concurrency = max_concurrency
