@@ -78,13 +78,11 @@ def generate(out_dir: Path, root: Path = PROTO_ROOT) -> list[Path]:
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        for path in generate(out):
+        generate(out)
+        for path in sorted(out.rglob("*.py*")):
             target = PROTO_ROOT / path.relative_to(out)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(path.read_text())
-            init = target.parent / "__init__.py"
-            if not init.exists():
-                init.write_text("")
             print(f"wrote {target.relative_to(PROTO_ROOT.parent)}")
     return 0
 

@@ -18,6 +18,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "root": ("root.server:main", "run one root server from a TOML config"),
     "query": ("root.query_cli:main", "send one request to a root and print the JSON answer"),
     "demo": ("demo_search.cli:main", "run the demo search over the Python docs (index, serve, query)"),
+    "bench": ("loadtest.bench:main", "run a load benchmark scenario with Locust and print a summary"),
+    "conformance": ("root.conformance.cli:main", "check a leaf or merge in any language against the contract"),
 }
 
 
