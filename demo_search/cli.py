@@ -101,12 +101,8 @@ def index_main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--docs", type=int, help="index at most N documents (synthetic default: 10000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic corpus (default 0)")
-    parser.add_argument(
-        "--shards", type=int, default=DEMO_SHARDS, help=f"shard count (default {DEMO_SHARDS})"
-    )
-    parser.add_argument(
-        "--out", type=Path, default=Path("demo-index"), help="output folder (default demo-index)"
-    )
+    parser.add_argument("--shards", type=int, default=DEMO_SHARDS, help=f"shard count (default {DEMO_SHARDS})")
+    parser.add_argument("--out", type=Path, default=Path("demo-index"), help="output folder (default demo-index)")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
     if args.shards < 1:

@@ -264,8 +264,7 @@ def load_corpus(spec: str, *, docs: int | None = None, seed: int = 0) -> Iterato
             source = jsonl_corpus(path)
         else:
             raise CorpusError(
-                f"{spec}: no such file or directory "
-                "(expected 'stdlib', 'synthetic', a .jsonl file or a directory)"
+                f"{spec}: no such file or directory (expected 'stdlib', 'synthetic', a .jsonl file or a directory)"
             )
     return source if docs is None else _take(source, docs)
 

@@ -181,7 +181,5 @@ def load_array(path: Path, dtype: type[np.generic], length: int) -> npt.NDArray[
     except (OSError, ValueError) as exc:  # bad header, truncated data
         raise IndexFormatError(f"{path}: corrupt or truncated ({exc})") from exc
     if array.dtype != np.dtype(dtype) or array.shape != (length,):
-        raise IndexFormatError(
-            f"{path}: expected {np.dtype(dtype)}[{length}], found {array.dtype}{list(array.shape)}"
-        )
+        raise IndexFormatError(f"{path}: expected {np.dtype(dtype)}[{length}], found {array.dtype}{list(array.shape)}")
     return array

@@ -138,9 +138,7 @@ class _Builder:
                     term = vocab[token] = len(vocab)
                 term_ids.append(term)
         if len(vocab) > len(self.df):
-            self.df = np.concatenate(
-                [self.df, np.zeros(max(len(vocab), 2 * len(self.df)) - len(self.df), np.int64)]
-            )
+            self.df = np.concatenate([self.df, np.zeros(max(len(vocab), 2 * len(self.df)) - len(self.df), np.int64)])
 
         counts = np.array(lengths, dtype=np.int64)
         doc_of_token = np.repeat(np.arange(len(batch), dtype=np.int64), counts)
@@ -219,10 +217,7 @@ class _Builder:
         id_sizes = np.frombuffer(spill.sizes["ids"], dtype=np.int64)
         id_blob = spill.read("ids").tobytes()
         id_ends = np.cumsum(id_sizes)
-        ids = [
-            id_blob[e - z : e].decode("utf-8")
-            for e, z in zip(id_ends.tolist(), id_sizes.tolist(), strict=True)
-        ]
+        ids = [id_blob[e - z : e].decode("utf-8") for e, z in zip(id_ends.tolist(), id_sizes.tolist(), strict=True)]
         by_id = sorted(range(n), key=ids.__getitem__)
         for a, b in itertools.pairwise(by_id):
             if ids[a] == ids[b]:
@@ -230,9 +225,7 @@ class _Builder:
         new_of_arrival = np.empty(n, dtype=np.int64)
         new_of_arrival[np.array(by_id, dtype=np.int64)] = np.arange(n, dtype=np.int64)
         del ids, id_blob
-        np.save(
-            directory / fmt.DOC_LENGTHS, np.frombuffer(spill.lengths, dtype=np.int64)[by_id].astype(np.int32)
-        )
+        np.save(directory / fmt.DOC_LENGTHS, np.frombuffer(spill.lengths, dtype=np.int64)[by_id].astype(np.int32))
         for field, (blob_name, offsets_name) in (
             ("ids", fmt.IDS),
             ("titles", fmt.TITLES),
@@ -252,9 +245,7 @@ class _Builder:
         shard_terms = shard_terms[np.argsort(rank[shard_terms])]
         local = np.full(len(words), -1, dtype=np.int64)
         local[shard_terms] = np.arange(len(shard_terms), dtype=np.int64)
-        (directory / fmt.TERMS).write_text(
-            "".join(words[t] + "\n" for t in shard_terms.tolist()), encoding="utf-8"
-        )
+        (directory / fmt.TERMS).write_text("".join(words[t] + "\n" for t in shard_terms.tolist()), encoding="utf-8")
         np.save(directory / fmt.DF, df[shard_terms])
 
         # Postings: CSR by local term, documents ascending inside each term.

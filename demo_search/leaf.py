@@ -48,10 +48,7 @@ class SearchLeaf:
                 "or start the leaves with the index's shard count"
             )
         searcher = ShardSearcher(fmt.shard_dir(self.index, info.shard_index))
-        if (
-            searcher.shard_index != info.shard_index
-            or searcher.manifest.corpus_documents != manifest.documents
-        ):
+        if searcher.shard_index != info.shard_index or searcher.manifest.corpus_documents != manifest.documents:
             raise fmt.IndexFormatError(f"{searcher.path}: does not belong to the index at {self.index}")
         self._searcher = searcher
 

@@ -149,9 +149,7 @@ class ShardSearcher:
         lengths = fmt.load_array(directory / fmt.DOC_LENGTHS, np.int32, m.documents)
         # The length normalisation of BM25 per document, computed once: it is
         # the only per-document factor, and a query then costs one gather.
-        self._norm: npt.NDArray[np.float64] = K1 * (
-            1.0 - B + B * lengths.astype(np.float64) / (m.avgdl or 1.0)
-        )
+        self._norm: npt.NDArray[np.float64] = K1 * (1.0 - B + B * lengths.astype(np.float64) / (m.avgdl or 1.0))
         self._ids = _Blob(directory, fmt.IDS, m.documents)
         self._titles = _Blob(directory, fmt.TITLES, m.documents)
         self._texts = _Blob(directory, fmt.TEXTS, m.documents)

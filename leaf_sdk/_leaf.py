@@ -66,9 +66,7 @@ class Leaf(Generic[Req]):
         on_stop: UserHook[LeafInfo] | None = None,
     ) -> None:
         resolved = (
-            _request_type_of(handler)
-            if request_type is None
-            else require_message_class(request_type, "request_type")
+            _request_type_of(handler) if request_type is None else require_message_class(request_type, "request_type")
         )
         self.request_type: type[Message] = resolved
         self.stats = CallStats()

@@ -20,17 +20,13 @@ SERVICE_NAME = leaf_pb2.DESCRIPTOR.services_by_name["Leaf"].full_name
 
 
 class LeafServicer(leaf_pb2_grpc.LeafServicer):
-    def __init__(
-        self, runner: HandlerRunner, decode: Decoder[Any], shard_index: int, shard_count: int
-    ) -> None:
+    def __init__(self, runner: HandlerRunner, decode: Decoder[Any], shard_index: int, shard_count: int) -> None:
         self._runner = runner
         self._decode = decode
         self._shard_index = shard_index
         self._shard_count = shard_count
 
-    async def Execute(
-        self, request: leaf_pb2.ExecuteRequest, context: ServicerContext
-    ) -> leaf_pb2.ExecuteResponse:
+    async def Execute(self, request: leaf_pb2.ExecuteRequest, context: ServicerContext) -> leaf_pb2.ExecuteResponse:
         result = await self._runner.call(request, context, self._prepare)
         return leaf_pb2.ExecuteResponse(payload=pack(result))
 
@@ -47,8 +43,7 @@ class LeafServicer(leaf_pb2_grpc.LeafServicer):
             if request.shard_count:
                 asked += f" of {request.shard_count}"
             raise WrongShard(
-                f"this leaf serves shard {self._shard_index} of {self._shard_count}; "
-                f"the request is for {asked}"
+                f"this leaf serves shard {self._shard_index} of {self._shard_count}; the request is for {asked}"
             )
         ctx = LeafContext(context, request, self._shard_index, self._shard_count)
         return (self._decode(request.payload), ctx), ctx

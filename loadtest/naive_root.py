@@ -31,20 +31,14 @@ from scatter_common.serving import ServeOptions, ServiceHost, serve_until_signal
 
 class NaiveRoot(root_pb2_grpc.RootServicer):
     def __init__(self, config: RootConfig) -> None:
-        self.leaves = [
-            leaf_pb2_grpc.LeafStub(grpc.aio.insecure_channel(shard.replicas[0])) for shard in config.shards
-        ]
+        self.leaves = [leaf_pb2_grpc.LeafStub(grpc.aio.insecure_channel(shard.replicas[0])) for shard in config.shards]
         self.merge = merge_pb2_grpc.MergeStub(grpc.aio.insecure_channel(config.merge_address))
 
-    async def Query(
-        self, request: root_pb2.QueryRequest, context: grpc.aio.ServicerContext
-    ) -> root_pb2.QueryResponse:
+    async def Query(self, request: root_pb2.QueryRequest, context: grpc.aio.ServicerContext) -> root_pb2.QueryResponse:
         count = len(self.leaves)
         responses = await asyncio.gather(
             *(
-                stub.Execute(
-                    leaf_pb2.ExecuteRequest(payload=request.payload, shard_index=i, shard_count=count)
-                )
+                stub.Execute(leaf_pb2.ExecuteRequest(payload=request.payload, shard_index=i, shard_count=count))
                 for i, stub in enumerate(self.leaves)
             )
         )

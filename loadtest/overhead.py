@@ -69,9 +69,7 @@ def deployment(shards: int) -> Deployment:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--fanouts", type=int, nargs="+", default=[1, 4])
     args = parser.parse_args()

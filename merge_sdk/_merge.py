@@ -134,9 +134,7 @@ def serve_merge(
     Flags come from ``argv`` (default ``sys.argv[1:]``) with ``SCATTER_*``
     environment fallbacks; run with ``--help`` to list them.
     """
-    server = Merge(
-        merge, request_type=request_type, partial_type=partial_type, on_start=on_start, on_stop=on_stop
-    )
+    server = Merge(merge, request_type=request_type, partial_type=partial_type, on_start=on_start, on_stop=on_stop)
     status = server.main(argv, allow_extra_args=allow_extra_args)
     if status:
         raise SystemExit(status)

@@ -21,22 +21,16 @@ _OK = shard_pb2.SHARD_STATUS_OK
 
 
 class MergeServicer(merge_pb2_grpc.MergeServicer):
-    def __init__(
-        self, runner: HandlerRunner, decode_request: Decoder[Any], decode_partial: Decoder[Any]
-    ) -> None:
+    def __init__(self, runner: HandlerRunner, decode_request: Decoder[Any], decode_partial: Decoder[Any]) -> None:
         self._runner = runner
         self._decode_request = decode_request
         self._decode_partial = decode_partial
 
-    async def Merge(
-        self, request: merge_pb2.MergeRequest, context: ServicerContext
-    ) -> merge_pb2.MergeResponse:
+    async def Merge(self, request: merge_pb2.MergeRequest, context: ServicerContext) -> merge_pb2.MergeResponse:
         result = await self._runner.call(request, context, self._prepare)
         return merge_pb2.MergeResponse(payload=pack(result))
 
-    def _prepare(
-        self, request: merge_pb2.MergeRequest, context: ServicerContext
-    ) -> tuple[Sequence[object], CallScope]:
+    def _prepare(self, request: merge_pb2.MergeRequest, context: ServicerContext) -> tuple[Sequence[object], CallScope]:
         decoded = self._decode_request(request.payload)
         partials = [self._partial(result) for result in request.results]
         ctx = MergeContext(context, request)

@@ -130,11 +130,7 @@ class Table:
         for key in self.data:
             if key not in self.used:
                 close = difflib.get_close_matches(key, sorted(self.used), n=1)
-                hint = (
-                    f"; did you mean {close[0]!r}?"
-                    if close
-                    else f"; known keys: {', '.join(sorted(self.used))}"
-                )
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(self.used))}"
                 raise ConfigError(f"unknown key {self.where(key)!r}{hint}")
 
 
@@ -233,9 +229,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     doc.used.add("shards")
     raw_shards = data.get("shards")
     if not isinstance(raw_shards, list) or not raw_shards:
-        raise ConfigError(
-            'shards: at least one [[shards]] table with replicas = ["host:port", ...] is required'
-        )
+        raise ConfigError('shards: at least one [[shards]] table with replicas = ["host:port", ...] is required')
     shards = []
     for i, raw in enumerate(raw_shards):
         shard = Table(raw, f"shards[{i}]")

@@ -57,6 +57,5 @@ def require_coverage(coverage: shard_pb2.Coverage, min_coverage: float) -> None:
     more = len(coverage.missing) - len(names)
     listed = "; ".join(names) + (f"; and {more} more" if more > 0 else "")
     raise InsufficientCoverage(
-        f"coverage {coverage.answered}/{coverage.total} is below min_coverage {min_coverage:g}; "
-        f"missing: {listed}"
+        f"coverage {coverage.answered}/{coverage.total} is below min_coverage {min_coverage:g}; missing: {listed}"
     )

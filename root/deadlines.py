@@ -38,8 +38,7 @@ class DeadlinePolicy:
             raise ConfigError(f"default_deadline_ms must be > 0, got {self.default * 1000:g}")
         if self.maximum < self.default:
             raise ConfigError(
-                f"max_deadline_ms ({self.maximum * 1000:g}) must be >= default_deadline_ms "
-                f"({self.default * 1000:g})"
+                f"max_deadline_ms ({self.maximum * 1000:g}) must be >= default_deadline_ms ({self.default * 1000:g})"
             )
         if not 0 <= self.merge_reserve < self.default:
             raise ConfigError(

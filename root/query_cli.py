@@ -36,15 +36,9 @@ def main(argv: list[str]) -> int:
         "--type", required=True, dest="type_name", help="request message type, e.g. probe.v1.ProbeRequest"
     )
     parser.add_argument("json", help='the request message as JSON, e.g. \'{"query": "json"}\'')
-    parser.add_argument(
-        "--deadline-ms", type=float, default=2000.0, help="deadline of the call (default 2000)"
-    )
-    parser.add_argument(
-        "--min-coverage", type=float, help="override the root's min_coverage for this request"
-    )
-    parser.add_argument(
-        "--import", dest="imports", action="append", default=[], help="module defining the type"
-    )
+    parser.add_argument("--deadline-ms", type=float, default=2000.0, help="deadline of the call (default 2000)")
+    parser.add_argument("--min-coverage", type=float, help="override the root's min_coverage for this request")
+    parser.add_argument("--import", dest="imports", action="append", default=[], help="module defining the type")
     args = parser.parse_args(argv)
 
     try:

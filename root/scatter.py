@@ -165,9 +165,7 @@ class _ShardCall:
 class Scatter:
     """Runs the fan-out of one request. Create, then ``await run()`` once."""
 
-    def __init__(
-        self, shards: list[Shard], payload_field: bytes, request_id: str, start: float, deadline: float
-    ):
+    def __init__(self, shards: list[Shard], payload_field: bytes, request_id: str, start: float, deadline: float):
         self.loop = asyncio.get_running_loop()
         self.calls = [_ShardCall(shard) for shard in shards]
         self.payload_field = payload_field

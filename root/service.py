@@ -58,7 +58,9 @@ class RootService:
             for replica in shard.replicas:
                 await replica.close()
 
-    async def query(self, request: root_pb2.QueryRequest, context: grpc.aio.ServicerContext[root_pb2.QueryRequest, bytes]) -> bytes:
+    async def query(
+        self, request: root_pb2.QueryRequest, context: grpc.aio.ServicerContext[root_pb2.QueryRequest, bytes]
+    ) -> bytes:
         """The Query handler: returns a serialized QueryResponse or aborts with a status."""
         arrived = time.monotonic()
         request_id = f"{self._id_prefix}-{next(self._ids)}"
@@ -109,8 +111,7 @@ class RootService:
                 *(
                     wire.field(
                         2,
-                        wire.field(1, o.report.SerializeToString())
-                        + (wire.field(2, o.payload) if o.payload else b""),
+                        wire.field(1, o.report.SerializeToString()) + (wire.field(2, o.payload) if o.payload else b""),
                     )
                     for o in outcomes
                 ),

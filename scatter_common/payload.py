@@ -36,9 +36,7 @@ def unpack(wrapped: any_pb2.Any, message_type: type[M]) -> M:
     """Decode ``wrapped`` as ``message_type``; raise PayloadError naming the expected type."""
     expected = message_type.DESCRIPTOR.full_name
     if not wrapped.type_url:
-        raise PayloadError(
-            f"payload is empty: expected a packed {expected} (type URL {type_url(message_type)})"
-        )
+        raise PayloadError(f"payload is empty: expected a packed {expected} (type URL {type_url(message_type)})")
     actual = wrapped.type_url.rsplit("/", 1)[-1]
     if actual != expected:
         raise PayloadError(f"payload has type {actual!r}, expected {expected!r}")

@@ -106,9 +106,7 @@ class ServiceHost:
 
     async def set_serving(self, serving: bool) -> None:
         """Report every service (and the server as a whole, "") as SERVING or not."""
-        status = (
-            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", *self.service_names):
             await self.health.set(name, status)
 

@@ -47,9 +47,7 @@ def test_stdlib_corpus_skips_files_that_do_not_parse(tmp_path: Path) -> None:
 def test_jsonl_corpus_reads_records_and_names_the_bad_line(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
     good = json.dumps({"id": "1", "title": "One", "text": "first"})
-    path.write_text(
-        f"{good}\n\n{json.dumps({'id': '2', 'title': 'Two', 'text': 'second'})}\n", encoding="utf-8"
-    )
+    path.write_text(f"{good}\n\n{json.dumps({'id': '2', 'title': 'Two', 'text': 'second'})}\n", encoding="utf-8")
     assert [d.id for d in jsonl_corpus(path)] == ["1", "2"]
 
     for line, message in [

@@ -365,9 +365,7 @@ def test_inconsistent_arrays_fail_at_load(
 def test_a_foreign_format_version_is_refused(pristine: Path, tmp_path: Path) -> None:
     shard = _copy(pristine, tmp_path)
     manifest = (shard / fmt.SHARD_MANIFEST).read_text(encoding="utf-8")
-    (shard / fmt.SHARD_MANIFEST).write_text(
-        manifest.replace('"version": 1', '"version": 99'), encoding="utf-8"
-    )
+    (shard / fmt.SHARD_MANIFEST).write_text(manifest.replace('"version": 1', '"version": 99'), encoding="utf-8")
     with pytest.raises(fmt.IndexFormatError, match=r"version 99, expected .* version 1"):
         ShardSearcher(shard)
     with pytest.raises(fmt.IndexFormatError, match=r"index\.json: missing"):

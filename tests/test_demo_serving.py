@@ -120,9 +120,7 @@ def test_format_response_prints_rank_score_title_snippet_and_partial_coverage() 
     ]
 
 
-def test_the_cache_is_keyed_by_python_shards_and_format(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_the_cache_is_keyed_by_python_shards_and_format(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     path = cli.stdlib_index_path(4)
     assert path.parent == tmp_path / "scatter-gather"
@@ -179,9 +177,7 @@ def test_end_to_end_over_grpc_equals_the_in_process_index(index: Path) -> None:
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
 
 
-def _search(
-    channel: grpc.Channel, query: str, k: int, offset: int
-) -> tuple[search_pb2.SearchResponse, float]:
+def _search(channel: grpc.Channel, query: str, k: int, offset: int) -> tuple[search_pb2.SearchResponse, float]:
     return cli.search_once(channel, query, k, offset=offset, deadline=10.0)
 
 

@@ -357,9 +357,7 @@ def test_over_the_concurrency_limit_is_refused_at_once(probe_stub: leaf_pb2_grpc
 
 def test_async_handler_is_cancelled_with_the_call(probe_stub: leaf_pb2_grpc.LeafStub) -> None:
     started = time.monotonic()
-    error = rpc_error(
-        lambda: execute(probe_stub, probe_pb2.ProbeRequest(delay=seconds(5)), shard=1, timeout=0.3)
-    )
+    error = rpc_error(lambda: execute(probe_stub, probe_pb2.ProbeRequest(delay=seconds(5)), shard=1, timeout=0.3))
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 2
 
@@ -471,14 +469,10 @@ def test_time_remaining_reflects_the_client_deadline(stub: leaf_pb2_grpc.LeafStu
     remaining = float(execute(stub, probe_pb2.ProbeRequest(value=TIME_REMAINING), shard=0, timeout=5).replica)
     # grpc rounds the deadline it sends on the wire up, hence the few ms of slack above 5.
     assert 4.0 < remaining <= 5.1
-    assert (
-        execute(stub, probe_pb2.ProbeRequest(value=TIME_REMAINING), shard=0, timeout=None).replica == "None"
-    )
+    assert execute(stub, probe_pb2.ProbeRequest(value=TIME_REMAINING), shard=0, timeout=None).replica == "None"
 
 
-def test_cancel_reaches_the_handler_and_it_stops_working(
-    test_leaf: Proc, stub: leaf_pb2_grpc.LeafStub
-) -> None:
+def test_cancel_reaches_the_handler_and_it_stops_working(test_leaf: Proc, stub: leaf_pb2_grpc.LeafStub) -> None:
     markers = markers_of(test_leaf)
     before = stats(stub)["cancelled"]
     call = stub.Execute.future(
@@ -493,14 +487,10 @@ def test_cancel_reaches_the_handler_and_it_stops_working(
     assert stats(stub)["cancelled"] == before + 1
 
 
-def test_deadline_reaches_the_handler_and_it_stops_working(
-    test_leaf: Proc, stub: leaf_pb2_grpc.LeafStub
-) -> None:
+def test_deadline_reaches_the_handler_and_it_stops_working(test_leaf: Proc, stub: leaf_pb2_grpc.LeafStub) -> None:
     markers = markers_of(test_leaf)
     error = rpc_error(
-        lambda: execute(
-            stub, probe_pb2.ProbeRequest(value=POLL_CANCELLED), shard=0, timeout=0.3, request_id="dl-1"
-        )
+        lambda: execute(stub, probe_pb2.ProbeRequest(value=POLL_CANCELLED), shard=0, timeout=0.3, request_id="dl-1")
     )
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert wait_for(markers / "cancelled-dl-1"), "the handler never saw the deadline pass"

@@ -132,10 +132,7 @@ def test_status_mirrors_the_proto_enum() -> None:
 
 
 def test_merge_flags_share_the_leaf_rules(capsys: pytest.CaptureFixture[str]) -> None:
-    assert (
-        MergeOptions.from_args([], environ={"SCATTER_ADDRESS": "unix:/tmp/m.sock"}).address
-        == "unix:/tmp/m.sock"
-    )
+    assert MergeOptions.from_args([], environ={"SCATTER_ADDRESS": "unix:/tmp/m.sock"}).address == "unix:/tmp/m.sock"
     with pytest.raises(SystemExit):
         MergeOptions.from_args(["--shard-index", "1"], environ={})
     assert "unrecognized arguments: --shard-index 1" in capsys.readouterr().err
@@ -238,22 +235,15 @@ def test_request_of_the_wrong_type_is_invalid_argument(probe_stub: merge_pb2_grp
     call = merge_pb2.MergeRequest(payload=pack(probe_pb2.ProbePartial()))
     error = rpc_error(lambda: probe_stub.Merge(call, timeout=5))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert (
-        str(error.details()) == "payload has type 'probe.v1.ProbePartial', expected 'probe.v1.ProbeRequest'"
-    )
+    assert str(error.details()) == "payload has type 'probe.v1.ProbePartial', expected 'probe.v1.ProbeRequest'"
 
 
 def test_partial_that_does_not_decode_names_the_shard_and_type(probe_stub: merge_pb2_grpc.MergeStub) -> None:
     wrong_type = ok(1)
     wrong_type.payload.CopyFrom(pack(probe_pb2.ProbeRequest()))
-    error = rpc_error(
-        lambda: merge_call(probe_stub, probe_pb2.ProbeRequest(), [ok(0), wrong_type], coverage(2))
-    )
+    error = rpc_error(lambda: merge_call(probe_stub, probe_pb2.ProbeRequest(), [ok(0), wrong_type], coverage(2)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert (
-        str(error.details())
-        == "shard 1: payload has type 'probe.v1.ProbeRequest', expected 'probe.v1.ProbePartial'"
-    )
+    assert str(error.details()) == "shard 1: payload has type 'probe.v1.ProbeRequest', expected 'probe.v1.ProbePartial'"
     garbage = ok(2)
     garbage.payload.value = b"\xff\xff"
     error = rpc_error(lambda: merge_call(probe_stub, probe_pb2.ProbeRequest(), [garbage], coverage(3)))
@@ -292,9 +282,7 @@ def test_partials_and_context_carry_every_report_field(
         failed(1, shard_pb2.SHARD_STATUS_SKIPPED, "coverage wait ended"),
     ]
     cov = coverage(2, (1, shard_pb2.SHARD_STATUS_SKIPPED))
-    response = merge_call(
-        stub, probe_pb2.ProbeRequest(value=DESCRIBE), results, cov, timeout=5, request_id="q-1"
-    )
+    response = merge_call(stub, probe_pb2.ProbeRequest(value=DESCRIBE), results, cov, timeout=5, request_id="q-1")
     answer = MessageToDict(unpack(response.payload, struct_pb2.Struct))
     assert answer["partials"] == [
         dict(

@@ -32,9 +32,7 @@ def test_twenty_primaries_earn_exactly_one_hedge() -> None:
     assert b.balance == 1.0
     assert b.try_withdraw()
     assert not b.try_withdraw()
-    assert b.stats() == HedgeBudgetStats(
-        primaries=20, hedges_sent=1, hedges_won=0, budget_exhausted=3, balance=0.0
-    )
+    assert b.stats() == HedgeBudgetStats(primaries=20, hedges_sent=1, hedges_won=0, budget_exhausted=3, balance=0.0)
 
 
 def test_other_ratios_are_exact_in_integer_millionths() -> None:

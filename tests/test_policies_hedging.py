@@ -120,8 +120,7 @@ def test_config_is_frozen() -> None:
         ),
         (
             {"max_delay": 0.01},
-            "hedging.initial_delay must be in [hedging.min_delay, hedging.max_delay]"
-            " = [0.001, 0.01], got 0.02",
+            "hedging.initial_delay must be in [hedging.min_delay, hedging.max_delay] = [0.001, 0.01], got 0.02",
         ),
         ({"min_samples": 0}, "hedging.min_samples must be >= 1, got 0"),
         (
@@ -138,7 +137,5 @@ def test_validation_names_the_field(kwargs: dict[str, object], message: str) -> 
 
 @pytest.mark.parametrize("code", ["OK", "unavailable", "TIMEOUT"])
 def test_unknown_status_codes_are_refused(code: str) -> None:
-    with pytest.raises(
-        ValueError, match=rf"hedging.non_fatal_status_codes: '{code}' is not a gRPC status code"
-    ):
+    with pytest.raises(ValueError, match=rf"hedging.non_fatal_status_codes: '{code}' is not a gRPC status code"):
         HedgingConfig(non_fatal_status_codes=(code,))

@@ -64,9 +64,7 @@ def test_every_shard_answers(client: Client, cluster: Deployment) -> None:
     for report in response.shards:
         assert report.status == OK
         assert report.attempts >= 1
-        assert report.replica in {
-            cluster.children[f"leaf-{report.shard_index}-{r}"].address for r in range(2)
-        }
+        assert report.replica in {cluster.children[f"leaf-{report.shard_index}-{r}"].address for r in range(2)}
         assert report.latency.ToNanoseconds() >= 2_000_000
     assert response.request_id
     assert response.latency.ToNanoseconds() > 0
@@ -76,9 +74,7 @@ def test_hung_shard_times_out_with_partial_coverage(client: Client) -> None:
     response, merged, elapsed = client.probe(timeout=0.5, min_coverage=0.5, shard_delays={1: ms(10_000)})
     assert elapsed < 0.5
     assert (response.coverage.total, response.coverage.answered) == (SHARDS, SHARDS - 1)
-    assert [(m.shard_index, m.status) for m in response.coverage.missing] == [
-        (1, shard_pb2.SHARD_STATUS_TIMEOUT)
-    ]
+    assert [(m.shard_index, m.status) for m in response.coverage.missing] == [(1, shard_pb2.SHARD_STATUS_TIMEOUT)]
     assert response.shards[1].status == shard_pb2.SHARD_STATUS_TIMEOUT
     assert merged.sum == expected_sum(0, range(0, SHARDS, 2))
 

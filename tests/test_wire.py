@@ -27,13 +27,9 @@ def test_execute_request_splice_parses_to_the_same_message() -> None:
     payload = _payload(500)
     spliced = (
         wire.payload_field(payload)
-        + leaf_pb2.ExecuteRequest(
-            shard_index=2, shard_count=4, attempt=1, request_id="abc"
-        ).SerializeToString()
+        + leaf_pb2.ExecuteRequest(shard_index=2, shard_count=4, attempt=1, request_id="abc").SerializeToString()
     )
-    expected = leaf_pb2.ExecuteRequest(
-        payload=payload, shard_index=2, shard_count=4, attempt=1, request_id="abc"
-    )
+    expected = leaf_pb2.ExecuteRequest(payload=payload, shard_index=2, shard_count=4, attempt=1, request_id="abc")
     assert leaf_pb2.ExecuteRequest.FromString(spliced) == expected
 
 

@@ -129,9 +129,7 @@ class HedgingConfig:
         check_int("hedging.min_samples", self.min_samples, low=1)
         codes = self.non_fatal_status_codes
         if isinstance(codes, str) or not isinstance(codes, tuple | list | frozenset | set):
-            raise ValueError(
-                f"hedging.non_fatal_status_codes must be a list of status code names, got {codes!r}"
-            )
+            raise ValueError(f"hedging.non_fatal_status_codes must be a list of status code names, got {codes!r}")
         for code in codes:
             if code not in STATUS_CODE_NAMES:
                 raise ValueError(

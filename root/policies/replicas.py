@@ -202,9 +202,7 @@ class ReplicaSet:
         "addresses",
     )
 
-    def __init__(
-        self, addresses: Sequence[str], clock: Clock, config: ReplicaConfig = ReplicaConfig()
-    ) -> None:
+    def __init__(self, addresses: Sequence[str], clock: Clock, config: ReplicaConfig = ReplicaConfig()) -> None:
         if not addresses:
             raise ValueError("a shard needs at least one replica address")
         self.addresses: tuple[str, ...] = tuple(addresses)
@@ -224,9 +222,7 @@ class ReplicaSet:
         while self._base * 2.0 ** (k - 1) < self._max_time:
             k += 1
         self._max_times = k
-        self._max_ejected = (
-            0 if n == 1 else min(n - 1, max(1, math.floor(n * config.max_ejection_percent / 100)))
-        )
+        self._max_ejected = 0 if n == 1 else min(n - 1, max(1, math.floor(n * config.max_ejection_percent / 100)))
 
     def __len__(self) -> int:
         return len(self._reps)

@@ -18,9 +18,7 @@ def main(argv: list[str]) -> int:
         prog="scatter up", description="Start root, merge and every leaf replica of a deployment file."
     )
     parser.add_argument("config", type=Path, help="deployment file (TOML); see docs/configuration.md")
-    parser.add_argument(
-        "--log-dir", type=Path, help="folder for the children's logs (default: a temporary one)"
-    )
+    parser.add_argument("--log-dir", type=Path, help="folder for the children's logs (default: a temporary one)")
     args = parser.parse_args(argv)
     try:
         spec = load_deployment(args.config)
@@ -31,9 +29,7 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     total = spec.shards * spec.replicas
-    print(
-        f"scatter up: starting merge and {total} leaves ({spec.shards} shards x {spec.replicas} replicas)..."
-    )
+    print(f"scatter up: starting merge and {total} leaves ({spec.shards} shards x {spec.replicas} replicas)...")
     try:
         with Deployment(spec, log_dir=args.log_dir, quiet=False) as dep:
             print(f"scatter up: logs in {dep.run_dir}")

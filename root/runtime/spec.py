@@ -98,9 +98,7 @@ def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec
     replicas = int(positive("leaves.replicas", leaves.get("replicas", int, 1)))
     leaves.finish()
     runtime = doc.table("runtime")
-    ready = positive(
-        "runtime.ready_timeout_ms", runtime.get("ready_timeout_ms", float, DEFAULT_READY_TIMEOUT_MS)
-    )
+    ready = positive("runtime.ready_timeout_ms", runtime.get("ready_timeout_ms", float, DEFAULT_READY_TIMEOUT_MS))
     backoff = positive(
         "runtime.restart_backoff_ms", runtime.get("restart_backoff_ms", float, DEFAULT_RESTART_BACKOFF_MS)
     )

@@ -67,9 +67,7 @@ def check_health(address: str, timeout: float = 0.5) -> str:
 class Child:
     """One supervised process: how to start it, its handle, its restarts."""
 
-    def __init__(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path, address: str, log: Path
-    ):
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path, address: str, log: Path):
         self.name = name
         self.argv = list(argv)
         self.env = dict(env)
@@ -119,9 +117,7 @@ class Child:
         while True:
             if not self.running():
                 code = self.proc.returncode if self.proc else None
-                raise StartupError(
-                    f"{self.name} exited with code {code} before it was ready:\n{self.log_tail()}"
-                )
+                raise StartupError(f"{self.name} exited with code {code} before it was ready:\n{self.log_tail()}")
             if check_health(self.address) == "SERVING":
                 return
             if time.monotonic() > deadline:
@@ -177,9 +173,7 @@ class Deployment:
             raise
         return self
 
-    def __exit__(
-        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
-    ) -> None:
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
         self.stop()
 
     def start(self) -> None:

@@ -37,9 +37,7 @@ def is_async_callable(func: object) -> bool:
 def parameter_annotations(func: Callable[..., object]) -> list[object]:
     """The resolved annotations of ``func``'s positional parameters, in order (``None`` if absent)."""
     target: Any = func
-    if not (inspect.isfunction(target) or inspect.ismethod(target)) and not isinstance(
-        target, functools.partial
-    ):
+    if not (inspect.isfunction(target) or inspect.ismethod(target)) and not isinstance(target, functools.partial):
         target = type(target).__call__
     try:
         hints = typing.get_type_hints(target)

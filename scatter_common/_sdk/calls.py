@@ -176,9 +176,7 @@ class HandlerRunner:
             failure = NotReady(f"{self._role} is starting or stopping; try another replica")
         elif stats.in_flight >= self._max_concurrency:
             stats.rejected += 1
-            failure = Overloaded(
-                f"{self._role} is at its concurrency limit ({self._max_concurrency} calls in flight)"
-            )
+            failure = Overloaded(f"{self._role} is at its concurrency limit ({self._max_concurrency} calls in flight)")
         else:
             stats.in_flight += 1
             released_by_thread = False
@@ -195,8 +193,7 @@ class HandlerRunner:
                     result = await asyncio.wrap_future(job)
                 if not isinstance(result, Message):
                     raise BadResult(
-                        f"handler returned {type(result).__name__} ({result!r:.80}), "
-                        "expected a protobuf message"
+                        f"handler returned {type(result).__name__} ({result!r:.80}), expected a protobuf message"
                     )
             except asyncio.CancelledError:
                 stats.cancelled += 1
