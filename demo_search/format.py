@@ -13,7 +13,8 @@ file that is not named here. Layout (documented for users in docs/demo.md)::
         indptr.npy      int64    [terms + 1]  CSR row pointers: postings of term t are
                                               docs[indptr[t]:indptr[t + 1]]
         docs.npy        int32    [postings]   local document numbers, ascending per term
-        tfs.npy         int32    [postings]   term frequency in that document
+        impacts.npy     float64  [postings]   the BM25 term-frequency part of the posting,
+                                              tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
         doc_lengths.npy int32    [docs]       tokens per document (title + text)
         ids.npy / titles.npy / texts.npy  uint8  UTF-8 blobs, all documents concatenated
         id_offsets.npy / title_offsets.npy / text_offsets.npy  int64 [docs + 1]
@@ -23,7 +24,10 @@ start, not on the first query): local document numbers are assigned in
 ascending order of the document id (code point order), so "ties by local
 number" is "ties by id" and a shard's ranking agrees with the merge's; df,
 N and the average length are corpus-wide, so a document's score does not
-depend on how the corpus is sharded.
+depend on how the corpus is sharded. The impacts are computed once, by the
+builder, from corpus-wide avgdl (:func:`bm25_impacts`), so a query costs one
+multiply by idf per posting and one scatter-add, and every shard (and the
+unsharded index) holds bit-identical impacts for the same (document, term).
 """
 
 from __future__ import annotations
@@ -39,11 +43,14 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "B",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "IndexFormatError",
+    "K1",
     "IndexManifest",
     "ShardManifest",
+    "bm25_impacts",
     "load_array",
     "read_index_manifest",
     "read_shard_manifest",
@@ -54,7 +61,11 @@ __all__ = [
 FORMAT_NAME = "scatter-demo-bm25"
 # Bump on any change to the files, their meaning or the tokenizer rules; the
 # `scatter demo` cache is keyed by it.
-FORMAT_VERSION = 1
+# v2: impacts.npy (float64 BM25 tf part) replaces tfs.npy; k1 and b in the shard manifest.
+FORMAT_VERSION = 2
+
+K1 = 1.2  # Lucene / Elasticsearch default
+B = 0.75  # Lucene / Elasticsearch default
 
 INDEX_MANIFEST = "index.json"
 SHARD_MANIFEST = "manifest.json"
@@ -62,7 +73,7 @@ TERMS = "terms.txt"
 DF = "df.npy"
 INDPTR = "indptr.npy"
 DOCS = "docs.npy"
-TFS = "tfs.npy"
+IMPACTS = "impacts.npy"
 DOC_LENGTHS = "doc_lengths.npy"
 # (blob, offsets) pairs of the document store.
 IDS = ("ids.npy", "id_offsets.npy")
@@ -120,12 +131,30 @@ class ShardManifest:
     postings: int
     corpus_documents: int  # N
     corpus_total_length: int
+    k1: float  # the BM25 parameters the impacts were computed with
+    b: float
     format: str = FORMAT_NAME
     version: int = FORMAT_VERSION
 
     @property
     def avgdl(self) -> float:
         return self.corpus_total_length / self.corpus_documents if self.corpus_documents else 0.0
+
+
+def bm25_impacts(
+    tfs: npt.NDArray[Any], lengths: npt.NDArray[Any], avgdl: float, k1: float = K1, b: float = B
+) -> npt.NDArray[np.float64]:
+    """The BM25 term-frequency part of each posting: ``tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))``.
+
+    ``lengths`` is the document length of each posting (dl). A posting's
+    score is ``idf * impact``; computed here once, by the builder, with the
+    corpus-wide avgdl, so the same (document, term) has the same float64
+    impact in every sharding.
+    """
+    tf = tfs.astype(np.float64)
+    norm = k1 * (1.0 - b + b * lengths.astype(np.float64) / (avgdl or 1.0))
+    impacts: npt.NDArray[np.float64] = tf * (k1 + 1.0) / (tf + norm)
+    return impacts
 
 
 def write_json(path: Path, manifest: IndexManifest | ShardManifest) -> None:

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from root.deadlines import DeadlinePolicy
 from root.errors import ConfigError
-from root.policies import HedgeBudgetConfig, HedgingConfig, LatencyWindowConfig, ReplicaConfig
+from root.policies import CoverageWaitConfig, HedgeBudgetConfig, HedgingConfig, LatencyWindowConfig, ReplicaConfig
 from scatter_common.addresses import AddressError, validate
 from scatter_common.serving import DEFAULT_GRACE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES
 
@@ -77,6 +77,7 @@ class RootConfig:
     budget: HedgeBudgetConfig = HedgeBudgetConfig()
     latency_window: LatencyWindowConfig = LatencyWindowConfig()
     replicas: ReplicaConfig = ReplicaConfig()
+    coverage_wait: CoverageWaitConfig = CoverageWaitConfig()
 
 
 class Table:
@@ -163,6 +164,10 @@ _WINDOW_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
     "latency_window": ("size", int, 1),
     "latency_recompute_every": ("recompute_every", int, 1),
 }
+_COVERAGE_WAIT_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
+    "coverage_wait_ms": ("extra_wait", float, _MS),
+    "coverage_wait_factor": ("extra_wait_factor", float, 1),
+}
 _REPLICA_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
     "consecutive_failures": ("consecutive_failures", int, 1),
     "base_ejection_time_ms": ("base_ejection_time", float, _MS),
@@ -211,6 +216,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     if grace < 0:
         raise ConfigError(f"root.grace_seconds must be >= 0, got {grace:g}")
     workers = int(positive("root.workers", root.get("workers", int, 1)))
+    coverage_wait = _policy(CoverageWaitConfig, root, _COVERAGE_WAIT_KEYS)
     root.finish()
 
     merge = doc.table("merge")
@@ -263,6 +269,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         budget=budget,
         latency_window=latency_window,
         replicas=replica_config,
+        coverage_wait=coverage_wait,
     )
 
 

@@ -32,6 +32,7 @@ import grpc
 from protos.scatter_gather.v1 import leaf_pb2, shard_pb2
 from root import wire
 from root.policies import (
+    CoverageWaitConfig,
     FailureKind,
     HedgeBudget,
     HedgeDelay,
@@ -39,6 +40,7 @@ from root.policies import (
     LatencyWindow,
     ReplicaSet,
     failure_kind_for_status,
+    stop_waiting_at,
 )
 
 EXECUTE_METHOD = "/scatter_gather.v1.Leaf/Execute"
@@ -47,6 +49,7 @@ OK = shard_pb2.SHARD_STATUS_OK
 TIMEOUT = shard_pb2.SHARD_STATUS_TIMEOUT
 ERROR = shard_pb2.SHARD_STATUS_ERROR
 UNAVAILABLE = shard_pb2.SHARD_STATUS_UNAVAILABLE
+SKIPPED = shard_pb2.SHARD_STATUS_SKIPPED
 
 # gRPC reconnects to a dead peer with exponential backoff up to 120 s; a
 # replica that comes back would then sit idle for minutes. Cap the backoff
@@ -56,6 +59,8 @@ RECONNECT_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+
+NO_COVERAGE_WAIT = CoverageWaitConfig()
 
 AttemptResult = tuple[str, bytes | str]  # ("OK", response bytes) or (code name, details)
 
@@ -165,7 +170,16 @@ class _ShardCall:
 class Scatter:
     """Runs the fan-out of one request. Create, then ``await run()`` once."""
 
-    def __init__(self, shards: list[Shard], payload_field: bytes, request_id: str, start: float, deadline: float):
+    def __init__(
+        self,
+        shards: list[Shard],
+        payload_field: bytes,
+        request_id: str,
+        start: float,
+        deadline: float,
+        min_coverage: float = 1.0,
+        coverage_wait: CoverageWaitConfig = NO_COVERAGE_WAIT,
+    ):
         self.loop = asyncio.get_running_loop()
         self.calls = [_ShardCall(shard) for shard in shards]
         self.payload_field = payload_field
@@ -178,6 +192,11 @@ class Scatter:
         self.waiter: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = math.inf
+        self.min_coverage = min_coverage
+        self.coverage_wait = coverage_wait
+        self.answered = 0
+        self.coverage_reached_at: float | None = None
+        self.stop_at = math.inf  # the coverage wait's end, once min_coverage is reached
 
     async def run(self) -> list[ShardOutcome]:
         """Every shard's outcome, in shard order."""
@@ -205,6 +224,17 @@ class Scatter:
                         if call.outcome is None:
                             self._end_timeout(call)
                     break
+                if now >= self.stop_at:
+                    waited = (now - (self.coverage_reached_at or now)) * 1000
+                    for call in self.calls:
+                        if call.outcome is None:
+                            self._end(
+                                call,
+                                SKIPPED,
+                                call.last_replica,
+                                error=f"cut off by the coverage wait ({waited:.1f} ms after min_coverage)",
+                            )
+                    break
                 for call in self.calls:
                     if call.outcome is None and call.next_hedge <= now:
                         self._hedge(call, now)
@@ -227,7 +257,7 @@ class Scatter:
         self._wake()
 
     def _arm_timer(self) -> None:
-        wake_at = self.deadline
+        wake_at = min(self.deadline, self.stop_at)
         for call in self.calls:
             if call.outcome is None and call.next_hedge < wake_at:
                 wake_at = call.next_hedge
@@ -303,6 +333,7 @@ class Scatter:
                 shard.stats.hedges_won += 1
                 shard.budget.record_win()
             self._end(call, OK, attempt.replica, hedge_won=attempt.hedge, payload=wire.leaf_payload(body))
+            self._answered()
             return
         assert isinstance(body, str)
         shard.chooser.finish(attempt.replica, elapsed, False, failure_kind_for_status(code))
@@ -328,6 +359,25 @@ class Scatter:
                 error=f"{code}: {body}",
                 invalid=body if code == "INVALID_ARGUMENT" else None,
             )
+
+    def _answered(self) -> None:
+        """One more shard answered: start the coverage wait once min_coverage is reached."""
+        self.answered += 1
+        if self.coverage_wait.extra_wait is None or self.coverage_reached_at is not None:
+            return
+        now = self.loop.time()
+        total = len(self.calls)
+        stop = stop_waiting_at(
+            self.coverage_wait,
+            total=total,
+            answered=self.answered,
+            min_coverage=self.min_coverage,
+            started_at=self.start,
+            reached_at=now,
+        )
+        if stop is not None:
+            self.coverage_reached_at = now
+            self.stop_at = stop
 
     def _cancel_pending(self, call: _ShardCall, kind: FailureKind = FailureKind.CANCELLED) -> None:
         """Cancel the shard's open attempts; ``kind`` says why, for the replica chooser."""

@@ -98,7 +98,15 @@ class RootService:
         start = now - (time.monotonic() - arrived)
         payload_field = wire.payload_field(request.payload)
 
-        outcomes = await Scatter(self.shards, payload_field, request_id, start, start + budget.shards).run()
+        outcomes = await Scatter(
+            self.shards,
+            payload_field,
+            request_id,
+            start,
+            start + budget.shards,
+            min_coverage,
+            self.config.coverage_wait,
+        ).run()
         reports = [outcome.report for outcome in outcomes]
         check_leaf_verdicts({o.report.shard_index: o.invalid for o in outcomes if o.invalid is not None})
         coverage = build_coverage(reports)

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import random
+from pathlib import Path
 
 from leaf_sdk import LeafContext, LeafInfo, serve_leaf
 from protos.probe.v1 import probe_pb2
@@ -35,15 +36,22 @@ async def on_start(info: LeafInfo) -> None:
 
 
 async def handle(request: probe_pb2.ProbeRequest, ctx: LeafContext) -> probe_pb2.ProbePartial:
+    remaining = ctx.time_remaining()
     delay = request.shard_delays.get(ctx.shard_index) or request.delay
     seconds = delay.ToTimedelta().total_seconds() + args.base_latency_ms / 1000
+    if REPLICA in request.replica_delays:
+        seconds += request.replica_delays[REPLICA].ToTimedelta().total_seconds()
     if rng.random() < args.stall_probability:
         seconds += args.stall_ms / 1000
     await asyncio.sleep(seconds)  # cancelled, not finished, when the root gives up on this call
     if ctx.shard_index in request.fail_shards:
         raise RuntimeError(f"shard {ctx.shard_index} was asked to fail")
+    if request.marker_dir:
+        Path(request.marker_dir, f"{request.value}-{ctx.shard_index}-{REPLICA}.done").touch()
     value = ctx.shard_index + 1 + request.value
-    return probe_pb2.ProbePartial(shard_index=ctx.shard_index, value=value, replica=REPLICA)
+    return probe_pb2.ProbePartial(
+        shard_index=ctx.shard_index, value=value, replica=REPLICA, remaining_ms=(remaining or 0.0) * 1000
+    )
 
 
 if __name__ == "__main__":

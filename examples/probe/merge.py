@@ -14,6 +14,7 @@ async def merge(
     return probe_pb2.ProbeResponse(
         sum=sum_field(partials, lambda partial: partial.value),
         shard_indices=ok_shards(partials),
+        max_remaining_ms=max((p.payload.remaining_ms for p in partials if p.payload), default=0.0),
     )
 
 

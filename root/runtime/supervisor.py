@@ -268,6 +268,17 @@ class Deployment:
             if sig in (signal.SIGKILL, signal.SIGTERM) and child.proc is not None:
                 child.proc.wait(timeout=30)
 
+    def pause(self, name: str) -> None:
+        """SIGSTOP child ``name``: a hung machine that still holds its connections."""
+        self.kill(name, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        """SIGCONT a paused child."""
+        with self._lock:
+            child = self.children[name]
+            child.signal(signal.SIGCONT)
+            child.paused = False
+
     def revive(self, name: str, wait: bool = True) -> None:
         """Start child ``name`` again after ``kill`` and wait until it is SERVING."""
         with self._lock:

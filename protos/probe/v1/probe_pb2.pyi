@@ -49,12 +49,39 @@ class ProbeRequest(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class ReplicaDelaysEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _duration_pb2.Duration: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _duration_pb2.Duration | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     DELAY_FIELD_NUMBER: _builtins.int
     SHARD_DELAYS_FIELD_NUMBER: _builtins.int
     FAIL_SHARDS_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
+    REPLICA_DELAYS_FIELD_NUMBER: _builtins.int
+    MARKER_DIR_FIELD_NUMBER: _builtins.int
     value: _builtins.int
     """A number every shard adds to its answer (lets a client check the merge)."""
+    marker_dir: _builtins.str
+    """When set, a leaf that finishes its work (not cancelled) creates the file
+    MARKER_DIR/VALUE-SHARD-REPLICA.done: evidence of which calls ran to the end.
+    """
     @_builtins.property
     def delay(self) -> _duration_pb2.Duration:
         """How long each shard works before answering."""
@@ -67,6 +94,12 @@ class ProbeRequest(_message.Message):
     def fail_shards(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Shards that fail with INTERNAL instead of answering."""
 
+    @_builtins.property
+    def replica_delays(self) -> _containers.MessageMap[_builtins.str, _duration_pb2.Duration]:
+        """Extra delay of one replica, keyed by its SCATTER_REPLICA_ID (e.g.
+        "shard0-replica1"): a slow machine, for hedging tests.
+        """
+
     def __init__(
         self,
         *,
@@ -74,10 +107,12 @@ class ProbeRequest(_message.Message):
         shard_delays: _abc.Mapping[_builtins.int, _duration_pb2.Duration] | None = ...,
         fail_shards: _abc.Iterable[_builtins.int] | None = ...,
         value: _builtins.int = ...,
+        replica_delays: _abc.Mapping[_builtins.str, _duration_pb2.Duration] | None = ...,
+        marker_dir: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["delay", b"delay"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delay", b"delay", "fail_shards", b"fail_shards", "shard_delays", b"shard_delays", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delay", b"delay", "fail_shards", b"fail_shards", "marker_dir", b"marker_dir", "replica_delays", b"replica_delays", "shard_delays", b"shard_delays", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -92,22 +127,28 @@ class ProbePartial(_message.Message):
     SHARD_INDEX_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     REPLICA_FIELD_NUMBER: _builtins.int
+    REMAINING_MS_FIELD_NUMBER: _builtins.int
     shard_index: _builtins.int
     """Shard that answered."""
     value: _builtins.int
     """shard_index + 1 + request value: the merge sums these."""
     replica: _builtins.str
     """Identifier of the replica process that answered."""
+    remaining_ms: _builtins.float
+    """The call's time remaining (its gRPC deadline) when the leaf started, in
+    ms; 0 without a deadline.
+    """
     def __init__(
         self,
         *,
         shard_index: _builtins.int = ...,
         value: _builtins.int = ...,
         replica: _builtins.str = ...,
+        remaining_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["replica", b"replica", "shard_index", b"shard_index", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["remaining_ms", b"remaining_ms", "replica", b"replica", "shard_index", b"shard_index", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -121,8 +162,11 @@ class ProbeResponse(_message.Message):
 
     SUM_FIELD_NUMBER: _builtins.int
     SHARD_INDICES_FIELD_NUMBER: _builtins.int
+    MAX_REMAINING_MS_FIELD_NUMBER: _builtins.int
     sum: _builtins.int
     """Sum of ProbePartial.value over the shards that answered."""
+    max_remaining_ms: _builtins.float
+    """Largest ProbePartial.remaining_ms over the shards that answered."""
     @_builtins.property
     def shard_indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Shards that answered, ascending."""
@@ -132,10 +176,11 @@ class ProbeResponse(_message.Message):
         *,
         sum: _builtins.int = ...,
         shard_indices: _abc.Iterable[_builtins.int] | None = ...,
+        max_remaining_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["shard_indices", b"shard_indices", "sum", b"sum"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_remaining_ms", b"max_remaining_ms", "shard_indices", b"shard_indices", "sum", b"sum"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
