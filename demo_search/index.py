@@ -11,8 +11,9 @@ How it keeps memory bounded for a million documents (two phases):
    document.
 2. *Finalize*, one shard at a time: read that shard's spill files back,
    renumber its documents in id order and its terms in code point order,
-   sort the postings into CSR form and write the final arrays. Peak memory is
-   about 40 bytes per posting of the largest shard.
+   sort the postings into CSR form, compute each posting's BM25 impact
+   (corpus-wide avgdl, see ``format.bm25_impacts``) and write the final
+   arrays. Peak memory is about 40 bytes per posting of the largest shard.
 
 Documents go to shards by ``format.shard_of`` (a blake2b hash of the id). N,
 the total length and every df are counted over the whole corpus before any
@@ -50,6 +51,8 @@ __all__ = ["BATCH_DOCS", "BuildSummary", "build_index"]
 # call overhead, small enough that a batch of long documents stays in the
 # tens of megabytes.
 BATCH_DOCS = 8192
+# Postings per step when computing impacts: bounds the float64 temporaries (~100 MiB).
+IMPACT_CHUNK = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,8 @@ class _Builder:
         new_of_arrival = np.empty(n, dtype=np.int64)
         new_of_arrival[np.array(by_id, dtype=np.int64)] = np.arange(n, dtype=np.int64)
         del ids, id_blob
-        np.save(directory / fmt.DOC_LENGTHS, np.frombuffer(spill.lengths, dtype=np.int64)[by_id].astype(np.int32))
+        lengths = np.frombuffer(spill.lengths, dtype=np.int64)[by_id].astype(np.int32)
+        np.save(directory / fmt.DOC_LENGTHS, lengths)
         for field, (blob_name, offsets_name) in (
             ("ids", fmt.IDS),
             ("titles", fmt.TITLES),
@@ -253,10 +257,12 @@ class _Builder:
         del terms
         docs = new_of_arrival[spill.read("docs")]
         order = np.argsort(term_local * max(n, 1) + docs)
-        np.save(directory / fmt.DOCS, docs[order].astype(np.int32))
-        del docs
-        np.save(directory / fmt.TFS, spill.read("tfs")[order])
+        docs = docs[order].astype(np.int32)
+        np.save(directory / fmt.DOCS, docs)
+        tfs = spill.read("tfs")[order]
         del order
+        _write_impacts(directory / fmt.IMPACTS, tfs, docs, lengths, self.total_length / self.documents)
+        del docs, tfs
         indptr = np.zeros(len(shard_terms) + 1, dtype=np.int64)
         np.cumsum(np.bincount(term_local, minlength=len(shard_terms)), out=indptr[1:])
         np.save(directory / fmt.INDPTR, indptr)
@@ -272,10 +278,24 @@ class _Builder:
                 postings=postings,
                 corpus_documents=self.documents,
                 corpus_total_length=self.total_length,
+                k1=fmt.K1,
+                b=fmt.B,
             ),
         )
         shutil.rmtree(spill.directory)
         return postings
+
+
+def _write_impacts(
+    path: Path, tfs: npt.NDArray[np.int32], docs: npt.NDArray[np.int32], lengths: npt.NDArray[np.int32], avgdl: float
+) -> None:
+    """Write each posting's BM25 impact, in chunks so the float64 temporaries stay small."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(len(tfs),))
+    for start in range(0, len(tfs), IMPACT_CHUNK):
+        end = start + IMPACT_CHUNK
+        out[start:end] = fmt.bm25_impacts(tfs[start:end], lengths[docs[start:end]], avgdl)
+    out.flush()
+    del out
 
 
 def _write_reordered_blob(

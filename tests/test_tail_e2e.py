@@ -133,7 +133,7 @@ def test_whole_shard_down_fails_fast(client: Client, cluster: Deployment) -> Non
 
 
 def test_deadline_reaches_the_leaves_and_nothing_outlives_it(client: Client, tmp_path: Path) -> None:
-    response, merged, _ = client.probe(timeout=0.3, value=7)
+    _, merged, _ = client.probe(timeout=0.3, value=7)
     # The client deadline minus the merge reserve (gRPC rounds the timeout header up a little).
     assert 150 < merged.max_remaining_ms <= 300 - 10 + 2
     with pytest.raises(grpc.RpcError) as info:

@@ -47,7 +47,7 @@ async def handle(request: probe_pb2.ProbeRequest, ctx: LeafContext) -> probe_pb2
     if ctx.shard_index in request.fail_shards:
         raise RuntimeError(f"shard {ctx.shard_index} was asked to fail")
     if request.marker_dir:
-        Path(request.marker_dir, f"{request.value}-{ctx.shard_index}-{REPLICA}.done").touch()
+        Path(request.marker_dir, f"{request.value}-{ctx.shard_index}-{REPLICA}.done").touch()  # noqa: ASYNC240 (test hook, tiny)
     value = ctx.shard_index + 1 + request.value
     return probe_pb2.ProbePartial(
         shard_index=ctx.shard_index, value=value, replica=REPLICA, remaining_ms=(remaining or 0.0) * 1000
