@@ -43,11 +43,11 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "B",
     "FORMAT_NAME",
     "FORMAT_VERSION",
-    "IndexFormatError",
     "K1",
+    "B",
+    "IndexFormatError",
     "IndexManifest",
     "ShardManifest",
     "bm25_impacts",

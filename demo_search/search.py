@@ -13,6 +13,9 @@ document d::
 
 with k1 = 1.2, b = 0.75 and N, df and avgdl over the whole corpus (stored in
 every shard by the builder), so a score never depends on the sharding. The
+builder stores the second factor, the posting's *impact*, in ``impacts.npy``
+(float64, see ``format.bm25_impacts``); a query multiplies it by the term's
+weight (idf times its repeats in the query) and adds per document. The
 query is tokenized like the documents; each token is one SHOULD clause, as
 in Lucene's ``QueryBuilder``, so a term repeated in the query counts once per
 occurrence. Two differences from Lucene, both deliberate: scores are float64
@@ -51,14 +54,18 @@ __all__ = [
     "merge_results",
 ]
 
-K1 = 1.2  # Lucene / Elasticsearch default
-B = 0.75  # Lucene / Elasticsearch default
+K1 = fmt.K1  # 1.2, the Lucene / Elasticsearch default
+B = fmt.B  # 0.75, the Lucene / Elasticsearch default
 SNIPPET_CHARS = 160  # about two lines of a result page, like web search engines
 SNIPPET_LEAD = 50  # context kept before the first matching word
 # Below this ratio of postings to documents the scores are summed over the
 # matching documents only (a sort); above it, into a dense array of all
 # documents (no sort). Both sum each document's terms in the same order.
 DENSE_RATIO = 1 / 8
+# Up to this many distinct terms, a dense query adds term by term straight
+# from the memory-mapped slices (no gather of positions); beyond it, one
+# concatenation and one bincount beat a Python loop per term.
+TERM_LOOP_MAX = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +151,17 @@ class ShardSearcher:
             directory / fmt.DOCS,
             "document number out of range",
         )
-        self._tfs = fmt.load_array(directory / fmt.TFS, np.int32, m.postings)
-        _check(m.postings == 0 or int(self._tfs.min()) >= 1, directory / fmt.TFS, "term frequency < 1")
-        lengths = fmt.load_array(directory / fmt.DOC_LENGTHS, np.int32, m.documents)
-        # The length normalisation of BM25 per document, computed once: it is
-        # the only per-document factor, and a query then costs one gather.
-        self._norm: npt.NDArray[np.float64] = K1 * (1.0 - B + B * lengths.astype(np.float64) / (m.avgdl or 1.0))
+        manifest_path = directory / fmt.SHARD_MANIFEST
+        _check((m.k1, m.b) == (K1, B), manifest_path, f"built with k1={m.k1}, b={m.b}; this searcher uses {K1}, {B}")
+        impacts_path = directory / fmt.IMPACTS
+        self._impacts = fmt.load_array(impacts_path, np.float64, m.postings)
+        # tf >= 1 gives an impact in [(k1 + 1) / (1 + k1 * (1 - b + b * dl / avgdl)), k1 + 1).
+        _check(
+            m.postings == 0 or (float(self._impacts.min()) > 0.0 and float(self._impacts.max()) < K1 + 1.0),
+            impacts_path,
+            f"impact out of range (0, {K1 + 1})",
+        )
+        fmt.load_array(directory / fmt.DOC_LENGTHS, np.int32, m.documents)  # checked, not needed to score
         self._ids = _Blob(directory, fmt.IDS, m.documents)
         self._titles = _Blob(directory, fmt.TITLES, m.documents)
         self._texts = _Blob(directory, fmt.TEXTS, m.documents)
@@ -168,35 +180,41 @@ class ShardSearcher:
     def score(self, query: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """Matching local document numbers (ascending) and their BM25 scores."""
         known = [(self._term_ids[t], n) for t, n in self.query_terms(query).items() if t in self._term_ids]
-        empty = (np.zeros(0, np.int64), np.zeros(0, np.float64))
         if not known:
-            return empty
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
         terms = np.array([t for t, _ in known], dtype=np.int64)
         repeats = np.array([n for _, n in known], dtype=np.float64)
         starts = self._indptr[terms]
-        sizes = self._indptr[terms + 1] - starts
-        total = int(sizes.sum())
-        # Positions of all the query terms' postings, concatenated in query
-        # order: one gather instead of a Python loop per term, so a 10,000
-        # term query costs its postings, not 10,000 interpreter round trips.
-        ends = np.cumsum(sizes)
-        positions = np.repeat(starts - (ends - sizes), sizes) + np.arange(total, dtype=np.int64)
-        docs = self._docs[positions].astype(np.int64)
-        tfs = self._tfs[positions].astype(np.float64)
+        ends = self._indptr[terms + 1]
         df = self._df[terms].astype(np.float64)
         n = float(self.manifest.corpus_documents)
-        idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
-        weights = np.repeat(repeats * idf, sizes)
-        contributions = weights * (tfs * (K1 + 1.0)) / (tfs + self._norm[docs])
-        # bincount adds in input order, i.e. each document's terms in query
-        # order, on both paths and in every shard: sums are bit-identical to
-        # the unsharded index.
+        # A term's weight: idf times its number of occurrences in the query.
+        weights = repeats * np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        total = int((ends - starts).sum())
+        # Every path below adds each document's contributions weight * impact
+        # in query term order, starting from 0.0, so the float64 sums are
+        # bit-identical whichever path a shard takes, in every sharding.
+        if total >= DENSE_RATIO * self.n_docs and len(known) <= TERM_LOOP_MAX:
+            # The common case of a short query with frequent terms: add each
+            # term's contiguous postings (memory-mapped slices, no copy of
+            # the documents) into a dense array of all the shard's documents.
+            dense = np.zeros(self.n_docs, dtype=np.float64)
+            for start, end, weight in zip(starts.tolist(), ends.tolist(), weights.tolist(), strict=True):
+                # Documents are unique within a term, so the fancy-index add is a plain scatter.
+                dense[self._docs[start:end]] += weight * self._impacts[start:end]
+            matched = np.flatnonzero(dense)
+            return matched, dense[matched]
+        # Many terms or few postings: one concatenation of the slices (in query order).
+        slices = list(zip(starts.tolist(), ends.tolist(), strict=True))
+        docs = np.concatenate([self._docs[a:b] for a, b in slices]).astype(np.int64)
+        contributions = np.repeat(weights, ends - starts) * np.concatenate([self._impacts[a:b] for a, b in slices])
+        # bincount adds in input order, i.e. each document's terms in query order.
         if total < DENSE_RATIO * self.n_docs:
             matched, inverse = np.unique(docs, return_inverse=True)
             sums = np.bincount(inverse, weights=contributions).astype(np.float64, copy=False)
             return matched.astype(np.int64, copy=False), sums
         dense = np.bincount(docs, weights=contributions, minlength=self.n_docs).astype(np.float64, copy=False)
-        matched = np.flatnonzero(dense).astype(np.int64, copy=False)
+        matched = np.flatnonzero(dense)
         return matched, dense[matched]
 
     def search(self, query: str, k: int, offset: int = 0) -> SearchResult:

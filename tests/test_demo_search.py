@@ -190,6 +190,33 @@ def test_paging_is_exact_across_shards(indexes: dict[tuple[str, int], IndexSearc
         assert page.total_matches == full.total_matches
 
 
+@pytest.mark.parametrize("corpus", ["stdlib", "synthetic"])
+def test_every_scoring_path_gives_bit_identical_scores(
+    indexes: dict[tuple[str, int], IndexSearcher],
+    stdlib_docs: list[Document],
+    synthetic_docs: list[Document],
+    corpus: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The searcher picks a path by query shape (dense term loop, dense
+    # bincount, sparse bincount); force each one and compare exactly.
+    from demo_search import search
+
+    shard = indexes[(corpus, 1)].shards[0]
+    queries = _queries(stdlib_docs if corpus == "stdlib" else synthetic_docs, 60, seed=9)
+    paths = {"loop": (0.0, 10**6), "dense": (0.0, 0), "sparse": (2.0, 10**6)}  # (DENSE_RATIO, TERM_LOOP_MAX)
+    results = {}
+    for name, (ratio, loop_max) in paths.items():
+        monkeypatch.setattr(search, "DENSE_RATIO", ratio)
+        monkeypatch.setattr(search, "TERM_LOOP_MAX", loop_max)
+        results[name] = [shard.score(q) for q in queries]
+    for name in ("dense", "sparse"):
+        for (docs, scores), (want_docs, want_scores), query in zip(
+            results[name], results["loop"], queries, strict=True
+        ):
+            assert np.array_equal(docs, want_docs) and np.array_equal(scores, want_scores), (name, query)
+
+
 # --- edge cases ---------------------------------------------------------------------------------
 
 
@@ -304,7 +331,7 @@ SHARD_FILES = [
     fmt.DF,
     fmt.INDPTR,
     fmt.DOCS,
-    fmt.TFS,
+    fmt.IMPACTS,
     fmt.DOC_LENGTHS,
     *fmt.IDS,
     *fmt.TITLES,
@@ -347,7 +374,8 @@ def test_a_truncated_file_fails_at_load_naming_it(pristine: Path, tmp_path: Path
     ("name", "array", "message"),
     [
         (fmt.DOCS, np.array([0, 1, 9, 0, 1, 2], np.int32), "document number out of range"),
-        (fmt.TFS, np.array([2, 1, 0, 1, 1, 3], np.int32), "term frequency < 1"),
+        (fmt.IMPACTS, np.array([2.0, 1.0, 0.0, 1.0, 1.0, 1.5]), r"impact out of range"),
+        (fmt.IMPACTS, np.array([2.0, 1.0, 2.2, 1.0, 1.0, 1.5]), r"impact out of range"),
         (fmt.DF, np.array([1, 9, 2, 1], np.int64), "document frequencies out of range"),
         (fmt.INDPTR, np.array([0, 1, 1, 3, 6], np.int64), "every term needs >= 1 posting"),
         (fmt.DOCS, np.array([0, 1, 2], np.int64), r"expected int32\[6\], found int64\[3\]"),
@@ -365,11 +393,21 @@ def test_inconsistent_arrays_fail_at_load(
 def test_a_foreign_format_version_is_refused(pristine: Path, tmp_path: Path) -> None:
     shard = _copy(pristine, tmp_path)
     manifest = (shard / fmt.SHARD_MANIFEST).read_text(encoding="utf-8")
-    (shard / fmt.SHARD_MANIFEST).write_text(manifest.replace('"version": 1', '"version": 99'), encoding="utf-8")
-    with pytest.raises(fmt.IndexFormatError, match=r"version 99, expected .* version 1"):
+    (shard / fmt.SHARD_MANIFEST).write_text(
+        manifest.replace(f'"version": {fmt.FORMAT_VERSION}', '"version": 99'), encoding="utf-8"
+    )
+    with pytest.raises(fmt.IndexFormatError, match=rf"version 99, expected .* version {fmt.FORMAT_VERSION}"):
         ShardSearcher(shard)
     with pytest.raises(fmt.IndexFormatError, match=r"index\.json: missing"):
         IndexSearcher(tmp_path / "nothing")
+
+
+def test_an_index_built_with_other_bm25_parameters_is_refused(pristine: Path, tmp_path: Path) -> None:
+    shard = _copy(pristine, tmp_path)
+    manifest = (shard / fmt.SHARD_MANIFEST).read_text(encoding="utf-8")
+    (shard / fmt.SHARD_MANIFEST).write_text(manifest.replace('"k1": 1.2', '"k1": 2.0'), encoding="utf-8")
+    with pytest.raises(fmt.IndexFormatError, match=r"manifest\.json: built with k1=2\.0"):
+        ShardSearcher(shard)
 
 
 def test_the_vocabulary_of_the_synthetic_corpus_round_trips(

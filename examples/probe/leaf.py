@@ -43,6 +43,8 @@ async def handle(request: probe_pb2.ProbeRequest, ctx: LeafContext) -> probe_pb2
         seconds += request.replica_delays[REPLICA].ToTimedelta().total_seconds()
     if rng.random() < args.stall_probability:
         seconds += args.stall_ms / 1000
+    if request.stall_probability and rng.random() < request.stall_probability:
+        seconds += request.stall.ToTimedelta().total_seconds()
     await asyncio.sleep(seconds)  # cancelled, not finished, when the root gives up on this call
     if ctx.shard_index in request.fail_shards:
         raise RuntimeError(f"shard {ctx.shard_index} was asked to fail")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14probe/v1/probe.proto\x12\x08probe.v1\x1a\x1egoogle/protobuf/duration.proto\"\x92\x03\n\x0cProbeRequest\x12(\n\x05\x64\x65lay\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12=\n\x0cshard_delays\x18\x02 \x03(\x0b\x32\'.probe.v1.ProbeRequest.ShardDelaysEntry\x12\x13\n\x0b\x66\x61il_shards\x18\x03 \x03(\r\x12\r\n\x05value\x18\x04 \x01(\x04\x12\x41\n\x0ereplica_delays\x18\x05 \x03(\x0b\x32).probe.v1.ProbeRequest.ReplicaDelaysEntry\x12\x12\n\nmarker_dir\x18\x06 \x01(\t\x1aM\n\x10ShardDelaysEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration:\x02\x38\x01\x1aO\n\x12ReplicaDelaysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration:\x02\x38\x01\"Y\n\x0cProbePartial\x12\x13\n\x0bshard_index\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x04\x12\x0f\n\x07replica\x18\x03 \x01(\t\x12\x14\n\x0cremaining_ms\x18\x04 \x01(\x01\"M\n\rProbeResponse\x12\x0b\n\x03sum\x18\x01 \x01(\x04\x12\x15\n\rshard_indices\x18\x02 \x03(\r\x12\x18\n\x10max_remaining_ms\x18\x03 \x01(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14probe/v1/probe.proto\x12\x08probe.v1\x1a\x1egoogle/protobuf/duration.proto\"\xd7\x03\n\x0cProbeRequest\x12(\n\x05\x64\x65lay\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12=\n\x0cshard_delays\x18\x02 \x03(\x0b\x32\'.probe.v1.ProbeRequest.ShardDelaysEntry\x12\x13\n\x0b\x66\x61il_shards\x18\x03 \x03(\r\x12\r\n\x05value\x18\x04 \x01(\x04\x12\x41\n\x0ereplica_delays\x18\x05 \x03(\x0b\x32).probe.v1.ProbeRequest.ReplicaDelaysEntry\x12\x12\n\nmarker_dir\x18\x06 \x01(\t\x12\x19\n\x11stall_probability\x18\x07 \x01(\x01\x12(\n\x05stall\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x1aM\n\x10ShardDelaysEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration:\x02\x38\x01\x1aO\n\x12ReplicaDelaysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration:\x02\x38\x01\"Y\n\x0cProbePartial\x12\x13\n\x0bshard_index\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x04\x12\x0f\n\x07replica\x18\x03 \x01(\t\x12\x14\n\x0cremaining_ms\x18\x04 \x01(\x01\"M\n\rProbeResponse\x12\x0b\n\x03sum\x18\x01 \x01(\x04\x12\x15\n\rshard_indices\x18\x02 \x03(\r\x12\x18\n\x10max_remaining_ms\x18\x03 \x01(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,13 +37,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROBEREQUEST_REPLICADELAYSENTRY']._loaded_options = None
   _globals['_PROBEREQUEST_REPLICADELAYSENTRY']._serialized_options = b'8\001'
   _globals['_PROBEREQUEST']._serialized_start=67
-  _globals['_PROBEREQUEST']._serialized_end=469
-  _globals['_PROBEREQUEST_SHARDDELAYSENTRY']._serialized_start=311
-  _globals['_PROBEREQUEST_SHARDDELAYSENTRY']._serialized_end=388
-  _globals['_PROBEREQUEST_REPLICADELAYSENTRY']._serialized_start=390
-  _globals['_PROBEREQUEST_REPLICADELAYSENTRY']._serialized_end=469
-  _globals['_PROBEPARTIAL']._serialized_start=471
-  _globals['_PROBEPARTIAL']._serialized_end=560
-  _globals['_PROBERESPONSE']._serialized_start=562
-  _globals['_PROBERESPONSE']._serialized_end=639
+  _globals['_PROBEREQUEST']._serialized_end=538
+  _globals['_PROBEREQUEST_SHARDDELAYSENTRY']._serialized_start=380
+  _globals['_PROBEREQUEST_SHARDDELAYSENTRY']._serialized_end=457
+  _globals['_PROBEREQUEST_REPLICADELAYSENTRY']._serialized_start=459
+  _globals['_PROBEREQUEST_REPLICADELAYSENTRY']._serialized_end=538
+  _globals['_PROBEPARTIAL']._serialized_start=540
+  _globals['_PROBEPARTIAL']._serialized_end=629
+  _globals['_PROBERESPONSE']._serialized_start=631
+  _globals['_PROBERESPONSE']._serialized_end=708
 # @@protoc_insertion_point(module_scope)

@@ -76,11 +76,19 @@ class ProbeRequest(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     REPLICA_DELAYS_FIELD_NUMBER: _builtins.int
     MARKER_DIR_FIELD_NUMBER: _builtins.int
+    STALL_PROBABILITY_FIELD_NUMBER: _builtins.int
+    STALL_FIELD_NUMBER: _builtins.int
     value: _builtins.int
     """A number every shard adds to its answer (lets a client check the merge)."""
     marker_dir: _builtins.str
     """When set, a leaf that finishes its work (not cancelled) creates the file
     MARKER_DIR/VALUE-SHARD-REPLICA.done: evidence of which calls ran to the end.
+    """
+    stall_probability: _builtins.float
+    """Chance, in [0, 1], that a call stalls for `stall` on top of its delay
+    (drawn from the leaf's seeded generator): the latency tail of "The Tail
+    at Scale", switched on per request so one deployment serves both the
+    ideal and the stalling runs of a benchmark.
     """
     @_builtins.property
     def delay(self) -> _duration_pb2.Duration:
@@ -100,6 +108,10 @@ class ProbeRequest(_message.Message):
         "shard0-replica1"): a slow machine, for hedging tests.
         """
 
+    @_builtins.property
+    def stall(self) -> _duration_pb2.Duration:
+        """Length of a stall."""
+
     def __init__(
         self,
         *,
@@ -109,10 +121,12 @@ class ProbeRequest(_message.Message):
         value: _builtins.int = ...,
         replica_delays: _abc.Mapping[_builtins.str, _duration_pb2.Duration] | None = ...,
         marker_dir: _builtins.str = ...,
+        stall_probability: _builtins.float = ...,
+        stall: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delay", b"delay"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delay", b"delay", "stall", b"stall"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delay", b"delay", "fail_shards", b"fail_shards", "marker_dir", b"marker_dir", "replica_delays", b"replica_delays", "shard_delays", b"shard_delays", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delay", b"delay", "fail_shards", b"fail_shards", "marker_dir", b"marker_dir", "replica_delays", b"replica_delays", "shard_delays", b"shard_delays", "stall", b"stall", "stall_probability", b"stall_probability", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
