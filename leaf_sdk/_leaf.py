@@ -88,6 +88,7 @@ class Leaf(Generic[Req]):
             host,
             self._runner,
             max_concurrency=options.max_concurrency,
+            metrics_address=options.metrics_address,
             role="leaf",
             on_start=adapt_hook(self._on_start, info),
             on_stop=adapt_hook(self._on_stop, info),

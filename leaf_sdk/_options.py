@@ -61,4 +61,5 @@ class LeafOptions(ServerOptions):
             max_concurrency=values["max_concurrency"],
             grace_seconds=values["grace_seconds"],
             max_message_bytes=values["max_message_bytes"],
+            metrics_address=values["metrics_address"],
         )

@@ -1,23 +1,37 @@
 """Our root against the naive baseline, on the same leaves, in one run.
 
-    python -m loadtest.compare [--shards 4] [--concurrency 1 16 64] [--duration 10]
+    scatter bench compare [--shards 4] [--replicas 1] [--concurrency 1 16 64] [--duration 10] [--repeats 2]
+    python -m loadtest.compare ...   (the same)
 
-Starts the probe application (leaves, merge, our root) through the local
-runtime, starts the naive root (loadtest.naive_root) on the same leaves and
-merge, and drives each with the closed-loop generator at each concurrency,
-alternating so both see the same machine state. Prints throughput and
-percentiles, and the ratio ours / naive.
+Starts the probe application (leaves, merge, our root with every policy on:
+admission, deadline budget, adaptive hedging under its budget, replica
+choice, ejection, coverage) through the local runtime, starts the naive root
+(:mod:`loadtest.naive_root`) on the same leaves and merge, and drives each
+with the closed-loop generator (:mod:`loadtest.closed_loop`) at each
+concurrency, alternating ours/naive ``--repeats`` times so both see the same
+machine state. Prints throughput, percentiles and the root's CPU time per
+request, then the ratios ours / naive (throughput: the sum over the repeats).
+
+The generator is the asyncio closed loop rather than Locust on purpose: a
+throughput ratio is only meaningful if the generator is not the bottleneck,
+and Locust's sync gRPC client under gevent costs several times more CPU per
+call than grpc.aio, on the same two cores as both roots.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
+import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from loadtest.closed_loop import RunResult, run
+from loadtest.overhead import cpu_seconds
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
 from root.runtime.spec import parse_deployment
@@ -25,30 +39,60 @@ from root.runtime.supervisor import Child, Deployment, free_port
 from root.runtime.tomlwrite import dumps
 
 PROBE_DIR = Path(__file__).resolve().parent.parent / "examples" / "probe"
+WARMUP_SECONDS = 1.0
 
 
-def row(name: str, concurrency: int, result: RunResult) -> str:
+@dataclass
+class Measured:
+    result: RunResult
+    cpu_us_per_request: float
+
+
+def row(name: str, concurrency: int, m: Measured) -> str:
+    result = m.result
     failures = sum(result.failures.values())
     return (
         f"| {name:<6} | {concurrency:>3} | {result.throughput:8.0f} | {result.percentile_ms(0.5):6.2f} | "
-        f"{result.percentile_ms(0.99):6.2f} | {result.percentile_ms(0.999):6.2f} | {failures} |"
+        f"{result.percentile_ms(0.99):6.2f} | {result.percentile_ms(0.999):6.2f} | {m.cpu_us_per_request:6.0f} | "
+        f"{failures} |"
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def measure(address: str, pid: int, request: root_pb2.QueryRequest, concurrency: int, duration: float) -> Measured:
+    before = cpu_seconds(pid)
+    result = run(address, request, concurrency, duration)
+    used = cpu_seconds(pid) - before
+    calls = len(result.latencies) + sum(result.failures.values())
+    return Measured(result, used * 1e6 / calls if calls else float("nan"))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scatter bench compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--replicas", type=int, default=1, help="replicas per shard (the naive root uses the first)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--duration", type=float, default=10.0)
-    args = parser.parse_args()
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--repeats", type=int, default=2, help="ours/naive alternations per concurrency")
+    parser.add_argument("--out", type=Path, help="results folder (default bench-results/compare-TIMESTAMP)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = args.out or Path("bench-results") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
     document = {
         "root": {"listen": "127.0.0.1:0", "max_in_flight": 4096},
         "merge": {"command": ["{python}", "merge.py"]},
-        "leaves": {"command": ["{python}", "leaf.py"], "shards": args.shards, "replicas": 1},
+        "leaves": {"command": ["{python}", "leaf.py"], "shards": args.shards, "replicas": args.replicas},
     }
     request = root_pb2.QueryRequest()
     request.payload.Pack(probe_pb2.ProbeRequest(value=1))
-    with Deployment(parse_deployment(document, PROBE_DIR)) as dep:
+    rows: list[dict[str, Any]] = []
+    print(f"scatter bench compare: results in {out.resolve()}", flush=True)
+    with Deployment(parse_deployment(document, PROBE_DIR), log_dir=out / "logs") as dep:
         naive_doc = tomllib.loads((dep.run_dir / "root.toml").read_text())
         naive_doc["root"]["listen"] = f"127.0.0.1:{free_port()}"
         naive_config = dep.run_dir / "naive.toml"
@@ -64,32 +108,76 @@ def main() -> None:
         naive.start()
         try:
             naive.wait_healthy(30)
-            print(f"fan-out {args.shards}, probe leaves answering at once, {args.duration:g} s per run\n")
-            print("| root | in flight | req/s | p50 ms | p99 ms | p99.9 ms | failures |")
-            print("|---|---|---|---|---|---|---|")
-            ratios = []
+            ours_pid, naive_pid = dep.children["root"].pid, naive.pid
+            assert ours_pid is not None and naive_pid is not None
+            print(
+                f"\nfan-out {args.shards} x {args.replicas} replica(s), probe leaves answering at once, "
+                f"{args.duration:g} s per run, {args.repeats} alternation(s)\n"
+            )
+            print("| root | in flight | req/s | p50 ms | p99 ms | p99.9 ms | root CPU us/req | failures |")
+            print("|---|---|---|---|---|---|---|---|")
             for concurrency in args.concurrency:
-                run(dep.root_address, request, concurrency, 1.0)  # warm up
-                run(naive.address, request, concurrency, 1.0)
-                ours = run(dep.root_address, request, concurrency, args.duration)
-                base = run(naive.address, request, concurrency, args.duration)
-                print(row("ours", concurrency, ours))
-                print(row("naive", concurrency, base))
-                ratios.append(
-                    (
-                        concurrency,
-                        ours.throughput / base.throughput,
-                        ours.percentile_ms(0.5) / base.percentile_ms(0.5),
-                    )
-                )
-            print("\n| in flight | throughput ours/naive | p50 ours/naive |\n|---|---|---|")
-            for concurrency, throughput, p50 in ratios:
-                print(f"| {concurrency} | {throughput:.2f}x | {p50:.2f}x |")
+                run(dep.root_address, request, concurrency, WARMUP_SECONDS)
+                run(naive.address, request, concurrency, WARMUP_SECONDS)
+                for repeat in range(args.repeats):
+                    ours = measure(dep.root_address, ours_pid, request, concurrency, args.duration)
+                    base = measure(naive.address, naive_pid, request, concurrency, args.duration)
+                    print(row("ours", concurrency, ours))
+                    print(row("naive", concurrency, base), flush=True)
+                    for name, m in (("ours", ours), ("naive", base)):
+                        rows.append(
+                            {
+                                "root": name,
+                                "concurrency": concurrency,
+                                "repeat": repeat,
+                                "throughput_rps": round(m.result.throughput, 1),
+                                "p50_ms": round(m.result.percentile_ms(0.5), 3),
+                                "p99_ms": round(m.result.percentile_ms(0.99), 3),
+                                "p999_ms": round(m.result.percentile_ms(0.999), 3),
+                                "cpu_us_per_request": round(m.cpu_us_per_request, 1),
+                                "failures": dict(m.result.failures),
+                            }
+                        )
         finally:
             naive.signal(signal.SIGTERM)
             if naive.proc is not None:
                 naive.proc.wait(timeout=30)
+    ratios = []
+    print("\n| in flight | throughput ours/naive | p50 ours/naive | p99 ours/naive | root CPU/req ours/naive |")
+    print("|---|---|---|---|---|")
+    for concurrency in args.concurrency:
+        mine = [r for r in rows if r["concurrency"] == concurrency and r["root"] == "ours"]
+        theirs = [r for r in rows if r["concurrency"] == concurrency and r["root"] == "naive"]
+
+        def total(rs: list[dict[str, Any]], key: str) -> float:
+            return float(sum(r[key] for r in rs))
+
+        ratio = {
+            "concurrency": concurrency,
+            "throughput": total(mine, "throughput_rps") / total(theirs, "throughput_rps"),
+            "p50": total(mine, "p50_ms") / total(theirs, "p50_ms"),
+            "p99": total(mine, "p99_ms") / total(theirs, "p99_ms"),
+            "cpu_per_request": total(mine, "cpu_us_per_request") / total(theirs, "cpu_us_per_request"),
+        }
+        ratios.append(ratio)
+        print(
+            f"| {concurrency} | {ratio['throughput']:.2f}x | {ratio['p50']:.2f}x | {ratio['p99']:.2f}x | "
+            f"{ratio['cpu_per_request']:.2f}x |"
+        )
+    summary = {
+        "scenario": "compare",
+        "command": "scatter bench compare " + " ".join(argv or []),
+        "shards": args.shards,
+        "replicas": args.replicas,
+        "duration": args.duration,
+        "repeats": args.repeats,
+        "rows": rows,
+        "ratios": [{k: round(v, 3) for k, v in r.items()} for r in ratios],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"\nsummary: {(out / 'summary.json').resolve()}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

@@ -143,7 +143,9 @@ class RootUser(User):
         self.next_start = 0.0
         self.stream: QueryStream | None = None
         if self.workload == "demo":
-            self.stream = QueryStream(_vocabulary_for(getattr(options, "scatter_index", "")), seed * 1_000_003 + self.number)
+            self.stream = QueryStream(
+                _vocabulary_for(getattr(options, "scatter_index", "")), seed * 1_000_003 + self.number
+            )
         self.probe = probe_requests()
         self.channel: grpc.Channel | None = None
         self.stub: root_pb2_grpc.RootStub | None = None

@@ -107,6 +107,7 @@ class Merge(Generic[Req, Part]):
             host,
             self._runner,
             max_concurrency=options.max_concurrency,
+            metrics_address=options.metrics_address,
             role="merge",
             on_start=adapt_hook(self._on_start, info),
             on_stop=adapt_hook(self._on_stop, info),

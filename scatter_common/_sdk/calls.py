@@ -33,6 +33,7 @@ from google.protobuf.message import DecodeError, Message
 
 from scatter_common._sdk.callables import is_async_callable
 from scatter_common._sdk.errors import BadResult, NotReady, Overloaded, to_status
+from scatter_common.metrics import Histogram
 from scatter_common.payload import type_url, unpack
 
 M = TypeVar("M", bound=Message)
@@ -148,6 +149,7 @@ class HandlerRunner:
         self._log = log
         self._role = role
         self._max_concurrency = 1
+        self.latency = Histogram()
         self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -179,6 +181,7 @@ class HandlerRunner:
             failure = Overloaded(f"{self._role} is at its concurrency limit ({self._max_concurrency} calls in flight)")
         else:
             stats.in_flight += 1
+            started = time.monotonic()
             released_by_thread = False
             scope: CallScope | None = None
             try:
@@ -202,9 +205,11 @@ class HandlerRunner:
                 raise
             except Exception as exc:
                 stats.errors += 1
+                self.latency.observe(time.monotonic() - started)
                 failure = exc
             else:
                 stats.ok += 1
+                self.latency.observe(time.monotonic() - started)
                 return result
             finally:
                 if not released_by_thread:

@@ -39,10 +39,14 @@ class ServerOptions:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # host:port for Prometheus /metrics over HTTP; "" serves no metrics.
+    metrics_address: str = ""
 
     def __post_init__(self) -> None:
         try:
             validate(self.address, listen=True)
+            if self.metrics_address:
+                validate(self.metrics_address, listen=True)
         except AddressError as exc:
             raise ValueError(f"address: {exc}") from exc
         if self.max_concurrency < 1:
@@ -139,6 +143,14 @@ SERVER_FLAGS: tuple[Flag, ...] = (
         DEFAULT_GRACE_SECONDS,
         "on SIGTERM, time in-flight calls get to finish",
         "S",
+    ),
+    Flag(
+        "--metrics-address",
+        "SCATTER_METRICS_ADDRESS",
+        _listen_address,
+        "",
+        "host:port to serve Prometheus metrics on over HTTP (/metrics); empty: no metrics",
+        "ADDR",
     ),
     Flag(
         "--max-message-bytes",

@@ -1,0 +1,388 @@
+"""The demo search at scale: build, memory, and latency through the root against one in-process index.
+
+    flock /tmp/scatter-bench.lock python -m demo_search.bench [--dir /tmp/bench] [--docs 1000000]
+        [--shards 8] [--replicas 1] [--queries 500] [--clients 1 8] [--mixes mid zipf head] [--out FILE.json]
+
+A benchmark, not a test (docs/benchmarks.md, "Demo search at scale", has the
+numbers). Steps:
+
+1. *Build* (or reuse) the synthetic corpus of ``--docs`` documents twice:
+   ``--shards`` shards, and one shard (the unsharded reference). Each build is
+   ``scatter demo index`` in a child process; its wall time and peak RSS
+   (``ru_maxrss`` from ``wait4``) are kept next to the index in
+   ``NAME.build.json``, so a reused index still reports how it was built. An
+   index is reused only if it has the current format version.
+2. *Queries*: seeded, ``--queries`` per mix, 1-3 terms each, drawn from the
+   terms of the unsharded index by their corpus-wide document frequency
+   (df). ``mid``, the realistic mix: terms with 0.01% <= df/N <= 1%, the
+   specific words people type (in 1M documents: 100 to 10,000 matches per
+   term). ``zipf``: terms with probability proportional to df (a random word
+   of a random document), so most queries hold a head term that nearly
+   every document contains. ``head``, the worst case: 3 of the 10 most
+   frequent terms, every document matches. There is no stop-word list: the
+   engine scores every term, sharded or not, and the mixes only choose what
+   is asked.
+3. *In process*: the same queries, one at a time, on the unsharded index
+   and on the sharded index searched shard after shard in one process (the
+   CPU a query costs across all shards).
+4. *Through the root*: the sharded index served by the local runtime
+   (``--shards`` x ``--replicas`` leaves, merge, root, the default root
+   configuration, as ``scatter demo --index`` runs it); each leaf's resident
+   memory from ``/proc/PID/status``; then the same queries with 1 and 8
+   concurrent clients (a closed loop on one ``grpc.aio`` channel: each client
+   sends the next query of the list when its answer arrives), with the CPU
+   time each process spent per query, from ``/proc/PID/stat``.
+
+The load generator shares the machine with the deployment; the load
+average is recorded with every run so a busy machine shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from demo_search import format as fmt
+from demo_search.search import IndexSearcher
+
+__all__ = ["MIXES", "build_or_reuse", "main", "make_queries"]
+
+MIXES = ("mid", "zipf", "head")
+MID_DF = (1e-4, 1e-2)  # the realistic mix: terms in 0.01% to 1% of the documents
+HEAD_TERMS = 10  # the worst case draws from this many most frequent terms
+WARM_UP_QUERIES = 50
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- build ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BuildRecord:
+    path: str
+    documents: int
+    shards: int
+    seconds: float
+    peak_rss_mib: float
+    bytes_on_disk: int
+    postings: int
+    terms: int
+    command: str
+    load_average: tuple[float, float, float]
+    reused: bool = False
+
+
+def index_path(directory: Path, docs: int, shards: int, seed: int) -> Path:
+    return directory / f"syn{docs}-seed{seed}-{shards}shards-v{fmt.FORMAT_VERSION}"
+
+
+def _is_current(path: Path) -> bool:
+    try:
+        fmt.read_index_manifest(path)
+    except fmt.IndexFormatError:
+        return False
+    return True
+
+
+def build_or_reuse(path: Path, *, docs: int, shards: int, seed: int) -> BuildRecord:
+    """Build the synthetic index at ``path`` in a child process, or reuse a current one and its record."""
+    record_path = path.with_name(path.name + ".build.json")
+    if _is_current(path) and record_path.exists():
+        record = BuildRecord(**json.loads(record_path.read_text()))
+        record.reused = True
+        return record
+    argv = [sys.executable, "-m", "demo_search.cli", "index", "--corpus", "synthetic", "--docs", str(docs)]
+    argv += ["--seed", str(seed), "--shards", str(shards), "--out", str(path), "--force"]
+    print(f"bench: building {path} ...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise RuntimeError(f"index build failed ({child.returncode}): {output}")
+    manifest = fmt.read_index_manifest(path)
+    record = BuildRecord(
+        path=str(path),
+        documents=manifest.documents,
+        shards=manifest.shard_count,
+        seconds=round(seconds, 1),
+        peak_rss_mib=round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
+        bytes_on_disk=sum(f.stat().st_size for f in path.rglob("*") if f.is_file()),
+        postings=manifest.postings,
+        terms=manifest.terms,
+        command="scatter demo index " + " ".join(argv[4:]),
+        load_average=os.getloadavg(),
+    )
+    record_path.write_text(json.dumps(asdict(record), indent=2) + "\n")
+    return record
+
+
+# --- queries ----------------------------------------------------------------------------------------------------
+
+
+def make_queries(index: Path, mix: str, count: int, seed: int) -> list[str]:
+    """``count`` seeded queries of the ``mix`` (see the module docstring), from the unsharded ``index``."""
+    shard = fmt.shard_dir(index, 0)
+    words = np.array((shard / fmt.TERMS).read_text(encoding="utf-8").split("\n")[:-1], dtype=object)
+    df = np.load(shard / fmt.DF).astype(np.float64)
+    n = fmt.read_index_manifest(index).documents
+    rng = np.random.default_rng([seed, MIXES.index(mix)])
+    if mix == "mid":
+        pool = np.flatnonzero((df >= MID_DF[0] * n) & (df <= MID_DF[1] * n))
+        p = None
+    elif mix == "zipf":
+        pool, p = np.arange(len(df)), df / df.sum()
+    elif mix == "head":
+        pool, p = np.argsort(-df, kind="stable")[:HEAD_TERMS], None
+    else:
+        raise ValueError(f"unknown mix {mix!r}; choose from {MIXES}")
+    queries = []
+    for _ in range(count):
+        size = 3 if mix == "head" else int(rng.integers(1, 4))
+        queries.append(" ".join(words[rng.choice(pool, size=size, replace=mix != "head", p=p)]))
+    return queries
+
+
+# --- measuring --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    where: str  # "in-process unsharded", "in-process 8 shards", "root"
+    mix: str
+    clients: int
+    queries: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    qps: float
+    load_average: tuple[float, float, float]
+    failures: int = 0
+    cpu_ms_per_query: dict[str, float] = field(default_factory=dict)
+    extra_leaf_calls: float = 0.0
+
+
+def _summarise(where: str, mix: str, clients: int, latencies: Sequence[float], seconds: float, **extra: Any) -> Run:
+    ms = np.array(latencies) * 1000
+    return Run(
+        where=where,
+        mix=mix,
+        clients=clients,
+        queries=len(ms),
+        p50_ms=round(float(np.median(ms)), 2),
+        p99_ms=round(float(np.quantile(ms, 0.99)), 2),
+        mean_ms=round(float(ms.mean()), 2),
+        qps=round(len(ms) / seconds, 1),
+        load_average=os.getloadavg(),
+        **extra,
+    )
+
+
+def in_process(searcher: IndexSearcher, where: str, mix: str, queries: list[str], k: int) -> Run:
+    for query in queries[:WARM_UP_QUERIES]:
+        searcher.search(query, k)
+    latencies = []
+    began = time.perf_counter()
+    for query in queries:
+        start = time.perf_counter()
+        searcher.search(query, k)
+        latencies.append(time.perf_counter() - start)
+    return _summarise(where, mix, 1, latencies, time.perf_counter() - began)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS, RssAnon and RssFile (memory-mapped index pages touched) of ``pid``, in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return {
+        key: int(m.group(1))
+        for key in ("VmRSS", "RssAnon", "RssFile", "VmHWM")
+        if (m := re.search(rf"^{key}:\s+(\d+) kB", status, re.M))
+    }
+
+
+async def _closed_loop(address: str, queries: list[str], clients: int, k: int) -> tuple[list[float], float, int, float]:
+    import grpc
+
+    from protos.demo_search.v1 import search_pb2
+    from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
+
+    requests = []
+    for query in queries:
+        request = root_pb2.QueryRequest()
+        request.payload.Pack(search_pb2.SearchRequest(query=query, k=k))
+        requests.append(request)
+    latencies: list[float] = []
+    failures = 0
+    counts = [0, 0]  # leaf attempts, shard calls
+    next_query = iter(requests)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = root_pb2_grpc.RootStub(channel)
+
+        async def client() -> None:
+            nonlocal failures
+            for request in next_query:  # shared: each client takes the next query of the list
+                start = time.perf_counter()
+                try:
+                    response = await stub.Query(request, timeout=10.0)
+                except grpc.aio.AioRpcError:
+                    failures += 1
+                    continue
+                latencies.append(time.perf_counter() - start)
+                for report in response.shards:
+                    counts[0] += report.attempts
+                    counts[1] += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        seconds = time.perf_counter() - began
+    # Leaf attempts beyond one per shard call: hedges and failovers, as a fraction.
+    return latencies, seconds, failures, (counts[0] - counts[1]) / counts[1] if counts[1] else 0.0
+
+
+def through_root(address: str, pids: dict[str, int], mix: str, queries: list[str], clients: int, k: int) -> Run:
+    asyncio.run(_closed_loop(address, queries[:WARM_UP_QUERIES], 1, k))
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    own = time.process_time()
+    latencies, seconds, failures, extra = asyncio.run(_closed_loop(address, queries, clients, k))
+    used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    cpu = {
+        "client": time.process_time() - own,
+        "root": used.pop("root"),
+        "merge": used.pop("merge"),
+        "leaves": sum(used.values()),
+    }
+    per_query = {name: round(seconds_ * 1000 / len(queries), 2) for name, seconds_ in cpu.items()}
+    return _summarise(
+        "root",
+        mix,
+        clients,
+        latencies,
+        seconds,
+        failures=failures,
+        cpu_ms_per_query=per_query,
+        extra_leaf_calls=round(extra, 4),
+    )
+
+
+# --- main -------------------------------------------------------------------------------------------------------
+
+
+def _print_run(run: Run) -> None:
+    cpu = " ".join(f"{name}={ms}" for name, ms in run.cpu_ms_per_query.items())
+    print(
+        f"| {run.where:<22} | {run.mix:<4} | {run.clients} | {run.p50_ms:7.2f} | {run.p99_ms:7.2f} | "
+        f"{run.qps:7.1f} | {cpu} | load {run.load_average[0]:.1f}",
+        flush=True,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo_search.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/bench"), help="where indexes live (default /tmp/bench)")
+    parser.add_argument("--docs", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
+    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--queries", type=int, default=500, help="queries per mix (default 500)")
+    parser.add_argument("--query-seed", type=int, default=7)
+    parser.add_argument("--mixes", nargs="+", choices=MIXES, default=list(MIXES))
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--no-serve", action="store_true", help="only build and measure in process")
+    parser.add_argument("--out", type=Path, help="write every number as JSON here")
+    args = parser.parse_args(argv)
+
+    args.dir.mkdir(parents=True, exist_ok=True)
+    sharded_path = index_path(args.dir, args.docs, args.shards, args.seed)
+    single_path = index_path(args.dir, args.docs, 1, args.seed)
+    builds = [
+        build_or_reuse(path, docs=args.docs, shards=shards, seed=args.seed)
+        for path, shards in ((sharded_path, args.shards), (single_path, 1))
+    ]
+    for build in builds:
+        print(
+            f"build {build.shards} shard(s): {build.seconds} s, peak RSS {build.peak_rss_mib} MiB, "
+            f"{build.bytes_on_disk / 2**30:.2f} GiB, {build.postings:,} postings"
+            + (" (reused; measured when built)" if build.reused else ""),
+            flush=True,
+        )
+    queries = {mix: make_queries(single_path, mix, args.queries, args.query_seed) for mix in args.mixes}
+    results: dict[str, Any] = {"builds": [asdict(b) for b in builds], "args": vars(args) | {"dir": str(args.dir)}}
+    runs: list[Run] = []
+    matches: dict[str, list[float]] = {}
+
+    single = IndexSearcher(single_path)
+    for mix, mix_queries in queries.items():
+        runs.append(in_process(single, "in-process unsharded", mix, mix_queries, args.k))
+        _print_run(runs[-1])
+        totals = [single.search(q, 0).total_matches for q in mix_queries[:100]]
+        matches[mix] = [float(np.median(totals)), float(np.max(totals))]
+    del single
+    sharded = IndexSearcher(sharded_path)
+    for mix, mix_queries in queries.items():
+        runs.append(in_process(sharded, f"in-process {args.shards} shards", mix, mix_queries, args.k))
+        _print_run(runs[-1])
+    del sharded
+    results["matches_median_max"] = matches
+
+    if not args.no_serve:
+        results["memory"] = serve_and_measure(args, sharded_path, queries, runs)
+    results["runs"] = [asdict(r) for r in runs]
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return 0
+
+
+def serve_and_measure(
+    args: argparse.Namespace, index: Path, queries: dict[str, list[str]], runs: list[Run]
+) -> dict[str, Any]:
+    from demo_search.cli import deployment_toml
+    from root.runtime.spec import load_deployment
+    from root.runtime.supervisor import Deployment
+
+    memory: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="demo-bench-") as tmp:
+        config = Path(tmp, "deploy.toml")
+        config.write_text(deployment_toml(index.resolve(), shards=args.shards, replicas=args.replicas))
+        started = time.perf_counter()
+        with Deployment(load_deployment(config), log_dir=Path(tmp, "logs")) as deployment:
+            memory["start_seconds"] = round(time.perf_counter() - started, 1)
+            pids = {name: child.pid for name, child in deployment.children.items() if child.pid is not None}
+            memory["after_start"] = {name: memory_kib(pid) for name, pid in pids.items()}
+            print(f"deployment up in {memory['start_seconds']} s; memory (KiB):", flush=True)
+            for name, kib in memory["after_start"].items():
+                print(f"  {name}: {kib}", flush=True)
+            for mix, mix_queries in queries.items():
+                for clients in args.clients:
+                    runs.append(through_root(deployment.root_address, pids, mix, mix_queries, clients, args.k))
+                    _print_run(runs[-1])
+            memory["after_queries"] = {name: memory_kib(pid) for name, pid in pids.items()}
+            for name, kib in memory["after_queries"].items():
+                print(f"  {name}: {kib}", flush=True)
+    return memory
+
+
+if __name__ == "__main__":
+    sys.exit(main())

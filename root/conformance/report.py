@@ -1,0 +1,52 @@
+"""Results of the conformance checks and how they are shown: a table or JSON.
+
+Pure: no grpc, no I/O beyond building strings.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class Status(enum.StrEnum):
+    """PASS and FAIL are verdicts; WARN is a SHOULD of the contract; SKIP did not run."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    WARN = "WARN"
+    SKIP = "SKIP"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One row: a stable check id, its verdict, and what happened (for a FAIL: what to fix)."""
+
+    name: str
+    status: Status
+    detail: str
+
+
+def failed(results: Sequence[CheckResult]) -> list[str]:
+    """Ids of the failed checks, in order."""
+    return [r.name for r in results if r.status is Status.FAIL]
+
+
+def table(title: str, results: Sequence[CheckResult]) -> str:
+    """A plain-text table, one row per check, with a summary line."""
+    width = max([len("check"), *(len(r.name) for r in results)])
+    lines = [title, "", f"{'check':<{width}}  result  detail", f"{'-' * width}  ------  ------"]
+    lines += [f"{r.name:<{width}}  {r.status.value:<6}  {r.detail}" for r in results]
+    counts = {status: sum(r.status is status for r in results) for status in Status}
+    summary = ", ".join(f"{n} {status.value.lower()}" for status, n in counts.items() if n)
+    verdict = "FAILED" if counts[Status.FAIL] else "PASSED"
+    lines += ["", f"{verdict}: {summary}"]
+    return "\n".join(lines)
+
+
+def as_json(role: str, address: str, results: Sequence[CheckResult]) -> str:
+    """The results as JSON, for scripts: {"role", "address", "passed", "checks": [...]}."""
+    checks = [{"name": r.name, "status": r.status.value, "detail": r.detail} for r in results]
+    return json.dumps({"role": role, "address": address, "passed": not failed(results), "checks": checks}, indent=2)

@@ -1,0 +1,250 @@
+"""The sample file of the conformance kit, and turning its payloads into ``Any`` values.
+
+A sample describes one valid request of an application (JSON)::
+
+    {
+      "request": {"type": "probe.v1.ProbeRequest", "json": {"value": 1}},
+      "slow_request": {"type": "probe.v1.ProbeRequest", "json": {"delay": "10s"}},
+      "leaf_response_type": "probe.v1.ProbePartial",
+      "partials": [{"type": "probe.v1.ProbePartial", "json": {"shard_index": 0, "value": 2}}],
+      "merge_response_type": "probe.v1.ProbeResponse"
+    }
+
+Only ``request`` is required. Every payload is either ``{"type": NAME,
+"json": OBJECT}`` (protobuf's JSON mapping) or ``{"type_url": URL,
+"value_base64": BYTES}`` (already encoded: no type knowledge needed). A
+message type named by ``type`` is looked up in the generated modules under
+``protos``, in modules given with ``--import``, and then through the
+server's reflection service: a leaf in any language that serves reflection
+for its own message types needs nothing else.
+
+What lives here: parsing and validating the sample, resolving message types.
+What does not: any check (``checks``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib
+import json
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, json_format, message, message_factory
+from google.protobuf.descriptor_database import DescriptorDatabase
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+import protos
+
+TYPE_URL_PREFIX = "type.googleapis.com/"
+_SAMPLE_KEYS = ("request", "slow_request", "leaf_response_type", "partials", "merge_response_type")
+# Files a foreign server may import without serving them by reflection.
+_WELL_KNOWN = ("any", "duration", "timestamp", "wrappers", "struct", "empty", "field_mask")
+
+
+class SampleError(ValueError):
+    """A sample file that cannot be used; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class PayloadSpec:
+    """One payload of the sample, as written: a type and JSON, or a type URL and bytes."""
+
+    type_name: str
+    json_value: dict[str, Any] | None = None
+    value: bytes | None = None
+
+    @property
+    def type_url(self) -> str:
+        return TYPE_URL_PREFIX + self.type_name
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A validated sample file."""
+
+    request: PayloadSpec
+    slow_request: PayloadSpec | None = None
+    leaf_response_type: str = ""
+    partials: tuple[PayloadSpec, ...] = field(default_factory=tuple)
+    merge_response_type: str = ""
+
+
+def _payload_spec(value: object, where: str) -> PayloadSpec:
+    if not isinstance(value, dict):
+        raise SampleError(f"{where}: expected an object with 'type' and 'json', or 'type_url' and 'value_base64'")
+    keys = set(value)
+    if keys == {"type", "json"}:
+        if not isinstance(value["type"], str) or not value["type"]:
+            raise SampleError(f"{where}.type: expected a message name such as 'probe.v1.ProbeRequest'")
+        if not isinstance(value["json"], dict):
+            raise SampleError(f"{where}.json: expected the message as a JSON object")
+        return PayloadSpec(value["type"].removeprefix(TYPE_URL_PREFIX), json_value=value["json"])
+    if keys == {"type_url", "value_base64"}:
+        url, encoded = value["type_url"], value["value_base64"]
+        if not isinstance(url, str) or "/" not in url:
+            raise SampleError(f"{where}.type_url: expected e.g. 'type.googleapis.com/pkg.v1.Message'")
+        if not isinstance(encoded, str):
+            raise SampleError(f"{where}.value_base64: expected a base64 string")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except binascii.Error as exc:
+            raise SampleError(f"{where}.value_base64: not valid base64: {exc}") from None
+        return PayloadSpec(url.rsplit("/", 1)[1], value=raw)
+    raise SampleError(
+        f"{where}: expected exactly the keys 'type' and 'json', or 'type_url' and 'value_base64'; got {sorted(keys)}"
+    )
+
+
+def _type_name(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        raise SampleError(f"{key}: expected a message name such as 'probe.v1.ProbePartial'")
+    return value.removeprefix(TYPE_URL_PREFIX)
+
+
+def parse_sample(data: object) -> Sample:
+    """Validate a sample document (the parsed JSON)."""
+    if not isinstance(data, dict):
+        raise SampleError("a sample is a JSON object with at least a 'request' key")
+    unknown = sorted(set(data) - set(_SAMPLE_KEYS))
+    if unknown:
+        raise SampleError(f"unknown keys {unknown}; the keys are {list(_SAMPLE_KEYS)}")
+    if "request" not in data:
+        raise SampleError("'request' is required: a valid request of the application")
+    partials = data.get("partials", [])
+    if not isinstance(partials, list):
+        raise SampleError("partials: expected a list of payloads, one per shard")
+    slow = data.get("slow_request")
+    return Sample(
+        request=_payload_spec(data["request"], "request"),
+        slow_request=None if slow is None else _payload_spec(slow, "slow_request"),
+        leaf_response_type=_type_name(data, "leaf_response_type"),
+        partials=tuple(_payload_spec(p, f"partials[{i}]") for i, p in enumerate(partials)),
+        merge_response_type=_type_name(data, "merge_response_type"),
+    )
+
+
+def load_sample(path: str | Path) -> Sample:
+    """Read and validate a sample file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise SampleError(f"{path}: cannot read: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise SampleError(f"{path}: not valid JSON: {exc}") from None
+    try:
+        return parse_sample(data)
+    except SampleError as exc:
+        raise SampleError(f"{path}: {exc}") from None
+
+
+MessageClass = type[message.Message]
+
+
+class TypeResolver:
+    """Finds message classes by full name: local generated code first, then the server's reflection."""
+
+    def __init__(self, channel: grpc.Channel, imports: tuple[str, ...] = (), timeout: float = 5.0) -> None:
+        self._channel = channel
+        self._timeout = timeout
+        self._reflected = _ReflectedFiles()
+        self._remote_pool = descriptor_pool.DescriptorPool(self._reflected)
+        for info in pkgutil.walk_packages(protos.__path__, prefix="protos."):
+            if info.name.endswith("_pb2"):
+                importlib.import_module(info.name)
+        for name in imports:
+            importlib.import_module(name)
+
+    def find(self, type_name: str) -> MessageClass | None:
+        """The class of ``type_name``, or None when neither local code nor reflection knows it."""
+        try:
+            return message_factory.GetMessageClass(descriptor_pool.Default().FindMessageTypeByName(type_name))
+        except KeyError:
+            pass
+        try:
+            files = reflect_files(self._channel, type_name, self._timeout)
+        except grpc.RpcError:
+            return None
+        for file in files:
+            self._reflected.add_once(file)
+        try:
+            return message_factory.GetMessageClass(self._remote_pool.FindMessageTypeByName(type_name))
+        except (KeyError, TypeError, ValueError):  # unknown, or files that do not link
+            return None
+
+
+class _ReflectedFiles(DescriptorDatabase):
+    """Files served by reflection, plus the well-known types a server may leave out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._names: set[str] = set()
+
+    def add_once(self, file: descriptor_pb2.FileDescriptorProto) -> None:
+        if file.name not in self._names:
+            self._names.add(file.name)
+            self.Add(file)
+
+    def FindFileByName(self, name: str) -> descriptor_pb2.FileDescriptorProto:  # protobuf's API name
+        if name not in self._names and name in {f"google/protobuf/{w}.proto" for w in _WELL_KNOWN}:
+            proto = descriptor_pb2.FileDescriptorProto()
+            descriptor_pool.Default().FindFileByName(name).CopyToProto(proto)
+            self.add_once(proto)
+        result: descriptor_pb2.FileDescriptorProto = super().FindFileByName(name)
+        return result
+
+
+def _reflection_call(
+    channel: grpc.Channel, request: reflection_pb2.ServerReflectionRequest, timeout: float
+) -> reflection_pb2.ServerReflectionResponse:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    responses = stub.ServerReflectionInfo(iter([request]), timeout=timeout)
+    for response in responses:
+        responses.cancel()
+        result: reflection_pb2.ServerReflectionResponse = response
+        return result
+    return reflection_pb2.ServerReflectionResponse()  # the stream ended without an answer: nothing known
+
+
+def reflect_files(channel: grpc.Channel, symbol: str, timeout: float) -> list[descriptor_pb2.FileDescriptorProto]:
+    """The file defining ``symbol`` and its imports, from the server's reflection service ([] if unknown)."""
+    request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+    response = _reflection_call(channel, request, timeout)
+    files = []
+    for raw in response.file_descriptor_response.file_descriptor_proto:
+        proto = descriptor_pb2.FileDescriptorProto()
+        proto.ParseFromString(raw)
+        files.append(proto)
+    return files
+
+
+def reflect_services(channel: grpc.Channel, timeout: float) -> list[str]:
+    """The service names the server's reflection lists."""
+    response = _reflection_call(channel, reflection_pb2.ServerReflectionRequest(list_services=""), timeout)
+    return [str(service.name) for service in response.list_services_response.service]
+
+
+def to_any(spec: PayloadSpec, find: Callable[[str], MessageClass | None]) -> any_pb2.Any:
+    """Encode ``spec`` as an Any; a SampleError when its type is unknown or its JSON does not fit."""
+    if spec.value is not None:
+        return any_pb2.Any(type_url=spec.type_url, value=spec.value)
+    cls = find(spec.type_name)
+    if cls is None:
+        raise SampleError(
+            f"unknown message type {spec.type_name!r}: not in the generated code under 'protos', not in an "
+            "--import module, and not served by the server's reflection; use --import MODULE, serve reflection, "
+            "or give the payload as type_url + value_base64"
+        )
+    msg = cls()
+    try:
+        json_format.ParseDict(spec.json_value or {}, msg)
+    except json_format.ParseError as exc:
+        raise SampleError(f"the JSON is not a valid {spec.type_name}: {exc}") from None
+    return any_pb2.Any(type_url=spec.type_url, value=msg.SerializeToString())
