@@ -78,6 +78,7 @@ class RootConfig:
     latency_window: LatencyWindowConfig = LatencyWindowConfig()
     replicas: ReplicaConfig = ReplicaConfig()
     coverage_wait: CoverageWaitConfig = CoverageWaitConfig()
+    metrics_listen: str = ""  # host:port for /metrics and the status page; "" serves none
 
 
 class Table:
@@ -217,6 +218,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         raise ConfigError(f"root.grace_seconds must be >= 0, got {grace:g}")
     workers = int(positive("root.workers", root.get("workers", int, 1)))
     coverage_wait = _policy(CoverageWaitConfig, root, _COVERAGE_WAIT_KEYS)
+    metrics_listen = root.address("metrics_listen", "", listen=True) if root.get("metrics_listen", str, "") else ""
     root.finish()
 
     merge = doc.table("merge")
@@ -270,6 +272,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         latency_window=latency_window,
         replicas=replica_config,
         coverage_wait=coverage_wait,
+        metrics_listen=metrics_listen,
     )
 
 

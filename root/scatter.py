@@ -42,6 +42,7 @@ from root.policies import (
     failure_kind_for_status,
     stop_waiting_at,
 )
+from scatter_common.metrics import Histogram
 
 EXECUTE_METHOD = "/scatter_gather.v1.Leaf/Execute"
 
@@ -121,6 +122,7 @@ class Shard:
         self.hedge_delay = hedge_delay
         self.budget = budget
         self.stats = ShardStats()
+        self.latency = Histogram()  # time to a good answer, for metrics
 
 
 @dataclass(slots=True)
@@ -415,11 +417,14 @@ class Scatter:
         shard = call.shard
         shard.stats.attempts += call.attempts
         shard.stats.outcomes[status] = shard.stats.outcomes.get(status, 0) + 1
+        elapsed = self.loop.time() - self.start
+        if status == OK:
+            shard.latency.observe(elapsed)
         report = shard_pb2.ShardReport(
             shard_index=shard.index,
             status=status,  # type: ignore[arg-type]
             replica=shard.replicas[replica].address if replica >= 0 else "",
-            latency=wire.duration(self.loop.time() - self.start),
+            latency=wire.duration(elapsed),
             attempts=call.attempts,
             hedge_won=hedge_won,
             error=error,

@@ -14,14 +14,18 @@ import sys
 import time
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from protos.scatter_gather.v1 import root_pb2
 from root.config import RootConfig, load_root_config
 from root.errors import ConfigError
+from root.metrics import root_families
 from root.policies import HedgeBudget, HedgeDelay, LatencyWindow, ReplicaSet
 from root.scatter import Replica, Shard
 from root.service import RootService
+from root.status_page import render
 from scatter_common import loop
+from scatter_common.metrics import FamiliesCollector, MetricsServer
 from scatter_common.serving import ServeOptions, ServiceHost, serve_until_signal
 
 SERVICE_NAME = "scatter_gather.v1.Root"
@@ -76,7 +80,18 @@ async def serve(config: RootConfig) -> None:
         [SERVICE_NAME],
     )
     add_root_service(host.server, service)
-    await serve_until_signal(host, role="root", on_stop=service.close)
+    metrics: MetricsServer | None = None
+    if config.metrics_listen:
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(FamiliesCollector(lambda: root_families(service)))
+        metrics = MetricsServer(registry, {"/": lambda: ("text/html; charset=utf-8", render(service))})
+        bound = metrics.start(config.metrics_listen)
+        print(f"scatter: root status page on http://{bound}/ (metrics: /metrics)", file=sys.stderr, flush=True)
+    try:
+        await serve_until_signal(host, role="root", on_stop=service.close)
+    finally:
+        if metrics is not None:
+            metrics.stop()
 
 
 def main(argv: list[str]) -> int:

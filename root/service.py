@@ -25,10 +25,13 @@ from root.coverage import build_coverage, check_leaf_verdicts, require_coverage
 from root.errors import DeadlineTooShort, InvalidRequest, Overloaded, RootError, merge_failure
 from root.policies import AdmissionConfig, AdmissionLimit
 from root.scatter import RECONNECT_OPTIONS, Scatter, Shard
+from scatter_common.metrics import Histogram
 
 log = logging.getLogger("scatter.root")
 
 MERGE_METHOD = "/scatter_gather.v1.Merge/Merge"
+# Coverage fractions worth telling apart: full, nearly full, half or worse.
+COVERAGE_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 
 
 class RootService:
@@ -51,6 +54,9 @@ class RootService:
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}-{int(time.time()):x}"
         self.requests_by_code: dict[str, int] = {}
+        self.latency = Histogram()  # arrival to answer, successful requests
+        self.coverage = Histogram(COVERAGE_BUCKETS)  # answered / total of successful requests
+        self.started = time.time()
 
     async def close(self) -> None:
         await self.merge_channel.close()
@@ -134,10 +140,13 @@ class RootService:
             merged = await self.merge(merge_request, timeout=remaining)
         except grpc.aio.AioRpcError as exc:
             raise merge_failure(exc.code().name, self.merge_address, exc.details() or "") from exc
+        elapsed = loop.time() - start
+        self.latency.observe(elapsed)
+        self.coverage.observe(coverage.answered / coverage.total)
         rest = root_pb2.QueryResponse(
             coverage=coverage,
             shards=reports,
-            latency=wire.duration(loop.time() - start),
+            latency=wire.duration(elapsed),
             request_id=request_id,
         ).SerializeToString()
         return wire.merge_payload_field(merged) + rest

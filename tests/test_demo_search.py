@@ -415,3 +415,22 @@ def test_the_vocabulary_of_the_synthetic_corpus_round_trips(
 ) -> None:
     # Every synthetic word is its own single term, so queries by word find documents.
     assert indexes[("synthetic", 1)].search(vocabulary()[0], 1).total_matches > 2000
+
+
+def test_the_benchmark_query_mixes_are_seeded_and_in_their_df_bands(
+    indexes: dict[tuple[str, int], IndexSearcher],
+) -> None:
+    from demo_search.bench import HEAD_TERMS, MID_DF, make_queries
+
+    single = indexes[("synthetic", 1)]
+    path = single.shards[0].path.parent
+    shard = single.shards[0]
+    n = single.manifest.documents
+    for mix in ("mid", "zipf", "head"):
+        queries = make_queries(path, mix, 50, seed=1)
+        assert queries == make_queries(path, mix, 50, seed=1) != make_queries(path, mix, 50, seed=2)
+        assert all(1 <= len(q.split()) <= 3 for q in queries)
+    df = {t: int(shard._df[i]) for t, i in shard._term_ids.items()}
+    assert all(MID_DF[0] * n <= df[t] <= MID_DF[1] * n for q in make_queries(path, "mid", 50, 1) for t in q.split())
+    head = set(sorted(df, key=lambda t: -df[t])[:HEAD_TERMS])
+    assert all(t in head for q in make_queries(path, "head", 50, 1) for t in q.split())

@@ -210,6 +210,7 @@ def test_five_consecutive_failures_eject_for_exactly_30_seconds() -> None:
         ejected_until=30.0,
         consecutive_failures=0,
         times_ejected=1,
+        ejections=1,
     )
     assert [rs.pick() for _ in range(3)] == [1, 1, 1]
     clock.advance(29.999)
@@ -233,6 +234,7 @@ def test_ejection_time_doubles_up_to_the_cap() -> None:
     assert durations == [30.0, 60.0, 120.0, 240.0, 300.0, 300.0, 300.0]
     # times_ejected stops at the first count whose time reaches the cap.
     assert rs.status()[0].times_ejected == 5
+    assert rs.status()[0].ejections == 7  # the metric counts every ejection
 
 
 def test_failures_must_be_consecutive() -> None:
@@ -388,8 +390,8 @@ def test_status_page_view() -> None:
     answer(rs, 0, 0.002)
     fail(rs, 0, 2)
     assert rs.status() == (
-        ReplicaStatus(0, "10.0.0.0:50051", 0, 0.002, False, None, 2, 0),
-        ReplicaStatus(1, "10.0.0.1:50051", 1, None, False, None, 0, 0),
+        ReplicaStatus(0, "10.0.0.0:50051", 0, 0.002, False, None, 2, 0, 0),
+        ReplicaStatus(1, "10.0.0.1:50051", 1, None, False, None, 0, 0, 0),
     )
     assert len(rs) == 2
     assert rs.addresses == ("10.0.0.0:50051", "10.0.0.1:50051")

@@ -50,8 +50,8 @@ function unpack(any, type) {
   const expected = type.fullName.replace(/^\./, '');
   const actual = any && any.type_url ? any.type_url.slice(any.type_url.lastIndexOf('/') + 1) : '';
   if (actual !== expected) {
-    const got = actual ? `type '${actual}'` : 'no payload';
-    throw rpcError(grpc.status.INVALID_ARGUMENT, `payload has ${got}, expected '${expected}'`);
+    const got = actual ? `payload has type '${actual}'` : 'the request has no payload';
+    throw rpcError(grpc.status.INVALID_ARGUMENT, `${got}, expected '${expected}'`);
   }
   try {
     return type.toObject(type.decode(any.value), { longs: Number, defaults: true });

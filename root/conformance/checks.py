@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2, message, wrappers_pb2
@@ -71,7 +71,7 @@ class _Outcome:
         return "OK" if self.code is OK else f"{self.code.name}: {self.details}"
 
 
-Call = grpc.UnaryUnaryMultiCallable[Any, Any]
+Call: TypeAlias = "grpc.UnaryUnaryMultiCallable[Any, Any]"  # subscriptable only in the type stubs
 TypeFinder = Callable[[str], MessageClass | None]
 
 

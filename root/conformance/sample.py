@@ -58,10 +58,11 @@ class PayloadSpec:
     type_name: str
     json_value: dict[str, Any] | None = None
     value: bytes | None = None
+    url: str = ""  # as written in the sample, when given encoded
 
     @property
     def type_url(self) -> str:
-        return TYPE_URL_PREFIX + self.type_name
+        return self.url or TYPE_URL_PREFIX + self.type_name
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def _payload_spec(value: object, where: str) -> PayloadSpec:
             raw = base64.b64decode(encoded, validate=True)
         except binascii.Error as exc:
             raise SampleError(f"{where}.value_base64: not valid base64: {exc}") from None
-        return PayloadSpec(url.rsplit("/", 1)[1], value=raw)
+        return PayloadSpec(url.rsplit("/", 1)[1], value=raw, url=url)
     raise SampleError(
         f"{where}: expected exactly the keys 'type' and 'json', or 'type_url' and 'value_base64'; got {sorted(keys)}"
     )

@@ -166,10 +166,20 @@ class ReplicaStatus:
     ejected_until: float | None  # clock time it returns; None when not ejected
     consecutive_failures: int
     times_ejected: int
+    ejections: int  # ejections since start, for metrics (times_ejected decays; this does not)
 
 
 class _Replica:
-    __slots__ = ("ejected_until", "ewma", "failures", "outstanding", "sampled_at", "streak", "times_ejected")
+    __slots__ = (
+        "ejected_until",
+        "ejections",
+        "ewma",
+        "failures",
+        "outstanding",
+        "sampled_at",
+        "streak",
+        "times_ejected",
+    )
 
     def __init__(self) -> None:
         self.outstanding = 0
@@ -179,6 +189,7 @@ class _Replica:
         self.failures = 0  # consecutive failures
         self.streak = 0  # consecutive successes, toward decaying times_ejected
         self.times_ejected = 0
+        self.ejections = 0
 
 
 _NOTHING: frozenset[int] = frozenset()
@@ -325,6 +336,7 @@ class ReplicaSet:
             return
         if r.times_ejected < self._max_times:
             r.times_ejected += 1
+        r.ejections += 1
         r.ejected_until = now + min(self._base * 2.0 ** (r.times_ejected - 1), self._max_time)
         r.failures = 0
         r.streak = 0
@@ -345,6 +357,7 @@ class ReplicaSet:
                 ejected_until=r.ejected_until if r.ejected_until > now else None,
                 consecutive_failures=r.failures,
                 times_ejected=r.times_ejected,
+                ejections=r.ejections,
             )
             for i, r in enumerate(self._reps)
         )

@@ -33,6 +33,7 @@ def main(argv: list[str]) -> int:
     try:
         with Deployment(spec, log_dir=args.log_dir, quiet=False) as dep:
             print(f"scatter up: logs in {dep.run_dir}")
+            print(f"scatter up: status page http://{dep.children['root'].metrics_address}/")
             print(f"scatter up: root serving on {dep.root_address} (Ctrl-C to stop)", flush=True)
             stop.wait()
             print("scatter up: stopping...", flush=True)

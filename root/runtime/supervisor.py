@@ -78,6 +78,7 @@ class Child:
         self.restarts = 0
         self.started_at = 0.0
         self.paused = False  # True while a test or an operator holds it down
+        self.metrics_address = ""  # http host:port of /metrics, when assigned
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
@@ -153,7 +154,8 @@ class Deployment:
 
     def _child(self, name: str, command: Sequence[str], env: Mapping[str, str], **values: object) -> Child:
         port = free_port()
-        env = {**env, "SCATTER_HOST": "127.0.0.1", "SCATTER_PORT": str(port)}
+        metrics = f"127.0.0.1:{free_port()}"
+        env = {**env, "SCATTER_HOST": "127.0.0.1", "SCATTER_PORT": str(port), "SCATTER_METRICS_ADDRESS": metrics}
         child = Child(
             name,
             self._format(command, port=port, **values),
@@ -162,6 +164,7 @@ class Deployment:
             f"127.0.0.1:{port}",
             self.run_dir / f"{name}.log",
         )
+        child.metrics_address = metrics
         self.children[name] = child
         return child
 
@@ -210,6 +213,7 @@ class Deployment:
         if listen.endswith(":0"):
             listen = f"{listen[:-2]}:{free_port()}"
         root_section["listen"] = listen
+        root_section.setdefault("metrics_listen", f"127.0.0.1:{free_port()}")
         document["root"] = root_section
         config_path = self.run_dir / "root.toml"
         config_path.write_text(dumps(document))
@@ -222,6 +226,7 @@ class Deployment:
             listen,
             self.run_dir / "root.log",
         )
+        root.metrics_address = str(root_section["metrics_listen"])
         self.children["root"] = root
         root.start()
         root.wait_healthy(spec.ready_timeout)

@@ -1,0 +1,95 @@
+"""The root's Prometheus metrics, built from its counters at scrape time.
+
+Names follow Prometheus conventions (``_total`` counters, ``_seconds``
+histograms, base units). Labels are bounded by the configuration: ``shard``
+(one per configured shard), ``replica`` (its configured address), ``code``
+(gRPC status names), ``status`` (shard statuses). No request ids in labels.
+The list is in docs/operations.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from protos.scatter_gather.v1 import shard_pb2
+from root.service import RootService
+from scatter_common.metrics import histogram_family
+
+
+def _status_name(status: int) -> str:
+    return str(shard_pb2.ShardStatus.Name(status)).removeprefix("SHARD_STATUS_")  # type: ignore[arg-type]
+
+
+def root_families(service: RootService) -> Iterable[Metric]:
+    requests = CounterMetricFamily("scatter_root_requests", "Client requests, by gRPC status.", labels=["code"])
+    for code, count in sorted(service.requests_by_code.items()):
+        requests.add_metric([code], count)
+    yield requests
+    yield histogram_family(
+        "scatter_root_request_duration_seconds",
+        "Time from a request's arrival to its answer, successful requests.",
+        [],
+        [((), service.latency)],
+    )
+    yield histogram_family(
+        "scatter_root_coverage_ratio",
+        "Fraction of shards answered, per successful request.",
+        [],
+        [((), service.coverage)],
+    )
+    yield GaugeMetricFamily("scatter_root_in_flight", "Requests in progress.", value=service.admission.in_flight)
+    yield CounterMetricFamily(
+        "scatter_root_shed",
+        "Requests refused with RESOURCE_EXHAUSTED at the in-flight limit.",
+        value=service.admission.shed,
+    )
+
+    shards = service.shards
+    per_shard = {
+        "calls": ("scatter_root_shard_calls", "Shard calls (one per request per shard)."),
+        "attempts": ("scatter_root_shard_attempts", "Leaf calls started: first attempts, hedges and failovers."),
+        "hedges_sent": ("scatter_root_hedges_sent", "Hedged (backup) leaf calls started."),
+        "hedges_won": ("scatter_root_hedges_won", "Shard answers that came from a hedge."),
+        "budget_exhausted": ("scatter_root_hedge_budget_exhausted", "Hedges not sent: the hedge budget was spent."),
+        "failovers": ("scatter_root_failovers", "Attempts started at once after an UNAVAILABLE reply."),
+        "cancelled": ("scatter_root_cancelled_attempts", "Leaf calls cancelled: losers of a race, or cut off."),
+    }
+    for field, (name, documentation) in per_shard.items():
+        family = CounterMetricFamily(name, documentation, labels=["shard"])
+        for shard in shards:
+            family.add_metric([str(shard.index)], getattr(shard.stats, field))
+        yield family
+    results = CounterMetricFamily(
+        "scatter_root_shard_results", "Shard outcomes, by status.", labels=["shard", "status"]
+    )
+    for shard in shards:
+        for status, count in sorted(shard.stats.outcomes.items()):
+            results.add_metric([str(shard.index), _status_name(status)], count)
+    yield results
+    yield histogram_family(
+        "scatter_root_shard_duration_seconds",
+        "Time from a shard's first attempt to its answer, answered shards.",
+        ["shard"],
+        [((str(shard.index),), shard.latency) for shard in shards],
+    )
+
+    outstanding = GaugeMetricFamily(
+        "scatter_root_replica_outstanding", "Leaf calls in flight per replica.", labels=["shard", "replica"]
+    )
+    ejected = GaugeMetricFamily(
+        "scatter_root_replica_ejected", "1 while a replica is ejected as an outlier.", labels=["shard", "replica"]
+    )
+    ejections = CounterMetricFamily(
+        "scatter_root_replica_ejections", "Outlier ejections of a replica.", labels=["shard", "replica"]
+    )
+    for shard in shards:
+        for replica in shard.chooser.status():
+            labels = [str(shard.index), replica.address]
+            outstanding.add_metric(labels, replica.outstanding)
+            ejected.add_metric(labels, 1.0 if replica.ejected else 0.0)
+            ejections.add_metric(labels, replica.ejections)
+    yield outstanding
+    yield ejected
+    yield ejections

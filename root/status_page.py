@@ -1,0 +1,76 @@
+"""The root's human status page: one table row per replica, refreshed on reload.
+
+Read-only and built from the same state as the metrics; no JavaScript, so it
+works in any browser, curl or a terminal browser.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+
+from protos.scatter_gather.v1 import shard_pb2
+from root.service import RootService
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def render(service: RootService) -> bytes:
+    config = service.config
+    uptime = time.time() - service.started
+    total_requests = sum(service.requests_by_code.values())
+    codes = ", ".join(f"{code} {n}" for code, n in sorted(service.requests_by_code.items())) or "none yet"
+    rows = []
+    for shard in service.shards:
+        stats = shard.stats
+        hedge_rate = stats.hedges_sent / stats.calls if stats.calls else 0.0
+        ok = stats.outcomes.get(shard_pb2.SHARD_STATUS_OK, 0)
+        p50 = shard.latencies.percentile(0.5)
+        p99 = shard.latencies.percentile(0.99)
+        replicas = shard.chooser.status()
+        for replica in replicas:
+            if replica.ejected:
+                health = f'<td class="bad">ejected ({replica.consecutive_failures} fails)</td>'
+            elif replica.consecutive_failures:
+                health = f'<td class="warn">{replica.consecutive_failures} failures in a row</td>'
+            else:
+                health = '<td class="good">ok</td>'
+            first = replica.index == 0
+            shard_cells = (
+                f'<td rowspan="{len(replicas)}">{shard.index}</td>'
+                f'<td rowspan="{len(replicas)}">{stats.calls}</td>'
+                f'<td rowspan="{len(replicas)}">{ok}</td>'
+                f'<td rowspan="{len(replicas)}">{_ms(p50)}</td>'
+                f'<td rowspan="{len(replicas)}">{_ms(p99)}</td>'
+                f'<td rowspan="{len(replicas)}">{hedge_rate:.1%} ({stats.hedges_won} won)</td>'
+                if first
+                else ""
+            )
+            rows.append(
+                f"<tr>{shard_cells}<td>{html.escape(replica.address)}</td>{health}"
+                f"<td>{replica.outstanding}</td><td>{_ms(replica.ewma)}</td><td>{replica.ejections}</td></tr>"
+            )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>scatter root {html.escape(config.listen)}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
+th {{ background: #f3f3f3; }} td.good {{ color: #176b24; }} td.warn {{ color: #a35d00; }}
+td.bad {{ color: #b00020; font-weight: bold; }} code {{ background: #f3f3f3; padding: 1px 4px; }}
+</style></head><body>
+<h1>scatter root on <code>{html.escape(config.listen)}</code></h1>
+<p>Up {uptime:.0f} s. Requests: {total_requests} ({html.escape(codes)}); in flight {service.admission.in_flight}
+of {config.max_in_flight}; shed {service.admission.shed}. Merge: <code>{html.escape(service.merge_address)}</code>.
+min_coverage {config.min_coverage:g}; hedging {"on" if config.hedging.enabled else "off"}.
+Latencies are of successful calls; p50/p99 over the last {config.latency_window.size} per shard.</p>
+<table>
+<tr><th>shard</th><th>calls</th><th>answered</th><th>p50 ms</th><th>p99 ms</th><th>hedge rate</th>
+<th>replica</th><th>health</th><th>outstanding</th><th>latency EWMA ms</th><th>ejections</th></tr>
+{"".join(rows)}
+</table>
+<p>Metrics for Prometheus: <a href="/metrics">/metrics</a>. Reload to refresh.</p>
+</body></html>
+"""
+    return page.encode()
