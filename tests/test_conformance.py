@@ -64,9 +64,12 @@ class BrokenLeaf(leaf_pb2_grpc.LeafServicer):
             pass
         if SLOTS.locked():
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "all 64 slots busy")
-        async with SLOTS:
-            # Shielded: a cancelled call keeps its slot until the work is done.
-            await asyncio.shield(asyncio.sleep(probe.delay.ToTimedelta().total_seconds()))
+        # Like a worker thread that never looks at the cancelled flag: the slot
+        # is freed when the work is done, not when the call is cancelled.
+        await SLOTS.acquire()
+        work = asyncio.ensure_future(asyncio.sleep(probe.delay.ToTimedelta().total_seconds()))
+        work.add_done_callback(lambda _: SLOTS.release())
+        await asyncio.shield(work)
         response = leaf_pb2.ExecuteResponse()
         response.payload.Pack(probe_pb2.ProbePartial(value=probe.value))
         return response

@@ -137,7 +137,8 @@ class _Run:
             if code is grpc.StatusCode.UNIMPLEMENTED:
                 return self.failed(name, "no grpc.health.v1.Health service", "serve the standard gRPC health service")
             fix = f"register {shown} with the health service and report SERVING once ready"
-            return self.failed(name, f"Check({shown}) failed with {code.name}: {exc.details()}", fix)
+            details = f": {exc.details()}" if exc.details() else ""
+            return self.failed(name, f"Check({shown}) failed with {code.name}{details}", fix)
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
         if status != "SERVING":
             fix = f"report SERVING for {shown} once ready (and NOT_SERVING only while loading or draining)"
