@@ -62,4 +62,7 @@ class LeafOptions(ServerOptions):
             grace_seconds=values["grace_seconds"],
             max_message_bytes=values["max_message_bytes"],
             metrics_address=values["metrics_address"],
+            tls_cert=values["tls_cert"],
+            tls_key=values["tls_key"],
+            tls_client_ca=values["tls_client_ca"],
         )

@@ -31,6 +31,7 @@ from root.errors import ConfigError
 from root.policies import CoverageWaitConfig, HedgeBudgetConfig, HedgingConfig, LatencyWindowConfig, ReplicaConfig
 from scatter_common.addresses import AddressError, validate
 from scatter_common.serving import DEFAULT_GRACE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES
+from scatter_common.tls import ClientTls, ServerTls
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 # One second covers an interactive search with room for a hedge or two;
@@ -79,6 +80,8 @@ class RootConfig:
     replicas: ReplicaConfig = ReplicaConfig()
     coverage_wait: CoverageWaitConfig = CoverageWaitConfig()
     metrics_listen: str = ""  # host:port for /metrics and the status page; "" serves none
+    tls: ServerTls | None = None  # serving Root.Query; None: plaintext
+    upstream_tls: ClientTls | None = None  # calling leaves and the merge; None: plaintext
 
 
 class Table:
@@ -126,6 +129,13 @@ class Table:
             return validate(value, listen=listen)
         except AddressError as exc:
             raise ConfigError(f"{self.where(key)}: {exc}") from None
+
+    def file(self, key: str, default: str = "") -> str:
+        """A path to a readable file (TLS material); relative paths are kept as written."""
+        value = self.get(key, str, default)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"{self.where(key)}: no such file {value!r}")
+        return value
 
     def finish(self) -> None:
         """Reject keys that were never read: almost always a typo."""
@@ -234,6 +244,24 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     replica_config = _policy(ReplicaConfig, replicas_table, _REPLICA_KEYS)
     replicas_table.finish()
 
+    tls_table = doc.table("tls")
+    tls = None
+    if tls_table.data:
+        tls_table.require("cert_file", str)
+        tls_table.require("key_file", str)
+        tls = ServerTls(tls_table.file("cert_file"), tls_table.file("key_file"), tls_table.file("client_ca_file"))
+    tls_table.finish()
+    upstream_table = doc.table("upstream_tls")
+    upstream_tls = None
+    if upstream_table.data:
+        try:
+            upstream_tls = ClientTls(
+                upstream_table.file("ca_file"), upstream_table.file("cert_file"), upstream_table.file("key_file")
+            )
+        except ValueError as exc:
+            raise ConfigError(f"upstream_{exc}") from None
+    upstream_table.finish()
+
     doc.used.add("shards")
     raw_shards = data.get("shards")
     if not isinstance(raw_shards, list) or not raw_shards:
@@ -273,6 +301,8 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         replicas=replica_config,
         coverage_wait=coverage_wait,
         metrics_listen=metrics_listen,
+        tls=tls,
+        upstream_tls=upstream_tls,
     )
 
 

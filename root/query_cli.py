@@ -19,6 +19,7 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 
 import protos
 from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
+from scatter_common.tls import ClientTls, sync_channel
 
 
 def _load_generated_modules(extra: list[str]) -> None:
@@ -39,6 +40,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--deadline-ms", type=float, default=2000.0, help="deadline of the call (default 2000)")
     parser.add_argument("--min-coverage", type=float, help="override the root's min_coverage for this request")
     parser.add_argument("--import", dest="imports", action="append", default=[], help="module defining the type")
+    parser.add_argument("--tls-ca", default="", help="PEM CA that signed the root's certificate: use TLS")
+    parser.add_argument("--tls-cert", default="", help="PEM client certificate, for mutual TLS")
+    parser.add_argument("--tls-key", default="", help="PEM key of --tls-cert")
     args = parser.parse_args(argv)
 
     try:
@@ -60,7 +64,14 @@ def main(argv: list[str]) -> int:
     request.payload.Pack(message)
     if args.min_coverage is not None:
         request.options.min_coverage = args.min_coverage
-    with grpc.insecure_channel(args.address) as channel:
+    use_tls = bool(args.tls_ca or args.tls_cert)
+    try:
+        tls = ClientTls(args.tls_ca, args.tls_cert, args.tls_key) if use_tls else None
+        channel = sync_channel(args.address, tls)
+    except ValueError as exc:
+        print(f"scatter query: {exc}", file=sys.stderr)
+        return 2
+    with channel:
         try:
             response = root_pb2_grpc.RootStub(channel).Query(request, timeout=args.deadline_ms / 1000)
         except grpc.RpcError as exc:

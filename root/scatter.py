@@ -43,6 +43,7 @@ from root.policies import (
     stop_waiting_at,
 )
 from scatter_common.metrics import Histogram
+from scatter_common.tls import ClientTls, aio_channel
 
 EXECUTE_METHOD = "/scatter_gather.v1.Leaf/Execute"
 
@@ -69,9 +70,9 @@ AttemptResult = tuple[str, bytes | str]  # ("OK", response bytes) or (code name,
 class Replica:
     """One leaf replica: its address and the long-lived channel to it."""
 
-    def __init__(self, address: str, channel_options: list[tuple[str, int]]) -> None:
+    def __init__(self, address: str, channel_options: list[tuple[str, int]], tls: ClientTls | None = None) -> None:
         self.address = address
-        self.channel = grpc.aio.insecure_channel(address, options=[*channel_options, *RECONNECT_OPTIONS])
+        self.channel = aio_channel(address, tls, [*channel_options, *RECONNECT_OPTIONS])
         # Raw bytes in and out: the root splices messages (see root.wire).
         self.execute: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(EXECUTE_METHOD)
 

@@ -43,7 +43,7 @@ def build_shards(config: RootConfig) -> list[Shard]:
     budget = HedgeBudget(time.monotonic, config.budget)
     shards = []
     for index, shard in enumerate(config.shards):
-        replicas = [Replica(address, channel_options) for address in shard.replicas]
+        replicas = [Replica(address, channel_options, config.upstream_tls) for address in shard.replicas]
         shards.append(
             Shard(
                 index=index,
@@ -76,6 +76,7 @@ async def serve(config: RootConfig) -> None:
             max_message_bytes=config.max_message_bytes,
             grace_seconds=config.grace_seconds,
             reuse_port=config.workers > 1,
+            tls=config.tls,
         ),
         [SERVICE_NAME],
     )

@@ -26,6 +26,7 @@ from root.errors import DeadlineTooShort, InvalidRequest, Overloaded, RootError,
 from root.policies import AdmissionConfig, AdmissionLimit
 from root.scatter import RECONNECT_OPTIONS, Scatter, Shard
 from scatter_common.metrics import Histogram
+from scatter_common.tls import aio_channel
 
 log = logging.getLogger("scatter.root")
 
@@ -41,9 +42,10 @@ class RootService:
         self.config = config
         self.shards = list(shards)
         self.merge_address = config.merge_address
-        self.merge_channel = grpc.aio.insecure_channel(
+        self.merge_channel = aio_channel(
             config.merge_address,
-            options=[
+            config.upstream_tls,
+            [
                 ("grpc.max_send_message_length", config.max_message_bytes),
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 *RECONNECT_OPTIONS,

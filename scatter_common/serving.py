@@ -26,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from scatter_common.addresses import validate
+from scatter_common.tls import ServerTls, warn_if_exposed
 
 log = logging.getLogger("scatter")
 
@@ -49,6 +50,7 @@ class ServeOptions:
     # Several processes may share one port only when asked (root --workers);
     # otherwise a port clash must fail loudly instead of splitting traffic.
     reuse_port: bool = False
+    tls: ServerTls | None = None  # None: plaintext (the default, for loopback)
 
     def __post_init__(self) -> None:
         validate(self.address, listen=True)
@@ -91,8 +93,12 @@ class ServiceHost:
     async def start(self) -> str:
         """Bind and start serving RPCs, health NOT_SERVING; return the bound address."""
         address = self.options.address
+        warn_if_exposed(address, self.options.tls, ", ".join(self.service_names) or "server")
         try:
-            port = self.server.add_insecure_port(address)
+            if self.options.tls is None:
+                port = self.server.add_insecure_port(address)
+            else:
+                port = self.server.add_secure_port(address, self.options.tls.credentials())
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {address}: {exc}") from exc
         if not address.startswith("unix:"):

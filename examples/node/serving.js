@@ -27,7 +27,9 @@ const definition = protoLoader.loadSync(
 const services = grpc.loadPackageDefinition(definition).scatter_gather.v1;
 
 // The application's messages, as protobufjs types that encode to and decode from bytes.
-const wordcount = protobuf.loadSync(path.join(APP_PROTOS, 'wordcount/v1/wordcount.proto'));
+const wordcount = new protobuf.Root().loadSync(path.join(APP_PROTOS, 'wordcount/v1/wordcount.proto'), {
+  keepCase: true, // field names as in the .proto (top_k), like the services above
+});
 const types = {
   WordCountRequest: wordcount.lookupType('wordcount.v1.WordCountRequest'),
   WordCountPartial: wordcount.lookupType('wordcount.v1.WordCountPartial'),

@@ -53,6 +53,16 @@ class ProcessSpec:
 
 
 @dataclass(frozen=True)
+class DeploymentTls:
+    """One certificate for every process of a local deployment (absolute paths)."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+    mutual: bool = False  # every hop also requires a client certificate from ca_file
+
+
+@dataclass(frozen=True)
 class DeploymentSpec:
     root: Mapping[str, Any]  # the root config document, less merge and shards
     merge: ProcessSpec
@@ -64,12 +74,20 @@ class DeploymentSpec:
     restart_backoff: float = DEFAULT_RESTART_BACKOFF_MS / 1000
     max_restart_backoff: float = DEFAULT_MAX_RESTART_BACKOFF_MS / 1000
     root_command: tuple[str, ...] = (sys.executable, "-m", "root.cli", "root")
+    tls: DeploymentTls | None = None
 
     def root_document(self, merge_address: str, leaf_addresses: list[list[str]]) -> dict[str, Any]:
         """The root config document with the addresses the runtime assigned."""
         doc = dict(self.root)
         doc["merge"] = {"address": merge_address}
         doc["shards"] = [{"replicas": replicas} for replicas in leaf_addresses]
+        if self.tls is not None:
+            t = self.tls
+            doc["tls"] = {"cert_file": t.cert_file, "key_file": t.key_file}
+            doc["upstream_tls"] = {"ca_file": t.ca_file}
+            if t.mutual:
+                doc["tls"]["client_ca_file"] = t.ca_file
+                doc["upstream_tls"].update(cert_file=t.cert_file, key_file=t.key_file)
         return doc
 
 
@@ -107,6 +125,17 @@ def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec
         runtime.get("max_restart_backoff_ms", float, DEFAULT_MAX_RESTART_BACKOFF_MS),
     )
     runtime.finish()
+    tls_table = doc.table("tls")
+    tls = None
+    if tls_table.data:
+        paths = {}
+        for key in ("cert_file", "key_file", "ca_file"):
+            path = directory / tls_table.require(key, str)
+            if not path.is_file():
+                raise ConfigError(f"tls.{key}: no such file {str(path)!r}")
+            paths[key] = str(path)
+        tls = DeploymentTls(**paths, mutual=tls_table.get("mutual", bool, False))
+    tls_table.finish()
     root_doc = {name: data[name] for name in _ROOT_SECTIONS if name in data}
     doc.used.update(_ROOT_SECTIONS)
     doc.finish()
@@ -120,6 +149,7 @@ def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec
         ready_timeout=ready / 1000,
         restart_backoff=backoff / 1000,
         max_restart_backoff=max_backoff / 1000,
+        tls=tls,
     )
     # Validate the root part now, with placeholder addresses, so a typo in
     # [root] fails before any process starts.

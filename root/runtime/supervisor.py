@@ -34,6 +34,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from root.runtime.spec import DeploymentSpec
 from root.runtime.tomlwrite import dumps
+from scatter_common.tls import ClientTls, sync_channel
 
 # How often the watcher looks at its children; a crash is noticed this late.
 _WATCH_INTERVAL = 0.1
@@ -52,9 +53,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def check_health(address: str, timeout: float = 0.5) -> str:
+def check_health(address: str, timeout: float = 0.5, tls: ClientTls | None = None) -> str:
     """The overall health status of the server at ``address`` ("SERVING", ..., or "UNREACHABLE")."""
-    with grpc.insecure_channel(address) as channel:
+    with sync_channel(address, tls) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout
@@ -79,6 +80,7 @@ class Child:
         self.started_at = 0.0
         self.paused = False  # True while a test or an operator holds it down
         self.metrics_address = ""  # http host:port of /metrics, when assigned
+        self.tls: ClientTls | None = None  # how the supervisor's health checks reach it
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
@@ -119,7 +121,7 @@ class Child:
             if not self.running():
                 code = self.proc.returncode if self.proc else None
                 raise StartupError(f"{self.name} exited with code {code} before it was ready:\n{self.log_tail()}")
-            if check_health(self.address) == "SERVING":
+            if check_health(self.address, tls=self.tls) == "SERVING":
                 return
             if time.monotonic() > deadline:
                 raise StartupError(
@@ -142,6 +144,15 @@ class Deployment:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
+        self.client_tls: ClientTls | None = None
+        self._tls_env: dict[str, str] = {}
+        if spec.tls is not None:
+            t = spec.tls
+            mutual = t.mutual
+            self.client_tls = ClientTls(t.ca_file, t.cert_file if mutual else "", t.key_file if mutual else "")
+            self._tls_env = {"SCATTER_TLS_CERT": t.cert_file, "SCATTER_TLS_KEY": t.key_file}
+            if mutual:
+                self._tls_env["SCATTER_TLS_CLIENT_CA"] = t.ca_file
 
     # -- building the children -------------------------------------------------
 
@@ -155,7 +166,13 @@ class Deployment:
     def _child(self, name: str, command: Sequence[str], env: Mapping[str, str], **values: object) -> Child:
         port = free_port()
         metrics = f"127.0.0.1:{free_port()}"
-        env = {**env, "SCATTER_HOST": "127.0.0.1", "SCATTER_PORT": str(port), "SCATTER_METRICS_ADDRESS": metrics}
+        env = {
+            **env,
+            **self._tls_env,
+            "SCATTER_HOST": "127.0.0.1",
+            "SCATTER_PORT": str(port),
+            "SCATTER_METRICS_ADDRESS": metrics,
+        }
         child = Child(
             name,
             self._format(command, port=port, **values),
@@ -165,6 +182,7 @@ class Deployment:
             self.run_dir / f"{name}.log",
         )
         child.metrics_address = metrics
+        child.tls = self.client_tls
         self.children[name] = child
         return child
 
@@ -227,6 +245,7 @@ class Deployment:
             self.run_dir / "root.log",
         )
         root.metrics_address = str(root_section["metrics_listen"])
+        root.tls = self.client_tls
         self.children["root"] = root
         root.start()
         root.wait_healthy(spec.ready_timeout)

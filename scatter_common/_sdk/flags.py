@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from scatter_common.addresses import AddressError, validate
 from scatter_common.serving import DEFAULT_GRACE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES, ServeOptions
+from scatter_common.tls import ServerTls
 
 # Loopback unless asked: a process reachable from the network should be a decision.
 DEFAULT_HOST = "127.0.0.1"
@@ -41,6 +42,10 @@ class ServerOptions:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     # host:port for Prometheus /metrics over HTTP; "" serves no metrics.
     metrics_address: str = ""
+    # TLS: certificate and key to serve with; a client CA to require client certificates (mTLS).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
 
     def __post_init__(self) -> None:
         try:
@@ -55,12 +60,17 @@ class ServerOptions:
             raise ValueError(f"grace_seconds must be >= 0, got {self.grace_seconds}")
         if self.max_message_bytes < 1:
             raise ValueError(f"max_message_bytes must be >= 1, got {self.max_message_bytes}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together (--tls-cert/--tls-key)")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
 
     def serve_options(self) -> ServeOptions:
         return ServeOptions(
             address=self.address,
             max_message_bytes=self.max_message_bytes,
             grace_seconds=self.grace_seconds,
+            tls=ServerTls(self.tls_cert, self.tls_key, self.tls_client_ca) if self.tls_cert else None,
         )
 
 
@@ -151,6 +161,16 @@ SERVER_FLAGS: tuple[Flag, ...] = (
         "",
         "host:port to serve Prometheus metrics on over HTTP (/metrics); empty: no metrics",
         "ADDR",
+    ),
+    Flag("--tls-cert", "SCATTER_TLS_CERT", str, "", "PEM certificate to serve TLS with", "FILE"),
+    Flag("--tls-key", "SCATTER_TLS_KEY", str, "", "PEM private key of --tls-cert", "FILE"),
+    Flag(
+        "--tls-client-ca",
+        "SCATTER_TLS_CLIENT_CA",
+        str,
+        "",
+        "PEM CA certificate: require client certificates it signed (mutual TLS)",
+        "FILE",
     ),
     Flag(
         "--max-message-bytes",
