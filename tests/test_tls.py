@@ -127,8 +127,6 @@ def test_mtls_leaves_refuse_strangers_too(mtls_cluster: Deployment, certs: Path)
 
 
 def test_exposed_plaintext_listener_warns() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", "from scatter_common.tls import warn_if_exposed; warn_if_exposed('0.0.0.0:1', None, 'leaf')"],
-        capture_output=True, text=True, timeout=30, check=True,
-    )  # fmt: skip
+    code = "from scatter_common.tls import warn_if_exposed; warn_if_exposed('0.0.0.0:1', None, 'leaf')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
     assert "without TLS" in result.stderr
