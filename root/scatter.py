@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from dataclasses import dataclass, field
 
 import grpc
@@ -63,6 +64,11 @@ RECONNECT_OPTIONS = [
 ]
 
 NO_COVERAGE_WAIT = CoverageWaitConfig()
+
+# Latencies and deadlines are measured on this clock (the policies' too):
+# uvloop's loop.time() is cached per loop iteration and has 1 ms resolution,
+# too coarse for leaf calls of a few milliseconds.
+clock = time.monotonic
 
 AttemptResult = tuple[str, bytes | str]  # ("OK", response bytes) or (code name, details)
 
@@ -221,7 +227,7 @@ class Scatter:
                 completed, self.completed = self.completed, []
                 for task in completed:
                     self._finished(task)
-                now = loop.time()
+                now = clock()
                 if now >= self.deadline:
                     for call in self.calls:
                         if call.outcome is None:
@@ -255,6 +261,13 @@ class Scatter:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _timer_fired(self) -> None:
+        # uvloop rounds timers to whole milliseconds, so this may run a little
+        # early; forgetting the timer lets _arm_timer set it again if so.
+        self.timer = None
+        self.timer_at = math.inf
+        self._wake()
+
     def _attempt_done(self, task: asyncio.Task[AttemptResult]) -> None:
         self.completed.append(task)
         self._wake()
@@ -267,7 +280,9 @@ class Scatter:
         if wake_at != self.timer_at:
             if self.timer is not None:
                 self.timer.cancel()
-            self.timer = self.loop.call_at(wake_at, self._wake)
+            # call_later, not call_at: times here are on the monotonic clock,
+            # and uvloop's loop.time() only has millisecond resolution.
+            self.timer = self.loop.call_later(max(0.0, wake_at - clock()), self._timer_fired)
             self.timer_at = wake_at
 
     # -- attempts ----------------------------------------------------------------
@@ -284,7 +299,7 @@ class Scatter:
             choice = shard.chooser.pick()
             if choice is None:
                 return False
-        now = self.loop.time()
+        now = clock()
         call.attempts += 1
         call.tried.add(choice)
         call.last_replica = choice
@@ -327,7 +342,7 @@ class Scatter:
         call.pending.remove(task)
         shard = call.shard
         code, body = task.result()
-        elapsed = self.loop.time() - attempt.started
+        elapsed = clock() - attempt.started
         if code == "OK":
             assert isinstance(body, bytes)
             shard.chooser.finish(attempt.replica, elapsed, True)
@@ -368,7 +383,7 @@ class Scatter:
         self.answered += 1
         if self.coverage_wait.extra_wait is None or self.coverage_reached_at is not None:
             return
-        now = self.loop.time()
+        now = clock()
         total = len(self.calls)
         stop = stop_waiting_at(
             self.coverage_wait,
@@ -386,7 +401,7 @@ class Scatter:
         """Cancel the shard's open attempts; ``kind`` says why, for the replica chooser."""
         if not call.pending:
             return
-        now = self.loop.time()
+        now = clock()
         shard = call.shard
         for task in call.pending:
             attempt = self.attempts.pop(task)
@@ -418,7 +433,7 @@ class Scatter:
         shard = call.shard
         shard.stats.attempts += call.attempts
         shard.stats.outcomes[status] = shard.stats.outcomes.get(status, 0) + 1
-        elapsed = self.loop.time() - self.start
+        elapsed = clock() - self.start
         if status == OK:
             shard.latency.observe(elapsed)
         report = shard_pb2.ShardReport(

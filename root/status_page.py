@@ -31,8 +31,9 @@ def render(service: RootService) -> bytes:
         p99 = shard.latencies.percentile(0.99)
         replicas = shard.chooser.status()
         for replica in replicas:
-            if replica.ejected:
-                health = f'<td class="bad">ejected ({replica.consecutive_failures} fails)</td>'
+            if replica.ejected and replica.ejected_until is not None:
+                back_in = replica.ejected_until - time.monotonic()
+                health = f'<td class="bad">ejected, back in {back_in:.0f} s</td>'
             elif replica.consecutive_failures:
                 health = f'<td class="warn">{replica.consecutive_failures} failures in a row</td>'
             else:
