@@ -45,6 +45,7 @@ from root.policies import (
 )
 from scatter_common.metrics import Histogram
 from scatter_common.tls import ClientTls, aio_channel
+from scatter_common.tracing import HEADER, TraceContext
 
 EXECUTE_METHOD = "/scatter_gather.v1.Leaf/Execute"
 
@@ -82,9 +83,9 @@ class Replica:
         # Raw bytes in and out: the root splices messages (see root.wire).
         self.execute: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(EXECUTE_METHOD)
 
-    async def call(self, request: bytes, timeout: float) -> AttemptResult:
+    async def call(self, request: bytes, timeout: float, metadata: tuple[tuple[str, str], ...]) -> AttemptResult:
         try:
-            return "OK", await self.execute(request, timeout=timeout)
+            return "OK", await self.execute(request, timeout=timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             return exc.code().name, exc.details() or ""
 
@@ -188,6 +189,7 @@ class Scatter:
         deadline: float,
         min_coverage: float = 1.0,
         coverage_wait: CoverageWaitConfig = NO_COVERAGE_WAIT,
+        trace: TraceContext | None = None,
     ):
         self.loop = asyncio.get_running_loop()
         self.calls = [_ShardCall(shard) for shard in shards]
@@ -201,6 +203,7 @@ class Scatter:
         self.waiter: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = math.inf
+        self.trace = trace
         self.min_coverage = min_coverage
         self.coverage_wait = coverage_wait
         self.answered = 0
@@ -314,7 +317,8 @@ class Scatter:
                 request_id=self.request_id,
             ).SerializeToString()
         )
-        task = self.loop.create_task(shard.replicas[choice].call(request, self.deadline - now))
+        metadata = ((HEADER, self.trace.child_header()),) if self.trace is not None else ()
+        task = self.loop.create_task(shard.replicas[choice].call(request, self.deadline - now, metadata))
         task.add_done_callback(self._attempt_done)
         self.attempts[task] = _Attempt(call, choice, hedge, now)
         call.pending.append(task)

@@ -9,7 +9,6 @@ until ready, drain on SIGTERM.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 
@@ -24,7 +23,7 @@ from root.policies import HedgeBudget, HedgeDelay, LatencyWindow, ReplicaSet
 from root.scatter import Replica, Shard
 from root.service import RootService
 from root.status_page import render
-from scatter_common import loop
+from scatter_common import logs, loop
 from scatter_common.metrics import FamiliesCollector, MetricsServer
 from scatter_common.serving import ServeOptions, ServiceHost, serve_until_signal
 
@@ -99,8 +98,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scatter root", description="Run one root server.")
     parser.add_argument("--config", required=True, help="root configuration file (TOML)")
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], help="text (default) or json lines ($SCATTER_LOG_FORMAT)"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.configure(args.log_level, args.log_format)
     try:
         config = load_root_config(args.config)
     except ConfigError as exc:

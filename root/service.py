@@ -9,9 +9,7 @@ merge's payload reaches the client without being decoded.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import time
 from collections.abc import Sequence
 
@@ -26,12 +24,20 @@ from root.policies import AdmissionConfig, AdmissionLimit
 from root.scatter import RECONNECT_OPTIONS, Scatter, Shard
 from scatter_common.metrics import Histogram
 from scatter_common.tls import aio_channel
+from scatter_common.tracing import HEADER, TraceContext
 
 log = logging.getLogger("scatter.root")
 
 MERGE_METHOD = "/scatter_gather.v1.Merge/Merge"
 # Coverage fractions worth telling apart: full, nearly full, half or worse.
 COVERAGE_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+
+
+def _traceparent(context: grpc.aio.ServicerContext[root_pb2.QueryRequest, bytes]) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == HEADER:
+            return str(value)
+    return None
 
 
 class RootService:
@@ -52,8 +58,6 @@ class RootService:
         )
         self.merge: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.merge_channel.unary_unary(MERGE_METHOD)
         self.admission = AdmissionLimit(AdmissionConfig(config.max_in_flight))
-        self._ids = itertools.count(1)
-        self._id_prefix = f"{os.getpid():x}-{int(time.time()):x}"
         self.requests_by_code: dict[str, int] = {}
         self.latency = Histogram()  # arrival to answer, successful requests
         self.coverage = Histogram(COVERAGE_BUCKETS)  # answered / total of successful requests
@@ -70,27 +74,29 @@ class RootService:
     ) -> bytes:
         """The Query handler: returns a serialized QueryResponse or aborts with a status."""
         arrived = time.monotonic()
-        request_id = f"{self._id_prefix}-{next(self._ids)}"
+        trace = TraceContext.from_header(_traceparent(context))
+        request_id = trace.trace_id
         code = "OK"
         try:
             if not self.admission.try_acquire():
                 limit = self.config.max_in_flight
                 raise Overloaded(f"root is at its limit of {limit} requests in flight; retry with backoff")
             try:
-                return await self._query(request, context.time_remaining(), arrived, request_id)
+                return await self._query(request, context.time_remaining(), arrived, trace)
             finally:
                 self.admission.release()
         except RootError as exc:
             code = exc.code
-            log.info("request %s failed: %s %s", request_id, exc.code, exc.message)
+            log.info("request failed: %s %s", exc.code, exc.message, extra={"request_id": request_id})
             await context.abort(grpc.StatusCode[exc.code], exc.message)
             raise  # unreachable: abort raises
         finally:
             self.requests_by_code[code] = self.requests_by_code.get(code, 0) + 1
 
     async def _query(
-        self, request: root_pb2.QueryRequest, client_remaining: float | None, arrived: float, request_id: str
+        self, request: root_pb2.QueryRequest, client_remaining: float | None, arrived: float, trace: TraceContext
     ) -> bytes:
+        request_id = trace.trace_id
         if not request.HasField("payload") or not request.payload.type_url:
             raise InvalidRequest("QueryRequest.payload is empty: pack your request message into it")
         min_coverage = self.config.min_coverage
@@ -110,6 +116,7 @@ class RootService:
             start + budget.shards,
             min_coverage,
             self.config.coverage_wait,
+            trace,
         ).run()
         reports = [outcome.report for outcome in outcomes]
         check_leaf_verdicts({o.report.shard_index: o.invalid for o in outcomes if o.invalid is not None})
@@ -135,7 +142,7 @@ class RootService:
         if remaining <= 0:
             raise DeadlineTooShort("deadline passed while waiting for the shards; no time left for the merge")
         try:
-            merged = await self.merge(merge_request, timeout=remaining)
+            merged = await self.merge(merge_request, timeout=remaining, metadata=((HEADER, trace.child_header()),))
         except grpc.aio.AioRpcError as exc:
             raise merge_failure(exc.code().name, self.merge_address, exc.details() or "") from exc
         elapsed = time.monotonic() - start

@@ -64,9 +64,7 @@ class ClientTls:
         )
 
 
-def aio_channel(
-    address: str, tls: ClientTls | None, options: list[tuple[str, int]] | None = None
-) -> grpc.aio.Channel:
+def aio_channel(address: str, tls: ClientTls | None, options: list[tuple[str, int]] | None = None) -> grpc.aio.Channel:
     """A grpc.aio channel to ``address``, secure when ``tls`` is given."""
     if tls is None:
         return grpc.aio.insecure_channel(address, options=options)

@@ -35,7 +35,12 @@ def probe_cluster(
     document: dict[str, Any] = {
         "root": {"listen": "127.0.0.1:0", "default_deadline_ms": 2000, **(root or {})},
         "merge": {"command": ["{python}", "merge.py"]},
-        "leaves": {"command": ["{python}", "leaf.py", *leaf_args], "shards": shards, "replicas": replicas},
+        "leaves": {
+            "command": ["{python}", "leaf.py", *leaf_args],
+            "shards": shards,
+            "replicas": replicas,
+            "env": {"SCATTER_LOG_FORMAT": "json"},  # structured logs, as an operator would ship them
+        },
         "runtime": {"ready_timeout_ms": 30_000},
         **(extra or {}),
     }

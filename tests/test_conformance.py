@@ -231,3 +231,12 @@ def test_encoded_payload_needs_no_type_knowledge() -> None:
     assert packed.type_url == "type.example.com/x.v1.Req" and packed.value == b"\x08\x01"
     with pytest.raises(SampleError, match="use --import MODULE"):
         to_any(parse_sample({"request": {"type": "x.v1.Req", "json": {}}}).request, lambda name: None)
+
+
+def test_merge_checks_without_partials_skip_what_needs_them(probe_merge: Proc) -> None:
+    sample = parse_sample({"request": PROBE_SAMPLE["request"]})
+    results = check_merge(probe_merge.address, sample, options=OPTIONS)
+    assert failed(results) == []
+    statuses = _statuses(results)
+    assert statuses["valid-request"] is statuses["partial-coverage"] is Status.SKIP
+    assert statuses["no-shard-answered"] is statuses["empty-results"] is Status.PASS

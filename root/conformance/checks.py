@@ -361,31 +361,26 @@ def check_merge(
         timeout = shard_pb2.SHARD_STATUS_TIMEOUT
         every_failure = [timeout, shard_pb2.SHARD_STATUS_ERROR, shard_pb2.SHARD_STATUS_UNAVAILABLE]
 
-        def typed(name: str, request: merge_pb2.MergeRequest, what: str) -> CheckResult:
+        def typed(name: str, request: merge_pb2.MergeRequest, what: str, needs_partials: bool = False) -> CheckResult:
+            if needs_partials and not partials:
+                detail = "the sample has no 'partials'; add one valid leaf answer per shard to run this check"
+                return CheckResult(name, Status.SKIP, detail)
             return run.typed(name, _invoke(run.call, request, options.timeout), declared, what)
 
-        no_partials = "the sample has no 'partials'; add one valid leaf answer per shard to run this check"
         valid = _merge_request(payload, partials, [], "conformance-valid")
         nobody = _merge_request(payload, [], every_failure, "conformance-none")
         base = valid if partials else nobody
         request_types = [sample.request.type_name, *(p.type_name for p in sample.partials)]
         wrong, wrong_name = _wrong_type_payload(request_types)
         garbage = any_pb2.Any(type_url=payload.type_url, value=GARBAGE)
+        partial_coverage = _merge_request(payload, partials, [timeout], "conformance-partial")
         results = [
             reachable,
             run.health("health-overall", ""),
             run.health("health-service", MERGE_SERVICE),
             run.reflection("reflection"),
-            typed("valid-request", valid, f"{len(partials)} OK shards")
-            if partials
-            else CheckResult("valid-request", Status.SKIP, no_partials),
-            typed(
-                "partial-coverage",
-                _merge_request(payload, partials, [timeout], "conformance-partial"),
-                "a TIMEOUT shard",
-            )
-            if partials
-            else CheckResult("partial-coverage", Status.SKIP, no_partials),
+            typed("valid-request", valid, f"{len(partials)} OK shards", needs_partials=True),
+            typed("partial-coverage", partial_coverage, "OK shards and a TIMEOUT shard", needs_partials=True),
             typed("no-shard-answered", nobody, "every shard failed (TIMEOUT, ERROR, UNAVAILABLE)"),
             typed("empty-results", _merge_request(payload, [], [], "conformance-empty"), "an empty result list"),
             run.invalid_argument(

@@ -36,7 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard-index", type=int, default=0, help="leaf: the shard it serves (default 0)")
     parser.add_argument("--shard-count", type=int, default=1, help="leaf: the number of shards (default 1)")
     parser.add_argument("--import", dest="imports", action="append", default=[], help="module defining the types")
-    parser.add_argument("--timeout-ms", type=float, default=5000.0, help="deadline of every call (default 5000)")
+    parser.add_argument(
+        "--timeout-ms",
+        type=float,
+        default=5000.0,
+        help="deadline of every call, and of the first connection (default 5000)",
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="calls sent at once (default 32)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
@@ -48,7 +53,8 @@ def main(argv: list[str]) -> int:
     if not 0 <= args.shard_index < args.shard_count:
         parser.error(f"--shard-index must be in [0, {args.shard_count}), got {args.shard_index}")
     try:
-        options = KitOptions(timeout=args.timeout_ms / 1000, concurrency=args.concurrency)
+        timeout = args.timeout_ms / 1000
+        options = KitOptions(timeout=timeout, connect_timeout=timeout, concurrency=args.concurrency)
         sample = load_sample(args.sample)
         if args.role == "leaf":
             results = check_leaf(

@@ -35,6 +35,7 @@ from scatter_common._sdk.callables import is_async_callable
 from scatter_common._sdk.errors import BadResult, NotReady, Overloaded, to_status
 from scatter_common.metrics import Histogram
 from scatter_common.payload import type_url, unpack
+from scatter_common.tracing import trace_id_of
 
 M = TypeVar("M", bound=Message)
 R = TypeVar("R")
@@ -216,7 +217,10 @@ class HandlerRunner:
                     stats.in_flight -= 1
         code, message, unexpected = to_status(failure)
         if unexpected:
-            self._log.warning("%s handler failed: %s", self._role, message, exc_info=failure)
+            request_id = trace_id_of(context.invocation_metadata())
+            self._log.warning(
+                "%s handler failed: %s", self._role, message, exc_info=failure, extra={"request_id": request_id}
+            )
         else:
             self._log.debug("%s call refused (%s): %s", self._role, code.name, message)
         await context.abort(code, message)

@@ -13,12 +13,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from scatter_common import loop
+from scatter_common import logs, loop
 from scatter_common._sdk.calls import HandlerRunner
 from scatter_common.metrics import FamiliesCollector, MetricsServer, histogram_family
 from scatter_common.serving import Hook, ServiceHost, serve_until_signal
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 async def serve_handler(
@@ -79,7 +77,7 @@ def call_families(role: str, runner: HandlerRunner) -> Iterable[Metric]:
 def run_main(main: Coroutine[Any, Any, None], *, role: str, log: logging.Logger) -> int:
     """Run a process's main coroutine; return its exit status."""
     # A no-op when the user's program configured logging itself.
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    logs.configure("INFO")
     try:
         loop.run(main)
     except OSError as exc:
