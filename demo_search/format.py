@@ -211,4 +211,6 @@ def load_array(path: Path, dtype: type[np.generic], length: int) -> npt.NDArray[
         raise IndexFormatError(f"{path}: corrupt or truncated ({exc})") from exc
     if array.dtype != np.dtype(dtype) or array.shape != (length,):
         raise IndexFormatError(f"{path}: expected {np.dtype(dtype)}[{length}], found {array.dtype}{list(array.shape)}")
-    return array
+    # A plain ndarray over the same mapping: np.memmap's Python-level
+    # __getitem__ and __array_finalize__ cost microseconds on every slice.
+    return array.view(np.ndarray)

@@ -61,6 +61,17 @@ def find_first_term(text: str, terms: set[str] | frozenset[str]) -> int | None:
     combining mark at a word boundary); a snippet is best effort, so that is
     acceptable, while the index always uses :func:`tokenize`.
     """
+    if not terms:
+        return None
+    if text.isascii():
+        # Fast path, same answer: ASCII is already NFKC and casefolds to its
+        # lowercase, offset for offset, so one regex scan of the lowered text
+        # finds the first whole word (a full \w+ run) equal to a term.
+        pattern = "|".join(sorted(re.escape(t) for t in terms if t.isascii()))
+        if not pattern:
+            return None
+        found = re.search(rf"(?<!\w)(?:{pattern})(?!\w)", text.lower())
+        return found.start() if found else None
     for match in _WORD.finditer(text):
         if normalize(match.group()) in terms:
             return match.start()

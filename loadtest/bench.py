@@ -217,6 +217,8 @@ def extra_root(dep: Any, name: str, edit: Callable[[dict[str, Any]], None], modu
 
     document = tomllib.loads((dep.run_dir / "root.toml").read_text())
     document["root"]["listen"] = f"127.0.0.1:{free_port()}"
+    if document["root"].get("metrics_listen"):
+        document["root"]["metrics_listen"] = f"127.0.0.1:{free_port()}"
     edit(document)
     config = dep.run_dir / f"{name}.toml"
     config.write_text(dumps(document))

@@ -9,6 +9,9 @@ until ready, drain on SIGTERM.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import signal
+import subprocess
 import sys
 import time
 
@@ -67,7 +70,7 @@ def add_root_service(server: grpc.aio.Server, service: RootService) -> None:
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE_NAME, {"Query": handler})])
 
 
-async def serve(config: RootConfig) -> None:
+async def serve(config: RootConfig, worker: int = 0) -> None:
     service = RootService(config, build_shards(config))
     host = ServiceHost(
         ServeOptions(
@@ -85,7 +88,7 @@ async def serve(config: RootConfig) -> None:
         registry = CollectorRegistry(auto_describe=True)
         registry.register(FamiliesCollector(lambda: root_families(service)))
         metrics = MetricsServer(registry, {"/": lambda: ("text/html; charset=utf-8", render(service))})
-        bound = metrics.start(config.metrics_listen)
+        bound = metrics.start(worker_metrics_address(config.metrics_listen, worker))
         print(f"scatter: root status page on http://{bound}/ (metrics: /metrics)", file=sys.stderr, flush=True)
     try:
         await serve_until_signal(host, role="root", on_stop=service.close)
@@ -94,9 +97,53 @@ async def serve(config: RootConfig) -> None:
             metrics.stop()
 
 
+def worker_metrics_address(address: str, worker: int) -> str:
+    """Worker N of a multi-process root serves its metrics on the configured port + N."""
+    host, _, port = address.rpartition(":")
+    return address if worker == 0 or port == "0" else f"{host}:{int(port) + worker}"
+
+
+def run_workers(argv: list[str], workers: int) -> int:
+    """Run ``workers`` root processes on one port (SO_REUSEPORT) until a signal; forward it to all.
+
+    Each worker is a whole root with its own policies and channels: the
+    kernel spreads connections across them, which uses every core (one
+    Python process is bound to one by the GIL). If a worker dies, the others
+    are stopped too, so a supervisor restarts the root as a whole.
+    """
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "root.cli", "root", *argv, "--worker", str(i)])
+        for i in range(workers)
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    status = 0
+    while procs:
+        for proc in list(procs):
+            code = proc.poll()
+            if code is None:
+                continue
+            procs.remove(proc)
+            if code != 0 and status == 0:
+                status = code
+                forward(signal.SIGTERM, None)
+        time.sleep(0.1)
+    return status
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scatter root", description="Run one root server.")
     parser.add_argument("--config", required=True, help="root configuration file (TOML)")
+    parser.add_argument(
+        "--workers", type=int, help="root processes sharing the port (overrides [root] workers; default 1)"
+    )
+    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by run_workers
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     parser.add_argument(
         "--log-format", choices=["text", "json"], help="text (default) or json lines ($SCATTER_LOG_FORMAT)"
@@ -108,5 +155,12 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"scatter root: {exc}", file=sys.stderr)
         return 2
-    loop.run(serve(config))
+    if args.workers is not None:
+        if args.workers < 1:
+            print(f"scatter root: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+            return 2
+        config = dataclasses.replace(config, workers=args.workers)
+    if config.workers > 1 and args.worker is None:
+        return run_workers(argv, config.workers)
+    loop.run(serve(config, args.worker or 0))
     return 0

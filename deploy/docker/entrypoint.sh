@@ -20,7 +20,7 @@ case "$role" in
     exec scatter root --config "${SCATTER_ROOT_CONFIG:-/etc/scatter/root.toml}" "$@" ;;
   leaf)
     if [ -z "${SCATTER_SHARD_INDEX:-}" ] && [ -n "${SCATTER_REPLICAS_PER_SHARD:-}" ]; then
-      name=${SCATTER_POD_NAME:-${HOSTNAME:-}}
+      name=${SCATTER_POD_NAME:-$(hostname)}
       ordinal=${name##*-}
       case "$ordinal" in
         '' | *[!0-9]*)
