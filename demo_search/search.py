@@ -179,7 +179,15 @@ class ShardSearcher:
 
     def score(self, query: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """Matching local document numbers (ascending) and their BM25 scores."""
-        known = [(self._term_ids[t], n) for t, n in self.query_terms(query).items() if t in self._term_ids]
+        docs, scores = self._scores(self.query_terms(query))
+        if docs is None:  # dense: scores of every document, 0.0 where none matched
+            docs = np.flatnonzero(scores)
+            return docs, scores[docs]
+        return docs, scores
+
+    def _scores(self, query_terms: dict[str, int]) -> tuple[npt.NDArray[np.int64] | None, npt.NDArray[np.float64]]:
+        """``(matched, their scores)``, or ``(None, dense)``: one score per document, 0.0 for no match."""
+        known = [(self._term_ids[t], n) for t, n in query_terms.items() if t in self._term_ids]
         if not known:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
         terms = np.array([t for t, _ in known], dtype=np.int64)
@@ -202,8 +210,7 @@ class ShardSearcher:
             for start, end, weight in zip(starts.tolist(), ends.tolist(), weights.tolist(), strict=True):
                 # Documents are unique within a term, so the fancy-index add is a plain scatter.
                 dense[self._docs[start:end]] += weight * self._impacts[start:end]
-            matched = np.flatnonzero(dense)
-            return matched, dense[matched]
+            return None, dense
         # Many terms or few postings: one concatenation of the slices (in query order).
         slices = list(zip(starts.tolist(), ends.tolist(), strict=True))
         docs = np.concatenate([self._docs[a:b] for a, b in slices]).astype(np.int64)
@@ -213,19 +220,27 @@ class ShardSearcher:
             matched, inverse = np.unique(docs, return_inverse=True)
             sums = np.bincount(inverse, weights=contributions).astype(np.float64, copy=False)
             return matched.astype(np.int64, copy=False), sums
-        dense = np.bincount(docs, weights=contributions, minlength=self.n_docs).astype(np.float64, copy=False)
-        matched = np.flatnonzero(dense)
-        return matched, dense[matched]
+        return None, np.bincount(docs, weights=contributions, minlength=self.n_docs).astype(np.float64, copy=False)
 
     def search(self, query: str, k: int, offset: int = 0) -> SearchResult:
         """The best ``offset + k`` hits, minus the first ``offset``; and the number of matches."""
         if k < 0 or offset < 0:
             raise ValueError(f"k and offset must be >= 0, got k={k}, offset={offset}")
-        docs, scores = self.score(query)
-        chosen = top_n(scores, offset + k)[offset:]
-        terms = frozenset(self.query_terms(query)) if len(chosen) else frozenset()
-        hits = [self._hit(int(docs[i]), float(scores[i]), terms) for i in chosen]
-        return SearchResult(hits, len(docs))
+        query_terms = self.query_terms(query)
+        docs, scores = self._scores(query_terms)
+        if docs is None:
+            # Dense: select straight from the scores of all documents (every
+            # match scores > 0, so the best min(n, matches) are all matches).
+            total = int(np.count_nonzero(scores))
+            chosen = top_n(scores, min(offset + k, total))[offset:]
+            found = chosen
+        else:
+            total = len(docs)
+            chosen = top_n(scores, offset + k)[offset:]
+            found = docs[chosen]
+        terms = frozenset(query_terms) if len(chosen) else frozenset()
+        hits = [self._hit(int(d), float(scores[i]), terms) for d, i in zip(found, chosen, strict=True)]
+        return SearchResult(hits, total)
 
     def _hit(self, doc: int, score: float, terms: frozenset[str]) -> Hit:
         return Hit(

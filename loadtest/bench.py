@@ -205,8 +205,20 @@ def deployment(document: dict[str, Any], directory: Path, out: Path) -> Iterator
     from root.runtime.spec import parse_deployment
     from root.runtime.supervisor import Deployment
 
-    with Deployment(parse_deployment(document, directory), log_dir=out / "logs") as dep:
+    from root.runtime.supervisor import StartupError
+
+    spec = parse_deployment(document, directory)
+    try:
+        dep = Deployment(spec, log_dir=out / "logs").__enter__()
+    except StartupError as exc:
+        # One retry: the runtime picks free ports before the children bind them, and another
+        # process can take one in between ("Address already in use"). A second failure is real.
+        print(f"scatter bench: deployment did not start, retrying once: {str(exc).splitlines()[0]}", file=sys.stderr)
+        dep = Deployment(spec, log_dir=out / "logs-retry").__enter__()
+    try:
         yield dep
+    finally:
+        dep.stop()
 
 
 @contextmanager
@@ -481,7 +493,7 @@ SCENARIOS: dict[str, Scenario] = {
         60.0,
     ),
     "tail": Scenario(
-        scenario_tail, "probe leaves 8x2 with 1% stalls of 100 ms: hedging off, then on (--duration each)", 4, 30.0
+        scenario_tail, "probe leaves 8x2 with 1% stalls of 100 ms: hedging off, then on (--duration each)", 1, 30.0
     ),
     "fault": Scenario(scenario_fault, "demo search; a leaf replica killed at 1/3 of the run, revived at 2/3", 8, 60.0),
     "overload": Scenario(
