@@ -52,9 +52,6 @@ class SearchLeaf:
             raise fmt.IndexFormatError(f"{searcher.path}: does not belong to the index at {self.index}")
         self._searcher = searcher
 
-    async def handle_inline(self, request: search_pb2.SearchRequest, ctx: LeafContext) -> search_pb2.SearchPartial:
-        return self.handle(request, ctx)
-
     def handle(self, request: search_pb2.SearchRequest, ctx: LeafContext) -> search_pb2.SearchPartial:
         problem = check_page(request)
         if problem:
@@ -96,8 +93,7 @@ def _parse(argv: Sequence[str]) -> tuple[Path, list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     index, rest = _parse(sys.argv[1:] if argv is None else argv)
     leaf = SearchLeaf(index)
-    handler = leaf.handle_inline if os.environ.get("DEMO_INLINE") == "1" else leaf.handle
-    return Leaf(handler, request_type=search_pb2.SearchRequest, on_start=leaf.on_start).main(rest)
+    return Leaf(leaf.handle, request_type=search_pb2.SearchRequest, on_start=leaf.on_start).main(rest)
 
 
 if __name__ == "__main__":

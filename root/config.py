@@ -57,6 +57,8 @@ class ShardConfig:
     """One shard: the addresses of its replicas, in preference order."""
 
     replicas: tuple[str, ...]
+    # Leaf shards beneath it: 1 for a leaf, more for another root (a subtree).
+    leaves: int = 1
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,25 @@ class RootConfig:
     replicas: ReplicaConfig = ReplicaConfig()
     coverage_wait: CoverageWaitConfig = CoverageWaitConfig()
     metrics_listen: str = ""  # host:port for /metrics and the status page; "" serves none
+    # In a tree, a lower root's shards are a slice of the whole: their global
+    # indices start at shard_offset, out of total_shards (0: just this root's).
+    shard_offset: int = 0
+    total_shards: int = 0
     tls: ServerTls | None = None  # serving Root.Query; None: plaintext
     upstream_tls: ClientTls | None = None  # calling leaves and the merge; None: plaintext
+
+    @property
+    def shard_count(self) -> int:
+        """Shards in the whole dataset, as told to every leaf."""
+        return self.total_shards or self.shard_offset + sum(s.leaves for s in self.shards)
+
+    def leaf_spans(self) -> list[tuple[int, int]]:
+        """(first global leaf shard, leaf shards) of every configured shard."""
+        spans, first = [], self.shard_offset
+        for shard in self.shards:
+            spans.append((first, shard.leaves))
+            first += shard.leaves
+        return spans
 
 
 class Table:
@@ -229,6 +248,10 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     workers = int(positive("root.workers", root.get("workers", int, 1)))
     coverage_wait = _policy(CoverageWaitConfig, root, _COVERAGE_WAIT_KEYS)
     metrics_listen = root.address("metrics_listen", "", listen=True) if root.get("metrics_listen", str, "") else ""
+    shard_offset = root.get("shard_offset", int, 0)
+    if shard_offset < 0:
+        raise ConfigError(f"root.shard_offset must be >= 0, got {shard_offset}")
+    total_shards = root.get("total_shards", int, 0)
     root.finish()
 
     merge = doc.table("merge")
@@ -282,9 +305,13 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
                 raise ConfigError(f"shards[{i}].replicas[{j}]: {exc}") from None
         if len(set(checked)) != len(checked):
             raise ConfigError(f"shards[{i}].replicas: the same address appears twice")
+        leaves = int(positive(f"shards[{i}].leaves", shard.get("leaves", int, 1)))
         shard.finish()
-        shards.append(ShardConfig(tuple(checked)))
+        shards.append(ShardConfig(tuple(checked), leaves))
     doc.finish()
+    end = shard_offset + sum(s.leaves for s in shards)
+    if total_shards and total_shards < end:
+        raise ConfigError(f"root.total_shards ({total_shards}) is below shard_offset + shards ({end})")
     return RootConfig(
         shards=tuple(shards),
         merge_address=merge_address,
@@ -301,6 +328,8 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         replicas=replica_config,
         coverage_wait=coverage_wait,
         metrics_listen=metrics_listen,
+        shard_offset=shard_offset,
+        total_shards=total_shards,
         tls=tls,
         upstream_tls=upstream_tls,
     )

@@ -20,15 +20,37 @@ _EPSILON = 1e-9
 _MAX_NAMED = 8
 
 
-def build_coverage(reports: Sequence[shard_pb2.ShardReport]) -> shard_pb2.Coverage:
-    """Coverage over ``reports`` (one per shard, in shard order)."""
-    coverage = shard_pb2.Coverage(total=len(reports))
-    answered = 0
-    for report in reports:
+def build_coverage(
+    reports: Sequence[shard_pb2.ShardReport],
+    subtrees: Sequence[shard_pb2.Coverage | None] | None = None,
+    spans: Sequence[tuple[int, int]] | None = None,
+) -> shard_pb2.Coverage:
+    """Coverage over ``reports`` (one per shard, in shard order), counted in leaf shards.
+
+    A shard served by another root (a subtree) answers with its own coverage
+    in ``subtrees[i]``, which is added in. ``spans[i]`` is (first leaf shard
+    index, number of leaf shards) of shard i, used when it did not answer:
+    each of its leaf shards is then missing. Without subtrees and spans
+    (a flat root) every shard is one leaf shard with its own index.
+    """
+    coverage = shard_pb2.Coverage()
+    total = answered = 0
+    for i, report in enumerate(reports):
+        subtree = subtrees[i] if subtrees is not None else None
         if report.status == shard_pb2.SHARD_STATUS_OK:
-            answered += 1
-        else:
-            coverage.missing.add(shard_index=report.shard_index, status=report.status, reason=report.error)
+            if subtree is None:
+                total += 1
+                answered += 1
+            else:
+                total += subtree.total
+                answered += subtree.answered
+                coverage.missing.extend(subtree.missing)
+            continue
+        first, count = spans[i] if spans is not None else (report.shard_index, 1)
+        total += count
+        for leaf in range(first, first + count):
+            coverage.missing.add(shard_index=leaf, status=report.status, reason=report.error)
+    coverage.total = total
     coverage.answered = answered
     return coverage
 

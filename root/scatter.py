@@ -140,6 +140,7 @@ class ShardOutcome:
     report: shard_pb2.ShardReport
     payload: bytes  # the leaf's serialized Any; empty unless OK
     invalid: str | None = None  # the leaf's INVALID_ARGUMENT message, if any
+    subtree: shard_pb2.Coverage | None = None  # the coverage a root serving as this shard reported
 
 
 @dataclass(slots=True, eq=False)
@@ -155,6 +156,7 @@ class _ShardCall:
 
     __slots__ = (
         "attempts",
+        "hedges",
         "last_code",
         "last_detail",
         "last_replica",
@@ -170,6 +172,7 @@ class _ShardCall:
         self.pending: list[asyncio.Task[AttemptResult]] = []
         self.tried: set[int] = set()
         self.attempts = 0
+        self.hedges = 0
         self.next_hedge = math.inf
         self.last_code = ""
         self.last_detail = "no replica could be tried"
@@ -334,6 +337,7 @@ class Scatter:
             return
         if self._launch(call, hedge=True):
             shard.stats.hedges_sent += 1
+            call.hedges += 1
             delay = shard.hedge_delay.delay(shard.latencies)
             if delay is not None:
                 call.next_hedge = now + delay
@@ -354,7 +358,9 @@ class Scatter:
             if attempt.hedge:
                 shard.stats.hedges_won += 1
                 shard.budget.record_win()
-            self._end(call, OK, attempt.replica, hedge_won=attempt.hedge, payload=wire.leaf_payload(body))
+            payload, subtree, subtree_hedges = wire.leaf_response(body)
+            call.hedges += subtree_hedges
+            self._end(call, OK, attempt.replica, hedge_won=attempt.hedge, payload=payload, subtree=subtree)
             self._answered()
             return
         assert isinstance(body, str)
@@ -432,6 +438,7 @@ class Scatter:
         hedge_won: bool = False,
         payload: bytes = b"",
         invalid: str | None = None,
+        subtree: shard_pb2.Coverage | None = None,
     ) -> None:
         self._cancel_pending(call)
         shard = call.shard
@@ -448,7 +455,8 @@ class Scatter:
             attempts=call.attempts,
             hedge_won=hedge_won,
             error=error,
+            hedges=call.hedges,
         )
-        call.outcome = ShardOutcome(report, payload, invalid)
+        call.outcome = ShardOutcome(report, payload, invalid, subtree)
         call.next_hedge = math.inf
         self.open -= 1

@@ -18,7 +18,7 @@ import time
 import grpc
 from prometheus_client import CollectorRegistry
 
-from protos.scatter_gather.v1 import root_pb2
+from protos.scatter_gather.v1 import leaf_pb2, root_pb2
 from root.config import RootConfig, load_root_config
 from root.errors import ConfigError
 from root.metrics import root_families
@@ -31,6 +31,7 @@ from scatter_common.metrics import FamiliesCollector, MetricsServer
 from scatter_common.serving import ServeOptions, ServiceHost, serve_until_signal
 
 SERVICE_NAME = "scatter_gather.v1.Root"
+LEAF_SERVICE_NAME = "scatter_gather.v1.Leaf"
 
 
 def build_shards(config: RootConfig) -> list[Shard]:
@@ -39,12 +40,12 @@ def build_shards(config: RootConfig) -> list[Shard]:
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.max_receive_message_length", config.max_message_bytes),
     ]
-    count = len(config.shards)
+    count = config.shard_count
     # One budget for the whole root: hedges are extra load on the fleet, and
     # max_extra_load bounds that load in total, not per shard.
     budget = HedgeBudget(time.monotonic, config.budget)
     shards = []
-    for index, shard in enumerate(config.shards):
+    for (index, _), shard in zip(config.leaf_spans(), config.shards, strict=True):
         replicas = [Replica(address, channel_options, config.upstream_tls) for address in shard.replicas]
         shards.append(
             Shard(
@@ -62,12 +63,23 @@ def build_shards(config: RootConfig) -> list[Shard]:
 
 
 def add_root_service(server: grpc.aio.Server, service: RootService) -> None:
-    handler: grpc.RpcMethodHandler[root_pb2.QueryRequest, bytes] = grpc.unary_unary_rpc_method_handler(
-        service.query,
-        request_deserializer=root_pb2.QueryRequest.FromString,
-        response_serializer=None,  # the handler returns the serialized QueryResponse
+    """Root.Query, and Leaf.Execute so a root can be a shard of a higher root.
+
+    Responses are registered without a serializer: the handlers return the
+    serialized message, spliced from the merge's bytes (see root.wire).
+    """
+    query: grpc.RpcMethodHandler[root_pb2.QueryRequest, bytes] = grpc.unary_unary_rpc_method_handler(
+        service.query, request_deserializer=root_pb2.QueryRequest.FromString, response_serializer=None
     )
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE_NAME, {"Query": handler})])
+    execute: grpc.RpcMethodHandler[leaf_pb2.ExecuteRequest, bytes] = grpc.unary_unary_rpc_method_handler(
+        service.execute, request_deserializer=leaf_pb2.ExecuteRequest.FromString, response_serializer=None
+    )
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(SERVICE_NAME, {"Query": query}),
+            grpc.method_handlers_generic_handler(LEAF_SERVICE_NAME, {"Execute": execute}),
+        ]
+    )
 
 
 async def serve(config: RootConfig, worker: int = 0) -> None:
@@ -80,7 +92,7 @@ async def serve(config: RootConfig, worker: int = 0) -> None:
             reuse_port=config.workers > 1,
             tls=config.tls,
         ),
-        [SERVICE_NAME],
+        [SERVICE_NAME, LEAF_SERVICE_NAME],
     )
     add_root_service(host.server, service)
     metrics: MetricsServer | None = None
@@ -112,8 +124,7 @@ def run_workers(argv: list[str], workers: int) -> int:
     are stopped too, so a supervisor restarts the root as a whole.
     """
     procs = [
-        subprocess.Popen([sys.executable, "-m", "root.cli", "root", *argv, "--worker", str(i)])
-        for i in range(workers)
+        subprocess.Popen([sys.executable, "-m", "root.cli", "root", *argv, "--worker", str(i)]) for i in range(workers)
     ]
 
     def forward(signum: int, _frame: object) -> None:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
+from google.protobuf import any_pb2
 
-from protos.scatter_gather.v1 import root_pb2
+from protos.scatter_gather.v1 import leaf_pb2, root_pb2, shard_pb2
 from root import wire
 from root.config import RootConfig
 from root.coverage import build_coverage, check_leaf_verdicts, require_coverage
@@ -62,6 +65,8 @@ class RootService:
         self.latency = Histogram()  # arrival to answer, successful requests
         self.coverage = Histogram(COVERAGE_BUCKETS)  # answered / total of successful requests
         self.started = time.time()
+        # (first leaf shard, leaf shards) per shard, when some shard is a subtree.
+        self.spans = config.leaf_spans() if any(s.leaves > 1 for s in config.shards) else None
 
     async def close(self) -> None:
         await self.merge_channel.close()
@@ -72,41 +77,68 @@ class RootService:
     async def query(
         self, request: root_pb2.QueryRequest, context: grpc.aio.ServicerContext[root_pb2.QueryRequest, bytes]
     ) -> bytes:
-        """The Query handler: returns a serialized QueryResponse or aborts with a status."""
+        """Root.Query: returns a serialized QueryResponse or aborts with a status."""
+        min_coverage = self.config.min_coverage
+        if request.HasField("options") and request.options.HasField("min_coverage"):
+            min_coverage = request.options.min_coverage
+        return await self._handle(request.payload, min_coverage, context, self._query_response)
+
+    async def execute(
+        self, request: leaf_pb2.ExecuteRequest, context: grpc.aio.ServicerContext[leaf_pb2.ExecuteRequest, bytes]
+    ) -> bytes:
+        """Leaf.Execute: this root as one shard of a higher root (a two-level tree).
+
+        The whole subtree answers as one leaf: the payload is this root's
+        merged answer (so its merge must answer in the parent's partial type:
+        a combiner), and its coverage and hedge count travel up in the
+        ExecuteResponse. The parent's deadline, already less its own merge
+        reserve, is this root's deadline, so each level keeps its reserve.
+        """
+        return await self._handle(request.payload, self.config.min_coverage, context, self._execute_response)
+
+    async def _handle(
+        self,
+        payload: any_pb2.Any,
+        min_coverage: float,
+        context: grpc.aio.ServicerContext[Any, bytes],
+        answer: Callable[[Gathered], bytes],
+    ) -> bytes:
         arrived = time.monotonic()
         trace = TraceContext.from_header(_traceparent(context))
-        request_id = trace.trace_id
         code = "OK"
         try:
             if not self.admission.try_acquire():
                 limit = self.config.max_in_flight
                 raise Overloaded(f"root is at its limit of {limit} requests in flight; retry with backoff")
             try:
-                return await self._query(request, context.time_remaining(), arrived, trace)
+                return answer(await self._gather(payload, min_coverage, context.time_remaining(), arrived, trace))
             finally:
                 self.admission.release()
         except RootError as exc:
             code = exc.code
-            log.info("request failed: %s %s", exc.code, exc.message, extra={"request_id": request_id})
+            log.info("request failed: %s %s", exc.code, exc.message, extra={"request_id": trace.trace_id})
             await context.abort(grpc.StatusCode[exc.code], exc.message)
             raise  # unreachable: abort raises
         finally:
             self.requests_by_code[code] = self.requests_by_code.get(code, 0) + 1
 
-    async def _query(
-        self, request: root_pb2.QueryRequest, client_remaining: float | None, arrived: float, trace: TraceContext
-    ) -> bytes:
+    async def _gather(
+        self,
+        payload: any_pb2.Any,
+        min_coverage: float,
+        client_remaining: float | None,
+        arrived: float,
+        trace: TraceContext,
+    ) -> Gathered:
+        """Budget, scatter, coverage and merge of one request."""
         request_id = trace.trace_id
-        if not request.HasField("payload") or not request.payload.type_url:
-            raise InvalidRequest("QueryRequest.payload is empty: pack your request message into it")
-        min_coverage = self.config.min_coverage
-        if request.HasField("options") and request.options.HasField("min_coverage"):
-            min_coverage = request.options.min_coverage
-            if not 0.0 <= min_coverage <= 1.0:
-                raise InvalidRequest(f"options.min_coverage must be in [0, 1], got {min_coverage:g}")
+        if not payload.type_url:
+            raise InvalidRequest("the request payload is empty: pack your request message into it")
+        if not 0.0 <= min_coverage <= 1.0:
+            raise InvalidRequest(f"options.min_coverage must be in [0, 1], got {min_coverage:g}")
         budget = self.config.deadlines.budget(client_remaining)
         start = arrived  # on the monotonic clock, like everything in the scatter
-        payload_field = wire.payload_field(request.payload)
+        payload_field = wire.payload_field(payload)
 
         outcomes = await Scatter(
             self.shards,
@@ -120,7 +152,10 @@ class RootService:
         ).run()
         reports = [outcome.report for outcome in outcomes]
         check_leaf_verdicts({o.report.shard_index: o.invalid for o in outcomes if o.invalid is not None})
-        coverage = build_coverage(reports)
+        if self.spans is None:
+            coverage = build_coverage(reports)
+        else:
+            coverage = build_coverage(reports, [o.subtree for o in outcomes], self.spans)
         require_coverage(coverage, min_coverage)
 
         coverage_bytes = coverage.SerializeToString()
@@ -147,11 +182,32 @@ class RootService:
             raise merge_failure(exc.code().name, self.merge_address, exc.details() or "") from exc
         elapsed = time.monotonic() - start
         self.latency.observe(elapsed)
-        self.coverage.observe(coverage.answered / coverage.total)
+        self.coverage.observe(coverage.answered / coverage.total if coverage.total else 1.0)
+        return Gathered(wire.merge_payload_field(merged), coverage, reports, elapsed, request_id)
+
+    @staticmethod
+    def _query_response(result: Gathered) -> bytes:
         rest = root_pb2.QueryResponse(
-            coverage=coverage,
-            shards=reports,
-            latency=wire.duration(elapsed),
-            request_id=request_id,
+            coverage=result.coverage,
+            shards=result.reports,
+            latency=wire.duration(result.elapsed),
+            request_id=result.request_id,
         ).SerializeToString()
-        return wire.merge_payload_field(merged) + rest
+        return result.payload_field + rest
+
+    @staticmethod
+    def _execute_response(result: Gathered) -> bytes:
+        hedges = sum(report.hedges for report in result.reports)
+        rest = leaf_pb2.ExecuteResponse(coverage=result.coverage, hedges=hedges).SerializeToString()
+        return result.payload_field + rest
+
+
+@dataclass(slots=True)
+class Gathered:
+    """One request's merged answer and the evidence of how it was obtained."""
+
+    payload_field: bytes  # field 1 (the merged Any), the opening of a QueryResponse or ExecuteResponse
+    coverage: shard_pb2.Coverage
+    reports: list[shard_pb2.ShardReport]
+    elapsed: float
+    request_id: str

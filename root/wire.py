@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from google.protobuf import any_pb2, duration_pb2
 
-from protos.scatter_gather.v1 import leaf_pb2, merge_pb2
+from protos.scatter_gather.v1 import leaf_pb2, merge_pb2, shard_pb2
 
 _LEN_DELIMITED = 2
 
@@ -54,14 +54,18 @@ def _sole_field_1(raw: bytes) -> int | None:
     return None
 
 
-def leaf_payload(raw_execute_response: bytes) -> bytes:
-    """The serialized Any inside a leaf's ExecuteResponse (empty when unset)."""
-    start = _sole_field_1(raw_execute_response)
+def leaf_response(raw: bytes) -> tuple[bytes, shard_pb2.Coverage | None, int]:
+    """(payload, subtree coverage, subtree hedges) of an ExecuteResponse.
+
+    A plain leaf sends only the payload (the fast path, no parsing); a root
+    serving as a leaf adds its coverage and hedge count.
+    """
+    start = _sole_field_1(raw)
     if start is not None:
-        return raw_execute_response[start:]
-    # Slow path: a leaf that set other fields or none at all.
-    parsed = leaf_pb2.ExecuteResponse.FromString(raw_execute_response)
-    return parsed.payload.SerializeToString() if parsed.HasField("payload") else b""
+        return raw[start:], None, 0
+    parsed = leaf_pb2.ExecuteResponse.FromString(raw)
+    payload = parsed.payload.SerializeToString() if parsed.HasField("payload") else b""
+    return payload, (parsed.coverage if parsed.HasField("coverage") else None), parsed.hedges
 
 
 def merge_payload_field(raw_merge_response: bytes) -> bytes:

@@ -33,7 +33,8 @@ def probe_cluster(
     extra: Mapping[str, Any] | None = None,
 ) -> Iterator[Deployment]:
     document: dict[str, Any] = {
-        "root": {"listen": "127.0.0.1:0", "default_deadline_ms": 2000, **(root or {})},
+        # A merge reserve that still holds when the test machine is busy.
+        "root": {"listen": "127.0.0.1:0", "default_deadline_ms": 2000, "merge_reserve_ms": 50, **(root or {})},
         "merge": {"command": ["{python}", "merge.py"]},
         "leaves": {
             "command": ["{python}", "leaf.py", *leaf_args],
@@ -80,3 +81,18 @@ class Client:
         merged = probe_pb2.ProbeResponse()
         assert response.payload.Unpack(merged)
         return response, merged, elapsed
+
+
+def wait_until_whole(client: Client, shards: int, timeout: float = 10.0) -> None:
+    """Wait until the deployment answers with every shard again (after a revive or resume)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response, _, _ = client.probe(timeout=2.0, min_coverage=0.0)
+            if response.coverage.answered == shards:
+                return
+        except grpc.RpcError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the deployment did not answer with all {shards} shards within {timeout} s")
+        time.sleep(0.1)

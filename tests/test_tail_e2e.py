@@ -135,7 +135,7 @@ def test_whole_shard_down_fails_fast(client: Client, cluster: Deployment) -> Non
 def test_deadline_reaches_the_leaves_and_nothing_outlives_it(client: Client, tmp_path: Path) -> None:
     _, merged, _ = client.probe(timeout=0.3, value=7)
     # The client deadline minus the merge reserve (gRPC rounds the timeout header up a little).
-    assert 150 < merged.max_remaining_ms <= 300 - 10 + 2
+    assert 150 < merged.max_remaining_ms <= 300 - 50 + 2
     with pytest.raises(grpc.RpcError) as info:
         client.probe(timeout=0.2, value=8, delay=ms(600), marker_dir=str(tmp_path))
     assert info.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)

@@ -33,13 +33,17 @@ def test_execute_request_splice_parses_to_the_same_message() -> None:
     assert leaf_pb2.ExecuteRequest.FromString(spliced) == expected
 
 
-def test_leaf_payload_fast_and_slow_paths() -> None:
+def test_leaf_response_fast_and_slow_paths() -> None:
     payload = _payload(200)
     response = leaf_pb2.ExecuteResponse(payload=payload).SerializeToString()
-    assert wire.leaf_payload(response) == payload.SerializeToString()
+    assert wire.leaf_response(response) == (payload.SerializeToString(), None, 0)
     # Unknown trailing field (a newer leaf): the slow path still finds the payload.
-    assert wire.leaf_payload(response + b"\x10\x01") == payload.SerializeToString()
-    assert wire.leaf_payload(b"") == b""
+    assert wire.leaf_response(response + b"\x50\x01") == (payload.SerializeToString(), None, 0)
+    assert wire.leaf_response(b"") == (b"", None, 0)
+    # A root serving as a leaf adds its coverage and hedges.
+    coverage = shard_pb2.Coverage(total=4, answered=3)
+    subtree = leaf_pb2.ExecuteResponse(payload=payload, coverage=coverage, hedges=2).SerializeToString()
+    assert wire.leaf_response(subtree) == (payload.SerializeToString(), coverage, 2)
 
 
 def test_merge_request_and_query_response_splices() -> None:

@@ -63,6 +63,15 @@ class DeploymentTls:
 
 
 @dataclass(frozen=True)
+class TreeSpec:
+    """A two-level deployment: ``groups`` lower roots, each over a slice of the shards."""
+
+    groups: int
+    combiner: ProcessSpec  # the lower roots' merge: answers in the leaves' partial type
+    root: Mapping[str, Any] = field(default_factory=dict)  # [root] settings of the lower roots
+
+
+@dataclass(frozen=True)
 class DeploymentSpec:
     root: Mapping[str, Any]  # the root config document, less merge and shards
     merge: ProcessSpec
@@ -75,6 +84,7 @@ class DeploymentSpec:
     max_restart_backoff: float = DEFAULT_MAX_RESTART_BACKOFF_MS / 1000
     root_command: tuple[str, ...] = (sys.executable, "-m", "root.cli", "root")
     tls: DeploymentTls | None = None
+    tree: TreeSpec | None = None
 
     def root_document(self, merge_address: str, leaf_addresses: list[list[str]]) -> dict[str, Any]:
         """The root config document with the addresses the runtime assigned."""
@@ -136,6 +146,17 @@ def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec
             paths[key] = str(path)
         tls = DeploymentTls(**paths, mutual=tls_table.get("mutual", bool, False))
     tls_table.finish()
+    tree_table = doc.table("tree")
+    tree = None
+    if tree_table.data:
+        groups = int(positive("tree.groups", tree_table.require("groups", int)))
+        if groups > shards:
+            raise ConfigError(f"tree.groups ({groups}) must not exceed leaves.shards ({shards})")
+        combiner = tree_table.table("combiner")
+        combiner_spec = _process(combiner)
+        combiner.finish()
+        tree = TreeSpec(groups, combiner_spec, tree_table.get("root", dict, {}))
+    tree_table.finish()
     root_doc = {name: data[name] for name in _ROOT_SECTIONS if name in data}
     doc.used.update(_ROOT_SECTIONS)
     doc.finish()
@@ -150,6 +171,7 @@ def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec
         restart_backoff=backoff / 1000,
         max_restart_backoff=max_backoff / 1000,
         tls=tls,
+        tree=tree,
     )
     # Validate the root part now, with placeholder addresses, so a typo in
     # [root] fails before any process starts.

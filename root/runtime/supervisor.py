@@ -28,6 +28,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -220,36 +221,71 @@ class Deployment:
                         replica=replica,
                     )
                 )
+        groups = self._group_slices()
+        combiners = [self._child(f"combiner-{g}", spec.tree.combiner.command, spec.tree.combiner.env) for g in
+                     range(len(groups))] if spec.tree is not None else []  # fmt: skip
         for child in self.children.values():
             child.start()
         for child in list(self.children.values()):
             child.wait_healthy(spec.ready_timeout)
 
-        document = spec.root_document(merge.address, [[c.address for c in shard] for shard in leaves])
-        root_section = dict(document.get("root", {}))
-        listen = str(root_section.get("listen", "127.0.0.1:0"))
+        addresses = [[c.address for c in shard] for shard in leaves]
+        document = spec.root_document(merge.address, addresses)
+        if spec.tree is not None:
+            # Two levels: a root per group of shards (with a combiner as its
+            # merge), and the top root over those roots.
+            mids = []
+            for g, (first, count) in enumerate(groups):
+                mid_doc = spec.root_document(combiners[g].address, addresses[first : first + count])
+                mid_doc["root"] = {**spec.tree.root, "shard_offset": first, "total_shards": spec.shards}
+                mids.append(self._start_root(f"root-{g}", mid_doc))
+            for mid in mids:
+                mid.wait_healthy(spec.ready_timeout)
+            document["shards"] = [
+                {"replicas": [mid.address], "leaves": count} for mid, (_, count) in zip(mids, groups, strict=True)
+            ]
+        root = self._start_root("root", document)
+        root.wait_healthy(spec.ready_timeout)
+        self.root_address = root.address
+
+    def _group_slices(self) -> list[tuple[int, int]]:
+        """(first shard, shards) of each mid-level root of a two-level deployment."""
+        if self.spec.tree is None:
+            return []
+        shards, groups = self.spec.shards, self.spec.tree.groups
+        size, extra = divmod(shards, groups)
+        slices, first = [], 0
+        for g in range(groups):
+            count = size + (1 if g < extra else 0)
+            slices.append((first, count))
+            first += count
+        return slices
+
+    def _start_root(self, name: str, document: dict[str, Any]) -> Child:
+        """Write a root config (free ports filled in) and start that root."""
+        section = dict(document.get("root", {}))
+        listen = str(section.get("listen", "127.0.0.1:0"))
         if listen.endswith(":0"):
             listen = f"{listen[:-2]}:{free_port()}"
-        root_section["listen"] = listen
-        root_section.setdefault("metrics_listen", f"127.0.0.1:{free_port()}")
-        document["root"] = root_section
-        config_path = self.run_dir / "root.toml"
+        section["listen"] = listen
+        section.setdefault("metrics_listen", f"127.0.0.1:{free_port()}")
+        document = {**document, "root": section}
+        config_path = self.run_dir / f"{name}.toml"
         config_path.write_text(dumps(document))
         tomllib.loads(config_path.read_text())  # what we wrote must read back
         root = Child(
-            "root",
-            [*spec.root_command, "--config", str(config_path)],
+            name,
+            [*self.spec.root_command, "--config", str(config_path)],
             {},
-            spec.directory,
+            self.spec.directory,
             listen,
-            self.run_dir / "root.log",
+            self.run_dir / f"{name}.log",
         )
-        root.metrics_address = str(root_section["metrics_listen"])
+        root.metrics_address = str(section["metrics_listen"])
         root.tls = self.client_tls
-        self.children["root"] = root
+        self.children[name] = root
         root.start()
-        root.wait_healthy(spec.ready_timeout)
-        self.root_address = listen
+        return root
         self._watcher = threading.Thread(target=self._watch, name="scatter-supervisor", daemon=True)
         self._watcher.start()
 

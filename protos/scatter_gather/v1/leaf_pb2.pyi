@@ -6,6 +6,7 @@ The service every leaf implements: answer one request for one shard."""
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from protos.scatter_gather.v1 import shard_pb2 as _shard_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -70,18 +71,33 @@ class ExecuteResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    COVERAGE_FIELD_NUMBER: _builtins.int
+    HEDGES_FIELD_NUMBER: _builtins.int
+    hedges: _builtins.int
+    """Set only by a root serving as a leaf: hedged attempts started inside the
+    subtree for this request, so hedge counts add up through the levels.
+    """
     @_builtins.property
     def payload(self) -> _any_pb2.Any:
         """The partial result, in a message type the leaf and the merge agree on."""
+
+    @_builtins.property
+    def coverage(self) -> _shard_pb2.Coverage:
+        """Set only by a root serving as the leaf of a higher root (a subtree):
+        the coverage of its own shards, with global shard indices. Plain leaves
+        leave it unset, which counts as one shard answered.
+        """
 
     def __init__(
         self,
         *,
         payload: _any_pb2.Any | None = ...,
+        coverage: _shard_pb2.Coverage | None = ...,
+        hedges: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "hedges", b"hedges", "payload", b"payload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -76,6 +76,7 @@ class ShardReport(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     HEDGE_WON_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    HEDGES_FIELD_NUMBER: _builtins.int
     shard_index: _builtins.int
     """Index of the shard, 0 <= shard_index < Coverage.total."""
     status: Global___ShardStatus.ValueType
@@ -90,6 +91,10 @@ class ShardReport(_message.Message):
     """True when the winning answer came from a hedged (backup) attempt."""
     error: _builtins.str
     """Human-readable reason when status is not OK; empty otherwise."""
+    hedges: _builtins.int
+    """Hedged attempts started for this shard, including those inside a
+    subtree when the shard is served by another root.
+    """
     @_builtins.property
     def latency(self) -> _duration_pb2.Duration:
         """Time from the first attempt's start to the winning answer (or to the
@@ -106,10 +111,11 @@ class ShardReport(_message.Message):
         attempts: _builtins.int = ...,
         hedge_won: _builtins.bool = ...,
         error: _builtins.str = ...,
+        hedges: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["latency", b"latency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "error", b"error", "hedge_won", b"hedge_won", "latency", b"latency", "replica", b"replica", "shard_index", b"shard_index", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "error", b"error", "hedge_won", b"hedge_won", "hedges", b"hedges", "latency", b"latency", "replica", b"replica", "shard_index", b"shard_index", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -180,7 +186,8 @@ Global___MissingShard: _TypeAlias = MissingShard  # noqa: Y015
 @_typing.final
 class Coverage(_message.Message):
     """How much of the dataset a response covers (Elasticsearch's `_shards`,
-    Vespa's coverage). answered / total is the covered fraction.
+    Vespa's coverage). answered / total is the covered fraction. In a tree of
+    roots it counts leaf shards through every level.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
