@@ -36,8 +36,29 @@ def start(child: Child) -> Child:
     return child
 
 
+def start_root(name: str, config: dict[str, object], run_dir: Path) -> Child:
+    path = run_dir / f"{name}.toml"
+    path.write_text(dumps(config))
+    listen = str(config["root"]["listen"])  # type: ignore[index]
+    return start(
+        Child(name, [sys.executable, "-m", "root.cli", "root", "--config", str(path)], {}, PROBE_DIR, listen,
+              run_dir / f"{name}.log")
+    )  # fmt: skip
+
+
+def start_merge(name: str, script: str, run_dir: Path) -> Child:
+    port = free_port()
+    return start(
+        Child(name, [sys.executable, script, "--port", str(port)], {}, PROBE_DIR, f"127.0.0.1:{port}",
+              run_dir / f"{name}.log")
+    )  # fmt: skip
+
+
 @contextlib.contextmanager
-def cluster(shards: int, workers: int, run_dir: Path, hedging: bool = True) -> Iterator[tuple[str, list[Child]]]:
+def cluster(
+    shards: int, workers: int, run_dir: Path, hedging: bool = True, groups: int = 0
+) -> Iterator[tuple[str, list[Child]]]:
+    """Leaves, merge and root for ``shards`` shards; with ``groups``, a two-level tree of roots."""
     children: list[Child] = []
     try:
         leaves = []
@@ -52,24 +73,37 @@ def cluster(shards: int, workers: int, run_dir: Path, hedging: bool = True) -> I
                 )
             )  # fmt: skip
         children += leaves
-        merge_port = free_port()
-        merge = Child(
-            "merge", [sys.executable, "merge.py", "--port", str(merge_port)], {}, PROBE_DIR,
-            f"127.0.0.1:{merge_port}", run_dir / "merge.log",
-        )  # fmt: skip
-        children.append(start(merge))
+        merge = start_merge("merge", "merge.py", run_dir)
+        children.append(merge)
+        leaf_shards = [{"replicas": [leaves[s % len(leaves)].address]} for s in range(shards)]
+        top_shards: list[dict[str, object]] = leaf_shards
+        if groups:
+            top_shards = []
+            size = shards // groups
+            for g in range(groups):
+                combiner = start_merge(f"combiner{g}", "combine.py", run_dir)
+                children.append(combiner)
+                mid = start_root(
+                    f"root{g}",
+                    {
+                        "root": {"listen": f"127.0.0.1:{free_port()}", "max_in_flight": 4096, "min_coverage": 0.0,
+                                 "shard_offset": g * size, "total_shards": shards},
+                        "hedging": {"enabled": hedging},
+                        "merge": {"address": combiner.address},
+                        "shards": leaf_shards[g * size : (g + 1) * size],
+                    },
+                    run_dir,
+                )  # fmt: skip
+                children.append(mid)
+                top_shards.append({"replicas": [mid.address], "leaves": size})
         listen = f"127.0.0.1:{free_port()}"
         config = {
             "root": {"listen": listen, "workers": workers, "max_in_flight": 4096},
             "hedging": {"enabled": hedging},
             "merge": {"address": merge.address},
-            "shards": [{"replicas": [leaves[s % len(leaves)].address]} for s in range(shards)],
+            "shards": top_shards,
         }
-        path = run_dir / f"root-{shards}.toml"
-        path.write_text(dumps(config))
-        root = Child("root", [sys.executable, "-m", "root.cli", "root", "--config", str(path)], {}, PROBE_DIR, listen,
-                     run_dir / "root.log")  # fmt: skip
-        children.append(start(root))
+        children.append(start_root("root", config, run_dir))
         yield listen, children
     finally:
         for child in reversed(children):
@@ -81,8 +115,6 @@ def cluster(shards: int, workers: int, run_dir: Path, hedging: bool = True) -> I
 
 def root_cpu(root: Child) -> float:
     """CPU seconds of the root process and its worker processes."""
-    import os
-
     assert root.pid is not None
     total = cpu_seconds(root.pid)
     for task in Path(f"/proc/{root.pid}/task").iterdir():
@@ -91,7 +123,6 @@ def root_cpu(root: Child) -> float:
             for pid in children.read_text().split():
                 with contextlib.suppress(FileNotFoundError):
                     total += cpu_seconds(int(pid))
-    del os
     return total
 
 
@@ -101,27 +132,34 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--tree-groups", type=int, default=0, help="also run each fan-out as a two-level tree")
     args = parser.parse_args()
     request = root_pb2.QueryRequest()
     request.payload.Pack(probe_pb2.ProbeRequest(value=0))
     print(f"root workers: {args.workers}; {args.duration:g} s per run; leaves answer at once\n")
-    print("| fan-out | in flight | req/s | p50 ms | p99 ms | root CPU us/request | root CPU us/shard call |")
-    print("|---|---|---|---|---|---|---|")
+    print("| shape | fan-out | in flight | req/s | p50 ms | p99 ms | top root CPU us/request | us/shard call |")
+    print("|---|---|---|---|---|---|---|---|")
+    shapes = [0] + ([args.tree_groups] if args.tree_groups else [])
     with tempfile.TemporaryDirectory(prefix="scatter-fanout-") as tmp:
         for fanout in args.fanouts:
-            with cluster(fanout, args.workers, Path(tmp)) as (address, children):
-                root = children[-1]
-                run(address, request, 4, 2.0)  # warm up
-                for concurrency in args.concurrency:
-                    before = root_cpu(root)
-                    result = run(address, request, concurrency, args.duration)
-                    used = root_cpu(root) - before
-                    per_request = used / max(1, len(result.latencies)) * 1e6
-                    print(
-                        f"| {fanout} | {concurrency} | {result.throughput:.0f} | {result.percentile_ms(0.5):.2f} | "
-                        f"{result.percentile_ms(0.99):.2f} | {per_request:.0f} | {per_request / fanout:.1f} |",
-                        flush=True,
-                    )
+            for groups in shapes:
+                if groups and fanout < 2 * groups:
+                    continue
+                shape = f"tree {groups}x{fanout // groups}" if groups else "flat"
+                with cluster(fanout, args.workers, Path(tmp), groups=groups) as (address, children):
+                    root = children[-1]
+                    run(address, request, 4, 2.0)  # warm up
+                    for concurrency in args.concurrency:
+                        before = root_cpu(root)
+                        result = run(address, request, concurrency, args.duration)
+                        used = root_cpu(root) - before
+                        per_request = used / max(1, len(result.latencies)) * 1e6
+                        print(
+                            f"| {shape} | {fanout} | {concurrency} | {result.throughput:.0f} | "
+                            f"{result.percentile_ms(0.5):.2f} | {result.percentile_ms(0.99):.2f} | "
+                            f"{per_request:.0f} | {per_request / fanout:.1f} |",
+                            flush=True,
+                        )
 
 
 if __name__ == "__main__":
