@@ -131,6 +131,8 @@ class Shard:
         self.budget = budget
         self.stats = ShardStats()
         self.latency = Histogram()  # time to a good answer, for metrics
+        # The ExecuteRequest fields that never change for this shard, encoded once.
+        self.execute_fields = leaf_pb2.ExecuteRequest(shard_index=index, shard_count=count).SerializeToString()
 
 
 @dataclass(slots=True)
@@ -207,6 +209,9 @@ class Scatter:
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = math.inf
         self.trace = trace
+        # One span for this root's part of the request: every leaf call is its child.
+        self.metadata = ((HEADER, trace.child_header()),) if trace is not None else ()
+        self.request_head = payload_field + wire.field(6, request_id.encode())
         self.min_coverage = min_coverage
         self.coverage_wait = coverage_wait
         self.answered = 0
@@ -310,18 +315,9 @@ class Scatter:
         call.tried.add(choice)
         call.last_replica = choice
         shard.chooser.start(choice)
-        request = (
-            self.payload_field
-            + leaf_pb2.ExecuteRequest(
-                shard_index=shard.index,
-                shard_count=shard.count,
-                attempt=call.attempts,
-                hedge=hedge,
-                request_id=self.request_id,
-            ).SerializeToString()
-        )
-        metadata = ((HEADER, self.trace.child_header()),) if self.trace is not None else ()
-        task = self.loop.create_task(shard.replicas[choice].call(request, self.deadline - now, metadata))
+        # ExecuteRequest spliced: payload, the shard's fixed fields, then attempt and hedge.
+        request = self.request_head + shard.execute_fields + wire.attempt_fields(call.attempts, hedge)
+        task = self.loop.create_task(shard.replicas[choice].call(request, self.deadline - now, self.metadata))
         task.add_done_callback(self._attempt_done)
         self.attempts[task] = _Attempt(call, choice, hedge, now)
         call.pending.append(task)

@@ -159,15 +159,13 @@ class RootService:
         require_coverage(coverage, min_coverage)
 
         coverage_bytes = coverage.SerializeToString()
+        report_bytes = [report.SerializeToString() for report in reports]  # once, for the merge and the answer
         merge_request = b"".join(
             [
                 payload_field,
                 *(
-                    wire.field(
-                        2,
-                        wire.field(1, o.report.SerializeToString()) + (wire.field(2, o.payload) if o.payload else b""),
-                    )
-                    for o in outcomes
+                    wire.field(2, wire.field(1, encoded) + (wire.field(2, o.payload) if o.payload else b""))
+                    for o, encoded in zip(outcomes, report_bytes, strict=True)
                 ),
                 wire.field(3, coverage_bytes),
                 wire.field(4, request_id.encode()),
@@ -183,17 +181,22 @@ class RootService:
         elapsed = time.monotonic() - start
         self.latency.observe(elapsed)
         self.coverage.observe(coverage.answered / coverage.total if coverage.total else 1.0)
-        return Gathered(wire.merge_payload_field(merged), coverage, reports, elapsed, request_id)
+        return Gathered(
+            wire.merge_payload_field(merged), coverage, coverage_bytes, reports, report_bytes, elapsed, request_id
+        )
 
     @staticmethod
     def _query_response(result: Gathered) -> bytes:
-        rest = root_pb2.QueryResponse(
-            coverage=result.coverage,
-            shards=result.reports,
-            latency=wire.duration(result.elapsed),
-            request_id=result.request_id,
-        ).SerializeToString()
-        return result.payload_field + rest
+        # QueryResponse spliced: payload (1), coverage (2), shards (3), latency (4), request_id (5).
+        return b"".join(
+            [
+                result.payload_field,
+                wire.field(2, result.coverage_bytes),
+                *(wire.field(3, encoded) for encoded in result.report_bytes),
+                wire.field(4, wire.duration(result.elapsed).SerializeToString()),
+                wire.field(5, result.request_id.encode()),
+            ]
+        )
 
     @staticmethod
     def _execute_response(result: Gathered) -> bytes:
@@ -208,6 +211,8 @@ class Gathered:
 
     payload_field: bytes  # field 1 (the merged Any), the opening of a QueryResponse or ExecuteResponse
     coverage: shard_pb2.Coverage
+    coverage_bytes: bytes
     reports: list[shard_pb2.ShardReport]
+    report_bytes: list[bytes]
     elapsed: float
     request_id: str

@@ -39,6 +39,15 @@ def field(number: int, data: bytes) -> bytes:
     return varint(number << 3 | _LEN_DELIMITED) + varint(len(data)) + data
 
 
+_HEDGE_FIELD = b"\x28\x01"  # ExecuteRequest.hedge = true (field 5, varint)
+
+
+def attempt_fields(attempt: int, hedge: bool) -> bytes:
+    """ExecuteRequest.attempt (field 4) and, for a hedge, ExecuteRequest.hedge (field 5)."""
+    encoded = b"\x20" + varint(attempt)
+    return encoded + _HEDGE_FIELD if hedge else encoded
+
+
 def _sole_field_1(raw: bytes) -> int | None:
     """Offset of field 1's contents when ``raw`` is exactly one length-delimited field 1."""
     if not raw or raw[0] != 0x0A:

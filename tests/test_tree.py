@@ -31,7 +31,9 @@ def flat() -> Iterator[Deployment]:
 
 @pytest.fixture(scope="module")
 def tree() -> Iterator[Deployment]:
-    tree = {"groups": GROUPS, "combiner": {"command": ["{python}", "combine.py"]}, "root": {"min_coverage": 0.0}}
+    # A lower root answers partial results (min_coverage 0) and keeps a reserve for its combiner and the trip up.
+    lower = {"min_coverage": 0.0, "merge_reserve_ms": 100}
+    tree = {"groups": GROUPS, "combiner": {"command": ["{python}", "combine.py"]}, "root": lower}
     with probe_cluster(shards=SHARDS, replicas=1, extra={"tree": tree}) as dep:
         yield dep
 

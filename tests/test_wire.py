@@ -66,3 +66,14 @@ def test_duration() -> None:
     d = wire.duration(1.25)
     assert (d.seconds, d.nanos) == (1, 250_000_000)
     assert wire.duration(-1).ToNanoseconds() == 0
+
+
+def test_attempt_fields_and_full_execute_request_splice() -> None:
+    payload = _payload(3)
+    fixed = leaf_pb2.ExecuteRequest(shard_index=5, shard_count=8).SerializeToString()
+    for attempt, hedge in ((1, False), (2, True), (300, True)):
+        spliced = wire.payload_field(payload) + wire.field(6, b"rid") + fixed + wire.attempt_fields(attempt, hedge)
+        expected = leaf_pb2.ExecuteRequest(
+            payload=payload, shard_index=5, shard_count=8, attempt=attempt, hedge=hedge, request_id="rid"
+        )
+        assert leaf_pb2.ExecuteRequest.FromString(spliced) == expected
