@@ -36,12 +36,16 @@ def start(child: Child) -> Child:
     return child
 
 
+# Set by --root-source: run the roots from another checkout (a before/after comparison).
+ROOT_ENV: dict[str, str] = {}
+
+
 def start_root(name: str, config: dict[str, object], run_dir: Path) -> Child:
     path = run_dir / f"{name}.toml"
     path.write_text(dumps(config))
     listen = str(config["root"]["listen"])  # type: ignore[index]
     return start(
-        Child(name, [sys.executable, "-m", "root.cli", "root", "--config", str(path)], {}, PROBE_DIR, listen,
+        Child(name, [sys.executable, "-m", "root.cli", "root", "--config", str(path)], ROOT_ENV, PROBE_DIR, listen,
               run_dir / f"{name}.log")
     )  # fmt: skip
 
@@ -133,7 +137,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--tree-groups", type=int, default=0, help="also run each fan-out as a two-level tree")
+    parser.add_argument(
+        "--root-source", type=Path, help="run the root from this checkout (git worktree of an old commit)"
+    )
     args = parser.parse_args()
+    if args.root_source:
+        ROOT_ENV["PYTHONPATH"] = str(args.root_source.resolve())
     request = root_pb2.QueryRequest()
     request.payload.Pack(probe_pb2.ProbeRequest(value=0))
     print(f"root workers: {args.workers}; {args.duration:g} s per run; leaves answer at once\n")
