@@ -31,6 +31,7 @@ benchmarks never overlap.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -203,9 +204,7 @@ def run_locust(
 def deployment(document: dict[str, Any], directory: Path, out: Path) -> Iterator[Any]:
     """Start a deployment document through the local runtime, logs into ``out/logs``."""
     from root.runtime.spec import parse_deployment
-    from root.runtime.supervisor import Deployment
-
-    from root.runtime.supervisor import StartupError
+    from root.runtime.supervisor import Deployment, StartupError
 
     spec = parse_deployment(document, directory)
     try:
@@ -379,7 +378,8 @@ def scenario_tail(opts: Options) -> Result:
         f"extra leaf calls with hedging on: {rows[1].summary.hedge_rate * 100:.1f}% "
         f"(hedges won {rows[1].summary.hedges_won * 100:.2f}% of shard calls)",
     ]
-    return Result(rows, notes, {"leaf_flags": list(TAIL_LEAF_FLAGS), "off_over_on": ratios}, [off, on])
+    details = {"leaf_flags": list(TAIL_LEAF_FLAGS), "off_over_on": {q: round(r, 2) for q, r in ratios.items()}}
+    return Result(rows, notes, details, [off, on])
 
 
 FAULT_VICTIM = "leaf-1-0"
@@ -532,6 +532,9 @@ def run_scenario(name: str, argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if args.duration < WARMUP_SECONDS + 3 or args.users < 1:
         parser.error(f"--duration must be >= {WARMUP_SECONDS + 3} and --users >= 1")
+    if importlib.util.find_spec("locust") is None:
+        print(f'scatter bench {name}: Locust is not installed: pip install -e ".[loadtest]"', file=sys.stderr)
+        return 1
     out = results_dir(args.out, name)
     opts = Options(args.duration, args.users, out, args.p99_target_ms)
     started = time.time()

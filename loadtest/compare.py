@@ -14,8 +14,8 @@ request, then the ratios ours / naive (throughput: the sum over the repeats).
 
 The generator is the asyncio closed loop rather than Locust on purpose: a
 throughput ratio is only meaningful if the generator is not the bottleneck,
-and Locust's sync gRPC client under gevent costs several times more CPU per
-call than grpc.aio, on the same two cores as both roots.
+and Locust (a sync gRPC client under gevent, plus its statistics) costs more
+CPU per call than one grpc.aio channel, on the same two cores as both roots.
 """
 
 from __future__ import annotations

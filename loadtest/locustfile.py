@@ -38,11 +38,13 @@ grpc_gevent.init_gevent()
 
 import itertools  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from locust.env import Environment  # noqa: E402
 from locust.exception import StopUser  # noqa: E402
+from locust.runners import WorkerRunner  # noqa: E402
 
 from loadtest.queries import QueryStream, Vocabulary, load_vocabulary, probe_requests  # noqa: E402
 from loadtest.tally import Tally  # noqa: E402
@@ -69,15 +71,18 @@ class GrpcStatusError(Exception):
         return f"gRPC {self.code.name}"
 
 
-@events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    group = parser.add_argument_group("scatter", "options of loadtest/locustfile.py")
-    group.add_argument("--scatter-workload", choices=["demo", "probe"], default="demo", help="what to send")
-    group.add_argument("--scatter-index", default="", help="demo index to draw query terms from")
-    group.add_argument("--scatter-seed", type=int, default=DEFAULT_SEED, help="seed of the query streams")
-    group.add_argument("--scatter-deadline-ms", type=float, default=DEFAULT_DEADLINE_MS, help="client deadline")
-    group.add_argument("--scatter-rate", type=float, default=0.0, help="requests/s per user; 0 = closed loop")
-    group.add_argument("--scatter-tally", default="", help="write the tally JSON here when the test stops")
+    parser.add_argument("--scatter-workload", choices=["demo", "probe"], default="demo", help="what to send")
+    parser.add_argument("--scatter-index", default="", help="demo index to draw query terms from")
+    parser.add_argument("--scatter-seed", type=int, default=DEFAULT_SEED, help="seed of the query streams")
+    parser.add_argument("--scatter-deadline-ms", type=float, default=DEFAULT_DEADLINE_MS, help="client deadline")
+    parser.add_argument("--scatter-rate", type=float, default=0.0, help="requests/s per user; 0 = closed loop")
+    parser.add_argument(
+        "--scatter-tally",
+        default="",
+        help="write the tally JSON here when the test stops",
+        include_in_web_ui=False,
+    )
 
 
 def _vocabulary_for(index: str) -> Vocabulary:
@@ -94,28 +99,40 @@ def _vocabulary_for(index: str) -> Vocabulary:
     return _vocabulary
 
 
-@events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
     TALLY.clear()
 
 
-@events.test_stop.add_listener
 def _on_test_stop(environment: Environment, **_: Any) -> None:
+    # Workers hand their tally to the master in their reports; the master (or a lone process) writes.
+    if isinstance(environment.runner, WorkerRunner):
+        return
     path = environment.parsed_options.scatter_tally if environment.parsed_options else ""
     if path:
         TALLY.write(Path(path))
 
 
-@events.report_to_master.add_listener
 def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
     data["scatter_tally"] = TALLY.to_json()
     TALLY.clear()
 
 
-@events.worker_report.add_listener
 def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
     if "scatter_tally" in data:
         TALLY.merge(Tally.from_json(data["scatter_tally"]))
+
+
+def _listen(hook: Any, handler: Callable[..., None]) -> None:
+    # Not the decorator: locust's add_listener is untyped, and as a decorator it untypes the function.
+    hook.add_listener(handler)
+
+
+_listen(events.init_command_line_parser, _add_options)
+_listen(events.test_start, _on_test_start)
+_listen(events.test_stop, _on_test_stop)
+_listen(events.quitting, _on_test_stop)  # a last write after the final worker reports
+_listen(events.report_to_master, _on_report_to_master)
+_listen(events.worker_report, _on_worker_report)
 
 
 def _target(host: str | None) -> str:

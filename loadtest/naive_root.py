@@ -34,7 +34,11 @@ class NaiveRoot(root_pb2_grpc.RootServicer):
         self.leaves = [leaf_pb2_grpc.LeafStub(grpc.aio.insecure_channel(shard.replicas[0])) for shard in config.shards]
         self.merge = merge_pb2_grpc.MergeStub(grpc.aio.insecure_channel(config.merge_address))
 
-    async def Query(self, request: root_pb2.QueryRequest, context: grpc.aio.ServicerContext) -> root_pb2.QueryResponse:
+    async def Query(
+        self,
+        request: root_pb2.QueryRequest,
+        context: grpc.aio.ServicerContext[root_pb2.QueryRequest, root_pb2.QueryResponse],
+    ) -> root_pb2.QueryResponse:
         count = len(self.leaves)
         responses = await asyncio.gather(
             *(

@@ -20,11 +20,15 @@ DEFAULT_USERS = "1,2,4,8,16"
 DEFAULT_STEP_SECONDS = 10.0
 
 
-@events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    group = parser.add_argument_group("scatter ramp", "options of loadtest/ramp_shape.py")
-    group.add_argument("--scatter-ramp-users", default=DEFAULT_USERS, help="user count of each step, comma-separated")
-    group.add_argument("--scatter-ramp-step-seconds", type=float, default=DEFAULT_STEP_SECONDS, help="length of a step")
+    parser.add_argument("--scatter-ramp-users", default=DEFAULT_USERS, help="user count of each step, comma-separated")
+    parser.add_argument(
+        "--scatter-ramp-step-seconds", type=float, default=DEFAULT_STEP_SECONDS, help="length of a step"
+    )
+
+
+_hook: Any = events.init_command_line_parser  # locust's add_listener is untyped: not a decorator here
+_hook.add_listener(_add_options)
 
 
 class DoublingSteps(LoadTestShape):
@@ -32,7 +36,7 @@ class DoublingSteps(LoadTestShape):
         options = self.runner.environment.parsed_options if self.runner else None
         users = [int(u) for u in str(getattr(options, "scatter_ramp_users", DEFAULT_USERS)).split(",") if u]
         step = float(getattr(options, "scatter_ramp_step_seconds", DEFAULT_STEP_SECONDS))
-        index = int(self.get_run_time() // step)
+        index = int(float(self.get_run_time()) // step)  # type: ignore[no-untyped-call]  # untyped in locust
         if index >= len(users):
             return None
         # Spawn rate = the step's whole increase per second: the new users start at once.

@@ -24,6 +24,7 @@ hedge) belong to the pure policies in ``root.policies``.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 import time
 from dataclasses import dataclass, field
@@ -159,6 +160,7 @@ class _ShardCall:
     __slots__ = (
         "attempts",
         "hedges",
+        "index",
         "last_code",
         "last_detail",
         "last_replica",
@@ -169,8 +171,9 @@ class _ShardCall:
         "tried",
     )
 
-    def __init__(self, shard: Shard) -> None:
+    def __init__(self, shard: Shard, index: int) -> None:
         self.shard = shard
+        self.index = index
         self.pending: list[asyncio.Task[AttemptResult]] = []
         self.tried: set[int] = set()
         self.attempts = 0
@@ -197,7 +200,10 @@ class Scatter:
         trace: TraceContext | None = None,
     ):
         self.loop = asyncio.get_running_loop()
-        self.calls = [_ShardCall(shard) for shard in shards]
+        self.calls = [_ShardCall(shard, i) for i, shard in enumerate(shards)]
+        # (hedge time, shard position): the next hedge of every open shard, stale entries
+        # skipped lazily, so a wake-up costs O(log n) at fan-out 256, not a scan.
+        self.hedges: list[tuple[float, int]] = []
         self.payload_field = payload_field
         self.request_id = request_id
         self.start = start
@@ -227,9 +233,10 @@ class Scatter:
                 shard.stats.calls += 1
                 shard.budget.deposit()
                 self._launch(call, hedge=False)
-                delay = shard.hedge_delay.delay(shard.latencies)
-                if delay is not None:
-                    call.next_hedge = self.start + delay
+                if len(shard.replicas) > 1:  # a hedge needs somewhere else to go
+                    delay = shard.hedge_delay.delay(shard.latencies)
+                    if delay is not None:
+                        self._schedule_hedge(call, self.start + delay)
             while self.open:
                 self._arm_timer()
                 self.waiter = loop.create_future()
@@ -255,8 +262,11 @@ class Scatter:
                                 error=f"cut off by the coverage wait ({waited:.1f} ms after min_coverage)",
                             )
                     break
-                for call in self.calls:
-                    if call.outcome is None and call.next_hedge <= now:
+                heap = self.hedges
+                while heap and heap[0][0] <= now:
+                    at, index = heapq.heappop(heap)
+                    call = self.calls[index]
+                    if call.outcome is None and call.next_hedge == at:  # else: stale entry
                         self._hedge(call, now)
         finally:
             if self.timer is not None:
@@ -283,11 +293,15 @@ class Scatter:
         self.completed.append(task)
         self._wake()
 
+    def _schedule_hedge(self, call: _ShardCall, at: float) -> None:
+        call.next_hedge = at
+        heapq.heappush(self.hedges, (at, call.index))
+
     def _arm_timer(self) -> None:
-        wake_at = min(self.deadline, self.stop_at)
-        for call in self.calls:
-            if call.outcome is None and call.next_hedge < wake_at:
-                wake_at = call.next_hedge
+        heap = self.hedges
+        while heap and (self.calls[heap[0][1]].outcome is not None or self.calls[heap[0][1]].next_hedge != heap[0][0]):
+            heapq.heappop(heap)  # the shard ended or its hedge time moved: drop the stale entry
+        wake_at = min(self.deadline, self.stop_at, heap[0][0] if heap else math.inf)
         if wake_at != self.timer_at:
             if self.timer is not None:
                 self.timer.cancel()
@@ -326,7 +340,7 @@ class Scatter:
     def _hedge(self, call: _ShardCall, now: float) -> None:
         shard = call.shard
         call.next_hedge = math.inf
-        if call.attempts >= shard.hedging.max_attempts or len(shard.replicas) < 2:
+        if call.attempts >= shard.hedging.max_attempts:
             return
         if not shard.budget.try_withdraw():
             shard.stats.budget_exhausted += 1
@@ -336,7 +350,7 @@ class Scatter:
             call.hedges += 1
             delay = shard.hedge_delay.delay(shard.latencies)
             if delay is not None:
-                call.next_hedge = now + delay
+                self._schedule_hedge(call, now + delay)
 
     def _finished(self, task: asyncio.Task[AttemptResult]) -> None:
         attempt = self.attempts.pop(task, None)

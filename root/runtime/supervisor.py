@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -47,9 +48,28 @@ class StartupError(RuntimeError):
     """A child did not become healthy; the message includes the end of its log."""
 
 
+# Ports handed to children come from below Linux's ephemeral range (32768-60999
+# by default), where the kernel never picks a port for a connection or a bind
+# to port 0: between our check and the child's bind, nothing else takes it.
+_PORT_RANGE = (20000, 32768)
+_handed_out: set[int] = set()
+_rng = random.Random()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (the child binds it right after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A free port for a child to bind, never the same one twice in this process."""
+    for _ in range(200):
+        port = _rng.randrange(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded range: let the kernel pick
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
@@ -247,6 +267,8 @@ class Deployment:
         root = self._start_root("root", document)
         root.wait_healthy(spec.ready_timeout)
         self.root_address = root.address
+        self._watcher = threading.Thread(target=self._watch, name="scatter-supervisor", daemon=True)
+        self._watcher.start()
 
     def _group_slices(self) -> list[tuple[int, int]]:
         """(first shard, shards) of each mid-level root of a two-level deployment."""
@@ -286,8 +308,6 @@ class Deployment:
         self.children[name] = root
         root.start()
         return root
-        self._watcher = threading.Thread(target=self._watch, name="scatter-supervisor", daemon=True)
-        self._watcher.start()
 
     # -- watching ----------------------------------------------------------------
 
