@@ -94,6 +94,7 @@ def main() -> None:
     with Deployment(parse_deployment(document, PROBE_DIR)) as dep:
         unhedged_doc = tomllib.loads((dep.run_dir / "root.toml").read_text())
         unhedged_doc["root"]["listen"] = f"127.0.0.1:{free_port()}"
+        unhedged_doc["root"]["metrics_listen"] = f"127.0.0.1:{free_port()}"
         unhedged_doc["hedging"] = {"enabled": False}
         config = dep.run_dir / "unhedged.toml"
         config.write_text(dumps(unhedged_doc))
