@@ -157,7 +157,8 @@ class Deployment:
     def __init__(self, spec: DeploymentSpec, log_dir: Path | None = None, quiet: bool = True) -> None:
         self.spec = spec
         self._tmp = tempfile.TemporaryDirectory(prefix="scatter-up-") if log_dir is None else None
-        self.run_dir: Path = Path(self._tmp.name) if self._tmp is not None else Path(log_dir or ".")
+        # Absolute: children run in the deployment file's folder, not ours.
+        self.run_dir: Path = Path(self._tmp.name) if self._tmp is not None else Path(log_dir or ".").resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.quiet = quiet
         self.children: dict[str, Child] = {}
