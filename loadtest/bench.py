@@ -36,7 +36,6 @@ import json
 import math
 import os
 import platform
-import signal
 import subprocess
 import sys
 import threading
@@ -48,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtest.processes import extra_root
 from loadtest.tally import Second, Summary, Tally, read_tally, summarise
 
 REPO = Path(__file__).resolve().parent.parent
@@ -218,35 +218,6 @@ def deployment(document: dict[str, Any], directory: Path, out: Path) -> Iterator
         yield dep
     finally:
         dep.stop()
-
-
-@contextmanager
-def extra_root(dep: Any, name: str, edit: Callable[[dict[str, Any]], None], module: str = "root.cli") -> Iterator[Any]:
-    """A second root process on the same leaves and merge, its config edited by ``edit``."""
-    from root.runtime.supervisor import Child, free_port
-    from root.runtime.tomlwrite import dumps
-
-    document = tomllib.loads((dep.run_dir / "root.toml").read_text())
-    document["root"]["listen"] = f"127.0.0.1:{free_port()}"
-    if document["root"].get("metrics_listen"):
-        document["root"]["metrics_listen"] = f"127.0.0.1:{free_port()}"
-    edit(document)
-    config = dep.run_dir / f"{name}.toml"
-    config.write_text(dumps(document))
-    argv = [sys.executable, "-m", module, *(["root"] if module == "root.cli" else []), "--config", str(config)]
-    child = Child(name, argv, {}, REPO, document["root"]["listen"], dep.run_dir / f"{name}.log")
-    child.start()
-    try:
-        child.wait_healthy(60)
-        yield child
-    finally:
-        child.signal(signal.SIGTERM)
-        if child.proc is not None:
-            try:
-                child.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.proc.kill()
-                child.proc.wait()
 
 
 def demo_document(**root: Any) -> tuple[dict[str, Any], Path]:

@@ -22,21 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loadtest.closed_loop import RunResult, run
 from loadtest.overhead import cpu_seconds
+from loadtest.processes import extra_root
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
 from root.runtime.spec import parse_deployment
-from root.runtime.supervisor import Child, Deployment, free_port
-from root.runtime.tomlwrite import dumps
+from root.runtime.supervisor import Deployment
 
 PROBE_DIR = Path(__file__).resolve().parent.parent / "examples" / "probe"
 WARMUP_SECONDS = 1.0
@@ -92,56 +90,40 @@ def main(argv: list[str] | None = None) -> int:
     request.payload.Pack(probe_pb2.ProbeRequest(value=1))
     rows: list[dict[str, Any]] = []
     print(f"scatter bench compare: results in {out.resolve()}", flush=True)
-    with Deployment(parse_deployment(document, PROBE_DIR), log_dir=out / "logs") as dep:
-        naive_doc = tomllib.loads((dep.run_dir / "root.toml").read_text())
-        naive_doc["root"]["listen"] = f"127.0.0.1:{free_port()}"
-        naive_config = dep.run_dir / "naive.toml"
-        naive_config.write_text(dumps(naive_doc))
-        naive = Child(
-            "naive-root",
-            [sys.executable, "-m", "loadtest.naive_root", "--config", str(naive_config)],
-            {},
-            PROBE_DIR,
-            naive_doc["root"]["listen"],
-            dep.run_dir / "naive.log",
+    with (
+        Deployment(parse_deployment(document, PROBE_DIR), log_dir=out / "logs") as dep,
+        extra_root(dep, "naive-root", lambda _: None, module="loadtest.naive_root") as naive,
+    ):
+        ours_pid, naive_pid = dep.children["root"].pid, naive.pid
+        assert ours_pid is not None and naive_pid is not None
+        print(
+            f"\nfan-out {args.shards} x {args.replicas} replica(s), probe leaves answering at once, "
+            f"{args.duration:g} s per run, {args.repeats} alternation(s)\n"
         )
-        naive.start()
-        try:
-            naive.wait_healthy(30)
-            ours_pid, naive_pid = dep.children["root"].pid, naive.pid
-            assert ours_pid is not None and naive_pid is not None
-            print(
-                f"\nfan-out {args.shards} x {args.replicas} replica(s), probe leaves answering at once, "
-                f"{args.duration:g} s per run, {args.repeats} alternation(s)\n"
-            )
-            print("| root | in flight | req/s | p50 ms | p99 ms | p99.9 ms | root CPU us/req | failures |")
-            print("|---|---|---|---|---|---|---|---|")
-            for concurrency in args.concurrency:
-                run(dep.root_address, request, concurrency, WARMUP_SECONDS)
-                run(naive.address, request, concurrency, WARMUP_SECONDS)
-                for repeat in range(args.repeats):
-                    ours = measure(dep.root_address, ours_pid, request, concurrency, args.duration)
-                    base = measure(naive.address, naive_pid, request, concurrency, args.duration)
-                    print(row("ours", concurrency, ours))
-                    print(row("naive", concurrency, base), flush=True)
-                    for name, m in (("ours", ours), ("naive", base)):
-                        rows.append(
-                            {
-                                "root": name,
-                                "concurrency": concurrency,
-                                "repeat": repeat,
-                                "throughput_rps": round(m.result.throughput, 1),
-                                "p50_ms": round(m.result.percentile_ms(0.5), 3),
-                                "p99_ms": round(m.result.percentile_ms(0.99), 3),
-                                "p999_ms": round(m.result.percentile_ms(0.999), 3),
-                                "cpu_us_per_request": round(m.cpu_us_per_request, 1),
-                                "failures": dict(m.result.failures),
-                            }
-                        )
-        finally:
-            naive.signal(signal.SIGTERM)
-            if naive.proc is not None:
-                naive.proc.wait(timeout=30)
+        print("| root | in flight | req/s | p50 ms | p99 ms | p99.9 ms | root CPU us/req | failures |")
+        print("|---|---|---|---|---|---|---|---|")
+        for concurrency in args.concurrency:
+            run(dep.root_address, request, concurrency, WARMUP_SECONDS)
+            run(naive.address, request, concurrency, WARMUP_SECONDS)
+            for repeat in range(args.repeats):
+                ours = measure(dep.root_address, ours_pid, request, concurrency, args.duration)
+                base = measure(naive.address, naive_pid, request, concurrency, args.duration)
+                print(row("ours", concurrency, ours))
+                print(row("naive", concurrency, base), flush=True)
+                for name, m in (("ours", ours), ("naive", base)):
+                    rows.append(
+                        {
+                            "root": name,
+                            "concurrency": concurrency,
+                            "repeat": repeat,
+                            "throughput_rps": round(m.result.throughput, 1),
+                            "p50_ms": round(m.result.percentile_ms(0.5), 3),
+                            "p99_ms": round(m.result.percentile_ms(0.99), 3),
+                            "p999_ms": round(m.result.percentile_ms(0.999), 3),
+                            "cpu_us_per_request": round(m.cpu_us_per_request, 1),
+                            "failures": dict(m.result.failures),
+                        }
+                    )
     ratios = []
     print("\n| in flight | throughput ours/naive | p50 ours/naive | p99 ours/naive | root CPU/req ours/naive |")
     print("|---|---|---|---|---|")

@@ -19,17 +19,14 @@ the design targets: hedged/ideal at p99 and p99.9, stalls/hedged at p99.
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
-import tomllib
 from pathlib import Path
 
 from loadtest.closed_loop import RunResult, run
+from loadtest.processes import extra_root
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
 from root.runtime.spec import parse_deployment
-from root.runtime.supervisor import Child, Deployment, free_port
-from root.runtime.tomlwrite import dumps
+from root.runtime.supervisor import Deployment
 
 PROBE_DIR = Path(__file__).resolve().parent.parent / "examples" / "probe"
 
@@ -91,55 +88,37 @@ def main() -> None:
     }
     ideal_request = request(0.0, 0.0)
     stall_request = request(args.stall_probability, args.stall_ms)
-    with Deployment(parse_deployment(document, PROBE_DIR)) as dep:
-        unhedged_doc = tomllib.loads((dep.run_dir / "root.toml").read_text())
-        unhedged_doc["root"]["listen"] = f"127.0.0.1:{free_port()}"
-        unhedged_doc["root"]["metrics_listen"] = f"127.0.0.1:{free_port()}"
-        unhedged_doc["hedging"] = {"enabled": False}
-        config = dep.run_dir / "unhedged.toml"
-        config.write_text(dumps(unhedged_doc))
-        unhedged = Child(
-            "root-unhedged",
-            [sys.executable, "-m", "root.cli", "root", "--config", str(config)],
-            {},
-            PROBE_DIR,
-            unhedged_doc["root"]["listen"],
-            dep.run_dir / "unhedged.log",
+    with (
+        Deployment(parse_deployment(document, PROBE_DIR)) as dep,
+        extra_root(dep, "root-unhedged", lambda doc: doc.update(hedging={"enabled": False})) as unhedged,
+    ):
+        print(
+            f"{args.shards} shards x {args.replicas} replicas, leaf ~{args.base_latency_ms:g} ms, "
+            f"{args.stall_probability:.1%} of calls stall {args.stall_ms:g} ms; hedging at "
+            f"p{args.delay_percentile * 100:g}, budget {args.max_extra_load:.0%}, max_attempts "
+            f"{args.max_attempts}; {args.duration:g} s per run\n"
         )
-        unhedged.start()
-        try:
-            unhedged.wait_healthy(30)
+        print("| run | in flight | repeat | p50 ms | p99 ms | p99.9 ms | req/s | extra calls | failures |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        run(dep.root_address, stall_request, 4, 3.0)  # warm up channels and latency windows
+        run(unhedged.address, stall_request, 4, 1.0)
+        ratios = []
+        for repeat in range(1, args.repeats + 1):
+            for concurrency in args.concurrency:
+                ideal = run(unhedged.address, ideal_request, concurrency, args.duration)
+                stalls = run(unhedged.address, stall_request, concurrency, args.duration)
+                hedged = run(dep.root_address, stall_request, concurrency, args.duration)
+                for name, result in (("ideal", ideal), ("stalls", stalls), ("hedged", hedged)):
+                    print(line(name, concurrency, repeat, result), flush=True)
+                ratios.append((concurrency, repeat, ideal, stalls, hedged))
+        print("\n| in flight | repeat | hedged/ideal p99 | hedged/ideal p99.9 | stalls/hedged p99 | extra calls |")
+        print("|---|---|---|---|---|---|")
+        for concurrency, repeat, ideal, stalls, hedged in sorted(ratios, key=lambda r: (r[0], r[1])):
             print(
-                f"{args.shards} shards x {args.replicas} replicas, leaf ~{args.base_latency_ms:g} ms, "
-                f"{args.stall_probability:.1%} of calls stall {args.stall_ms:g} ms; hedging at "
-                f"p{args.delay_percentile * 100:g}, budget {args.max_extra_load:.0%}, max_attempts "
-                f"{args.max_attempts}; {args.duration:g} s per run\n"
+                f"| {concurrency} | {repeat} | {hedged.percentile_ms(0.99) / ideal.percentile_ms(0.99):.2f}x | "
+                f"{hedged.percentile_ms(0.999) / ideal.percentile_ms(0.999):.2f}x | "
+                f"{stalls.percentile_ms(0.99) / hedged.percentile_ms(0.99):.1f}x | {hedged.extra_calls:.2%} |"
             )
-            print("| run | in flight | repeat | p50 ms | p99 ms | p99.9 ms | req/s | extra calls | failures |")
-            print("|---|---|---|---|---|---|---|---|---|")
-            run(dep.root_address, stall_request, 4, 3.0)  # warm up channels and latency windows
-            run(unhedged.address, stall_request, 4, 1.0)
-            ratios = []
-            for repeat in range(1, args.repeats + 1):
-                for concurrency in args.concurrency:
-                    ideal = run(unhedged.address, ideal_request, concurrency, args.duration)
-                    stalls = run(unhedged.address, stall_request, concurrency, args.duration)
-                    hedged = run(dep.root_address, stall_request, concurrency, args.duration)
-                    for name, result in (("ideal", ideal), ("stalls", stalls), ("hedged", hedged)):
-                        print(line(name, concurrency, repeat, result), flush=True)
-                    ratios.append((concurrency, repeat, ideal, stalls, hedged))
-            print("\n| in flight | repeat | hedged/ideal p99 | hedged/ideal p99.9 | stalls/hedged p99 | extra calls |")
-            print("|---|---|---|---|---|---|")
-            for concurrency, repeat, ideal, stalls, hedged in sorted(ratios, key=lambda r: (r[0], r[1])):
-                print(
-                    f"| {concurrency} | {repeat} | {hedged.percentile_ms(0.99) / ideal.percentile_ms(0.99):.2f}x | "
-                    f"{hedged.percentile_ms(0.999) / ideal.percentile_ms(0.999):.2f}x | "
-                    f"{stalls.percentile_ms(0.99) / hedged.percentile_ms(0.99):.1f}x | {hedged.extra_calls:.2%} |"
-                )
-        finally:
-            unhedged.signal(signal.SIGTERM)
-            if unhedged.proc is not None:
-                unhedged.proc.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -335,15 +335,20 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     )
 
 
-def load_root_config(path: str | Path) -> RootConfig:
-    """Read and validate a root configuration file."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file's document; a missing or malformed file is a ConfigError naming it."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_root_config(path: str | Path) -> RootConfig:
+    """Read and validate a root configuration file."""
+    data = read_toml(path)
     try:
         return parse_root_config(data)
     except ConfigError as exc:

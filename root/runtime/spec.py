@@ -27,13 +27,12 @@ its address and shard in its environment.
 from __future__ import annotations
 
 import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from root.config import Table, parse_root_config, positive
+from root.config import Table, parse_root_config, positive, read_toml
 from root.errors import ConfigError
 
 # A leaf that loads a large index may take a while; a minute is generous
@@ -183,13 +182,7 @@ def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec
 def load_deployment(path: str | Path) -> DeploymentSpec:
     """Read and validate a deployment file."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path)
     try:
         return parse_deployment(data, path.resolve().parent)
     except ConfigError as exc:
