@@ -217,8 +217,9 @@ def test_probes_ask_the_grpc_health_service() -> None:
                 continue  # a sidecar's readiness is not used: the pod's is the root's
             spec = container.get(probe)
             assert spec, f"{where} has no {probe}"
-            if container.get("ports"):
-                assert spec["grpc"]["port"] == container["ports"][0]["containerPort"], f"{where} {probe}"
+            grpc_ports = [p["containerPort"] for p in container.get("ports", []) if p["name"] == "grpc"]
+            if grpc_ports:
+                assert spec["grpc"]["port"] == grpc_ports[0], f"{where} {probe}"
             else:  # Unix socket only: the image's health check, same Health/Check call
                 command = spec["exec"]["command"]
                 assert command[:2] == ["scatter-entrypoint", "health"], f"{where} {probe}"
@@ -360,3 +361,16 @@ def _run_entrypoint(tmp_path: Path, env: dict[str, str]) -> subprocess.Completed
         text=True,
         timeout=10,
     )
+
+
+def test_every_process_exposes_metrics() -> None:
+    """Leaves, root and merge serve Prometheus metrics on a named port the pod declares."""
+    config = tomllib.loads(_one("ConfigMap")["data"]["root.toml"])
+    assert config["root"]["metrics_listen"].endswith(":9100")
+    for where, container in _serving_containers():
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        metrics = [port for name, port in ports.items() if name.endswith("metrics")]
+        assert metrics, f"{where} declares no metrics port"
+        if "SCATTER_METRICS_ADDRESS" in env:
+            assert env["SCATTER_METRICS_ADDRESS"] == f"0.0.0.0:{metrics[0]}", where
