@@ -47,13 +47,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest.processes import extra_root
+from loadtest.processes import extra_root, probe_dir
 from loadtest.tally import Second, Summary, Tally, read_tally, summarise
 
-REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 RAMP_SHAPE = Path(__file__).resolve().parent / "ramp_shape.py"
-PROBE_DIR = REPO / "examples" / "probe"
 
 # The first seconds of a run open channels, fill the root's latency windows and warm the leaves'
 # page cache; the last second is cut short by the stop. Both are left out of the summaries.
@@ -79,6 +77,9 @@ class BenchError(Exception):
 
 
 # --- results ------------------------------------------------------------------------------------
+
+
+REPO = Path(__file__).resolve().parent.parent  # holds loadtest/locustfile.py, installed or not
 
 
 @dataclass
@@ -238,7 +239,7 @@ def probe_document(
         "merge": {"command": ["{python}", "merge.py"]},
         "leaves": {"command": ["{python}", "leaf.py", *leaf_flags], "shards": shards, "replicas": replicas},
     }
-    return document, PROBE_DIR
+    return document, probe_dir()
 
 
 # --- scenarios ----------------------------------------------------------------------------------

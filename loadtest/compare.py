@@ -30,13 +30,12 @@ from typing import Any
 
 from loadtest.closed_loop import RunResult, run
 from loadtest.overhead import cpu_seconds
-from loadtest.processes import extra_root
+from loadtest.processes import extra_root, probe_dir
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
 from root.runtime.spec import parse_deployment
 from root.runtime.supervisor import Deployment
 
-PROBE_DIR = Path(__file__).resolve().parent.parent / "examples" / "probe"
 WARMUP_SECONDS = 1.0
 
 
@@ -91,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     print(f"scatter bench compare: results in {out.resolve()}", flush=True)
     with (
-        Deployment(parse_deployment(document, PROBE_DIR), log_dir=out / "logs") as dep,
+        Deployment(parse_deployment(document, probe_dir()), log_dir=out / "logs") as dep,
         extra_root(dep, "naive-root", lambda _: None, module="loadtest.naive_root") as naive,
     ):
         ours_pid, naive_pid = dep.children["root"].pid, naive.pid

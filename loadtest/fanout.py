@@ -21,12 +21,12 @@ from pathlib import Path
 
 from loadtest.closed_loop import run
 from loadtest.overhead import cpu_seconds
+from loadtest.processes import probe_dir
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
 from root.runtime.supervisor import Child, free_port
 from root.runtime.tomlwrite import dumps
 
-PROBE_DIR = Path(__file__).resolve().parent.parent / "examples" / "probe"
 LEAF_PROCESSES = 4  # enough to keep two cores busy; more only adds context switches
 
 
@@ -45,7 +45,7 @@ def start_root(name: str, config: dict[str, object], run_dir: Path) -> Child:
     path.write_text(dumps(config))
     listen = str(config["root"]["listen"])  # type: ignore[index]
     return start(
-        Child(name, [sys.executable, "-m", "root.cli", "root", "--config", str(path)], ROOT_ENV, PROBE_DIR, listen,
+        Child(name, [sys.executable, "-m", "root.cli", "root", "--config", str(path)], ROOT_ENV, probe_dir(), listen,
               run_dir / f"{name}.log")
     )  # fmt: skip
 
@@ -53,7 +53,7 @@ def start_root(name: str, config: dict[str, object], run_dir: Path) -> Child:
 def start_merge(name: str, script: str, run_dir: Path) -> Child:
     port = free_port()
     return start(
-        Child(name, [sys.executable, script, "--port", str(port)], {}, PROBE_DIR, f"127.0.0.1:{port}",
+        Child(name, [sys.executable, script, "--port", str(port)], {}, probe_dir(), f"127.0.0.1:{port}",
               run_dir / f"{name}.log")
     )  # fmt: skip
 
@@ -72,7 +72,7 @@ def cluster(
                 start(
                     Child(
                         f"leaf{i}", [sys.executable, "-m", "loadtest.multi_shard_leaf", "--port", str(port)], {},
-                        PROBE_DIR, f"127.0.0.1:{port}", run_dir / f"leaf{i}.log",
+                        probe_dir(), f"127.0.0.1:{port}", run_dir / f"leaf{i}.log",
                     )
                 )
             )  # fmt: skip

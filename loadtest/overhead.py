@@ -21,12 +21,12 @@ from pathlib import Path
 
 import grpc
 
+from loadtest.processes import probe_dir
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc, root_pb2, root_pb2_grpc
 from root.runtime.spec import parse_deployment
 from root.runtime.supervisor import Deployment
 
-PROBE_DIR = Path(__file__).resolve().parent.parent / "examples" / "probe"
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -65,7 +65,7 @@ def deployment(shards: int) -> Deployment:
         "merge": {"command": ["{python}", "merge.py"]},
         "leaves": {"command": ["{python}", "leaf.py"], "shards": shards, "replicas": 1},
     }
-    return Deployment(parse_deployment(document, PROBE_DIR))
+    return Deployment(parse_deployment(document, probe_dir()))
 
 
 def main() -> None:

@@ -21,7 +21,18 @@ from typing import Any
 from root.runtime.supervisor import Child, Deployment, free_port
 from root.runtime.tomlwrite import dumps
 
-REPO = Path(__file__).resolve().parent.parent
+
+def probe_dir() -> Path:
+    """examples/probe of the project checkout: beside this package (editable install) or the current folder.
+
+    The probe application is not installed with the package; benchmarks that
+    run it need a checkout, as the commands in docs/benchmarks.md are run
+    from one.
+    """
+    for checkout in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        if (checkout / "examples" / "probe" / "leaf.py").is_file():
+            return checkout / "examples" / "probe"
+    raise SystemExit("scatter bench: examples/probe not found; run this benchmark from a checkout of the project")
 
 
 @contextmanager
@@ -37,7 +48,7 @@ def extra_root(
     config = dep.run_dir / f"{name}.toml"
     config.write_text(dumps(document))
     argv = [sys.executable, "-m", module, *(["root"] if module == "root.cli" else []), "--config", str(config)]
-    child = Child(name, argv, {}, REPO, document["root"]["listen"], dep.run_dir / f"{name}.log")
+    child = Child(name, argv, {}, dep.spec.directory, document["root"]["listen"], dep.run_dir / f"{name}.log")
     child.start()
     try:
         child.wait_healthy(60)

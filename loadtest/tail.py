@@ -19,16 +19,13 @@ the design targets: hedged/ideal at p99 and p99.9, stalls/hedged at p99.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from loadtest.closed_loop import RunResult, run
-from loadtest.processes import extra_root
+from loadtest.processes import extra_root, probe_dir
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
 from root.runtime.spec import parse_deployment
 from root.runtime.supervisor import Deployment
-
-PROBE_DIR = Path(__file__).resolve().parent.parent / "examples" / "probe"
 
 
 def request(stall_probability: float, stall_ms: float) -> root_pb2.QueryRequest:
@@ -89,7 +86,7 @@ def main() -> None:
     ideal_request = request(0.0, 0.0)
     stall_request = request(args.stall_probability, args.stall_ms)
     with (
-        Deployment(parse_deployment(document, PROBE_DIR)) as dep,
+        Deployment(parse_deployment(document, probe_dir())) as dep,
         extra_root(dep, "root-unhedged", lambda doc: doc.update(hedging={"enabled": False})) as unhedged,
     ):
         print(
