@@ -73,6 +73,15 @@ class Proc:
     def output(self) -> str:
         return "\n".join(self.lines)
 
+    def wait_for_output(self, text: str, timeout: float = 5.0) -> str:
+        """The output once it contains ``text`` (the process logs after it answers), or fail."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in the output after {timeout} s:\n{self.output()}")
+            time.sleep(0.02)
+        return self.output()
+
     def send_signal(self, sig: int = signal.SIGTERM) -> None:
         self.popen.send_signal(sig)
 

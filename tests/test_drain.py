@@ -87,7 +87,7 @@ def test_sigterm_to_a_leaf_under_load_loses_nothing(cluster: Deployment) -> None
         wait_restarted(cluster, "leaf-0-0", old)
         time.sleep(0.3)
     assert len(load.results) > 20
-    assert not load.failures()
+    assert not load.failures(), load.failures()[:5]
 
 
 def test_rolling_restart_of_every_leaf_loses_nothing(cluster: Deployment) -> None:
@@ -99,7 +99,7 @@ def test_rolling_restart_of_every_leaf_loses_nothing(cluster: Deployment) -> Non
                 cluster.kill(name, signal.SIGTERM, restart=True)
                 wait_restarted(cluster, name, old)
     assert len(load.results) > 50
-    assert not load.failures()
+    assert not load.failures(), load.failures()[:5]
 
 
 def test_sigterm_to_the_root_finishes_in_flight_requests(cluster: Deployment) -> None:

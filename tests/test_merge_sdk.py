@@ -308,7 +308,7 @@ def test_errors_map_to_codes_and_the_merge_keeps_serving(
     error = rpc_error(lambda: merge_call(stub, probe_pb2.ProbeRequest(value=RAISE), [], coverage(0)))
     assert (error.code(), str(error.details())) == (grpc.StatusCode.INTERNAL, "KeyError: 'shard'")
     assert merge_call(stub, probe_pb2.ProbeRequest(value=DESCRIBE), [], coverage(0)).payload.type_url
-    assert "merge handler failed: KeyError: 'shard'" in proc.output()
+    proc.wait_for_output("merge handler failed: KeyError: 'shard'")
 
 
 def test_deadline_reaches_a_sync_merge(test_merge: tuple[Proc, merge_pb2_grpc.MergeStub, Path]) -> None:
