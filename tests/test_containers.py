@@ -80,17 +80,23 @@ def _ensure_base_image() -> None:
     assert result.returncode == 0, f"local-base.sh failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
 
 
+# Every image this test builds carries this label, so the ones a rebuild
+# leaves untagged can be pruned without touching anybody else's images.
+TEST_LABEL = "org.scatter-gather.test-build=1"
+
+
 @pytest.fixture(scope="module")
-def image() -> str:
+def image() -> Iterator[str]:
     _ensure_base_image()
     started = time.monotonic()
     podman(
-        "build", *ULIMITS, "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
+        "build", *ULIMITS, "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--label", TEST_LABEL,
         "-f", str(DOCKER / "Dockerfile"), "-t", IMAGE, str(REPO),
         timeout=BUILD_TIMEOUT,
     )  # fmt: skip
     print(f"image built in {time.monotonic() - started:.1f} s")
-    return IMAGE
+    yield IMAGE
+    podman("image", "prune", "-f", "--filter", f"label={TEST_LABEL}", check=False, timeout=120)
 
 
 def _free_port() -> int:
