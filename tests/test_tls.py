@@ -130,3 +130,27 @@ def test_exposed_plaintext_listener_warns() -> None:
     code = "from scatter_common.tls import warn_if_exposed; warn_if_exposed('0.0.0.0:1', None, 'leaf')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
     assert "without TLS" in result.stderr
+
+
+def test_conformance_kit_speaks_mtls(mtls_cluster: Deployment, certs: Path, tmp_path: Path) -> None:
+    import json
+
+    from tests.test_conformance import PROBE_SAMPLE
+
+    sample = tmp_path / "sample.json"
+    sample.write_text(json.dumps(PROBE_SAMPLE))
+    address = mtls_cluster.children["leaf-0-0"].address
+    command = [sys.executable, "-m", "root.cli", "conformance", "leaf", address, "--sample", str(sample),
+               "--shard-count", str(SHARDS), "--timeout-ms", "3000"]  # fmt: skip
+    tls = [
+        "--tls-ca",
+        str(certs / "ca.pem"),
+        "--tls-cert",
+        str(certs / "client.pem"),
+        "--tls-key",
+        str(certs / "client.key"),
+    ]
+    passed = subprocess.run([*command, *tls], capture_output=True, text=True, timeout=120, check=False)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert refused.returncode == 1 and "reachable" in refused.stdout

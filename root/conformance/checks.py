@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc, merge_pb2, merge_pb2_grpc, shard_pb2
 from root.conformance.report import CheckResult, Status
 from root.conformance.sample import MessageClass, Sample, TypeResolver, reflect_services, to_any
+from scatter_common.tls import ClientTls, sync_channel
 
 LEAF_SERVICE = leaf_pb2.DESCRIPTOR.services_by_name["Leaf"].full_name
 MERGE_SERVICE = merge_pb2.DESCRIPTOR.services_by_name["Merge"].full_name
@@ -51,6 +52,8 @@ class KitOptions:
     # Calls started and cancelled before the release check; more than a typical concurrency limit
     # minus ``concurrency``, so a server that keeps working on cancelled calls runs out of slots.
     cancel_calls: int = 64
+    # How to reach a server that serves TLS (None: plaintext).
+    tls: ClientTls | None = None
 
     def __post_init__(self) -> None:
         for name in ("timeout", "connect_timeout", "deadline_bound"):
@@ -228,7 +231,7 @@ class _Run:
 
 @contextmanager
 def _connect(address: str, options: KitOptions) -> Iterator[tuple[grpc.Channel, CheckResult]]:
-    with grpc.insecure_channel(address) as channel:
+    with sync_channel(address, options.tls) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=options.connect_timeout)
         except grpc.FutureTimeoutError:

@@ -13,6 +13,7 @@ import sys
 from root.conformance.checks import KitOptions, check_leaf, check_merge
 from root.conformance.report import as_json, failed, table
 from root.conformance.sample import SampleError, load_sample
+from scatter_common.tls import ClientTls
 
 _EPILOG = """\
 sample file (JSON): {"request": {"type": "pkg.v1.Request", "json": {...}}, "slow_request": {...},
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         help="deadline of every call, and of the first connection (default 5000)",
     )
     parser.add_argument("--concurrency", type=int, default=32, help="calls sent at once (default 32)")
+    parser.add_argument("--tls-ca", default="", help="PEM CA that signed the server's certificate: use TLS")
+    parser.add_argument("--tls-cert", default="", help="PEM client certificate, for a server that requires one (mTLS)")
+    parser.add_argument("--tls-key", default="", help="PEM key of --tls-cert")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
 
@@ -54,7 +58,8 @@ def main(argv: list[str]) -> int:
         parser.error(f"--shard-index must be in [0, {args.shard_count}), got {args.shard_index}")
     try:
         timeout = args.timeout_ms / 1000
-        options = KitOptions(timeout=timeout, connect_timeout=timeout, concurrency=args.concurrency)
+        tls = ClientTls(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca or args.tls_cert else None
+        options = KitOptions(timeout=timeout, connect_timeout=timeout, concurrency=args.concurrency, tls=tls)
         sample = load_sample(args.sample)
         if args.role == "leaf":
             results = check_leaf(
