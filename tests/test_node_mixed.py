@@ -217,3 +217,35 @@ def test_node_leaf_lifecycle_not_serving_until_loaded_then_drains(slow_leaf: Pro
     assert slow_leaf.wait(timeout=15) == 0
     assert time.monotonic() - start < 10
     assert "draining on SIGTERM" in slow_leaf.output()
+
+
+def test_node_processes_serve_mutual_tls(tmp_path: Path, wordcount: ModuleType) -> None:
+    """The runtime's [tls] reaches the Node leaves and merge through SCATTER_TLS_*; strangers are refused."""
+    from protos.scatter_gather.v1 import root_pb2_grpc
+    from tests.test_tls import creds, make_ca, make_cert
+
+    _require_node()
+    make_ca(tmp_path, "ca")
+    make_cert(tmp_path, "ca", "node")
+    make_cert(tmp_path, "ca", "client")
+    with open(NODE_DIR / "scatter.toml", "rb") as f:
+        document: dict[str, Any] = tomllib.load(f)
+    document["root"]["listen"] = "127.0.0.1:0"
+    document["root"]["default_deadline_ms"] = 3000
+    document["tls"] = {
+        "cert_file": str(tmp_path / "node.pem"),
+        "key_file": str(tmp_path / "node.key"),
+        "ca_file": str(tmp_path / "ca.pem"),
+        "mutual": True,
+    }
+    request = root_pb2.QueryRequest()
+    request.payload.Pack(wordcount.WordCountRequest(top_k=3))
+    with Deployment(parse_deployment(document, NODE_DIR)) as dep:
+        with grpc.secure_channel(dep.root_address, creds(tmp_path, client="client")) as channel:
+            response = root_pb2_grpc.RootStub(channel).Query(request, timeout=10)
+        assert response.coverage.answered == SHARDS
+        leaf = dep.children["leaf-0-0"].address
+        # A client without a certificate is refused by the Node leaf itself.
+        with grpc.secure_channel(leaf, creds(tmp_path)) as channel, pytest.raises(grpc.RpcError) as info:
+            leaf_pb2_grpc.LeafStub(channel).Execute(leaf_pb2.ExecuteRequest(), timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE

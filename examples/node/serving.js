@@ -6,6 +6,7 @@
 // when ready, and on SIGTERM NOT_SERVING + drain within a grace period.
 
 const crypto = require('node:crypto');
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -68,6 +69,20 @@ function shardOf(name, shardCount) {
 }
 
 /**
+ * TLS from the runtime's environment (docs/any-language.md): a certificate
+ * and key to serve with, and for mutual TLS the CA whose client certificates
+ * are required. Plaintext when none is set (loopback only).
+ */
+function serverCredentials() {
+  const { SCATTER_TLS_CERT: cert, SCATTER_TLS_KEY: key, SCATTER_TLS_CLIENT_CA: clientCa } = process.env;
+  if (!cert) return grpc.ServerCredentials.createInsecure();
+  const keyPair = [{ cert_chain: fs.readFileSync(cert), private_key: fs.readFileSync(key) }];
+  return clientCa
+    ? grpc.ServerCredentials.createSsl(fs.readFileSync(clientCa), keyPair, true)
+    : grpc.ServerCredentials.createSsl(null, keyPair, false);
+}
+
+/**
  * Serve `implementation` of `service` (e.g. 'Leaf') with health and reflection.
  * Health is NOT_SERVING until `load()` resolves; `state.ready` tells the
  * handlers whether to take calls. Resolves once listening; prints the
@@ -86,7 +101,7 @@ async function serve({ role, service, implementation, state, load }) {
   const bindHost = host.includes(':') ? `[${host}]` : host;
   const port = await new Promise((resolve, reject) => {
     const address = `${bindHost}:${process.env.SCATTER_PORT || 0}`;
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+    server.bindAsync(address, serverCredentials(), (err, bound) => (err ? reject(err) : resolve(bound)));
   });
   console.error(`scatter: ${role} listening on ${bindHost}:${port}`);
 
