@@ -27,20 +27,13 @@ from root.policies import AdmissionConfig, AdmissionLimit
 from root.scatter import RECONNECT_OPTIONS, Scatter, Shard
 from scatter_common.metrics import Histogram
 from scatter_common.tls import aio_channel
-from scatter_common.tracing import HEADER, TraceContext
+from scatter_common.tracing import HEADER, TraceContext, traceparent_of
 
 log = logging.getLogger("scatter.root")
 
 MERGE_METHOD = "/scatter_gather.v1.Merge/Merge"
 # Coverage fractions worth telling apart: full, nearly full, half or worse.
 COVERAGE_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
-
-
-def _traceparent(context: grpc.aio.ServicerContext[root_pb2.QueryRequest, bytes]) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == HEADER:
-            return str(value)
-    return None
 
 
 class RootService:
@@ -104,7 +97,7 @@ class RootService:
         answer: Callable[[Gathered], bytes],
     ) -> bytes:
         arrived = time.monotonic()
-        trace = TraceContext.from_header(_traceparent(context))
+        trace = TraceContext.from_header(traceparent_of(context.invocation_metadata()))
         code = "OK"
         try:
             if not self.admission.try_acquire():

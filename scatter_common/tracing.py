@@ -38,10 +38,15 @@ class TraceContext:
         return f"00-{self.trace_id}-{os.urandom(8).hex()}-{self.flags}"
 
 
-def trace_id_of(metadata: object) -> str:
-    """The trace id in a call's metadata (a sequence of (key, value) pairs), or ""."""
+def traceparent_of(metadata: object) -> str | None:
+    """The ``traceparent`` value in a call's metadata (a sequence of (key, value) pairs), if any."""
     for key, value in metadata or ():  # type: ignore[attr-defined]
         if key == HEADER and isinstance(value, str):
-            match = _VALID.match(value.strip().lower())
-            return match[2] if match else ""
-    return ""
+            return value
+    return None
+
+
+def trace_id_of(metadata: object) -> str:
+    """The trace id in a call's metadata, or "" when it carries no valid ``traceparent``."""
+    match = _VALID.match((traceparent_of(metadata) or "").strip().lower())
+    return match[2] if match else ""
