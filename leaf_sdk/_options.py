@@ -55,14 +55,7 @@ class LeafOptions(ServerOptions):
                 " (--shard-index/SCATTER_SHARD_INDEX, --shard-count/SCATTER_SHARD_COUNT)"
             )
         return cls(
-            address=parser.listen_address(values, explicit),
+            **parser.server_fields(values, explicit),
             shard_index=values["shard_index"],
             shard_count=values["shard_count"],
-            max_concurrency=values["max_concurrency"],
-            grace_seconds=values["grace_seconds"],
-            max_message_bytes=values["max_message_bytes"],
-            metrics_address=values["metrics_address"],
-            tls_cert=values["tls_cert"],
-            tls_key=values["tls_key"],
-            tls_client_ca=values["tls_client_ca"],
         )

@@ -32,13 +32,4 @@ class MergeOptions(ServerOptions):
         """
         parser = FlagParser(prog, "Serve a scatter/gather merge.", SERVER_FLAGS)
         values, explicit = parser.parse(argv, environ, allow_extra_args=allow_extra_args)
-        return cls(
-            address=parser.listen_address(values, explicit),
-            max_concurrency=values["max_concurrency"],
-            grace_seconds=values["grace_seconds"],
-            max_message_bytes=values["max_message_bytes"],
-            metrics_address=values["metrics_address"],
-            tls_cert=values["tls_cert"],
-            tls_key=values["tls_key"],
-            tls_client_ca=values["tls_client_ca"],
-        )
+        return cls(**parser.server_fields(values, explicit))

@@ -234,6 +234,12 @@ class FlagParser:
             values[flag.dest] = value
         return values, explicit
 
+    def server_fields(self, values: Mapping[str, Any], explicit: set[str]) -> dict[str, Any]:
+        """The ``ServerOptions`` fields from parsed ``SERVER_FLAGS`` values, for a subclass's constructor."""
+        names = ("max_concurrency", "grace_seconds", "max_message_bytes", "metrics_address")
+        tls = {"tls_cert": values["tls_cert"], "tls_key": values["tls_key"], "tls_client_ca": values["tls_client_ca"]}
+        return {"address": self.listen_address(values, explicit), **{n: values[n] for n in names}, **tls}
+
     def listen_address(self, values: Mapping[str, Any], explicit: set[str]) -> str:
         """The address to bind, following the precedence in the module docstring."""
         host_port_given = bool(explicit & {"host", "port"})
