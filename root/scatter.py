@@ -75,12 +75,21 @@ clock = time.monotonic
 AttemptResult = tuple[str, bytes | str]  # ("OK", response bytes) or (code name, details)
 
 
+def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Options of every channel the root opens (to leaves and to the merge)."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        *RECONNECT_OPTIONS,
+    ]
+
+
 class Replica:
     """One leaf replica: its address and the long-lived channel to it."""
 
     def __init__(self, address: str, channel_options: list[tuple[str, int]], tls: ClientTls | None = None) -> None:
         self.address = address
-        self.channel = aio_channel(address, tls, [*channel_options, *RECONNECT_OPTIONS])
+        self.channel = aio_channel(address, tls, channel_options)
         # Raw bytes in and out: the root splices messages (see root.wire).
         self.execute: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(EXECUTE_METHOD)
 

@@ -23,7 +23,7 @@ from root.config import RootConfig, load_root_config
 from root.errors import ConfigError
 from root.metrics import root_families
 from root.policies import HedgeBudget, HedgeDelay, LatencyWindow, ReplicaSet
-from root.scatter import Replica, Shard
+from root.scatter import Replica, Shard, channel_options
 from root.service import RootService
 from root.status_page import render
 from scatter_common import logs, loop
@@ -36,17 +36,14 @@ LEAF_SERVICE_NAME = "scatter_gather.v1.Leaf"
 
 def build_shards(config: RootConfig) -> list[Shard]:
     """One Shard per configured shard, each with its channels and policies."""
-    channel_options = [
-        ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.max_receive_message_length", config.max_message_bytes),
-    ]
+    options = channel_options(config.max_message_bytes)
     count = config.shard_count
     # One budget for the whole root: hedges are extra load on the fleet, and
     # max_extra_load bounds that load in total, not per shard.
     budget = HedgeBudget(time.monotonic, config.budget)
     shards = []
     for (index, _), shard in zip(config.leaf_spans(), config.shards, strict=True):
-        replicas = [Replica(address, channel_options, config.upstream_tls) for address in shard.replicas]
+        replicas = [Replica(address, options, config.upstream_tls) for address in shard.replicas]
         shards.append(
             Shard(
                 index=index,

@@ -24,7 +24,7 @@ from root.config import RootConfig
 from root.coverage import build_coverage, check_leaf_verdicts, require_coverage
 from root.errors import DeadlineTooShort, InvalidRequest, Overloaded, RootError, merge_failure
 from root.policies import AdmissionConfig, AdmissionLimit
-from root.scatter import RECONNECT_OPTIONS, Scatter, Shard
+from root.scatter import Scatter, Shard, channel_options
 from scatter_common.metrics import Histogram
 from scatter_common.tls import aio_channel
 from scatter_common.tracing import HEADER, TraceContext, traceparent_of
@@ -46,11 +46,7 @@ class RootService:
         self.merge_channel = aio_channel(
             config.merge_address,
             config.upstream_tls,
-            [
-                ("grpc.max_send_message_length", config.max_message_bytes),
-                ("grpc.max_receive_message_length", config.max_message_bytes),
-                *RECONNECT_OPTIONS,
-            ],
+            channel_options(config.max_message_bytes),
         )
         self.merge: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.merge_channel.unary_unary(MERGE_METHOD)
         self.admission = AdmissionLimit(AdmissionConfig(config.max_in_flight))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import message
+from google.protobuf import duration_pb2, message
 
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
@@ -47,6 +47,13 @@ def probe_cluster(
     }
     with Deployment(parse_deployment(document, PROBE_DIR)) as deployment:
         yield deployment
+
+
+def ms(n: float) -> duration_pb2.Duration:
+    """A Duration of ``n`` milliseconds."""
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(n * 1_000_000))
+    return d
 
 
 class Client:

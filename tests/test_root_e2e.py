@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2, wrappers_pb2
+from google.protobuf import wrappers_pb2
 
 from protos.scatter_gather.v1 import root_pb2, shard_pb2
 from root.runtime.supervisor import Deployment
-from tests._cluster import Client, probe_cluster
+from tests._cluster import Client, ms, probe_cluster
 
 SHARDS = 3
 OK = shard_pb2.SHARD_STATUS_OK
@@ -20,12 +20,6 @@ OK = shard_pb2.SHARD_STATUS_OK
 
 def expected_sum(value: int = 0, shards: range = range(SHARDS)) -> int:
     return sum(i + 1 + value for i in shards)
-
-
-def ms(n: float) -> duration_pb2.Duration:
-    d = duration_pb2.Duration()
-    d.FromNanoseconds(int(n * 1_000_000))
-    return d
 
 
 @pytest.fixture(scope="module")

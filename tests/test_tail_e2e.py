@@ -15,21 +15,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2
 
 from protos.scatter_gather.v1 import shard_pb2
 from root.runtime.supervisor import Deployment
-from tests._cluster import Client, probe_cluster
+from tests._cluster import Client, ms, probe_cluster
 
 SHARDS = 3
 FULL_SUM = sum(i + 1 for i in range(SHARDS))
 HEDGE_MS = 20
-
-
-def ms(n: float) -> duration_pb2.Duration:
-    d = duration_pb2.Duration()
-    d.FromNanoseconds(int(n * 1_000_000))
-    return d
 
 
 @pytest.fixture(scope="module")

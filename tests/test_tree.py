@@ -7,20 +7,13 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2
 
 from protos.scatter_gather.v1 import shard_pb2
 from root.runtime.supervisor import Deployment
-from tests._cluster import Client, probe_cluster, wait_until_whole
+from tests._cluster import Client, ms, probe_cluster, wait_until_whole
 
 SHARDS = 6
 GROUPS = 2
-
-
-def ms(n: float) -> duration_pb2.Duration:
-    d = duration_pb2.Duration()
-    d.FromNanoseconds(int(n * 1_000_000))
-    return d
 
 
 @pytest.fixture(scope="module")
