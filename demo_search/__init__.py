@@ -12,15 +12,18 @@ Modules, one concept each:
 * ``cli``        ``scatter demo`` and ``scatter demo index``
 
 Nothing here is imported by the framework (``root``, the SDKs); the demo only
-uses them.
+uses their public faces. Its own face (``__all__``) is what the benchmarks use.
 """
 
+from demo_search.cli import DEMO_REPLICAS, DEMO_SHARDS, deployment_toml, ensure_stdlib_index
 from demo_search.corpus import CorpusError, Document
 from demo_search.format import IndexFormatError
 from demo_search.index import BuildSummary, build_index
 from demo_search.search import Hit, IndexSearcher, SearchResult, ShardSearcher
 
 __all__ = [
+    "DEMO_REPLICAS",
+    "DEMO_SHARDS",
     "BuildSummary",
     "CorpusError",
     "Document",
@@ -30,4 +33,6 @@ __all__ = [
     "SearchResult",
     "ShardSearcher",
     "build_index",
+    "deployment_toml",
+    "ensure_stdlib_index",
 ]

@@ -359,8 +359,7 @@ def serve_and_measure(
     args: argparse.Namespace, index: Path, queries: dict[str, list[str]], runs: list[Run]
 ) -> dict[str, Any]:
     from demo_search.cli import deployment_toml
-    from root.runtime.spec import load_deployment
-    from root.runtime.supervisor import Deployment
+    from scatter.runtime import Deployment, load_deployment
 
     memory: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="demo-bench-") as tmp:

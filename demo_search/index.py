@@ -39,10 +39,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
+from tqdm import tqdm
 
 from demo_search import format as fmt
 from demo_search.corpus import CorpusError, Document
-from demo_search.progress import Progress
 from demo_search.tokenizer import tokenize
 
 __all__ = ["BATCH_DOCS", "BuildSummary", "build_index"]
@@ -116,7 +116,7 @@ class _ShardSpill:
 
 
 class _Builder:
-    def __init__(self, out: Path, shards: int, progress: Progress | None) -> None:
+    def __init__(self, out: Path, shards: int, progress: tqdm[Any] | None) -> None:
         self.out = out
         self.shards = shards
         self.progress = progress
@@ -188,7 +188,7 @@ class _Builder:
         postings = 0
         for s, spill in enumerate(self.spills):
             if self.progress is not None:
-                self.progress.phase(f"writing shard {s + 1}/{self.shards}")
+                self.progress.set_description(f"writing shard {s + 1}/{self.shards}")
             postings += self._write_shard(s, spill, words, df, rank)
         fmt.write_json(
             self.out / fmt.INDEX_MANIFEST,
@@ -332,7 +332,7 @@ def build_index(
     shards: int = 1,
     corpus: str = "",
     overwrite: bool = False,
-    progress: Progress | None = None,
+    progress: tqdm[Any] | None = None,
     batch_docs: int = BATCH_DOCS,
 ) -> BuildSummary:
     """Index ``documents`` into ``shards`` shards under ``out``.

@@ -18,9 +18,7 @@ cancellation and drains on SIGTERM. Everything public is listed in
 from leaf_sdk._context import LeafContext, LeafInfo
 from leaf_sdk._leaf import Leaf, LeafHandler, serve_leaf
 from leaf_sdk._options import LeafOptions
-from scatter_common._sdk.calls import CallStats
-from scatter_common._sdk.errors import InvalidRequest
-from scatter_common._sdk.flags import DEFAULT_MAX_CONCURRENCY
+from sdk_core import DEFAULT_MAX_CONCURRENCY, CallStats, InvalidRequest
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protos.scatter_gather.v1 import leaf_pb2
-from scatter_common._sdk.calls import CallScope, ServicerContext
+from sdk_core import CallScope, ServicerContext
 
 
 class LeafContext(CallScope):

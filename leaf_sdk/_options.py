@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from scatter_common._sdk.flags import SERVER_FLAGS, Flag, FlagParser, ServerOptions, int_in
+from sdk_core import SERVER_FLAGS, Flag, FlagParser, ServerOptions, int_in
 
 _SHARD_FLAGS = (
     Flag("--shard-index", "SCATTER_SHARD_INDEX", int_in(0), 0, "the shard this leaf serves", "I"),

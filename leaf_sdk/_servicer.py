@@ -2,7 +2,7 @@
 
 Only translation lives here: check the shard, decode the payload, build the
 context, pack the answer. Admission, invocation and error mapping belong to
-``scatter_common._sdk``.
+``sdk_core``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from typing import Any
 
 from leaf_sdk._context import LeafContext
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc
-from scatter_common._sdk.calls import CallScope, Decoder, HandlerRunner, ServicerContext
-from scatter_common._sdk.errors import WrongShard
 from scatter_common.payload import pack
+from sdk_core import CallScope, Decoder, HandlerRunner, ServicerContext, WrongShard
 
 SERVICE_NAME = leaf_pb2.DESCRIPTOR.services_by_name["Leaf"].full_name
 

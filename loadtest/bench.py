@@ -3,7 +3,7 @@
     scatter bench SCENARIO [--duration S] [--users N] [--out DIR]
     scatter bench compare [--duration S] [--concurrency 1 16 64] [--repeats 2]
 
-The runner starts the local deployment the scenario needs (``root.runtime``),
+The runner starts the local deployment the scenario needs (``scatter.runtime``),
 runs Locust headless as a subprocess (``python -m locust -f
 loadtest/locustfile.py --headless --csv ... --html ...``), stops everything,
 prints a summary table and writes into the results folder (default
@@ -204,8 +204,7 @@ def run_locust(
 @contextmanager
 def deployment(document: dict[str, Any], directory: Path, out: Path) -> Iterator[Any]:
     """Start a deployment document through the local runtime, logs into ``out/logs``."""
-    from root.runtime.spec import parse_deployment
-    from root.runtime.supervisor import Deployment, StartupError
+    from scatter.runtime import Deployment, StartupError, parse_deployment
 
     spec = parse_deployment(document, directory)
     try:
@@ -223,7 +222,7 @@ def deployment(document: dict[str, Any], directory: Path, out: Path) -> Iterator
 
 def demo_document(**root: Any) -> tuple[dict[str, Any], Path]:
     """The deployment `scatter demo` runs (4 shards x 2 replicas of the stdlib index), root settings overridden."""
-    from demo_search.cli import DEMO_REPLICAS, DEMO_SHARDS, deployment_toml, ensure_stdlib_index
+    from demo_search import DEMO_REPLICAS, DEMO_SHARDS, deployment_toml, ensure_stdlib_index
 
     index = ensure_stdlib_index(DEMO_SHARDS)
     document = tomllib.loads(deployment_toml(index, shards=DEMO_SHARDS, replicas=DEMO_REPLICAS))
@@ -515,8 +514,7 @@ def run_scenario(name: str, argv: Sequence[str]) -> int:
         f"scatter bench {name}: {scenario.help}; {args.users} users, {args.duration:g} s; results in {out}", flush=True
     )
 
-    from root.errors import ConfigError
-    from root.runtime.supervisor import StartupError
+    from scatter.runtime import ConfigError, StartupError
 
     try:
         result = scenario.run(opts)
@@ -568,7 +566,7 @@ def usage() -> str:
 
 
 def main(argv: list[str]) -> int:
-    """Entry point of ``scatter bench ...`` (routed here by ``root.cli``)."""
+    """Entry point of ``scatter bench ...`` (routed here by ``scatter.cli``)."""
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if argv else 2

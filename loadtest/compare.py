@@ -33,8 +33,7 @@ from loadtest.overhead import cpu_seconds
 from loadtest.processes import extra_root, probe_dir
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
-from root.runtime.spec import parse_deployment
-from root.runtime.supervisor import Deployment
+from scatter.runtime import Deployment, parse_deployment
 
 WARMUP_SECONDS = 1.0
 

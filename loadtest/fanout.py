@@ -19,13 +19,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import tomli_w
+
 from loadtest.closed_loop import run
 from loadtest.overhead import cpu_seconds
 from loadtest.processes import probe_dir
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
-from root.runtime.supervisor import Child, free_port
-from root.runtime.tomlwrite import dumps
+from scatter.runtime import Child, free_port
 
 LEAF_PROCESSES = 4  # enough to keep two cores busy; more only adds context switches
 
@@ -42,10 +43,10 @@ ROOT_ENV: dict[str, str] = {}
 
 def start_root(name: str, config: dict[str, object], run_dir: Path) -> Child:
     path = run_dir / f"{name}.toml"
-    path.write_text(dumps(config))
+    path.write_text(tomli_w.dumps(config))
     listen = str(config["root"]["listen"])  # type: ignore[index]
     return start(
-        Child(name, [sys.executable, "-m", "root.cli", "root", "--config", str(path)], ROOT_ENV, probe_dir(), listen,
+        Child(name, [sys.executable, "-m", "scatter.cli", "root", "--config", str(path)], ROOT_ENV, probe_dir(), listen,
               run_dir / f"{name}.log")
     )  # fmt: skip
 

@@ -92,7 +92,7 @@ def _vocabulary_for(index: str) -> Vocabulary:
             path = Path(index)
         else:
             # The index `scatter demo` serves (built on first use, cached).
-            from demo_search.cli import DEMO_SHARDS, ensure_stdlib_index
+            from demo_search import DEMO_SHARDS, ensure_stdlib_index
 
             path = ensure_stdlib_index(DEMO_SHARDS)
         _vocabulary = load_vocabulary(path)

@@ -24,7 +24,7 @@ from protos.scatter_gather.v1 import (
     root_pb2_grpc,
     shard_pb2,
 )
-from root.config import RootConfig, load_root_config
+from root import RootConfig, load_root_config
 from scatter_common import loop
 from scatter_common.serving import ServeOptions, ServiceHost, serve_until_signal
 

@@ -24,8 +24,7 @@ import grpc
 from loadtest.processes import probe_dir
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc, root_pb2, root_pb2_grpc
-from root.runtime.spec import parse_deployment
-from root.runtime.supervisor import Deployment
+from scatter.runtime import Deployment, parse_deployment
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 

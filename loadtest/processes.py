@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from root.runtime.supervisor import Child, Deployment, free_port
-from root.runtime.tomlwrite import dumps
+import tomli_w
+
+from scatter.runtime import Child, Deployment, free_port
 
 
 def probe_dir() -> Path:
@@ -37,7 +38,7 @@ def probe_dir() -> Path:
 
 @contextmanager
 def extra_root(
-    dep: Deployment, name: str, edit: Callable[[dict[str, Any]], None], module: str = "root.cli"
+    dep: Deployment, name: str, edit: Callable[[dict[str, Any]], None], module: str = "scatter.cli"
 ) -> Iterator[Child]:
     """A second root process on the same leaves and merge, its config edited by ``edit``."""
     document = tomllib.loads((dep.run_dir / "root.toml").read_text())
@@ -46,8 +47,8 @@ def extra_root(
         document["root"]["metrics_listen"] = f"127.0.0.1:{free_port()}"
     edit(document)
     config = dep.run_dir / f"{name}.toml"
-    config.write_text(dumps(document))
-    argv = [sys.executable, "-m", module, *(["root"] if module == "root.cli" else []), "--config", str(config)]
+    config.write_text(tomli_w.dumps(document))
+    argv = [sys.executable, "-m", module, *(["root"] if module == "scatter.cli" else []), "--config", str(config)]
     child = Child(name, argv, {}, dep.spec.directory, document["root"]["listen"], dep.run_dir / f"{name}.log")
     child.start()
     try:

@@ -24,8 +24,7 @@ from loadtest.closed_loop import RunResult, run
 from loadtest.processes import extra_root, probe_dir
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
-from root.runtime.spec import parse_deployment
-from root.runtime.supervisor import Deployment
+from scatter.runtime import Deployment, parse_deployment
 
 
 def request(stall_probability: float, stall_ms: float) -> root_pb2.QueryRequest:

@@ -23,9 +23,7 @@ from merge_sdk._helpers import concatenate, ok_shards, payloads, sum_field, top_
 from merge_sdk._merge import Merge, MergeHandler, serve_merge
 from merge_sdk._options import MergeOptions
 from merge_sdk._partial import Partial, ShardStatus
-from scatter_common._sdk.calls import CallStats
-from scatter_common._sdk.errors import InvalidRequest
-from scatter_common._sdk.flags import DEFAULT_MAX_CONCURRENCY
+from sdk_core import DEFAULT_MAX_CONCURRENCY, CallStats, InvalidRequest
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",

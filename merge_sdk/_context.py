@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protos.scatter_gather.v1 import merge_pb2, shard_pb2
-from scatter_common._sdk.calls import CallScope, ServicerContext
+from sdk_core import CallScope, ServicerContext
 
 
 class MergeContext(CallScope):

@@ -14,16 +14,19 @@ from merge_sdk._options import MergeOptions
 from merge_sdk._partial import Partial
 from merge_sdk._servicer import SERVICE_NAME, MergeServicer
 from protos.scatter_gather.v1 import merge_pb2_grpc
-from scatter_common._sdk.callables import (
+from scatter_common.serving import ServiceHost
+from sdk_core import (
+    CallStats,
+    Decoder,
+    HandlerRunner,
     UserHook,
     adapt_hook,
     message_class,
     parameter_annotations,
     require_message_class,
+    run_main,
+    serve_handler,
 )
-from scatter_common._sdk.calls import CallStats, Decoder, HandlerRunner
-from scatter_common._sdk.lifecycle import run_main, serve_handler
-from scatter_common.serving import ServiceHost
 
 log = logging.getLogger("scatter.merge")
 

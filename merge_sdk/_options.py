@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from scatter_common._sdk.flags import SERVER_FLAGS, FlagParser, ServerOptions
+from sdk_core import SERVER_FLAGS, FlagParser, ServerOptions
 
 
 @dataclass(frozen=True, kw_only=True)

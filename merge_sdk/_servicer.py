@@ -12,8 +12,8 @@ from typing import Any
 from merge_sdk._context import MergeContext
 from merge_sdk._partial import STATUS_BY_NUMBER, Partial, ShardStatus
 from protos.scatter_gather.v1 import merge_pb2, merge_pb2_grpc, shard_pb2
-from scatter_common._sdk.calls import CallScope, Decoder, HandlerRunner, ServicerContext
 from scatter_common.payload import PayloadError, pack
+from sdk_core import CallScope, Decoder, HandlerRunner, ServicerContext
 
 SERVICE_NAME = merge_pb2.DESCRIPTOR.services_by_name["Merge"].full_name
 

@@ -1,6 +1,22 @@
 """The root server: fans a request out to every shard, gathers, merges.
 
-Pure policies (deadline budget, coverage, hedging, budgets, replica choice)
-live in modules that never import grpc; the servicer and the fan-out wire
-them to grpc.aio. This package never imports an SDK or the demo.
+Only the server lives here; the ``scatter`` command's other tools (the local
+runtime, ``scatter query``, the conformance kit) are in ``scatter``.
+
+- ``policies/``: every pure decision (latency, hedge delay, budget, replica
+  choice, deadlines, coverage), no I/O;
+- ``transport``: the channels to replicas and the merge;
+- ``scatter``: the asyncio driver of one request's attempts;
+- ``wire``: every spliced message;
+- ``service``, ``server``: the servicer and the process; ``config`` its
+  TOML; ``errors`` what a client can be told; ``metrics``, ``status_page``.
+
+This package imports ``protos`` and ``scatter_common`` only: never an SDK,
+the demo, the benchmarks or the command (``tests/test_boundaries.py``).
 """
+
+from root.config import RootConfig, load_root_config, parse_root_config
+from root.errors import ConfigError
+from root.server import main, serve
+
+__all__ = ["ConfigError", "RootConfig", "load_root_config", "main", "parse_root_config", "serve"]

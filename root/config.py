@@ -26,9 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from root.deadlines import DeadlinePolicy
 from root.errors import ConfigError
-from root.policies import CoverageWaitConfig, HedgeBudgetConfig, HedgingConfig, LatencyWindowConfig, ReplicaConfig
+from root.policies import (
+    CoverageWaitConfig,
+    DeadlinePolicy,
+    HedgeBudgetConfig,
+    HedgingConfig,
+    LatencyWindowConfig,
+    ReplicaConfig,
+)
 from scatter_common.addresses import AddressError, validate
 from scatter_common.serving import DEFAULT_GRACE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES
 from scatter_common.tls import ClientTls, ServerTls

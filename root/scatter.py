@@ -29,8 +29,6 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import grpc
-
 from protos.scatter_gather.v1 import leaf_pb2, shard_pb2
 from root import wire
 from root.policies import (
@@ -44,11 +42,9 @@ from root.policies import (
     failure_kind_for_status,
     stop_waiting_at,
 )
+from root.transport import AttemptResult, Replica
 from scatter_common.metrics import Histogram
-from scatter_common.tls import ClientTls, aio_channel
 from scatter_common.tracing import HEADER, TraceContext
-
-EXECUTE_METHOD = "/scatter_gather.v1.Leaf/Execute"
 
 OK = shard_pb2.SHARD_STATUS_OK
 TIMEOUT = shard_pb2.SHARD_STATUS_TIMEOUT
@@ -56,51 +52,12 @@ ERROR = shard_pb2.SHARD_STATUS_ERROR
 UNAVAILABLE = shard_pb2.SHARD_STATUS_UNAVAILABLE
 SKIPPED = shard_pb2.SHARD_STATUS_SKIPPED
 
-# gRPC reconnects to a dead peer with exponential backoff up to 120 s; a
-# replica that comes back would then sit idle for minutes. Cap the backoff
-# so a restarted leaf gets traffic within about a second.
-RECONNECT_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
-
 NO_COVERAGE_WAIT = CoverageWaitConfig()
 
 # Latencies and deadlines are measured on this clock (the policies' too):
 # uvloop's loop.time() is cached per loop iteration and has 1 ms resolution,
 # too coarse for leaf calls of a few milliseconds.
 clock = time.monotonic
-
-AttemptResult = tuple[str, bytes | str]  # ("OK", response bytes) or (code name, details)
-
-
-def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    """Options of every channel the root opens (to leaves and to the merge)."""
-    return [
-        ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.max_receive_message_length", max_message_bytes),
-        *RECONNECT_OPTIONS,
-    ]
-
-
-class Replica:
-    """One leaf replica: its address and the long-lived channel to it."""
-
-    def __init__(self, address: str, channel_options: list[tuple[str, int]], tls: ClientTls | None = None) -> None:
-        self.address = address
-        self.channel = aio_channel(address, tls, channel_options)
-        # Raw bytes in and out: the root splices messages (see root.wire).
-        self.execute: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(EXECUTE_METHOD)
-
-    async def call(self, request: bytes, timeout: float, metadata: tuple[tuple[str, str], ...]) -> AttemptResult:
-        try:
-            return "OK", await self.execute(request, timeout=timeout, metadata=metadata)
-        except grpc.aio.AioRpcError as exc:
-            return exc.code().name, exc.details() or ""
-
-    async def close(self) -> None:
-        await self.channel.close()
 
 
 @dataclass

@@ -23,9 +23,10 @@ from root.config import RootConfig, load_root_config
 from root.errors import ConfigError
 from root.metrics import root_families
 from root.policies import HedgeBudget, HedgeDelay, LatencyWindow, ReplicaSet
-from root.scatter import Replica, Shard, channel_options
+from root.scatter import Shard
 from root.service import RootService
 from root.status_page import render
+from root.transport import Replica, channel_options
 from scatter_common import logs, loop
 from scatter_common.metrics import FamiliesCollector, MetricsServer
 from scatter_common.serving import ServeOptions, ServiceHost, serve_until_signal
@@ -121,7 +122,8 @@ def run_workers(argv: list[str], workers: int) -> int:
     are stopped too, so a supervisor restarts the root as a whole.
     """
     procs = [
-        subprocess.Popen([sys.executable, "-m", "root.cli", "root", *argv, "--worker", str(i)]) for i in range(workers)
+        subprocess.Popen([sys.executable, "-m", "scatter.cli", "root", *argv, "--worker", str(i)])
+        for i in range(workers)
     ]
 
     def forward(signum: int, _frame: object) -> None:

@@ -1,7 +1,7 @@
 """Root.Query: admission, deadline budget, scatter, coverage, merge, answer.
 
 This is the wiring of one request; the decisions it applies live in
-``root.deadlines``, ``root.coverage`` and ``root.policies``, the shard
+``root.policies.deadlines``, ``root.policies.coverage`` and ``root.policies``, the shard
 attempts in ``root.scatter`` and the byte splicing in ``root.wire``. The
 handler is registered with raw-bytes serialization for its response so the
 merge's payload reaches the client without being decoded.
@@ -21,17 +21,15 @@ from google.protobuf import any_pb2
 from protos.scatter_gather.v1 import leaf_pb2, root_pb2, shard_pb2
 from root import wire
 from root.config import RootConfig
-from root.coverage import build_coverage, check_leaf_verdicts, require_coverage
 from root.errors import DeadlineTooShort, InvalidRequest, Overloaded, RootError, merge_failure
-from root.policies import AdmissionConfig, AdmissionLimit
-from root.scatter import Scatter, Shard, channel_options
+from root.policies import AdmissionConfig, AdmissionLimit, build_coverage, check_leaf_verdicts, require_coverage
+from root.scatter import Scatter, Shard
+from root.transport import MergeChannel, channel_options
 from scatter_common.metrics import Histogram
-from scatter_common.tls import aio_channel
 from scatter_common.tracing import HEADER, TraceContext, traceparent_of
 
 log = logging.getLogger("scatter.root")
 
-MERGE_METHOD = "/scatter_gather.v1.Merge/Merge"
 # Coverage fractions worth telling apart: full, nearly full, half or worse.
 COVERAGE_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 
@@ -43,12 +41,7 @@ class RootService:
         self.config = config
         self.shards = list(shards)
         self.merge_address = config.merge_address
-        self.merge_channel = aio_channel(
-            config.merge_address,
-            config.upstream_tls,
-            channel_options(config.max_message_bytes),
-        )
-        self.merge: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.merge_channel.unary_unary(MERGE_METHOD)
+        self.merge = MergeChannel(config.merge_address, channel_options(config.max_message_bytes), config.upstream_tls)
         self.admission = AdmissionLimit(AdmissionConfig(config.max_in_flight))
         self.requests_by_code: dict[str, int] = {}
         self.latency = Histogram()  # arrival to answer, successful requests
@@ -58,7 +51,7 @@ class RootService:
         self.spans = config.leaf_spans() if any(s.leaves > 1 for s in config.shards) else None
 
     async def close(self) -> None:
-        await self.merge_channel.close()
+        await self.merge.close()
         for shard in self.shards:
             for replica in shard.replicas:
                 await replica.close()
@@ -164,7 +157,7 @@ class RootService:
         if remaining <= 0:
             raise DeadlineTooShort("deadline passed while waiting for the shards; no time left for the merge")
         try:
-            merged = await self.merge(merge_request, timeout=remaining, metadata=((HEADER, trace.child_header()),))
+            merged = await self.merge.call(merge_request, timeout=remaining, metadata=((HEADER, trace.child_header()),))
         except grpc.aio.AioRpcError as exc:
             raise merge_failure(exc.code().name, self.merge_address, exc.details() or "") from exc
         elapsed = time.monotonic() - start

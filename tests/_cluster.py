@@ -1,6 +1,6 @@
 """A local deployment of the probe application for integration tests.
 
-Started through the real runtime (root.runtime), so every test talks gRPC to
+Started through the real runtime (scatter.runtime), so every test talks gRPC to
 real root, merge and leaf processes on 127.0.0.1; the Deployment stops every
 process it started by its own handle.
 """
@@ -18,8 +18,7 @@ from google.protobuf import duration_pb2, message
 
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
-from root.runtime.spec import parse_deployment
-from root.runtime.supervisor import Deployment
+from scatter.runtime import Deployment, parse_deployment
 
 PROBE_DIR = Path(__file__).resolve().parent.parent / "examples" / "probe"
 

@@ -11,6 +11,8 @@ every decision to an exact virtual time (``tests/test_policies_*.py``).
 - ``replicas``: ``ReplicaSet``, least-outstanding choice and outlier ejection.
 - ``coverage_wait``: when to stop waiting for stragglers (adaptive coverage).
 - ``admission``: ``AdmissionLimit``, shed beyond a number of requests in flight.
+- ``deadlines``: ``DeadlinePolicy``, the time budget of one request.
+- ``coverage``: the Coverage of one request and whether it is enough.
 
 Import from this package; the module layout may change.
 """
@@ -18,7 +20,9 @@ Import from this package; the module layout may change.
 from root.policies.admission import AdmissionConfig, AdmissionLimit
 from root.policies.budget import HedgeBudget, HedgeBudgetConfig, HedgeBudgetStats
 from root.policies.clock import Clock
+from root.policies.coverage import build_coverage, check_leaf_verdicts, require_coverage
 from root.policies.coverage_wait import CoverageWaitConfig, min_answers, stop_waiting_at
+from root.policies.deadlines import Budget, DeadlinePolicy
 from root.policies.hedging import HedgeDelay, HedgingConfig
 from root.policies.latency import LatencyWindow, LatencyWindowConfig
 from root.policies.replicas import (
@@ -32,8 +36,10 @@ from root.policies.replicas import (
 __all__ = [
     "AdmissionConfig",
     "AdmissionLimit",
+    "Budget",
     "Clock",
     "CoverageWaitConfig",
+    "DeadlinePolicy",
     "FailureKind",
     "HedgeBudget",
     "HedgeBudgetConfig",
@@ -45,7 +51,10 @@ __all__ = [
     "ReplicaConfig",
     "ReplicaSet",
     "ReplicaStatus",
+    "build_coverage",
+    "check_leaf_verdicts",
     "failure_kind_for_status",
     "min_answers",
+    "require_coverage",
     "stop_waiting_at",
 ]

@@ -1,0 +1,76 @@
+"""Channels from the root to its replicas and its merge, and the one call shape.
+
+Everything the root knows about reaching another process lives here: the
+options of every channel it opens (message size limits, a capped reconnect
+backoff), one long-lived channel per leaf replica and one to the merge, and
+the calls on them, raw bytes in and out (the root splices messages; see
+``root.wire``). The fan-out (``root.scatter``) sees only
+``Replica.call(bytes, timeout, metadata) -> AttemptResult``: the seam where
+tests and benchmarks can put another transport.
+
+Not here: what to call and when (``root.policies``), message layout
+(``root.wire``).
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from scatter_common.tls import ClientTls, aio_channel
+
+__all__ = ["EXECUTE_METHOD", "MERGE_METHOD", "AttemptResult", "MergeChannel", "Replica", "channel_options"]
+
+EXECUTE_METHOD = "/scatter_gather.v1.Leaf/Execute"
+MERGE_METHOD = "/scatter_gather.v1.Merge/Merge"
+
+# gRPC reconnects to a dead peer with exponential backoff up to 120 s; a
+# replica that comes back would then sit idle for minutes. Cap the backoff
+# so a restarted leaf gets traffic within about a second.
+RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+AttemptResult = tuple[str, bytes | str]  # ("OK", response bytes) or (code name, details)
+Metadata = tuple[tuple[str, str], ...]
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Options of every channel the root opens (to leaves and to the merge)."""
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        *RECONNECT_OPTIONS,
+    ]
+
+
+class Replica:
+    """One leaf replica: its address and the long-lived channel to it."""
+
+    def __init__(self, address: str, options: list[tuple[str, int]], tls: ClientTls | None = None) -> None:
+        self.address = address
+        self.channel = aio_channel(address, tls, options)
+        self.execute: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(EXECUTE_METHOD)
+
+    async def call(self, request: bytes, timeout: float, metadata: Metadata) -> AttemptResult:
+        """One Leaf.Execute attempt; a failed call is its status name and details, never an exception."""
+        try:
+            return "OK", await self.execute(request, timeout=timeout, metadata=metadata)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name, exc.details() or ""
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
+class MergeChannel:
+    """The long-lived channel to the merge; ``call`` raises ``grpc.aio.AioRpcError`` on failure."""
+
+    def __init__(self, address: str, options: list[tuple[str, int]], tls: ClientTls | None = None) -> None:
+        self.address = address
+        self.channel = aio_channel(address, tls, options)
+        self.call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(MERGE_METHOD)
+
+    async def close(self) -> None:
+        await self.channel.close()

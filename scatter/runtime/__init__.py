@@ -1,0 +1,29 @@
+"""The embedded local runtime: ``scatter up`` runs a whole deployment as
+local processes (a pod supervisor), no container engine needed.
+
+Public face, for the demo, the benchmarks and the tests:
+
+- ``load_deployment`` / ``parse_deployment`` read a deployment file into a
+  ``DeploymentSpec`` (raising ``ConfigError`` with the field to fix);
+- ``Deployment(spec)`` starts it, waits for health, restarts crashed
+  children and stops every process by its own handle (a context manager);
+  ``StartupError`` when it cannot come up;
+- ``Child`` is one supervised process, ``free_port`` and ``check_health``
+  the two probes the supervisor itself uses.
+"""
+
+from root.errors import ConfigError
+from scatter.runtime.spec import DeploymentSpec, load_deployment, parse_deployment
+from scatter.runtime.supervisor import Child, Deployment, StartupError, check_health, free_port
+
+__all__ = [
+    "Child",
+    "ConfigError",
+    "Deployment",
+    "DeploymentSpec",
+    "StartupError",
+    "check_health",
+    "free_port",
+    "load_deployment",
+    "parse_deployment",
+]

@@ -1,0 +1,189 @@
+"""The deployment file of ``scatter up``: a root configuration whose merge
+and leaves are commands to start instead of addresses to call.
+
+    [root]                      # as in the root's own config (see root.config)
+    listen = "127.0.0.1:50051"  # port 0: pick a free port
+    min_coverage = 1.0
+
+    [merge]
+    command = ["{python}", "merge.py"]
+
+    [leaves]
+    command = ["{python}", "leaf.py", "--index", "{config_dir}/index"]
+    shards = 4
+    replicas = 2
+    env = { LOG_LEVEL = "info" }
+
+    [runtime]
+    ready_timeout_ms = 60000
+
+Commands run in the file's folder. Placeholders: {python} (this Python),
+{config_dir}, and for leaves {shard}, {shards}, {replica}. Every child also
+gets SCATTER_HOST, SCATTER_PORT, and leaves SCATTER_SHARD_INDEX,
+SCATTER_SHARD_COUNT and SCATTER_REPLICA_ID, so a leaf in any language finds
+its address and shard in its environment.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from root.config import Table, parse_root_config, positive, read_toml
+from root.errors import ConfigError
+
+# A leaf that loads a large index may take a while; a minute is generous
+# for the demo and still fails a broken command in bounded time.
+DEFAULT_READY_TIMEOUT_MS = 60_000.0
+# First restart after 0.5 s, doubling to at most 10 s (Kubernetes'
+# CrashLoopBackOff starts at 10 s and caps at 5 min: tuned for fleets, not
+# for one machine where a fast retry is cheap).
+DEFAULT_RESTART_BACKOFF_MS = 500.0
+DEFAULT_MAX_RESTART_BACKOFF_MS = 10_000.0
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    command: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeploymentTls:
+    """One certificate for every process of a local deployment (absolute paths)."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+    mutual: bool = False  # every hop also requires a client certificate from ca_file
+
+
+@dataclass(frozen=True)
+class TreeSpec:
+    """A two-level deployment: ``groups`` lower roots, each over a slice of the shards."""
+
+    groups: int
+    combiner: ProcessSpec  # the lower roots' merge: answers in the leaves' partial type
+    root: Mapping[str, Any] = field(default_factory=dict)  # [root] settings of the lower roots
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    root: Mapping[str, Any]  # the root config document, less merge and shards
+    merge: ProcessSpec
+    leaves: ProcessSpec
+    shards: int
+    replicas: int
+    directory: Path
+    ready_timeout: float = DEFAULT_READY_TIMEOUT_MS / 1000
+    restart_backoff: float = DEFAULT_RESTART_BACKOFF_MS / 1000
+    max_restart_backoff: float = DEFAULT_MAX_RESTART_BACKOFF_MS / 1000
+    root_command: tuple[str, ...] = (sys.executable, "-m", "scatter.cli", "root")
+    tls: DeploymentTls | None = None
+    tree: TreeSpec | None = None
+
+    def root_document(self, merge_address: str, leaf_addresses: list[list[str]]) -> dict[str, Any]:
+        """The root config document with the addresses the runtime assigned."""
+        doc = dict(self.root)
+        doc["merge"] = {"address": merge_address}
+        doc["shards"] = [{"replicas": replicas} for replicas in leaf_addresses]
+        if self.tls is not None:
+            t = self.tls
+            doc["tls"] = {"cert_file": t.cert_file, "key_file": t.key_file}
+            doc["upstream_tls"] = {"ca_file": t.ca_file}
+            if t.mutual:
+                doc["tls"]["client_ca_file"] = t.ca_file
+                doc["upstream_tls"].update(cert_file=t.cert_file, key_file=t.key_file)
+        return doc
+
+
+def _process(table: Table) -> ProcessSpec:
+    command = table.require("command", list)
+    if not command or not all(isinstance(part, str) for part in command):
+        raise ConfigError(f"{table.where('command')}: expected a non-empty list of strings")
+    env = table.get("env", dict, {})
+    if not all(isinstance(v, str) for v in env.values()):
+        raise ConfigError(f"{table.where('env')}: values must be strings")
+    return ProcessSpec(tuple(command), env)
+
+
+# Sections that belong to the root's own configuration, passed through.
+_ROOT_SECTIONS = ("root", "hedging", "replicas")
+
+
+def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec:
+    doc = Table(data, "")
+    merge = doc.table("merge")
+    merge_spec = _process(merge)
+    merge.finish()
+    leaves = doc.table("leaves")
+    leaves_spec = _process(leaves)
+    shards = int(positive("leaves.shards", leaves.get("shards", int, 1)))
+    replicas = int(positive("leaves.replicas", leaves.get("replicas", int, 1)))
+    leaves.finish()
+    runtime = doc.table("runtime")
+    ready = positive("runtime.ready_timeout_ms", runtime.get("ready_timeout_ms", float, DEFAULT_READY_TIMEOUT_MS))
+    backoff = positive(
+        "runtime.restart_backoff_ms", runtime.get("restart_backoff_ms", float, DEFAULT_RESTART_BACKOFF_MS)
+    )
+    max_backoff = positive(
+        "runtime.max_restart_backoff_ms",
+        runtime.get("max_restart_backoff_ms", float, DEFAULT_MAX_RESTART_BACKOFF_MS),
+    )
+    runtime.finish()
+    tls_table = doc.table("tls")
+    tls = None
+    if tls_table.data:
+        paths = {}
+        for key in ("cert_file", "key_file", "ca_file"):
+            path = directory / tls_table.require(key, str)
+            if not path.is_file():
+                raise ConfigError(f"tls.{key}: no such file {str(path)!r}")
+            paths[key] = str(path)
+        tls = DeploymentTls(**paths, mutual=tls_table.get("mutual", bool, False))
+    tls_table.finish()
+    tree_table = doc.table("tree")
+    tree = None
+    if tree_table.data:
+        groups = int(positive("tree.groups", tree_table.require("groups", int)))
+        if groups > shards:
+            raise ConfigError(f"tree.groups ({groups}) must not exceed leaves.shards ({shards})")
+        combiner = tree_table.table("combiner")
+        combiner_spec = _process(combiner)
+        combiner.finish()
+        tree = TreeSpec(groups, combiner_spec, tree_table.get("root", dict, {}))
+    tree_table.finish()
+    root_doc = {name: data[name] for name in _ROOT_SECTIONS if name in data}
+    doc.used.update(_ROOT_SECTIONS)
+    doc.finish()
+    spec = DeploymentSpec(
+        root=root_doc,
+        merge=merge_spec,
+        leaves=leaves_spec,
+        shards=shards,
+        replicas=replicas,
+        directory=directory,
+        ready_timeout=ready / 1000,
+        restart_backoff=backoff / 1000,
+        max_restart_backoff=max_backoff / 1000,
+        tls=tls,
+        tree=tree,
+    )
+    # Validate the root part now, with placeholder addresses, so a typo in
+    # [root] fails before any process starts.
+    placeholder = [[f"127.0.0.1:{1 + s * replicas + r}" for r in range(replicas)] for s in range(shards)]
+    parse_root_config(spec.root_document("127.0.0.1:1", placeholder))
+    return spec
+
+
+def load_deployment(path: str | Path) -> DeploymentSpec:
+    """Read and validate a deployment file."""
+    path = Path(path)
+    data = read_toml(path)
+    try:
+        return parse_deployment(data, path.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,398 @@
+"""Start, watch, restart and stop the processes of a local deployment.
+
+A pod supervisor in miniature: leaves and merge start first, in parallel;
+each must report SERVING on the standard health service within the ready
+timeout; then the root starts with a config naming their addresses. A
+watcher thread restarts any child that exits while the deployment is up,
+with exponential backoff. Stopping sends SIGTERM to the root first (so it
+drains while its leaves still answer), then to the rest, and SIGKILLs what
+has not exited after the grace period.
+
+Synchronous on purpose: it manages a handful of processes, and a plain
+``with Deployment(spec) as dep:`` is easy to use from the CLI and the tests.
+Every process is tracked by its own Popen handle, never found by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import grpc
+import tomli_w
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from scatter.runtime.spec import DeploymentSpec
+from scatter_common.tls import ClientTls, sync_channel
+
+# How often the watcher looks at its children; a crash is noticed this late.
+_WATCH_INTERVAL = 0.1
+# A child that stayed up this long has its restart backoff reset.
+_STABLE_AFTER = 10.0
+
+
+class StartupError(RuntimeError):
+    """A child did not become healthy; the message includes the end of its log."""
+
+
+# Ports handed to children come from below Linux's ephemeral range (32768-60999
+# by default), where the kernel never picks a port for a connection or a bind
+# to port 0: between our check and the child's bind, nothing else takes it.
+_PORT_RANGE = (20000, 32768)
+_handed_out: set[int] = set()
+_rng = random.Random()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A free port for a child to bind, never the same one twice in this process."""
+    for _ in range(200):
+        port = _rng.randrange(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded range: let the kernel pick
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def check_health(address: str, timeout: float = 0.5, tls: ClientTls | None = None) -> str:
+    """The overall health status of the server at ``address`` ("SERVING", ..., or "UNREACHABLE")."""
+    with sync_channel(address, tls) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+        except grpc.RpcError:
+            return "UNREACHABLE"
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+class Child:
+    """One supervised process: how to start it, its handle, its restarts."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path, address: str, log: Path):
+        self.name = name
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.cwd = cwd
+        self.address = address
+        self.log_path = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.started_at = 0.0
+        self.paused = False  # True while a test or an operator holds it down
+        self.metrics_address = ""  # http host:port of /metrics, when assigned
+        self.tls: ClientTls | None = None  # how the supervisor's health checks reach it
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env={**os.environ, **self.env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in a terminal reaches the supervisor only
+            )
+        self.started_at = time.monotonic()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.running():
+            assert self.proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.running():
+                code = self.proc.returncode if self.proc else None
+                raise StartupError(f"{self.name} exited with code {code} before it was ready:\n{self.log_tail()}")
+            if check_health(self.address, tls=self.tls) == "SERVING":
+                return
+            if time.monotonic() > deadline:
+                raise StartupError(
+                    f"{self.name} at {self.address} not SERVING after {timeout:.0f}s:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+
+class Deployment:
+    """A running local deployment. Use as a context manager."""
+
+    def __init__(self, spec: DeploymentSpec, log_dir: Path | None = None, quiet: bool = True) -> None:
+        self.spec = spec
+        self._tmp = tempfile.TemporaryDirectory(prefix="scatter-up-") if log_dir is None else None
+        # Absolute: children run in the deployment file's folder, not ours.
+        self.run_dir: Path = Path(self._tmp.name) if self._tmp is not None else Path(log_dir or ".").resolve()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.quiet = quiet
+        self.children: dict[str, Child] = {}
+        self.root_address = ""
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self.client_tls: ClientTls | None = None
+        self._tls_env: dict[str, str] = {}
+        if spec.tls is not None:
+            t = spec.tls
+            mutual = t.mutual
+            self.client_tls = ClientTls(t.ca_file, t.cert_file if mutual else "", t.key_file if mutual else "")
+            self._tls_env = {"SCATTER_TLS_CERT": t.cert_file, "SCATTER_TLS_KEY": t.key_file}
+            if mutual:
+                self._tls_env["SCATTER_TLS_CLIENT_CA"] = t.ca_file
+
+    # -- building the children -------------------------------------------------
+
+    def _format(self, command: Sequence[str], **values: object) -> list[str]:
+        values = {"python": sys.executable, "config_dir": str(self.spec.directory), **values}
+        try:
+            return [part.format(**values) for part in command]
+        except (KeyError, IndexError, ValueError) as exc:
+            raise StartupError(f"bad placeholder in command {list(command)}: {exc}") from None
+
+    def _child(self, name: str, command: Sequence[str], env: Mapping[str, str], **values: object) -> Child:
+        port = free_port()
+        metrics = f"127.0.0.1:{free_port()}"
+        env = {
+            **env,
+            **self._tls_env,
+            "SCATTER_HOST": "127.0.0.1",
+            "SCATTER_PORT": str(port),
+            "SCATTER_METRICS_ADDRESS": metrics,
+        }
+        child = Child(
+            name,
+            self._format(command, port=port, **values),
+            env,
+            self.spec.directory,
+            f"127.0.0.1:{port}",
+            self.run_dir / f"{name}.log",
+        )
+        child.metrics_address = metrics
+        child.tls = self.client_tls
+        self.children[name] = child
+        return child
+
+    def __enter__(self) -> Deployment:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        spec = self.spec
+        merge = self._child("merge", spec.merge.command, spec.merge.env)
+        leaves: list[list[Child]] = []
+        for shard in range(spec.shards):
+            leaves.append([])
+            for replica in range(spec.replicas):
+                env = {
+                    **spec.leaves.env,
+                    "SCATTER_SHARD_INDEX": str(shard),
+                    "SCATTER_SHARD_COUNT": str(spec.shards),
+                    "SCATTER_REPLICA_ID": f"shard{shard}-replica{replica}",
+                }
+                leaves[-1].append(
+                    self._child(
+                        f"leaf-{shard}-{replica}",
+                        spec.leaves.command,
+                        env,
+                        shard=shard,
+                        shards=spec.shards,
+                        replica=replica,
+                    )
+                )
+        groups = self._group_slices()
+        combiners = [self._child(f"combiner-{g}", spec.tree.combiner.command, spec.tree.combiner.env) for g in
+                     range(len(groups))] if spec.tree is not None else []  # fmt: skip
+        for child in self.children.values():
+            child.start()
+        for child in list(self.children.values()):
+            child.wait_healthy(spec.ready_timeout)
+
+        addresses = [[c.address for c in shard] for shard in leaves]
+        document = spec.root_document(merge.address, addresses)
+        if spec.tree is not None:
+            # Two levels: a root per group of shards (with a combiner as its
+            # merge), and the top root over those roots.
+            mids = []
+            for g, (first, count) in enumerate(groups):
+                mid_doc = spec.root_document(combiners[g].address, addresses[first : first + count])
+                mid_doc["root"] = {**spec.tree.root, "shard_offset": first, "total_shards": spec.shards}
+                mids.append(self._start_root(f"root-{g}", mid_doc))
+            for mid in mids:
+                mid.wait_healthy(spec.ready_timeout)
+            document["shards"] = [
+                {"replicas": [mid.address], "leaves": count} for mid, (_, count) in zip(mids, groups, strict=True)
+            ]
+        root = self._start_root("root", document)
+        root.wait_healthy(spec.ready_timeout)
+        self.root_address = root.address
+        self._watcher = threading.Thread(target=self._watch, name="scatter-supervisor", daemon=True)
+        self._watcher.start()
+
+    def _group_slices(self) -> list[tuple[int, int]]:
+        """(first shard, shards) of each mid-level root of a two-level deployment."""
+        if self.spec.tree is None:
+            return []
+        shards, groups = self.spec.shards, self.spec.tree.groups
+        size, extra = divmod(shards, groups)
+        slices, first = [], 0
+        for g in range(groups):
+            count = size + (1 if g < extra else 0)
+            slices.append((first, count))
+            first += count
+        return slices
+
+    def _start_root(self, name: str, document: dict[str, Any]) -> Child:
+        """Write a root config (free ports filled in) and start that root."""
+        section = dict(document.get("root", {}))
+        listen = str(section.get("listen", "127.0.0.1:0"))
+        if listen.endswith(":0"):
+            listen = f"{listen[:-2]}:{free_port()}"
+        section["listen"] = listen
+        section.setdefault("metrics_listen", f"127.0.0.1:{free_port()}")
+        document = {**document, "root": section}
+        config_path = self.run_dir / f"{name}.toml"
+        config_path.write_text(tomli_w.dumps(document))
+        tomllib.loads(config_path.read_text())  # what we wrote must read back
+        root = Child(
+            name,
+            [*self.spec.root_command, "--config", str(config_path)],
+            {},
+            self.spec.directory,
+            listen,
+            self.run_dir / f"{name}.log",
+        )
+        root.metrics_address = str(section["metrics_listen"])
+        root.tls = self.client_tls
+        self.children[name] = root
+        root.start()
+        return root
+
+    # -- watching ----------------------------------------------------------------
+
+    def _watch(self) -> None:
+        backoff: dict[str, float] = {}
+        restart_at: dict[str, float] = {}
+        while not self._stopping.wait(_WATCH_INTERVAL):
+            now = time.monotonic()
+            with self._lock:
+                for name, child in self.children.items():
+                    if child.paused or child.running():
+                        if child.running() and now - child.started_at > _STABLE_AFTER:
+                            backoff.pop(name, None)
+                        continue
+                    if name not in restart_at:
+                        delay = backoff.get(name, self.spec.restart_backoff)
+                        backoff[name] = min(delay * 2, self.spec.max_restart_backoff)
+                        restart_at[name] = now + delay
+                        code = child.proc.returncode if child.proc else None
+                        self._say(f"{name} exited with code {code}; restarting in {delay:.1f}s")
+                    elif now >= restart_at[name]:
+                        del restart_at[name]
+                        child.restarts += 1
+                        child.start()
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            print(f"scatter up: {message}", file=sys.stderr, flush=True)
+
+    # -- control, for operators and fault tests ---------------------------------
+
+    def kill(self, name: str, sig: int = signal.SIGKILL, restart: bool = False) -> None:
+        """Send ``sig`` to child ``name``; unless ``restart``, keep it down until ``revive``."""
+        with self._lock:
+            child = self.children[name]
+            child.paused = not restart
+            child.signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM) and child.proc is not None:
+                child.proc.wait(timeout=30)
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP child ``name``: a hung machine that still holds its connections."""
+        self.kill(name, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        """SIGCONT a paused child."""
+        with self._lock:
+            child = self.children[name]
+            child.signal(signal.SIGCONT)
+            child.paused = False
+
+    def revive(self, name: str, wait: bool = True) -> None:
+        """Start child ``name`` again after ``kill`` and wait until it is SERVING."""
+        with self._lock:
+            child = self.children[name]
+            if not child.running():
+                child.restarts += 1
+                child.start()
+            child.paused = False
+        if wait:
+            child.wait_healthy(self.spec.ready_timeout)
+
+    # -- stopping ----------------------------------------------------------------
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM the root, then everyone else; SIGKILL what is left after ``grace``."""
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        root = self.children.get("root")
+        order = [[root] if root else [], [c for n, c in self.children.items() if n != "root"]]
+        for group in order:
+            for child in group:
+                if child.paused:
+                    child.signal(signal.SIGCONT)  # a SIGSTOPped child cannot handle SIGTERM
+                child.signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for child in group:
+                if child.proc is None:
+                    continue
+                try:
+                    child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                    child.proc.wait()
+        if self._tmp is not None:
+            self._tmp.cleanup()

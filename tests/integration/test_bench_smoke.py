@@ -1,0 +1,104 @@
+"""``scatter bench`` end to end, briefly, plus the pure pieces of the load tests.
+
+The smoke run starts the demo deployment and a short, tiny Locust run
+through the real command and checks that it produced its report. No
+performance thresholds: CI machines vary, and one run's numbers are not a
+test. Locust (and gevent, which warns at import) only ever runs in a
+subprocess; this process never imports it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loadtest.queries import QueryStream, Vocabulary
+from loadtest.tally import Histogram, Tally, summarise
+from protos.demo_search.v1 import search_pb2
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_histogram_quantiles_are_within_half_a_percent() -> None:
+    histogram = Histogram()
+    values = [i / 1000 for i in range(1, 10_001)]  # 1 ms .. 10 s, uniform
+    for value in values:
+        histogram.add(value)
+    for q in (0.5, 0.99, 0.999):
+        exact = values[math.ceil(q * len(values)) - 1] * 1000
+        assert histogram.quantile_ms(q) == pytest.approx(exact, rel=0.006)
+    assert math.isnan(Histogram().quantile_ms(0.5))
+
+
+def test_tally_round_trips_and_merges() -> None:
+    a, b = Tally(), Tally()
+    a.success(100.2, 4, 0.010, shard_calls=4, attempts=5, hedges_won=1, answered=4, total=4)
+    a.failure(100.7, 4, 0.001, "RESOURCE_EXHAUSTED")
+    b.success(100.5, 8, 0.020, shard_calls=4, attempts=4, hedges_won=0, answered=3, total=4)
+    b.success(101.1, 8, 0.030, shard_calls=4, attempts=4, hedges_won=0, answered=4, total=4)
+    a.merge(Tally.from_json(json.loads(json.dumps(b.to_json()))))
+    assert sorted(a.seconds) == [100, 101]
+    first = a.seconds[100]
+    assert (first.ok, first.users_min, first.users_max, first.partial) == (2, 4, 8, 1)
+    summary = summarise(a.seconds.values(), duration=2.0)
+    assert summary.requests == 4 and summary.ok == 3
+    assert summary.failures == {"RESOURCE_EXHAUSTED": 1}
+    assert summary.throughput == 1.5
+    assert summary.hedge_rate == pytest.approx(1 / 12)
+    assert summary.mean_coverage == pytest.approx((1 + 0.75 + 1) / 3)
+
+
+def test_query_streams_are_seeded_and_follow_the_weights() -> None:
+    vocabulary = Vocabulary(("common", "rare"), np.array([0.9, 0.1]), documents=10)
+    first = [QueryStream(vocabulary, seed=7).next_text() for _ in range(3)]
+    again = [QueryStream(vocabulary, seed=7).next_text() for _ in range(3)]
+    assert first == again
+    stream = QueryStream(vocabulary, seed=1)
+    texts = [stream.next_text() for _ in range(5000)]
+    terms = [term for text in texts for term in text.split()]
+    assert {len(text.split()) for text in texts} == {1, 2, 3}
+    assert terms.count("common") / len(terms) == pytest.approx(0.9, abs=0.02)
+    payload = search_pb2.SearchRequest()
+    assert stream.next_request().payload.Unpack(payload) and payload.query and payload.k == 10
+
+
+@pytest.mark.skipif(importlib.util.find_spec("locust") is None, reason="locust not installed (the loadtest extra)")
+@pytest.mark.timeout(90)
+def test_scatter_bench_steady_runs_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCATTER_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # builds its own stdlib index: ~2 s
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "scatter.cli", "bench", "steady", "--duration", "8", "--users", "2", "--out", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=80,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| steady | 2 |" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scenario"] == "steady" and summary["reports"] == ["steady.html"]
+    (row,) = summary["rows"]
+    assert row["ok"] > 0 and set(row["percentiles_ms"]) == {"p50", "p95", "p99", "p99.9"}
+    html = (out / "steady.html").read_text()
+    assert "Root.Query" in html
+    for name in ("steady_stats.csv", "steady_stats_history.csv", "steady-tally.json"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_scatter_bench_rejects_an_unknown_scenario() -> None:
+    from loadtest.bench import main
+
+    assert main(["nonsense"]) == 2

@@ -1,0 +1,242 @@
+"""The conformance kit: the Python SDK's probe leaf and merge pass it, a broken server fails what it should.
+
+Real processes on 127.0.0.1: ``examples/probe/leaf.py`` and ``merge.py``,
+and a deliberately broken server written to a temporary directory (a raw
+grpc.aio server with both services that never reports SERVING, serves no
+reflection, accepts any payload, ignores the shard, keeps working on
+cancelled calls, and whose merge crashes on shards without a payload).
+Every process is started once per module and stopped by its own handle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scatter.conformance import (
+    CheckResult,
+    KitOptions,
+    SampleError,
+    Status,
+    check_leaf,
+    check_merge,
+    failed,
+    load_sample,
+    parse_sample,
+)
+from scatter.conformance.cli import main as conformance_main
+from scatter.conformance.sample import to_any
+from tests._procs import PYTHON, REPO, Proc, start_healthy, start_process
+
+PROBE = REPO / "examples" / "probe"
+
+PROBE_SAMPLE = {
+    "request": {"type": "probe.v1.ProbeRequest", "json": {"value": 1}},
+    # Ten seconds of work: long enough that only a server honouring cancellation frees its slots in time.
+    "slow_request": {"type": "probe.v1.ProbeRequest", "json": {"delay": "10s"}},
+    "leaf_response_type": "probe.v1.ProbePartial",
+    "partials": [
+        {"type": "probe.v1.ProbePartial", "json": {"shard_index": 0, "value": 2}},
+        {"type": "probe.v1.ProbePartial", "json": {"shard_index": 1, "value": 3}},
+    ],
+    "merge_response_type": "probe.v1.ProbeResponse",
+}
+
+BROKEN_SERVER = """
+import asyncio, os
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from protos.probe.v1 import probe_pb2
+from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc, merge_pb2, merge_pb2_grpc
+
+SLOTS = asyncio.Semaphore(64)
+
+class BrokenLeaf(leaf_pb2_grpc.LeafServicer):
+    async def Execute(self, request, context):
+        # No type check, no shard check: whatever arrives "parses".
+        probe = probe_pb2.ProbeRequest()
+        try:
+            probe.ParseFromString(request.payload.value)
+        except Exception:
+            pass
+        if SLOTS.locked():
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "all 64 slots busy")
+        # Like a worker thread that never looks at the cancelled flag: the slot
+        # is freed when the work is done, not when the call is cancelled.
+        await SLOTS.acquire()
+        work = asyncio.ensure_future(asyncio.sleep(probe.delay.ToTimedelta().total_seconds()))
+        work.add_done_callback(lambda _: SLOTS.release())
+        await asyncio.shield(work)
+        response = leaf_pb2.ExecuteResponse()
+        response.payload.Pack(probe_pb2.ProbePartial(value=probe.value))
+        return response
+
+class BrokenMerge(merge_pb2_grpc.MergeServicer):
+    async def Merge(self, request, context):
+        total = 0
+        for result in request.results:
+            if not result.payload.type_url:
+                raise ValueError("a shard without a payload")  # forgets that failed shards have none
+            partial = probe_pb2.ProbePartial()
+            result.payload.Unpack(partial)  # returns False on a wrong type; ignored
+            total += partial.value
+        mean = total / len(request.results)  # ZeroDivisionError on an empty result list
+        response = merge_pb2.MergeResponse()
+        response.payload.Pack(probe_pb2.ProbeResponse(sum=int(mean)))
+        return response
+
+async def main():
+    server = grpc.aio.server()
+    leaf_pb2_grpc.add_LeafServicer_to_server(BrokenLeaf(), server)
+    merge_pb2_grpc.add_MergeServicer_to_server(BrokenMerge(), server)
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    await servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)  # and never SERVING
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"scatter: broken listening on 127.0.0.1:{port}", flush=True)
+    await server.wait_for_termination()
+
+asyncio.run(main())
+"""
+
+# A busy 2-core machine: generous per-call bounds.
+OPTIONS = KitOptions(timeout=10.0, connect_timeout=10.0, deadline_bound=2.0)
+
+
+@pytest.fixture(scope="module")
+def sample_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sample") / "probe.json"
+    path.write_text(json.dumps(PROBE_SAMPLE))
+    return path
+
+
+@pytest.fixture(scope="module")
+def probe_leaf() -> Iterator[Proc]:
+    proc = start_healthy([PYTHON, str(PROBE / "leaf.py"), "--port", "0", "--shard-index", "1", "--shard-count", "2"])
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def probe_merge() -> Iterator[Proc]:
+    proc = start_healthy([PYTHON, str(PROBE / "merge.py"), "--port", "0"])
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    script = tmp_path_factory.mktemp("broken") / "broken.py"
+    script.write_text(BROKEN_SERVER)
+    proc = start_process([PYTHON, str(script)])
+    yield proc
+    proc.stop()
+
+
+def _statuses(results: list[CheckResult]) -> dict[str, Status]:
+    return {r.name: r.status for r in results}
+
+
+def test_python_sdk_leaf_passes(probe_leaf: Proc, sample_file: Path) -> None:
+    results = check_leaf(probe_leaf.address, load_sample(sample_file), shard_index=1, shard_count=2, options=OPTIONS)
+    assert failed(results) == [], "\n".join(f"{r.name}: {r.detail}" for r in results)
+    assert set(_statuses(results).values()) == {Status.PASS}  # reflection too: no warnings
+    assert len(results) == 12
+
+
+def test_python_sdk_merge_passes(probe_merge: Proc, sample_file: Path) -> None:
+    results = check_merge(probe_merge.address, load_sample(sample_file), options=OPTIONS)
+    assert failed(results) == [], "\n".join(f"{r.name}: {r.detail}" for r in results)
+    assert set(_statuses(results).values()) == {Status.PASS}
+    assert len(results) == 15
+
+
+def test_broken_leaf_fails_exactly_what_it_breaks(broken: Proc, sample_file: Path) -> None:
+    results = check_leaf(broken.address, load_sample(sample_file), options=OPTIONS)
+    statuses = _statuses(results)
+    assert set(failed(results)) == {
+        "health-overall",  # NOT_SERVING forever
+        "health-service",  # the Leaf service is not registered with health
+        "wrong-type",  # any payload "parses"
+        "undecodable",
+        "empty-payload",
+        "wrong-shard",  # the shard is ignored
+        "cancel-released",  # shielded work keeps its slot after a cancel
+    }, "\n".join(f"{r.name}: {r.status} {r.detail}" for r in results)
+    assert statuses["reflection"] is Status.WARN
+    assert all(statuses[name] is Status.PASS for name in ("reachable", "valid-request", "short-deadline", "concurrent"))
+    by_name = {r.name: r for r in results}
+    assert "fix: report SERVING" in by_name["health-overall"].detail
+    assert "RESOURCE_EXHAUSTED" in by_name["cancel-released"].detail
+
+
+def test_broken_merge_fails_exactly_what_it_breaks(broken: Proc, sample_file: Path) -> None:
+    results = check_merge(broken.address, load_sample(sample_file), options=OPTIONS)
+    assert set(failed(results)) == {
+        "health-overall",
+        "health-service",
+        "partial-coverage",  # crashes on a TIMEOUT shard without payload
+        "no-shard-answered",
+        "empty-results",  # divides by zero
+        "wrong-type",
+        "undecodable",
+        "empty-payload",
+        "wrong-partial-type",
+    }, "\n".join(f"{r.name}: {r.status} {r.detail}" for r in results)
+    statuses = _statuses(results)
+    assert all(statuses[name] is Status.PASS for name in ("valid-request", "short-deadline", "concurrent"))
+
+
+def test_cli_exit_codes_and_output(
+    probe_merge: Proc, broken: Proc, sample_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert conformance_main(["merge", probe_merge.address, "--sample", str(sample_file), "--timeout-ms", "10000"]) == 0
+    out = capsys.readouterr().out
+    assert "partial-coverage    PASS" in out and "PASSED: 15 pass" in out
+
+    argv = ["merge", broken.address, "--sample", str(sample_file), "--json", "--timeout-ms", "10000"]
+    assert conformance_main(argv) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] is False and report["role"] == "merge"
+    assert {c["name"] for c in report["checks"] if c["status"] == "FAIL"} >= {"empty-results", "health-overall"}
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"request": {"type": "no.such.v1.Message", "json": {}}}))
+    assert conformance_main(["merge", probe_merge.address, "--sample", str(bad)]) == 2
+    assert "unknown message type 'no.such.v1.Message'" in capsys.readouterr().err
+
+    # Nothing listens on port 1: one failed row, in bounded time.
+    assert conformance_main(["leaf", "127.0.0.1:1", "--sample", str(sample_file), "--timeout-ms", "500"]) == 1
+    assert "reachable" in capsys.readouterr().out
+
+
+def test_sample_validation() -> None:
+    with pytest.raises(SampleError, match="'request' is required"):
+        parse_sample({})
+    with pytest.raises(SampleError, match=r"unknown keys \['partial'\]"):
+        parse_sample({"request": PROBE_SAMPLE["request"], "partial": []})
+    with pytest.raises(SampleError, match="request: expected exactly the keys"):
+        parse_sample({"request": {"type": "probe.v1.ProbeRequest"}})
+    with pytest.raises(SampleError, match="not valid base64"):
+        parse_sample({"request": {"type_url": "type.googleapis.com/x.v1.X", "value_base64": "!!"}})
+
+
+def test_encoded_payload_needs_no_type_knowledge() -> None:
+    sample = parse_sample({"request": {"type_url": "type.example.com/x.v1.Req", "value_base64": "CAE="}})
+    packed = to_any(sample.request, lambda name: None)
+    assert packed.type_url == "type.example.com/x.v1.Req" and packed.value == b"\x08\x01"
+    with pytest.raises(SampleError, match="use --import MODULE"):
+        to_any(parse_sample({"request": {"type": "x.v1.Req", "json": {}}}).request, lambda name: None)
+
+
+def test_merge_checks_without_partials_skip_what_needs_them(probe_merge: Proc) -> None:
+    sample = parse_sample({"request": PROBE_SAMPLE["request"]})
+    results = check_merge(probe_merge.address, sample, options=OPTIONS)
+    assert failed(results) == []
+    statuses = _statuses(results)
+    assert statuses["valid-request"] is statuses["partial-coverage"] is Status.SKIP
+    assert statuses["no-shard-answered"] is statuses["empty-results"] is Status.PASS

@@ -1,0 +1,210 @@
+"""The demo as real containers: build deploy/docker/Dockerfile with podman and run compose.yaml's services.
+
+No Docker engine is needed: podman runs the image, and each service of
+``deploy/docker/compose.yaml`` is started as compose would start it (same
+command, environment, volumes, hostname, read-only root, health check, in
+dependency order) on a private podman network, the root published on
+127.0.0.1. Then the test searches through the root, stops one leaf replica
+(it must drain and exit 0) and searches again: the other replica answers.
+
+Where no image registry is reachable the base image is made locally from
+Debian's packages by ``deploy/docker/local-base.sh`` (root and debootstrap
+needed; the result is kept, so only the first run pays ~1.5 min). Set
+SCATTER_TEST_BASE_IMAGE to use another base, e.g. ``docker.io/library/python:3.11-slim``,
+and SCATTER_TEST_OCI_RUNTIME to choose podman's runtime (default: runc when
+installed, since crun fails on some cgroup v1 hosts). Every container is
+started detached, and stopped and removed by its id.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from demo_search.cli import search_once
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKER = REPO / "deploy" / "docker"
+BASE_IMAGE = os.environ.get("SCATTER_TEST_BASE_IMAGE", "localhost/scatter-base:bookworm")
+IMAGE = "localhost/scatter-gather:test"
+# Lower than podman's defaults: runc cannot raise them above this host's hard limits.
+ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+BASE_TIMEOUT = 600.0  # debootstrap: ~1.5 min here
+BUILD_TIMEOUT = 600.0  # ~25 s here, pip downloads included
+READY_TIMEOUT = 90.0
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(BASE_TIMEOUT + BUILD_TIMEOUT + 300),
+    pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed (apt-get install podman runc)"),
+]
+
+
+def _podman() -> list[str]:
+    runtime = os.environ.get("SCATTER_TEST_OCI_RUNTIME") or ("runc" if shutil.which("runc") else "")
+    return ["podman", *(["--runtime", runtime] if runtime else [])]
+
+
+def podman(*args: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*_podman(), *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        pytest.fail(f"podman {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}", pytrace=False)
+    return result
+
+
+def _ensure_base_image() -> None:
+    if podman("image", "exists", BASE_IMAGE, check=False).returncode == 0:
+        return
+    if BASE_IMAGE != "localhost/scatter-base:bookworm":
+        podman("pull", BASE_IMAGE, timeout=BASE_TIMEOUT)
+        return
+    if shutil.which("debootstrap") is None or os.geteuid() != 0:
+        pytest.fail(
+            f"no {BASE_IMAGE}: run deploy/docker/local-base.sh as root (apt-get install debootstrap), "
+            "or set SCATTER_TEST_BASE_IMAGE to a python:3.11-slim image podman can pull",
+            pytrace=False,
+        )
+    result = subprocess.run(
+        [str(DOCKER / "local-base.sh"), BASE_IMAGE], capture_output=True, text=True, timeout=BASE_TIMEOUT
+    )
+    assert result.returncode == 0, f"local-base.sh failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+
+
+# Every image this test builds carries this label, so the ones a rebuild
+# leaves untagged can be pruned without touching anybody else's images.
+TEST_LABEL = "org.scatter-gather.test-build=1"
+
+
+@pytest.fixture(scope="module")
+def image() -> Iterator[str]:
+    _ensure_base_image()
+    started = time.monotonic()
+    podman(
+        "build", *ULIMITS, "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--label", TEST_LABEL,
+        "-f", str(DOCKER / "Dockerfile"), "-t", IMAGE, str(REPO),
+        timeout=BUILD_TIMEOUT,
+    )  # fmt: skip
+    print(f"image built in {time.monotonic() - started:.1f} s")
+    yield IMAGE
+    podman("image", "prune", "-f", "--filter", f"label={TEST_LABEL}", check=False, timeout=120)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Project:
+    """compose.yaml's services as podman containers; every container is remembered by id."""
+
+    def __init__(self, image: str) -> None:
+        try:
+            import yaml
+        except ImportError:
+            pytest.fail("PyYAML is missing: pip install PyYAML (or pip install -e '.[test]')", pytrace=False)
+        self.compose: dict[str, Any] = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+        self.image = image
+        self.prefix = f"scatter-test-{secrets.token_hex(3)}"
+        self.network = podman("network", "create", self.prefix).stdout.strip()
+        self.ids: dict[str, str] = {}
+        self.root_port = _free_port()
+
+    def service(self, name: str) -> dict[str, Any]:
+        return dict(self.compose["services"][name])
+
+    def start(self, name: str) -> str:
+        s = self.service(name)
+        args = ["run", "--detach", *ULIMITS, "--name", f"{self.prefix}-{name}"]
+        args += ["--network", self.network, "--network-alias", name, "--hostname", s.get("hostname", name)]
+        args += ["--read-only"] if s.get("read_only") else []
+        args += [a for t in s.get("tmpfs", []) for a in ("--tmpfs", t)]
+        args += [a for k, v in s.get("environment", {}).items() for a in ("-e", f"{k}={v}")]
+        for volume in s.get("volumes", []):
+            source, target = volume.split(":", 1)
+            source = str((DOCKER / source).resolve()) if source.startswith(".") else f"{self.prefix}-{source}"
+            args += ["-v", f"{source}:{target}"]
+        for port in s.get("ports", []):
+            args += ["-p", f"127.0.0.1:{self.root_port}:{port.rsplit(':', 1)[1]}"]
+        self.ids[name] = podman(*args, self.image, *s["command"]).stdout.strip()
+        return self.ids[name]
+
+    def wait_exit(self, name: str, timeout: float) -> int:
+        return int(podman("wait", self.ids[name], timeout=timeout).stdout.strip())
+
+    def wait_healthy(self, names: list[str]) -> None:
+        """Run each service's compose health check in its container until it passes (`docker compose --wait`)."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        pending = list(names)
+        while pending and time.monotonic() < deadline:
+            test = self.service(pending[0])["healthcheck"]["test"]
+            assert test[0] == "CMD"
+            if podman("exec", self.ids[pending[0]], *test[1:], check=False, timeout=30).returncode == 0:
+                pending.pop(0)
+            else:
+                time.sleep(0.5)
+        assert not pending, f"not healthy after {READY_TIMEOUT:.0f} s: {pending}\n{self.logs()}"
+
+    def logs(self) -> str:
+        out = []
+        for name, cid in self.ids.items():
+            log = podman("logs", cid, check=False, timeout=30)
+            out.append(f"--- {name}\n{(log.stdout + log.stderr)[-1500:]}")
+        return "\n".join(out)
+
+    def close(self) -> None:
+        for cid in reversed(self.ids.values()):
+            podman("stop", "--time", "10", cid, check=False, timeout=60)
+            podman("rm", "--force", cid, check=False, timeout=60)
+        for volume in {v.split(":")[0] for s in self.compose["services"].values() for v in s.get("volumes", [])}:
+            if not volume.startswith("."):
+                podman("volume", "rm", "--force", f"{self.prefix}-{volume}", check=False)
+        podman("network", "rm", "--force", self.network, check=False)
+
+
+@pytest.fixture
+def project(image: str) -> Iterator[Project]:
+    p = Project(image)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def test_compose_demo_runs_as_containers_and_survives_a_leaf_stopping(project: Project) -> None:
+    started = time.monotonic()
+    project.start("index")
+    assert project.wait_exit("index", timeout=120) == 0, project.logs()
+    leaves = [name for name, s in project.compose["services"].items() if s["command"][0] == "leaf"]
+    for name in [*leaves, "merge"]:
+        project.start(name)
+    project.wait_healthy([*leaves, "merge"])
+    project.start("root")
+    project.wait_healthy(["root"])
+    user = podman("inspect", "--format", "{{.Config.User}}", project.ids["root"]).stdout.strip()
+    assert user == "10001:10001"
+
+    with grpc.insecure_channel(f"127.0.0.1:{project.root_port}") as channel:
+        response, _ = search_once(channel, "json decode", 5, deadline=10)
+        assert response.coverage.answered == response.coverage.total == 4, project.logs()
+        assert response.hits and response.hits[0].doc_id.startswith("json"), response
+        shards = {hit.shard_index for hit in search_once(channel, "return value", 50, deadline=10)[0].hits}
+        assert shards == {0, 1, 2, 3}  # every leaf container took its own shard from its hostname
+
+        # One replica of shard 0 goes away the way Kubernetes or compose stops it: SIGTERM, drain, exit 0.
+        podman("stop", "--time", "30", project.ids["leaves-1"], timeout=60)
+        assert project.wait_exit("leaves-1", timeout=10) == 0, project.logs()
+        for _ in range(5):
+            response, _ = search_once(channel, "json decode", 5, deadline=10)
+            assert response.coverage.answered == 4, project.logs()
+    print(f"demo containers started, queried and stopped in {time.monotonic() - started:.1f} s")

@@ -1,0 +1,191 @@
+"""The demo served: leaf and merge handlers, the CLI, and one real deployment over gRPC.
+
+The handler tests call the functions directly (a context stand-in carries
+only what they read); the end-to-end test starts real leaf, merge and root
+processes through the local runtime and checks that what comes back over
+the wire is exactly what the in-process index answers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import grpc
+import pytest
+
+from demo_search import cli
+from demo_search import format as fmt
+from demo_search.corpus import Document
+from demo_search.index import build_index
+from demo_search.leaf import INDEX_ENV, SearchLeaf, _parse
+from demo_search.merge import merge
+from demo_search.messages import MAX_RESULT_WINDOW
+from demo_search.search import IndexSearcher
+from demo_search.synthetic import synthetic_corpus
+from leaf_sdk import InvalidRequest, LeafInfo
+from merge_sdk import Partial, ShardStatus
+from protos.demo_search.v1 import search_pb2
+from protos.scatter_gather.v1 import shard_pb2
+
+SHARDS = 2
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("serving") / "index"
+    docs = [*synthetic_corpus(1500, seed=4), Document("de", "Grüße", "Straße in München")]
+    build_index(docs, out, shards=SHARDS)
+    return out
+
+
+def _leaf(index: Path, shard: int, shard_count: int = SHARDS) -> SearchLeaf:
+    leaf = SearchLeaf(index)
+    leaf.on_start(LeafInfo(shard, shard_count, "127.0.0.1:0"))
+    return leaf
+
+
+NOT_CANCELLED = SimpleNamespace(cancelled=False)
+
+
+def test_leaf_answers_offset_plus_k_hits_of_its_shard(index: Path) -> None:
+    leaf = _leaf(index, 1)
+    partial = leaf.handle(search_pb2.SearchRequest(query="ba be", k=3, offset=4), NOT_CANCELLED)  # type: ignore[arg-type]
+    expected = IndexSearcher(index).shards[1].search("ba be", 7)
+    assert [h.doc_id for h in partial.hits] == [h.doc_id for h in expected.hits]
+    assert {h.shard_index for h in partial.hits} == {1}
+    assert partial.total_matches == expected.total_matches
+
+
+def test_leaf_rejects_pages_beyond_the_result_window(index: Path) -> None:
+    request = search_pb2.SearchRequest(query="ba", k=10, offset=MAX_RESULT_WINDOW)
+    with pytest.raises(InvalidRequest, match=r"offset \+ k must be <= 10000"):
+        _leaf(index, 0).handle(request, NOT_CANCELLED)  # type: ignore[arg-type]
+
+
+def test_a_cancelled_call_skips_building_hits(index: Path) -> None:
+    partial = _leaf(index, 0).handle(
+        search_pb2.SearchRequest(query="ba", k=3),
+        SimpleNamespace(cancelled=True),  # type: ignore[arg-type]
+    )
+    assert partial == search_pb2.SearchPartial()
+
+
+def test_leaf_start_fails_on_a_shard_count_mismatch_or_a_bad_shard(index: Path, tmp_path: Path) -> None:
+    with pytest.raises(
+        fmt.IndexFormatError, match=r"index has 2 shard\(s\) but this leaf was started with --shard-count 3"
+    ):
+        _leaf(index, 0, shard_count=3)
+    with pytest.raises(fmt.IndexFormatError, match=r"index\.json: missing"):
+        _leaf(tmp_path, 0)
+
+
+def _partial(shard: int, hits: list[tuple[str, float]], total: int) -> Partial[search_pb2.SearchPartial]:
+    payload = search_pb2.SearchPartial(
+        hits=[search_pb2.Hit(doc_id=d, score=s, shard_index=shard) for d, s in hits], total_matches=total
+    )
+    return Partial(shard_index=shard, status=ShardStatus.OK, payload=payload)
+
+
+def test_merge_ranks_by_score_then_doc_id_and_passes_coverage_through() -> None:
+    coverage = shard_pb2.Coverage(total=3, answered=2)
+    coverage.missing.add(shard_index=2, status=shard_pb2.SHARD_STATUS_TIMEOUT, reason="slow")
+    partials = [
+        _partial(0, [("b", 2.0), ("d", 1.0)], 5),
+        _partial(1, [("a", 2.0), ("c", 1.5)], 7),
+        Partial(shard_index=2, status=ShardStatus.TIMEOUT, payload=None),
+    ]
+    ctx = SimpleNamespace(coverage=coverage)
+    response = merge(search_pb2.SearchRequest(query="q", k=3), partials, ctx)  # type: ignore[arg-type]
+    assert [h.doc_id for h in response.hits] == ["a", "b", "c"]
+    assert response.total_matches == 12
+    assert response.coverage == coverage
+    page = merge(search_pb2.SearchRequest(query="q", k=2, offset=2), partials, ctx)  # type: ignore[arg-type]
+    assert [h.doc_id for h in page.hits] == ["c", "d"]
+
+
+def test_format_response_prints_rank_score_title_snippet_and_partial_coverage() -> None:
+    response = search_pb2.SearchResponse(
+        hits=[search_pb2.Hit(doc_id="x", score=3.14159, title="json.dumps", snippet="dumps(obj) Serialize")],
+        total_matches=1234,
+    )
+    response.coverage.total, response.coverage.answered = 4, 3
+    response.coverage.missing.add(shard_index=1, status=shard_pb2.SHARD_STATUS_TIMEOUT)
+    text = cli.format_response("json", response, 0.0123)
+    assert text.splitlines() == [
+        '"json": 1,234 matching documents, coverage 3/4 shards (PARTIAL: missing shard 1 TIMEOUT), 12.3 ms',
+        "   1.   3.142  json.dumps",
+        "               dumps(obj) Serialize",
+    ]
+
+
+def test_the_cache_is_keyed_by_python_shards_and_format(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = cli.stdlib_index_path(4)
+    assert path.parent == tmp_path / "scatter-gather"
+    assert path.name.startswith("demo-stdlib-py3.") and path.name.endswith(f"-4shards-v{fmt.FORMAT_VERSION}")
+
+
+def test_the_deployment_file_is_a_valid_runtime_spec(tmp_path: Path) -> None:
+    from scatter.runtime import load_deployment
+
+    odd = tmp_path / "in{dex} with space"
+    config = tmp_path / "demo.toml"
+    config.write_text(cli.deployment_toml(odd, shards=4, replicas=2), encoding="utf-8")
+    spec = load_deployment(config)
+    assert (spec.shards, spec.replicas) == (4, 2)
+    assert spec.leaves.command[-2:] == ("--index", str(odd).replace("{", "{{").replace("}", "}}"))
+    assert spec.merge.command[1:] == ("-m", "demo_search.merge")
+
+
+def test_scatter_demo_index_builds_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(
+        "\n".join(json.dumps({"id": str(i), "title": f"T{i}", "text": f"word{i} common"}) for i in range(10)),
+        encoding="utf-8",
+    )
+    out = tmp_path / "idx"
+    assert cli.main(["index", "--corpus", str(corpus), "--shards", "3", "--out", str(out)]) == 0
+    assert "indexed 10 documents into 3 shard(s)" in capsys.readouterr().out
+    assert IndexSearcher(out).search("common", 20).total_matches == 10
+    assert cli.main(["index", "--corpus", str(corpus), "--out", str(out)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert cli.main(["index", "--corpus", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x")]) == 1
+    assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_end_to_end_over_grpc_equals_the_in_process_index(index: Path) -> None:
+    """Real processes: 2 shards x 2 replicas, merge and root, started by the local runtime."""
+    local = IndexSearcher(index)
+    queries = ["ba be", "di", "ku mo na", "münchen", "zzz-unknown", ""]
+    with (
+        cli.run_deployment(index, shards=SHARDS, replicas=2, listen="127.0.0.1:0") as address,
+        grpc.insecure_channel(address) as channel,
+    ):
+        for query in queries:
+            for k, offset in [(10, 0), (5, 3)]:
+                response, _ = _search(channel, query, k, offset)
+                expected = local.search(query, k, offset)
+                assert [(h.doc_id, h.score, h.title, h.snippet) for h in response.hits] == [
+                    (h.doc_id, h.score, h.title, h.snippet) for h in expected.hits
+                ], query
+                assert response.total_matches == expected.total_matches
+                assert (response.coverage.total, response.coverage.answered) == (SHARDS, SHARDS)
+        with pytest.raises(grpc.RpcError) as error:
+            _search(channel, "ba", k=MAX_RESULT_WINDOW, offset=1)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+
+
+def _search(channel: grpc.Channel, query: str, k: int, offset: int) -> tuple[search_pb2.SearchResponse, float]:
+    return cli.search_once(channel, query, k, offset=offset, deadline=10.0)
+
+
+def test_leaf_index_flag_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(INDEX_ENV, "/some/index")
+    assert _parse(["--shard-index", "1"]) == (Path("/some/index"), ["--shard-index", "1"])
+    assert _parse(["--index", "/other"]) == (Path("/other"), [])
+    monkeypatch.delenv(INDEX_ENV)
+    with pytest.raises(SystemExit) as exit_:
+        _parse([])
+    assert exit_.value.code == 2

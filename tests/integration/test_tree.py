@@ -1,0 +1,115 @@
+"""Two-level trees: a root serving as a shard of a higher root."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from protos.scatter_gather.v1 import shard_pb2
+from scatter.runtime import Deployment
+from tests._cluster import Client, ms, probe_cluster, wait_until_whole
+
+SHARDS = 6
+GROUPS = 2
+
+
+@pytest.fixture(scope="module")
+def flat() -> Iterator[Deployment]:
+    with probe_cluster(shards=SHARDS, replicas=1) as dep:
+        yield dep
+
+
+@pytest.fixture(scope="module")
+def tree() -> Iterator[Deployment]:
+    # A lower root answers partial results (min_coverage 0) and keeps a reserve for its combiner and the trip up.
+    lower = {"min_coverage": 0.0, "merge_reserve_ms": 100}
+    tree = {"groups": GROUPS, "combiner": {"command": ["{python}", "combine.py"]}, "root": lower}
+    with probe_cluster(shards=SHARDS, replicas=1, extra={"tree": tree}) as dep:
+        yield dep
+
+
+def test_tree_has_a_root_per_group(tree: Deployment) -> None:
+    assert {"root", "root-0", "root-1", "combiner-0", "combiner-1", "merge"} <= set(tree.children)
+
+
+def test_tree_answers_like_the_flat_deployment(flat: Deployment, tree: Deployment) -> None:
+    flat_client, tree_client = Client(flat.root_address), Client(tree.root_address)
+    try:
+        for value in (0, 5, 11):
+            flat_response, flat_merged, _ = flat_client.probe(value=value)
+            tree_response, tree_merged, _ = tree_client.probe(value=value)
+            assert tree_merged.sum == flat_merged.sum == sum(i + 1 + value for i in range(SHARDS))
+            assert (tree_response.coverage.total, tree_response.coverage.answered) == (SHARDS, SHARDS)
+            assert len(tree_response.shards) == GROUPS  # the top root's direct shards are the lower roots
+            assert all(report.status == shard_pb2.SHARD_STATUS_OK for report in tree_response.shards)
+            assert flat_response.coverage == tree_response.coverage
+    finally:
+        flat_client.close()
+        tree_client.close()
+
+
+def test_partial_subtree_coverage_travels_up(tree: Deployment) -> None:
+    client = Client(tree.root_address)
+    try:
+        # Shard 4 lives in the second group; that root answers with 2 of its 3 shards.
+        response, merged, _ = client.probe(timeout=1.0, min_coverage=0.5, fail_shards=[4])
+        assert (response.coverage.total, response.coverage.answered) == (SHARDS, SHARDS - 1)
+        assert [(m.shard_index, m.status) for m in response.coverage.missing] == [(4, shard_pb2.SHARD_STATUS_ERROR)]
+        assert merged.sum == sum(i + 1 for i in range(SHARDS) if i != 4)
+        with pytest.raises(grpc.RpcError) as info:
+            client.probe(timeout=1.0, fail_shards=[4])
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "shard 4 (ERROR" in info.value.details()
+    finally:
+        client.close()
+
+
+def test_hung_subtree_is_cut_off_by_the_parent_deadline(tree: Deployment) -> None:
+    client = Client(tree.root_address)
+    try:
+        start = time.monotonic()
+        response, merged, _ = client.probe(timeout=1.0, min_coverage=0.0, shard_delays={1: ms(5000)})
+        assert time.monotonic() - start < 1.0
+        # The first group's root times out on shard 1 itself and still answers (its min_coverage is 0):
+        # coverage counts the leaf shards, and the hung one is marked TIMEOUT.
+        assert (response.coverage.total, response.coverage.answered) == (SHARDS, SHARDS - 1)
+        assert [(m.shard_index, m.status) for m in response.coverage.missing] == [(1, shard_pb2.SHARD_STATUS_TIMEOUT)]
+        assert merged.sum == sum(i + 1 for i in range(SHARDS) if i != 1)
+    finally:
+        client.close()
+
+
+def test_a_whole_subtree_down_counts_all_its_leaf_shards(tree: Deployment) -> None:
+    client = Client(tree.root_address)
+    tree.kill("root-1")
+    try:
+        response, merged, _ = client.probe(timeout=1.0, min_coverage=0.0)
+        assert (response.coverage.total, response.coverage.answered) == (SHARDS, 3)
+        assert [m.shard_index for m in response.coverage.missing] == [3, 4, 5]
+        assert merged.sum == 1 + 2 + 3
+    finally:
+        tree.revive("root-1")
+        wait_until_whole(client, SHARDS)
+        client.close()
+
+
+def test_a_hung_lower_root_is_cut_off_by_the_parent_deadline(tree: Deployment) -> None:
+    client = Client(tree.root_address)
+    tree.pause("root-0")  # SIGSTOP: it holds its connections and never answers
+    try:
+        start = time.monotonic()
+        response, merged, _ = client.probe(timeout=1.0, min_coverage=0.0)
+        assert time.monotonic() - start < 1.0
+        assert (response.coverage.total, response.coverage.answered) == (SHARDS, 3)
+        assert [(m.shard_index, m.status) for m in response.coverage.missing] == [
+            (i, shard_pb2.SHARD_STATUS_TIMEOUT) for i in range(3)
+        ]
+        assert response.shards[0].status == shard_pb2.SHARD_STATUS_TIMEOUT
+        assert merged.sum == 4 + 5 + 6
+    finally:
+        tree.resume("root-0")
+        wait_until_whole(client, SHARDS)
+        client.close()

@@ -1,0 +1,107 @@
+"""Configuration validation: every bad value is refused with a message that names the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from root.config import load_root_config, parse_root_config
+from root.errors import ConfigError
+from scatter.runtime import load_deployment
+
+
+def _doc(**root: Any) -> dict[str, Any]:
+    return {
+        "root": root,
+        "merge": {"address": "127.0.0.1:7000"},
+        "shards": [{"replicas": ["127.0.0.1:7001", "127.0.0.1:7002"]}, {"replicas": ["unix:/tmp/leaf.sock"]}],
+    }
+
+
+def test_defaults() -> None:
+    config = parse_root_config(_doc())
+    assert len(config.shards) == 2
+    assert config.shards[1].replicas == ("unix:/tmp/leaf.sock",)
+    assert config.deadlines.default == 1.0
+    assert config.min_coverage == 1.0
+
+
+def test_values_are_read_in_ms() -> None:
+    config = parse_root_config(
+        _doc(default_deadline_ms=250, max_deadline_ms=2000, merge_reserve_ms=5, min_coverage=0.5)
+    )
+    assert (config.deadlines.default, config.deadlines.maximum, config.deadlines.merge_reserve) == (
+        0.25,
+        2.0,
+        0.005,
+    )
+    assert config.min_coverage == 0.5
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (_doc(min_coverag=1.0), r"unknown key 'root.min_coverag'; did you mean 'min_coverage'\?"),
+        (_doc(min_coverage=1.5), r"root.min_coverage must be in \[0, 1\], got 1.5"),
+        (_doc(min_coverage="all"), r"root.min_coverage: expected float, got 'all'"),
+        (_doc(default_deadline_ms=0), r"root.default_deadline_ms must be > 0"),
+        (_doc(max_in_flight=0), r"root.max_in_flight must be > 0"),
+        (_doc(max_in_flight=True), r"root.max_in_flight: expected int, got True"),
+        (_doc(listen="localhost"), r"root.listen: 'localhost': expected 'host:port'"),
+        (
+            _doc(default_deadline_ms=100, max_deadline_ms=50),
+            r"max_deadline_ms \(50\) must be >= default_deadline_ms",
+        ),
+        ({**_doc(), "merge": {}}, r"merge.address is required"),
+        ({**_doc(), "shards": []}, r"at least one \[\[shards\]\]"),
+        ({**_doc(), "shards": [{"replicas": []}]}, r"shards\[0\].replicas: at least one replica"),
+        (
+            {**_doc(), "shards": [{"replicas": ["127.0.0.1:1", "127.0.0.1:1"]}]},
+            r"the same address appears twice",
+        ),
+        (
+            {**_doc(), "shards": [{"replicas": ["127.0.0.1:99999"]}]},
+            r"shards\[0\].replicas\[0\]: .*port must be in 1..65535",
+        ),
+        ({**_doc(), "shards": [{"replica": ["127.0.0.1:1"]}]}, r"shards\[0\].replicas is required"),
+        ({**_doc(), "sharsd": 1}, r"unknown key 'sharsd'; did you mean 'shards'\?"),
+    ],
+)
+def test_bad_config_names_the_field(doc: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_root_config(doc)
+
+
+def test_load_reports_file_problems(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_root_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[root\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_root_config(bad)
+
+
+def test_written_toml_reads_back(tmp_path: Path) -> None:
+    doc = _doc(min_coverage=0.5, listen="127.0.0.1:0")
+    path = tmp_path / "root.toml"
+    path.write_text(tomli_w.dumps(doc))
+    assert load_root_config(path) == parse_root_config(doc)
+
+
+def test_deployment_file(tmp_path: Path) -> None:
+    path = tmp_path / "scatter.toml"
+    path.write_text(
+        '[root]\nmin_coverage = 0.5\n[merge]\ncommand = ["{python}", "m.py"]\n'
+        '[leaves]\ncommand = ["{python}", "l.py"]\nshards = 3\nreplicas = 2\nenv = { A = "1" }\n'
+    )
+    spec = load_deployment(path)
+    assert (spec.shards, spec.replicas, spec.leaves.env, spec.directory) == (3, 2, {"A": "1"}, tmp_path)
+    path.write_text('[merge]\ncommand = ["m"]\n[leaves]\ncommand = ["l"]\nshard = 3\n')
+    with pytest.raises(ConfigError, match=r"unknown key 'leaves.shard'; did you mean 'shards'\?"):
+        load_deployment(path)
+    path.write_text('[merge]\ncommand = ["m"]\n[leaves]\ncommand = ["l"]\n[root]\nmin_coverage = 2\n')
+    with pytest.raises(ConfigError, match=r"root.min_coverage must be in \[0, 1\]"):
+        load_deployment(path)

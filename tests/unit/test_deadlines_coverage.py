@@ -1,0 +1,93 @@
+"""Deadline budget and coverage decision: pure, exact."""
+
+from __future__ import annotations
+
+import pytest
+
+from protos.scatter_gather.v1 import shard_pb2
+from root.errors import ConfigError, DeadlineTooShort, InsufficientCoverage, InvalidRequest
+from root.policies.coverage import build_coverage, check_leaf_verdicts, require_coverage
+from root.policies.deadlines import Budget, DeadlinePolicy
+
+POLICY = DeadlinePolicy(default=1.0, maximum=5.0, merge_reserve=0.01)
+
+
+def test_budget_uses_default_without_client_deadline() -> None:
+    assert POLICY.budget(None) == Budget(total=1.0, shards=0.99)
+
+
+def test_budget_uses_client_deadline_and_caps_it() -> None:
+    assert POLICY.budget(0.5) == Budget(total=0.5, shards=0.49)
+    assert POLICY.budget(3600.0) == Budget(total=5.0, shards=4.99)
+
+
+@pytest.mark.parametrize("remaining", [0.0, 0.001, 0.0105, -1.0])
+def test_budget_too_short_fails_at_once(remaining: float) -> None:
+    with pytest.raises(DeadlineTooShort, match="leaves no time for the shards"):
+        POLICY.budget(remaining)
+
+
+def test_budget_just_enough() -> None:
+    assert POLICY.budget(0.0111).shards == pytest.approx(0.0011)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((0.0, 1.0, 0.0), "default_deadline_ms must be > 0"),
+        ((2.0, 1.0, 0.0), "max_deadline_ms"),
+        ((1.0, 2.0, 1.0), "merge_reserve_ms"),
+        ((1.0, 2.0, -0.1), "merge_reserve_ms"),
+    ],
+)
+def test_policy_validation(args: tuple[float, float, float], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        DeadlinePolicy(*args)
+
+
+def _reports(*statuses: int) -> list[shard_pb2.ShardReport]:
+    return [
+        shard_pb2.ShardReport(shard_index=i, status=s, error="" if s == shard_pb2.SHARD_STATUS_OK else "boom")  # type: ignore[arg-type]
+        for i, s in enumerate(statuses)
+    ]
+
+
+OK, TIMEOUT, UNAV = (
+    shard_pb2.SHARD_STATUS_OK,
+    shard_pb2.SHARD_STATUS_TIMEOUT,
+    shard_pb2.SHARD_STATUS_UNAVAILABLE,
+)
+
+
+def test_coverage_counts_and_lists_missing() -> None:
+    coverage = build_coverage(_reports(OK, TIMEOUT, OK, UNAV))
+    assert (coverage.total, coverage.answered) == (4, 2)
+    assert [(m.shard_index, m.status, m.reason) for m in coverage.missing] == [
+        (1, TIMEOUT, "boom"),
+        (3, UNAV, "boom"),
+    ]
+
+
+def test_require_coverage_thresholds() -> None:
+    three_of_four = build_coverage(_reports(OK, OK, OK, TIMEOUT))
+    require_coverage(three_of_four, 0.75)
+    require_coverage(three_of_four, 0.0)
+    with pytest.raises(
+        InsufficientCoverage,
+        match=r"coverage 3/4 is below min_coverage 1; missing: shard 3 \(TIMEOUT: boom\)",
+    ):
+        require_coverage(three_of_four, 1.0)
+    two_of_three = build_coverage(_reports(OK, OK, UNAV))
+    require_coverage(two_of_three, 2 / 3)
+
+
+def test_require_coverage_names_at_most_eight() -> None:
+    coverage = build_coverage(_reports(*([TIMEOUT] * 12)))
+    with pytest.raises(InsufficientCoverage, match="and 4 more"):
+        require_coverage(coverage, 0.5)
+
+
+def test_leaf_verdict_reports_lowest_shard() -> None:
+    check_leaf_verdicts({})
+    with pytest.raises(InvalidRequest, match="shard 1 rejected the request: bad type"):
+        check_leaf_verdicts({3: "other", 1: "bad type"})
