@@ -10,6 +10,8 @@ every decision to an exact virtual time (``tests/test_policies_*.py``).
 - ``budget``: ``HedgeBudget``, hedges as a bounded fraction of primary calls.
 - ``replicas``: ``ReplicaSet``, least-outstanding choice and outlier ejection.
 - ``coverage_wait``: when to stop waiting for stragglers (adaptive coverage).
+- ``attempts``: ``AttemptPlan``, every rule about one shard's attempts (the
+  composition of the above, sans I/O).
 - ``admission``: ``AdmissionLimit``, shed beyond a number of requests in flight.
 - ``deadlines``: ``DeadlinePolicy``, the time budget of one request.
 - ``coverage``: the Coverage of one request and whether it is enough.
@@ -18,6 +20,7 @@ Import from this package; the module layout may change.
 """
 
 from root.policies.admission import AdmissionConfig, AdmissionLimit
+from root.policies.attempts import AttemptKind, AttemptPlan, Cancel, End, Launch, ShardCounters, ShardPolicy
 from root.policies.budget import HedgeBudget, HedgeBudgetConfig, HedgeBudgetStats
 from root.policies.clock import Clock
 from root.policies.coverage import build_coverage, check_leaf_verdicts, require_coverage
@@ -36,10 +39,14 @@ from root.policies.replicas import (
 __all__ = [
     "AdmissionConfig",
     "AdmissionLimit",
+    "AttemptKind",
+    "AttemptPlan",
     "Budget",
+    "Cancel",
     "Clock",
     "CoverageWaitConfig",
     "DeadlinePolicy",
+    "End",
     "FailureKind",
     "HedgeBudget",
     "HedgeBudgetConfig",
@@ -48,9 +55,12 @@ __all__ = [
     "HedgingConfig",
     "LatencyWindow",
     "LatencyWindowConfig",
+    "Launch",
     "ReplicaConfig",
     "ReplicaSet",
     "ReplicaStatus",
+    "ShardCounters",
+    "ShardPolicy",
     "build_coverage",
     "check_leaf_verdicts",
     "failure_kind_for_status",

@@ -8,6 +8,13 @@ import pathlib
 import root.policies
 
 PUBLIC = {
+    "AttemptKind",
+    "AttemptPlan",
+    "Cancel",
+    "End",
+    "Launch",
+    "ShardCounters",
+    "ShardPolicy",
     "AdmissionConfig",
     "AdmissionLimit",
     "Budget",
