@@ -85,7 +85,7 @@ def root_families(service: RootService) -> Iterable[Metric]:
         "scatter_root_replica_ejections", "Outlier ejections of a replica.", labels=["shard", "replica"]
     )
     for shard in shards:
-        for replica in shard.chooser.status():
+        for replica in shard.policy.chooser.status():
             labels = [str(shard.index), replica.address]
             outstanding.add_metric(labels, replica.outstanding)
             ejected.add_metric(labels, 1.0 if replica.ejected else 0.0)

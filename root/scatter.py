@@ -1,24 +1,21 @@
-"""The fan-out of one request: every shard's attempts, failover, hedging,
-cancellation, all under one deadline.
+"""The asyncio driver of one request's fan-out: attempts as tasks, one timer.
 
-Per shard (trio's happy eyeballs, Finagle's backup requests): start the
-first attempt on the replica the chooser picks; when it has not answered
-after the hedge delay, start another on a different replica, up to
-max_attempts, if the hedge budget allows; when an attempt fails with a
-non-fatal code (UNAVAILABLE: refused, reset, draining) start the next at
-once; the first success wins and every other attempt is cancelled, which
-cancels its gRPC call and so the leaf's work. A fatal code ends the shard
-(gRPC's hedging rule: retrying cannot fix it). At the request's shard
-deadline every shard still open becomes TIMEOUT and nothing keeps running.
+Every decision about attempts (which replica, when to hedge, failover,
+fatal codes, who wins, how an attempt counts for its replica) belongs to
+``root.policies.AttemptPlan``, one per shard of the request. This module only
+carries out the plans' actions: a ``Launch`` becomes a task awaiting the
+replica's call (``root.transport``), a ``Cancel`` cancels that task, an
+``End`` becomes the shard's report. It applies the two request-level rules
+itself, since they span shards: the shard deadline (every open plan
+expires) and the coverage wait (``stop_waiting_at``: open plans are cut off).
 
-Shape of the I/O: one coroutine per request drives a small state machine.
-Each attempt is one task (awaiting its gRPC call) whose completion wakes the
-coroutine; hedge times and the deadline are one timer. There is no task per
-shard and no ``asyncio.wait``: the request costs about what a bare
-``asyncio.gather`` over the leaves costs (see docs/benchmarks.md).
-
-Decisions (which replica, how long to wait, whether the budget allows a
-hedge) belong to the pure policies in ``root.policies``.
+Shape of the I/O: one coroutine per request. Each attempt is one task whose
+completion wakes the coroutine; the plans' ``wake_at`` times and the
+deadline share one timer, kept in a heap so a wake-up costs O(log n) at
+fan-out 256. There is no task per shard and no ``asyncio.wait``: the
+request costs about what a bare ``asyncio.gather`` over the leaves costs
+(see docs/benchmarks.md). Cancelling the request (the client went away)
+cancels every attempt through the plans; nothing outlives the request.
 """
 
 from __future__ import annotations
@@ -27,32 +24,29 @@ import asyncio
 import heapq
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from protos.scatter_gather.v1 import leaf_pb2, shard_pb2
 from root import wire
 from root.policies import (
+    Action,
+    AttemptKind,
+    AttemptPlan,
+    Cancel,
     CoverageWaitConfig,
-    FailureKind,
-    HedgeBudget,
-    HedgeDelay,
-    HedgingConfig,
-    LatencyWindow,
-    ReplicaSet,
-    failure_kind_for_status,
+    End,
+    Launch,
+    ShardCounters,
+    ShardPolicy,
     stop_waiting_at,
 )
 from root.transport import AttemptResult, Replica
 from scatter_common.metrics import Histogram
 from scatter_common.tracing import HEADER, TraceContext
 
-OK = shard_pb2.SHARD_STATUS_OK
-TIMEOUT = shard_pb2.SHARD_STATUS_TIMEOUT
-ERROR = shard_pb2.SHARD_STATUS_ERROR
-UNAVAILABLE = shard_pb2.SHARD_STATUS_UNAVAILABLE
-SKIPPED = shard_pb2.SHARD_STATUS_SKIPPED
-
 NO_COVERAGE_WAIT = CoverageWaitConfig()
+HEDGE = AttemptKind.HEDGE
+OK = shard_pb2.SHARD_STATUS_OK
 
 # Latencies and deadlines are measured on this clock (the policies' too):
 # uvloop's loop.time() is cached per loop iteration and has 1 ms resolution,
@@ -60,46 +54,21 @@ NO_COVERAGE_WAIT = CoverageWaitConfig()
 clock = time.monotonic
 
 
-@dataclass
-class ShardStats:
-    """Counters of one shard, read by metrics and the status page."""
-
-    calls: int = 0
-    attempts: int = 0
-    hedges_sent: int = 0
-    hedges_won: int = 0
-    budget_exhausted: int = 0
-    failovers: int = 0
-    cancelled: int = 0
-    outcomes: dict[int, int] = field(default_factory=dict)
-
-
 class Shard:
     """Everything the root keeps about one shard across requests."""
 
-    def __init__(
-        self,
-        index: int,
-        count: int,
-        replicas: list[Replica],
-        chooser: ReplicaSet,
-        latencies: LatencyWindow,
-        hedging: HedgingConfig,
-        hedge_delay: HedgeDelay,
-        budget: HedgeBudget,
-    ) -> None:
+    def __init__(self, index: int, count: int, replicas: list[Replica], policy: ShardPolicy) -> None:
         self.index = index
         self.count = count
         self.replicas = replicas
-        self.chooser = chooser
-        self.latencies = latencies
-        self.hedging = hedging
-        self.hedge_delay = hedge_delay
-        self.budget = budget
-        self.stats = ShardStats()
+        self.policy = policy
         self.latency = Histogram()  # time to a good answer, for metrics
         # The ExecuteRequest fields that never change for this shard, encoded once.
         self.execute_fields = leaf_pb2.ExecuteRequest(shard_index=index, shard_count=count).SerializeToString()
+
+    @property
+    def stats(self) -> ShardCounters:
+        return self.policy.counters
 
 
 @dataclass(slots=True)
@@ -110,45 +79,6 @@ class ShardOutcome:
     payload: bytes  # the leaf's serialized Any; empty unless OK
     invalid: str | None = None  # the leaf's INVALID_ARGUMENT message, if any
     subtree: shard_pb2.Coverage | None = None  # the coverage a root serving as this shard reported
-
-
-@dataclass(slots=True, eq=False)
-class _Attempt:
-    call: _ShardCall
-    replica: int
-    hedge: bool
-    started: float
-
-
-class _ShardCall:
-    """One shard within one request: its open attempts and how it ended."""
-
-    __slots__ = (
-        "attempts",
-        "hedges",
-        "index",
-        "last_code",
-        "last_detail",
-        "last_replica",
-        "next_hedge",
-        "outcome",
-        "pending",
-        "shard",
-        "tried",
-    )
-
-    def __init__(self, shard: Shard, index: int) -> None:
-        self.shard = shard
-        self.index = index
-        self.pending: list[asyncio.Task[AttemptResult]] = []
-        self.tried: set[int] = set()
-        self.attempts = 0
-        self.hedges = 0
-        self.next_hedge = math.inf
-        self.last_code = ""
-        self.last_detail = "no replica could be tried"
-        self.last_replica = -1
-        self.outcome: ShardOutcome | None = None
 
 
 class Scatter:
@@ -166,21 +96,22 @@ class Scatter:
         trace: TraceContext | None = None,
     ):
         self.loop = asyncio.get_running_loop()
-        self.calls = [_ShardCall(shard, i) for i, shard in enumerate(shards)]
-        # (hedge time, shard position): the next hedge of every open shard, stale entries
-        # skipped lazily, so a wake-up costs O(log n) at fan-out 256, not a scan.
-        self.hedges: list[tuple[float, int]] = []
-        self.payload_field = payload_field
-        self.request_id = request_id
+        self.shards = shards
+        self.plans = [AttemptPlan(shard.policy) for shard in shards]
+        self.outcomes: list[ShardOutcome | None] = [None] * len(shards)
+        self.hedges_below: list[int] = [0] * len(shards)  # hedges a subtree reported
+        # (wake time, shard position) of every plan's next wake-up; stale entries
+        # (the plan ended or moved its time) are skipped lazily.
+        self.wakes: list[tuple[float, int]] = []
         self.start = start
         self.deadline = deadline
-        self.open = len(self.calls)
-        self.attempts: dict[asyncio.Task[AttemptResult], _Attempt] = {}
+        self.open = len(shards)
+        self.tasks: dict[asyncio.Task[AttemptResult], tuple[int, int]] = {}  # task -> (shard position, attempt)
+        self.running: dict[tuple[int, int], asyncio.Task[AttemptResult]] = {}
         self.completed: list[asyncio.Task[AttemptResult]] = []
         self.waiter: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = math.inf
-        self.trace = trace
         # One span for this root's part of the request: every leaf call is its child.
         self.metadata = ((HEADER, trace.child_header()),) if trace is not None else ()
         self.request_head = payload_field + wire.field(6, request_id.encode())
@@ -193,16 +124,11 @@ class Scatter:
     async def run(self) -> list[ShardOutcome]:
         """Every shard's outcome, in shard order."""
         loop = self.loop
+        plans = self.plans
         try:
-            for call in self.calls:
-                shard = call.shard
-                shard.stats.calls += 1
-                shard.budget.deposit()
-                self._launch(call, hedge=False)
-                if len(shard.replicas) > 1:  # a hedge needs somewhere else to go
-                    delay = shard.hedge_delay.delay(shard.latencies)
-                    if delay is not None:
-                        self._schedule_hedge(call, self.start + delay)
+            for i, plan in enumerate(plans):
+                now = clock()
+                self._apply(i, plan.start(now), now)
             while self.open:
                 self._arm_timer()
                 self.waiter = loop.create_future()
@@ -213,33 +139,29 @@ class Scatter:
                     self._finished(task)
                 now = clock()
                 if now >= self.deadline:
-                    for call in self.calls:
-                        if call.outcome is None:
-                            self._end_timeout(call)
+                    for i, plan in enumerate(plans):
+                        self._apply(i, plan.expire(now), now)
                     break
                 if now >= self.stop_at:
                     waited = (now - (self.coverage_reached_at or now)) * 1000
-                    for call in self.calls:
-                        if call.outcome is None:
-                            self._end(
-                                call,
-                                SKIPPED,
-                                call.last_replica,
-                                error=f"cut off by the coverage wait ({waited:.1f} ms after min_coverage)",
-                            )
+                    reason = f"cut off by the coverage wait ({waited:.1f} ms after min_coverage)"
+                    for i, plan in enumerate(plans):
+                        self._apply(i, plan.cut_off(now, reason), now)
                     break
-                heap = self.hedges
-                while heap and heap[0][0] <= now:
-                    at, index = heapq.heappop(heap)
-                    call = self.calls[index]
-                    if call.outcome is None and call.next_hedge == at:  # else: stale entry
-                        self._hedge(call, now)
+                wakes = self.wakes
+                while wakes and wakes[0][0] <= now:
+                    at, i = heapq.heappop(wakes)
+                    plan = plans[i]
+                    if plan.wake_at == at:  # else: stale entry
+                        self._apply(i, plan.timer(now), now)
         finally:
             if self.timer is not None:
                 self.timer.cancel()
-            for call in self.calls:  # the request was cancelled or ended: nothing may outlive it
-                self._cancel_pending(call)
-        return [call.outcome for call in self.calls]  # type: ignore[misc]
+            if self.running:  # the request was cancelled: nothing may outlive it
+                now = clock()
+                for i, plan in enumerate(plans):
+                    self._apply(i, plan.cancel(now), now)
+        return self.outcomes  # type: ignore[return-value]
 
     # -- events ------------------------------------------------------------------
 
@@ -259,15 +181,12 @@ class Scatter:
         self.completed.append(task)
         self._wake()
 
-    def _schedule_hedge(self, call: _ShardCall, at: float) -> None:
-        call.next_hedge = at
-        heapq.heappush(self.hedges, (at, call.index))
-
     def _arm_timer(self) -> None:
-        heap = self.hedges
-        while heap and (self.calls[heap[0][1]].outcome is not None or self.calls[heap[0][1]].next_hedge != heap[0][0]):
-            heapq.heappop(heap)  # the shard ended or its hedge time moved: drop the stale entry
-        wake_at = min(self.deadline, self.stop_at, heap[0][0] if heap else math.inf)
+        wakes = self.wakes
+        plans = self.plans
+        while wakes and plans[wakes[0][1]].wake_at != wakes[0][0]:
+            heapq.heappop(wakes)  # the plan ended or moved its wake-up: drop the stale entry
+        wake_at = min(self.deadline, self.stop_at, wakes[0][0] if wakes else math.inf)
         if wake_at != self.timer_at:
             if self.timer is not None:
                 self.timer.cancel()
@@ -276,104 +195,87 @@ class Scatter:
             self.timer = self.loop.call_later(max(0.0, wake_at - clock()), self._timer_fired)
             self.timer_at = wake_at
 
-    # -- attempts ----------------------------------------------------------------
-
-    def _launch(self, call: _ShardCall, hedge: bool) -> bool:
-        shard = call.shard
-        choice = shard.chooser.pick(call.tried)
-        if choice is None:
-            if not hedge:
-                return False  # failover: every replica already failed for this request
-            # A further hedge may go back to a replica already tried: a fresh call
-            # there usually misses the stall the first one hit, and least-outstanding
-            # steers it away from a replica that is hung.
-            choice = shard.chooser.pick()
-            if choice is None:
-                return False
-        now = clock()
-        call.attempts += 1
-        call.tried.add(choice)
-        call.last_replica = choice
-        shard.chooser.start(choice)
-        # ExecuteRequest spliced: payload, the shard's fixed fields, then attempt and hedge.
-        request = self.request_head + shard.execute_fields + wire.attempt_fields(call.attempts, hedge)
-        task = self.loop.create_task(shard.replicas[choice].call(request, self.deadline - now, self.metadata))
-        task.add_done_callback(self._attempt_done)
-        self.attempts[task] = _Attempt(call, choice, hedge, now)
-        call.pending.append(task)
-        return True
-
-    def _hedge(self, call: _ShardCall, now: float) -> None:
-        shard = call.shard
-        call.next_hedge = math.inf
-        if call.attempts >= shard.hedging.max_attempts:
-            return
-        if not shard.budget.try_withdraw():
-            shard.stats.budget_exhausted += 1
-            return
-        if self._launch(call, hedge=True):
-            shard.stats.hedges_sent += 1
-            call.hedges += 1
-            delay = shard.hedge_delay.delay(shard.latencies)
-            if delay is not None:
-                self._schedule_hedge(call, now + delay)
-
     def _finished(self, task: asyncio.Task[AttemptResult]) -> None:
-        attempt = self.attempts.pop(task, None)
-        if attempt is None or task.cancelled():
-            return  # a loser already accounted for when it was cancelled
-        call = attempt.call
-        call.pending.remove(task)
-        shard = call.shard
+        key = self.tasks.pop(task, None)
+        if key is None or task.cancelled():
+            return  # a loser, already accounted for when it was cancelled
+        del self.running[key]
+        i, attempt = key
         code, body = task.result()
-        elapsed = clock() - attempt.started
+        now = clock()
         if code == "OK":
             assert isinstance(body, bytes)
-            shard.chooser.finish(attempt.replica, elapsed, True)
-            shard.latencies.record(elapsed)
-            if attempt.hedge:
-                shard.stats.hedges_won += 1
-                shard.budget.record_win()
             payload, subtree, subtree_hedges = wire.leaf_response(body)
-            call.hedges += subtree_hedges
-            self._end(call, OK, attempt.replica, hedge_won=attempt.hedge, payload=payload, subtree=subtree)
-            self._answered()
-            return
-        assert isinstance(body, str)
-        shard.chooser.finish(attempt.replica, elapsed, False, failure_kind_for_status(code))
-        call.last_code, call.last_detail, call.last_replica = code, body, attempt.replica
-        if shard.hedging.is_non_fatal(code):
-            if call.attempts < shard.hedging.max_attempts and self._launch(call, hedge=False):
-                shard.stats.failovers += 1
-            elif not call.pending:
-                self._end(
-                    call,
-                    UNAVAILABLE,
-                    attempt.replica,
-                    error=body if code == "UNAVAILABLE" else f"{code}: {body}",
-                )
-        elif code == "DEADLINE_EXCEEDED":
-            if not call.pending:  # the others share the deadline; let them finish
-                self._end_timeout(call)
+            self.hedges_below[i] += subtree_hedges
+            actions = self.plans[i].result(attempt, "OK", "", now)
+            self._apply(i, actions, now, payload, subtree)
         else:
-            self._end(
-                call,
-                ERROR,
-                attempt.replica,
-                error=f"{code}: {body}",
-                invalid=body if code == "INVALID_ARGUMENT" else None,
-            )
+            assert isinstance(body, str)
+            self._apply(i, self.plans[i].result(attempt, code, body, now), now)
 
-    def _answered(self) -> None:
+    # -- actions -----------------------------------------------------------------
+
+    def _apply(
+        self,
+        i: int,
+        actions: list[Action] | tuple[Action, ...],
+        now: float,
+        payload: bytes = b"",
+        subtree: shard_pb2.Coverage | None = None,
+    ) -> None:
+        for action in actions:
+            if type(action) is Launch:
+                self._launch(i, action, now)
+            elif type(action) is Cancel:
+                task = self.running.pop((i, action.attempt))
+                del self.tasks[task]
+                task.cancel()
+            else:
+                assert type(action) is End
+                self._end(i, action, now, payload, subtree)
+        plan = self.plans[i]
+        if plan.wake_at != math.inf and not plan.ended:
+            heapq.heappush(self.wakes, (plan.wake_at, i))
+
+    def _launch(self, i: int, action: Launch, now: float) -> None:
+        shard = self.shards[i]
+        # ExecuteRequest spliced: payload, the shard's fixed fields, then attempt and hedge.
+        request = self.request_head + shard.execute_fields + wire.attempt_fields(action.attempt, action.kind is HEDGE)
+        replica = shard.replicas[action.replica]
+        task = self.loop.create_task(replica.call(request, self.deadline - now, self.metadata))
+        task.add_done_callback(self._attempt_done)
+        self.tasks[task] = (i, action.attempt)
+        self.running[(i, action.attempt)] = task
+
+    def _end(self, i: int, end: End, now: float, payload: bytes, subtree: shard_pb2.Coverage | None) -> None:
+        shard = self.shards[i]
+        plan = self.plans[i]
+        elapsed = now - self.start
+        if end.status == OK:
+            shard.latency.observe(elapsed)
+        report = shard_pb2.ShardReport(
+            shard_index=shard.index,
+            status=end.status,  # type: ignore[arg-type]
+            replica=shard.replicas[end.replica].address if end.replica >= 0 else "",
+            latency=wire.duration(elapsed),
+            attempts=plan.attempts,
+            hedge_won=end.hedge_won,
+            error=end.reason,
+            hedges=plan.hedges + self.hedges_below[i],
+        )
+        self.outcomes[i] = ShardOutcome(report, payload, plan.invalid, subtree)
+        self.open -= 1
+        if end.status == OK:
+            self._answered(now)
+
+    def _answered(self, now: float) -> None:
         """One more shard answered: start the coverage wait once min_coverage is reached."""
         self.answered += 1
         if self.coverage_wait.extra_wait is None or self.coverage_reached_at is not None:
             return
-        now = clock()
-        total = len(self.calls)
         stop = stop_waiting_at(
             self.coverage_wait,
-            total=total,
+            total=len(self.plans),
             answered=self.answered,
             min_coverage=self.min_coverage,
             started_at=self.start,
@@ -382,57 +284,3 @@ class Scatter:
         if stop is not None:
             self.coverage_reached_at = now
             self.stop_at = stop
-
-    def _cancel_pending(self, call: _ShardCall, kind: FailureKind = FailureKind.CANCELLED) -> None:
-        """Cancel the shard's open attempts; ``kind`` says why, for the replica chooser."""
-        if not call.pending:
-            return
-        now = clock()
-        shard = call.shard
-        for task in call.pending:
-            attempt = self.attempts.pop(task)
-            task.cancel()
-            shard.chooser.finish(attempt.replica, now - attempt.started, False, kind)
-            shard.stats.cancelled += 1
-        call.pending.clear()
-
-    # -- outcomes ----------------------------------------------------------------
-
-    def _end_timeout(self, call: _ShardCall) -> None:
-        # Attempts cut off by the deadline count against their replicas (a hung
-        # replica must eventually be ejected), unlike losers of a race.
-        self._cancel_pending(call, FailureKind.TIMEOUT)
-        self._end(call, TIMEOUT, call.last_replica, error="deadline exceeded before any replica answered")
-
-    def _end(
-        self,
-        call: _ShardCall,
-        status: int,
-        replica: int,
-        *,
-        error: str = "",
-        hedge_won: bool = False,
-        payload: bytes = b"",
-        invalid: str | None = None,
-        subtree: shard_pb2.Coverage | None = None,
-    ) -> None:
-        self._cancel_pending(call)
-        shard = call.shard
-        shard.stats.attempts += call.attempts
-        shard.stats.outcomes[status] = shard.stats.outcomes.get(status, 0) + 1
-        elapsed = clock() - self.start
-        if status == OK:
-            shard.latency.observe(elapsed)
-        report = shard_pb2.ShardReport(
-            shard_index=shard.index,
-            status=status,  # type: ignore[arg-type]
-            replica=shard.replicas[replica].address if replica >= 0 else "",
-            latency=wire.duration(elapsed),
-            attempts=call.attempts,
-            hedge_won=hedge_won,
-            error=error,
-            hedges=call.hedges,
-        )
-        call.outcome = ShardOutcome(report, payload, invalid, subtree)
-        call.next_hedge = math.inf
-        self.open -= 1

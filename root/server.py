@@ -22,7 +22,7 @@ from protos.scatter_gather.v1 import leaf_pb2, root_pb2
 from root.config import RootConfig, load_root_config
 from root.errors import ConfigError
 from root.metrics import root_families
-from root.policies import HedgeBudget, HedgeDelay, LatencyWindow, ReplicaSet
+from root.policies import HedgeBudget, HedgeDelay, LatencyWindow, ReplicaSet, ShardPolicy
 from root.scatter import Shard
 from root.service import RootService
 from root.status_page import render
@@ -45,18 +45,14 @@ def build_shards(config: RootConfig) -> list[Shard]:
     shards = []
     for (index, _), shard in zip(config.leaf_spans(), config.shards, strict=True):
         replicas = [Replica(address, options, config.upstream_tls) for address in shard.replicas]
-        shards.append(
-            Shard(
-                index=index,
-                count=count,
-                replicas=replicas,
-                chooser=ReplicaSet(shard.replicas, time.monotonic, config.replicas),
-                latencies=LatencyWindow(config.latency_window),
-                hedging=config.hedging,
-                hedge_delay=HedgeDelay(config.hedging),
-                budget=budget,
-            )
+        policy = ShardPolicy(
+            chooser=ReplicaSet(shard.replicas, time.monotonic, config.replicas),
+            latencies=LatencyWindow(config.latency_window),
+            hedging=config.hedging,
+            hedge_delay=HedgeDelay(config.hedging),
+            budget=budget,
         )
+        shards.append(Shard(index=index, count=count, replicas=replicas, policy=policy))
     return shards
 
 

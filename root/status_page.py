@@ -27,9 +27,9 @@ def render(service: RootService) -> bytes:
         stats = shard.stats
         hedge_rate = stats.hedges_sent / stats.calls if stats.calls else 0.0
         ok = stats.outcomes.get(shard_pb2.SHARD_STATUS_OK, 0)
-        p50 = shard.latencies.percentile(0.5)
-        p99 = shard.latencies.percentile(0.99)
-        replicas = shard.chooser.status()
+        p50 = shard.policy.latencies.percentile(0.5)
+        p99 = shard.policy.latencies.percentile(0.99)
+        replicas = shard.policy.chooser.status()
         for replica in replicas:
             if replica.ejected and replica.ejected_until is not None:
                 back_in = replica.ejected_until - time.monotonic()

@@ -20,7 +20,7 @@ Import from this package; the module layout may change.
 """
 
 from root.policies.admission import AdmissionConfig, AdmissionLimit
-from root.policies.attempts import AttemptKind, AttemptPlan, Cancel, End, Launch, ShardCounters, ShardPolicy
+from root.policies.attempts import Action, AttemptKind, AttemptPlan, Cancel, End, Launch, ShardCounters, ShardPolicy
 from root.policies.budget import HedgeBudget, HedgeBudgetConfig, HedgeBudgetStats
 from root.policies.clock import Clock
 from root.policies.coverage import build_coverage, check_leaf_verdicts, require_coverage
@@ -37,6 +37,7 @@ from root.policies.replicas import (
 )
 
 __all__ = [
+    "Action",
     "AdmissionConfig",
     "AdmissionLimit",
     "AttemptKind",

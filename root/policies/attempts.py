@@ -27,10 +27,10 @@ Actions (returned in the order the driver must carry them out):
   HEDGE or FAILOVER;
 - ``Cancel(attempt)``: cancel that attempt's call; its result will never be
   reported;
-- ``End(status, replica, reason, winner)``: the shard is over with a
+- ``End(status, replica, reason, hedge_won)``: the shard is over with a
   ``ShardStatus`` value, the replica that answered (or failed last; -1 if
-  none), a reason for the client when it did not answer, and the winning
-  attempt (0 unless OK). After ``End`` every event is ignored.
+  none), a reason for the client when it did not answer, and whether the
+  answer came from a hedge. After ``End`` every event is ignored.
 
 ``wake_at`` is the next time the plan wants a ``timer`` event (infinity for
 none); the driver reads it after each event. A timer that fires early is
@@ -108,7 +108,7 @@ class End(NamedTuple):
     status: int  # a shard_pb2.ShardStatus value
     replica: int  # -1 when no replica was tried
     reason: str  # empty when OK
-    winner: int  # the winning attempt number; 0 unless OK
+    hedge_won: bool
 
 
 Action = Launch | Cancel | End
@@ -166,6 +166,7 @@ class AttemptPlan:
         "last_replica",
         "open",
         "policy",
+        "started_at",
         "tried",
         "wake_at",
     )
@@ -182,6 +183,7 @@ class AttemptPlan:
         self.code = ""  # the last failure's status name
         self.detail = NO_REPLICA
         self.invalid: str | None = None  # the leaf's INVALID_ARGUMENT message
+        self.started_at = math.nan  # when the first attempt went out
 
     # -- events --------------------------------------------------------------
 
@@ -189,9 +191,10 @@ class AttemptPlan:
         policy = self.policy
         policy.counters.calls += 1
         policy.budget.deposit()
+        self.started_at = now
         actions: list[Action] = []
         if not self._launch(now, AttemptKind.FIRST, actions):
-            return self._end(UNAVAILABLE, -1, NO_REPLICA, 0, actions, now)
+            return self._end(UNAVAILABLE, -1, NO_REPLICA, False, actions, now)
         self._schedule_hedge(now)
         return actions
 
@@ -227,7 +230,7 @@ class AttemptPlan:
             if done.kind is AttemptKind.HEDGE:
                 policy.counters.hedges_won += 1
                 policy.budget.record_win()
-            return self._end(OK, done.replica, "", attempt, [], now)
+            return self._end(OK, done.replica, "", done.kind is AttemptKind.HEDGE, [], now)
         chooser.finish(done.replica, elapsed, False, failure_kind_for_status(code))
         self.code, self.detail, self.last_replica = code, detail, done.replica
         if policy.hedging.is_non_fatal(code):
@@ -238,26 +241,26 @@ class AttemptPlan:
             if self.open:
                 return _NONE  # a sibling may still answer
             reason = detail if code == "UNAVAILABLE" else f"{code}: {detail}"
-            return self._end(UNAVAILABLE, done.replica, reason, 0, actions, now)
+            return self._end(UNAVAILABLE, done.replica, reason, False, actions, now)
         if code == "DEADLINE_EXCEEDED":
             if self.open:
                 return _NONE  # the others share the deadline; let them finish
-            return self._end(TIMEOUT, done.replica, DEADLINE_REASON, 0, [], now)
+            return self._end(TIMEOUT, done.replica, DEADLINE_REASON, False, [], now)
         if code == "INVALID_ARGUMENT":
             self.invalid = detail
-        return self._end(ERROR, done.replica, f"{code}: {detail}", 0, [], now)
+        return self._end(ERROR, done.replica, f"{code}: {detail}", False, [], now)
 
     def expire(self, now: float) -> list[Action] | tuple[Action, ...]:
         if self.ended:
             return _NONE
         actions: list[Action] = []
         self._cancel_open(now, FailureKind.TIMEOUT, actions)
-        return self._end(TIMEOUT, self.last_replica, DEADLINE_REASON, 0, actions, now)
+        return self._end(TIMEOUT, self.last_replica, DEADLINE_REASON, False, actions, now)
 
     def cut_off(self, now: float, reason: str) -> list[Action] | tuple[Action, ...]:
         if self.ended:
             return _NONE
-        return self._end(SKIPPED, self.last_replica, reason, 0, [], now)
+        return self._end(SKIPPED, self.last_replica, reason, False, [], now)
 
     def cancel(self, now: float) -> list[Action] | tuple[Action, ...]:
         """The request is gone: cancel what is in flight; the shard has no outcome."""
@@ -312,7 +315,7 @@ class AttemptPlan:
         status: int,
         replica: int,
         reason: str,
-        winner: int,
+        hedge_won: bool,
         actions: list[Action],
         now: float,
     ) -> list[Action]:
@@ -325,5 +328,5 @@ class AttemptPlan:
         counters = self.policy.counters
         counters.attempts += self.attempts
         counters.outcomes[status] = counters.outcomes.get(status, 0) + 1
-        actions.append(End(status, replica, reason, winner))
+        actions.append(End(status, replica, reason, hedge_won))
         return actions

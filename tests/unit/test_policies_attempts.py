@@ -58,7 +58,7 @@ def test_first_answer_ends_the_shard_and_feeds_the_window() -> None:
     plan = AttemptPlan(p)
     assert plan.start(100.0) == [Launch(1, 0, FIRST)]
     assert plan.wake_at == pytest.approx(100.010)
-    assert plan.result(1, "OK", "", 100.004) == [End(OK, 0, "", 1)]
+    assert plan.result(1, "OK", "", 100.004) == [End(OK, 0, "", False)]
     assert plan.wake_at == math.inf and plan.ended
     assert p.latencies.percentile(1.0) == pytest.approx(0.004)
     assert p.counters.calls == 1 and p.counters.attempts == 1 and p.counters.outcomes == {OK: 1}
@@ -73,7 +73,7 @@ def test_hedge_at_the_delay_from_the_previous_attempt_then_the_winner_cancels_th
     assert plan.wake_at == pytest.approx(0.010)
     assert plan.timer(0.010) == [Launch(2, 1, HEDGE)]
     assert plan.wake_at == pytest.approx(0.020)  # the next hedge: one delay after this one
-    assert plan.result(2, "OK", "", 0.013) == [Cancel(1), End(OK, 1, "", 2)]
+    assert plan.result(2, "OK", "", 0.013) == [Cancel(1), End(OK, 1, "", True)]
     assert (p.counters.hedges_sent, p.counters.hedges_won, p.counters.cancelled) == (1, 1, 1)
     assert p.budget.hedges_won == 1
     assert p.latencies.percentile(1.0) == pytest.approx(0.003)  # the hedge, from its own start
@@ -135,14 +135,16 @@ def test_unavailable_fails_over_at_once_without_the_budget() -> None:
     assert p.counters.failovers == 1 and p.counters.budget_exhausted == 0
     assert plan.wake_at == pytest.approx(0.010)  # the hedge timer of the first attempt stands
     # the failover fails too: no replica left that was not tried, nothing in flight
-    assert plan.result(2, "UNAVAILABLE", "connection reset", 0.002) == [End(UNAVAILABLE, 1, "connection reset", 0)]
+    assert plan.result(2, "UNAVAILABLE", "connection reset", 0.002) == [End(UNAVAILABLE, 1, "connection reset", False)]
 
 
 def test_non_fatal_other_than_unavailable_names_its_code() -> None:
     clock = FakeClock()
     plan = AttemptPlan(policy(clock, replicas=1))
     plan.start(0.0)
-    assert plan.result(1, "RESOURCE_EXHAUSTED", "shed", 0.001) == [End(UNAVAILABLE, 0, "RESOURCE_EXHAUSTED: shed", 0)]
+    assert plan.result(1, "RESOURCE_EXHAUSTED", "shed", 0.001) == [
+        End(UNAVAILABLE, 0, "RESOURCE_EXHAUSTED: shed", False)
+    ]
 
 
 def test_failover_waits_for_a_sibling_in_flight() -> None:
@@ -152,7 +154,7 @@ def test_failover_waits_for_a_sibling_in_flight() -> None:
     plan.timer(0.010)  # hedge on replica 1
     # replica 0 fails: both tried, a failover never revisits; the hedge is still out
     assert plan.result(1, "UNAVAILABLE", "gone", 0.011) == ()
-    assert plan.result(2, "OK", "", 0.012) == [End(OK, 1, "", 2)]
+    assert plan.result(2, "OK", "", 0.012) == [End(OK, 1, "", True)]
 
 
 def test_leaf_deadline_while_a_sibling_is_pending_waits_for_it() -> None:
@@ -161,7 +163,7 @@ def test_leaf_deadline_while_a_sibling_is_pending_waits_for_it() -> None:
     plan.start(0.0)
     plan.timer(0.010)
     assert plan.result(1, "DEADLINE_EXCEEDED", "", 0.5) == ()
-    assert plan.result(2, "DEADLINE_EXCEEDED", "", 0.5) == [End(TIMEOUT, 1, DEADLINE_REASON, 0)]
+    assert plan.result(2, "DEADLINE_EXCEEDED", "", 0.5) == [End(TIMEOUT, 1, DEADLINE_REASON, False)]
 
 
 def test_fatal_code_ends_the_shard_and_keeps_the_invalid_message() -> None:
@@ -171,12 +173,12 @@ def test_fatal_code_ends_the_shard_and_keeps_the_invalid_message() -> None:
     plan.timer(0.010)
     assert plan.result(1, "INVALID_ARGUMENT", "k must be >= 0", 0.011) == [
         Cancel(2),
-        End(ERROR, 0, "INVALID_ARGUMENT: k must be >= 0", 0),
+        End(ERROR, 0, "INVALID_ARGUMENT: k must be >= 0", False),
     ]
     assert plan.invalid == "k must be >= 0"
     other = AttemptPlan(policy(clock))
     other.start(0.0)
-    assert other.result(1, "INTERNAL", "boom", 0.001) == [End(ERROR, 0, "INTERNAL: boom", 0)]
+    assert other.result(1, "INTERNAL", "boom", 0.001) == [End(ERROR, 0, "INTERNAL: boom", False)]
     assert other.invalid is None
 
 
@@ -186,7 +188,7 @@ def test_expire_cancels_everything_as_timeout() -> None:
     plan = AttemptPlan(p)
     plan.start(0.0)
     plan.timer(0.010)
-    assert plan.expire(0.100) == [Cancel(1), Cancel(2), End(TIMEOUT, 1, DEADLINE_REASON, 0)]
+    assert plan.expire(0.100) == [Cancel(1), Cancel(2), End(TIMEOUT, 1, DEADLINE_REASON, False)]
     assert p.counters.outcomes == {TIMEOUT: 1} and p.counters.attempts == 2
 
 
@@ -194,7 +196,7 @@ def test_coverage_wait_cut_off_is_skipped() -> None:
     clock = FakeClock()
     plan = AttemptPlan(policy(clock))
     plan.start(0.0)
-    assert plan.cut_off(0.005, "cut off") == [Cancel(1), End(SKIPPED, 0, "cut off", 0)]
+    assert plan.cut_off(0.005, "cut off") == [Cancel(1), End(SKIPPED, 0, "cut off", False)]
     assert plan.expire(0.1) == ()
 
 
@@ -224,5 +226,5 @@ def test_no_replica_to_try_is_unavailable() -> None:
     clock = FakeClock()
     plan = AttemptPlan(policy(clock, replicas=1, max_attempts=1))
     plan.start(0.0)
-    assert plan.result(1, "UNAVAILABLE", "refused", 0.001) == [End(UNAVAILABLE, 0, "refused", 0)]
+    assert plan.result(1, "UNAVAILABLE", "refused", 0.001) == [End(UNAVAILABLE, 0, "refused", False)]
     assert NO_REPLICA == "no replica could be tried"

@@ -8,6 +8,7 @@ import pathlib
 import root.policies
 
 PUBLIC = {
+    "Action",
     "AttemptKind",
     "AttemptPlan",
     "Cancel",
