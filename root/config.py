@@ -19,6 +19,7 @@ held in seconds. Example::
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import tomllib
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 
 from root.errors import ConfigError
 from root.policies import (
+    delay_percentile_for,
     CoverageWaitConfig,
     DeadlinePolicy,
     HedgeBudgetConfig,
@@ -265,8 +267,11 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     merge.finish()
 
     hedging_table = doc.table("hedging")
-    hedging = _policy(HedgingConfig, hedging_table, _HEDGING_KEYS)
     budget = _policy(HedgeBudgetConfig, hedging_table, _BUDGET_KEYS)
+    hedging = _policy(HedgingConfig, hedging_table, _HEDGING_KEYS)
+    if hedging_table.get("delay_percentile", float, None) is None:
+        # Designed with the budget: hedge half of what it allows (hedging.py).
+        hedging = dataclasses.replace(hedging, delay_percentile=delay_percentile_for(budget.max_extra_load))
     latency_window = _policy(LatencyWindowConfig, hedging_table, _WINDOW_KEYS)
     hedging_table.finish()
     replicas_table = doc.table("replicas")

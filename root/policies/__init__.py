@@ -26,7 +26,7 @@ from root.policies.clock import Clock
 from root.policies.coverage import build_coverage, check_leaf_verdicts, require_coverage
 from root.policies.coverage_wait import CoverageWaitConfig, min_answers, stop_waiting_at
 from root.policies.deadlines import Budget, DeadlinePolicy
-from root.policies.hedging import HedgeDelay, HedgingConfig
+from root.policies.hedging import HedgeDelay, HedgingConfig, delay_percentile_for
 from root.policies.latency import LatencyWindow, LatencyWindowConfig
 from root.policies.replicas import (
     FailureKind,
@@ -64,6 +64,7 @@ __all__ = [
     "ShardPolicy",
     "build_coverage",
     "check_leaf_verdicts",
+    "delay_percentile_for",
     "failure_kind_for_status",
     "min_answers",
     "require_coverage",

@@ -60,9 +60,26 @@ happy eyeballs):
    message kept apart for the client.
 7. The first answer wins; every other attempt is cancelled.
 
-How each attempt's end counts for its replica (``ReplicaSet.finish``) is
-decided here too: a loser of a race is CANCELLED, and an attempt cut off by
-the request's deadline is TIMEOUT.
+8. Blame (outlier ejection counts only replica faults, ``ReplicaSet.fault``)
+   is assigned when the shard answers, relative to the winner: a replica
+   that answered UNAVAILABLE for this request, or whose attempt started
+   before the winner's and was still running when it answered, is at fault,
+   unless it is the winner's own replica. A shard that got no answer blames
+   nobody: when every replica fails alike, the request (its deadline, its
+   input) or the whole shard is the cause, and ejecting a replica would not
+   help; that is what keeps a client from ejecting healthy replicas.
+9. The shard's latency window (the hedge delay's source) gets the first
+   attempt of every shard call, measured from its own start: its answer
+   time, or, when a hedge won, the time it had run when cancelled. That
+   lower bound is above the hedge delay, so every percentile below the delay
+   is estimated without bias, and the hedge rate is what the percentile
+   says (1 - q of shard calls), not more, as it would be if the slow first
+   attempts that hedges rescue were never seen. Hedge and failover answers
+   are not recorded: only the winners among them would be, the fast ones.
+
+How each attempt's end counts for its replica's EWMA (``ReplicaSet.finish``):
+a loser of a race is CANCELLED, an attempt cut off by the request's deadline
+TIMEOUT (both censored observations that can only raise it).
 """
 
 from __future__ import annotations
@@ -161,6 +178,7 @@ class AttemptPlan:
         "code",
         "detail",
         "ended",
+        "faulted",
         "hedges",
         "invalid",
         "last_replica",
@@ -184,6 +202,7 @@ class AttemptPlan:
         self.detail = NO_REPLICA
         self.invalid: str | None = None  # the leaf's INVALID_ARGUMENT message
         self.started_at = math.nan  # when the first attempt went out
+        self.faulted: list[int] | None = None  # replicas that answered UNAVAILABLE, blamed if a sibling answers
 
     # -- events --------------------------------------------------------------
 
@@ -226,15 +245,29 @@ class AttemptPlan:
         elapsed = now - done.started
         if code == "OK":
             chooser.finish(done.replica, elapsed, True)
-            policy.latencies.record(elapsed)
+            if done.kind is AttemptKind.FIRST:
+                policy.latencies.record(elapsed)
+            actions: list[Action] = []
+            if self.open:
+                self._cancel_losers(now, done, actions)
+            if self.faulted is not None:
+                for replica in self.faulted:
+                    if replica != done.replica:
+                        chooser.fault(replica)
             if done.kind is AttemptKind.HEDGE:
                 policy.counters.hedges_won += 1
                 policy.budget.record_win()
-            return self._end(OK, done.replica, "", done.kind is AttemptKind.HEDGE, [], now)
-        chooser.finish(done.replica, elapsed, False, failure_kind_for_status(code))
+            return self._end(OK, done.replica, "", done.kind is AttemptKind.HEDGE, actions, now)
+        kind = failure_kind_for_status(code)
+        chooser.finish(done.replica, elapsed, False, kind)
+        if kind is FailureKind.UNAVAILABLE:
+            if self.faulted is None:
+                self.faulted = [done.replica]
+            else:
+                self.faulted.append(done.replica)
         self.code, self.detail, self.last_replica = code, detail, done.replica
         if policy.hedging.is_non_fatal(code):
-            actions: list[Action] = []
+            actions = []
             if self.attempts < policy.hedging.max_attempts and self._launch(now, AttemptKind.FAILOVER, actions):
                 policy.counters.failovers += 1
                 return actions
@@ -299,6 +332,21 @@ class AttemptPlan:
         if delay is not None:
             self.wake_at = now + delay
 
+    def _cancel_losers(self, now: float, winner: _Open, actions: list[Action]) -> None:
+        """Cancel the attempts that lost to ``winner``, blaming those that had a head start (rule 8)."""
+        policy = self.policy
+        chooser = policy.chooser
+        for attempt, running in self.open.items():
+            elapsed = now - running.started
+            chooser.finish(running.replica, elapsed, False, FailureKind.CANCELLED)
+            if running.started < winner.started and running.replica != winner.replica:
+                chooser.fault(running.replica)
+            if running.kind is AttemptKind.FIRST:
+                policy.latencies.record(elapsed)  # a lower bound, above the hedge delay (rule 9)
+            policy.counters.cancelled += 1
+            actions.append(Cancel(attempt))
+        self.open.clear()
+
     def _cancel_open(self, now: float, kind: FailureKind, actions: list[Action]) -> None:
         if not self.open:
             return
@@ -320,8 +368,8 @@ class AttemptPlan:
         now: float,
     ) -> list[Action]:
         if self.open:
-            # Losers of the race, or attempts the coverage wait gave up on:
-            # neither says anything bad about their replica.
+            # Attempts a fatal error or the coverage wait gave up on: they say
+            # nothing about their replica.
             self._cancel_open(now, FailureKind.CANCELLED, actions)
         self.ended = True
         self.wake_at = math.inf

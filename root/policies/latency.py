@@ -28,10 +28,10 @@ snapshot never misses more than half of the data. We turned down streaming
 estimators (P-square, t-digest): they answer in O(1) but approximate, and they
 cannot forget old samples, which a sliding window must.
 
-Censoring, for the caller: record only successful attempts, each measured
-from its own start. When a hedge wins, the slow primary is cancelled and its
-latency is never seen, so the window underestimates the tail while hedging
-works; the hedge budget, not this window, is what bounds the extra load.
+Censoring, for the caller: the attempt plan records the first attempt of
+every shard call from its own start, its answer time or, when a hedge won,
+the time it had run when cancelled (a lower bound above the hedge delay, so
+percentiles below the delay stay unbiased; see ``attempts.py``, rule 9).
 """
 
 from __future__ import annotations

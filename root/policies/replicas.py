@@ -34,16 +34,30 @@ longer than the EWMA says, is evidence of slowness. Fast failures never feed
 it: a replica that refuses in 0.1 ms would otherwise look like the fastest and
 attract all traffic (the black hole of least-latency balancing).
 
-Ejection (Envoy's consecutive-5xx outlier detection): ``consecutive_failures``
-failures in a row (UNAVAILABLE, TIMEOUT or ERROR) eject a replica for
+Ejection counts only what says something about the replica, never about
+the request. ``finish`` never counts a failure: the same request fails the
+same way on every replica when it is the request's fault (a deadline too
+short for its work, an input that makes the leaf raise), so an attempt's own
+outcome cannot tell. The attempt plan, which sees the whole shard call,
+reports a *replica fault* with ``fault(i)`` when the replica failed where a
+sibling succeeded for the same request: it answered UNAVAILABLE (refused,
+reset, draining) or it was still running when a later-started attempt on
+another replica answered (lost a race it had a head start in). Timeouts,
+application errors and overload (RESOURCE_EXHAUSTED) never count.
+
+``consecutive_failures`` faults in a row (Envoy's consecutive-5xx outlier
+detection, with faults in place of 5xx) eject a replica for
 ``base_ejection_time * 2 ** (times_ejected - 1)``, capped at
 ``max_ejection_time`` (Envoy grows it linearly; doubling backs off faster from
 a replica that keeps flapping; ``times_ejected`` stops growing once the cap
-is reached). It is back when that time has passed, with a
-clean failure count; every ``decay_after_successes`` successes in a row then
-take one off ``times_ejected``. Failures and successes of calls that finish
-while their replica is ejected are ignored (they were sent before it was).
-
+is reached). It is back when that time has passed, with a clean fault
+count; an answer ends the streak, and every ``decay_after_successes``
+successes in a row then take one off ``times_ejected``. Outcomes of calls
+that finish while their replica is ejected are ignored (they were sent
+before it was). We considered Envoy's success-rate ejection instead: it
+compares each host with the cluster's mean and needs five hosts by default,
+while a shard has two or three replicas; comparing a replica with the sibling
+that answered the same request is the per-request form of the same idea.
 Never all: at most ``max(1, floor(n * max_ejection_percent / 100))`` replicas
 are ejected at once (Envoy's rule, "at least one host regardless"), and never
 ``n``: a single-replica shard is never ejected, since there is nowhere else to
@@ -86,9 +100,9 @@ DEFAULT_EWMA_STALE_AFTER = 1.0
 class FailureKind(enum.Enum):
     """How an attempt that did not succeed ended, as far as replica health goes."""
 
-    UNAVAILABLE = "unavailable"  # refused, reset, UNAVAILABLE: counts toward ejection
-    TIMEOUT = "timeout"  # no answer by the deadline: counts; the wait can raise the EWMA
-    ERROR = "error"  # INTERNAL, UNKNOWN, DATA_LOSS...: counts toward ejection
+    UNAVAILABLE = "unavailable"  # refused, reset, UNAVAILABLE: a fault if a sibling answered
+    TIMEOUT = "timeout"  # no answer by the deadline: the wait can raise the EWMA
+    ERROR = "error"  # INTERNAL, UNKNOWN, DATA_LOSS...: the request's doing as far as we can tell
     # The leaf shed the call (RESOURCE_EXHAUSTED): neutral. Ejecting replicas for
     # being overloaded pushes their load onto the rest and cascades.
     OVERLOADED = "overloaded"
@@ -312,16 +326,15 @@ class ReplicaSet:
             elif latency > r.ewma:
                 r.ewma += self._alpha * (latency - r.ewma)
             r.sampled_at = now
-            if failure_kind is FailureKind.CANCELLED:
-                return
-        elif failure_kind is FailureKind.OVERLOADED:
-            return
+        elif failure_kind is FailureKind.REJECTED and r.ejected_until <= now:
+            r.failures = 0  # it answered, if only to refuse the request: the fault streak is over
+
+    def fault(self, index: int) -> None:
+        """Replica ``index`` failed where a sibling succeeded for the same request (module docstring)."""
+        r = self._reps[index]
+        now = self._clock()
         if r.ejected_until > now:
             return
-        if failure_kind is FailureKind.REJECTED:
-            r.failures = 0
-            return
-        # UNAVAILABLE, TIMEOUT, ERROR
         r.failures += 1
         r.streak = 0
         if self._threshold is not None and r.failures >= self._threshold:

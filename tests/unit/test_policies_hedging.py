@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from root.policies import HedgeDelay, HedgingConfig, LatencyWindow, LatencyWindowConfig
+from root.policies import HedgeDelay, HedgingConfig, LatencyWindow, LatencyWindowConfig, delay_percentile_for
 
 
 def window_of(*seconds: float) -> LatencyWindow:
@@ -24,14 +24,20 @@ def test_defaults() -> None:
     assert c.enabled is True
     assert c.max_attempts == 3
     assert c.hedging_delay is None
-    assert c.delay_percentile == 0.95
+    assert c.delay_percentile == 0.975  # half of the default 5% budget
     assert (c.min_delay, c.max_delay, c.initial_delay) == (0.001, 1.0, 0.02)
     assert c.min_samples == 20
     assert c.non_fatal_status_codes == ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
 
 
+def test_the_default_percentile_hedges_half_of_the_budget() -> None:
+    assert delay_percentile_for(0.05) == pytest.approx(0.975)
+    assert delay_percentile_for(0.02) == pytest.approx(0.99)
+    assert delay_percentile_for(0.0) == 1.0
+
+
 def test_initial_delay_until_min_samples_then_percentile() -> None:
-    delay = HedgeDelay(HedgingConfig(min_samples=20))
+    delay = HedgeDelay(HedgingConfig(min_samples=20, delay_percentile=0.95))
     assert delay.delay(ms_window(0)) == 0.02
     assert delay.delay(ms_window(19)) == 0.02
     assert delay.delay(ms_window(20)) == 0.019  # nearest rank 19 of 20

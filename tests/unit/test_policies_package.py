@@ -35,6 +35,7 @@ PUBLIC = {
     "ReplicaStatus",
     "build_coverage",
     "check_leaf_verdicts",
+    "delay_percentile_for",
     "failure_kind_for_status",
     "min_answers",
     "require_coverage",

@@ -24,9 +24,13 @@ def answer(rs: ReplicaSet, i: int, latency: float) -> None:
 
 
 def fail(rs: ReplicaSet, i: int, times: int = 1, kind: FailureKind = U) -> None:
+    """Attempts on replica ``i`` ending with ``kind``; an UNAVAILABLE one is also a fault, as the
+    attempt plan reports it when a sibling answered the same request."""
     for _ in range(times):
         rs.start(i)
         rs.finish(i, 0.0001, False, kind)
+        if kind is U:
+            rs.fault(i)
 
 
 def ewma(rs: ReplicaSet, i: int) -> float | None:
@@ -181,13 +185,13 @@ def test_a_cancelled_look_refreshes_the_sample_time() -> None:
     assert rs.pick() == 1
 
 
-def test_timeout_raises_the_ewma_and_counts_as_a_failure() -> None:
+def test_timeout_raises_the_ewma_and_is_no_fault() -> None:
     rs = replicas(2)
     answer(rs, 0, 0.5)
     rs.start(0)
     rs.finish(0, 1.5, False, FailureKind.TIMEOUT)
     assert ewma(rs, 0) == 0.75
-    assert rs.status()[0].consecutive_failures == 1
+    assert rs.status()[0].consecutive_failures == 0
 
 
 # --- ejection -------------------------------------------------------------------
@@ -249,16 +253,23 @@ def test_failures_must_be_consecutive() -> None:
     # Neutral outcomes neither count nor reset.
     fail(rs, 0, 3, FailureKind.OVERLOADED)
     fail(rs, 0, 3, FailureKind.CANCELLED)
+    fail(rs, 0, 3, FailureKind.ERROR)
+    fail(rs, 0, 3, FailureKind.TIMEOUT)
     assert rs.status()[0].consecutive_failures == 4
-    fail(rs, 0, 1, FailureKind.ERROR)
+    fail(rs, 0, 1)
     assert rs.is_ejected(0)
 
 
-def test_timeouts_eject_a_hung_replica() -> None:
+def test_only_faults_eject_never_an_attempt_outcome_alone() -> None:
+    """Timeouts and errors are what a request can cause on every replica: only ``fault`` counts."""
     rs = replicas(2)
+    for kind in FailureKind:
+        for _ in range(20):
+            rs.start(0)
+            rs.finish(0, 0.5, False, kind)
+    assert not rs.is_ejected(0) and rs.status()[0].consecutive_failures == 0
     for _ in range(5):
-        rs.start(0)
-        rs.finish(0, 0.5, False, FailureKind.TIMEOUT)
+        rs.fault(0)
     assert rs.is_ejected(0)
 
 
