@@ -9,6 +9,7 @@ ejected, polled for with a bound.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -78,10 +79,8 @@ def _load(address: str, stop: threading.Event, workers: int = 4) -> list[threadi
         client = Client(address)
         try:
             while not stop.is_set():
-                try:
+                with contextlib.suppress(grpc.RpcError):
                     client.probe(timeout=2.0, min_coverage=0.0)
-                except grpc.RpcError:
-                    pass
         finally:
             client.close()
 
