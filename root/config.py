@@ -29,13 +29,13 @@ from typing import Any, TypeVar
 
 from root.errors import ConfigError
 from root.policies import (
-    delay_percentile_for,
     CoverageWaitConfig,
     DeadlinePolicy,
     HedgeBudgetConfig,
     HedgingConfig,
     LatencyWindowConfig,
     ReplicaConfig,
+    delay_percentile_for,
 )
 from scatter_common.addresses import AddressError, validate
 from scatter_common.serving import DEFAULT_GRACE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES
