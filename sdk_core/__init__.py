@@ -16,32 +16,25 @@ here, so that a fix reaches both:
   they build (``ServerOptions.from_args`` for every role);
 - ``lifecycle``: serving a handler until SIGTERM, with metrics.
 
-The SDKs import from this package's face (``__all__``); users import from
+The face (``__all__``) is what a role needs to subclass the server base:
+the base itself, the pieces its servicer and options are built from, and
+the error hierarchy. What the base does for a role (adapting hooks,
+serving until a signal, metrics) stays inside. The SDKs import from this
+face; users import from
 the SDKs, which re-export what users need (``InvalidRequest``,
 ``CallStats``). This package imports ``scatter_common`` and ``protos``
 only, never an SDK or the root.
 """
 
-from sdk_core.callables import (
-    UserHook,
-    adapt_hook,
-    is_async_callable,
-    message_class,
-    parameter_annotations,
-    require_message_class,
-    resolve_message_type,
-)
-from sdk_core.calls import CallScope, CallStats, Decoder, HandlerRunner, ServicerContext
+from sdk_core.callables import UserHook, message_class, parameter_annotations, resolve_message_type
+from sdk_core.calls import CallStats, Decoder, HandlerRunner, ServicerContext
 from sdk_core.errors import BadResult, InvalidRequest, NotReady, Overloaded, SdkError, WrongShard, to_status
-from sdk_core.flags import DEFAULT_MAX_CONCURRENCY, SERVER_FLAGS, Flag, FlagParser, ServerOptions, int_in
-from sdk_core.lifecycle import run_main, serve_handler
+from sdk_core.flags import DEFAULT_MAX_CONCURRENCY, Flag, FlagParser, ServerOptions, int_in
 from sdk_core.server import HandlerContext, HandlerServer, HandlerServicer, SdkRequest, main_or_exit
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
-    "SERVER_FLAGS",
     "BadResult",
-    "CallScope",
     "CallStats",
     "Decoder",
     "Flag",
@@ -59,15 +52,10 @@ __all__ = [
     "ServicerContext",
     "UserHook",
     "WrongShard",
-    "adapt_hook",
     "int_in",
-    "is_async_callable",
     "main_or_exit",
     "message_class",
     "parameter_annotations",
-    "require_message_class",
     "resolve_message_type",
-    "run_main",
-    "serve_handler",
     "to_status",
 ]
