@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protos.scatter_gather.v1 import leaf_pb2
-from sdk_core import CallScope, ServicerContext
+from sdk_core import HandlerContext, ServicerContext
 
 
-class LeafContext(CallScope):
+class LeafContext(HandlerContext):
     """One call to a leaf: which shard, which attempt, how much time is left.
 
     Attributes: ``shard_index`` and ``shard_count`` (this leaf's shard),
@@ -24,7 +24,7 @@ class LeafContext(CallScope):
     an async handler is cancelled instead) and ``invocation_metadata``.
     """
 
-    __slots__ = ("attempt", "hedge", "request_id", "shard_count", "shard_index")
+    __slots__ = ("attempt", "hedge", "shard_count", "shard_index")
 
     def __init__(
         self,
@@ -33,19 +33,17 @@ class LeafContext(CallScope):
         shard_index: int,
         shard_count: int,
     ) -> None:
-        super().__init__(context)
+        super().__init__(context, request)
         self.shard_index = shard_index
         self.shard_count = shard_count
         # proto3 has no "unset": a caller that leaves attempt at 0 means the first.
         self.attempt: int = request.attempt or 1
         self.hedge: bool = request.hedge
-        self.request_id: str = request.request_id
 
-    def __repr__(self) -> str:
+    def _describe(self) -> str:
         return (
-            f"LeafContext(shard_index={self.shard_index}, shard_count={self.shard_count}, "
-            f"attempt={self.attempt}, hedge={self.hedge}, request_id={self.request_id!r}, "
-            f"time_remaining={self.time_remaining()}, cancelled={self.cancelled})"
+            f"shard_index={self.shard_index}, shard_count={self.shard_count}, "
+            f"attempt={self.attempt}, hedge={self.hedge}, request_id={self.request_id!r}"
         )
 
 

@@ -1,32 +1,22 @@
-"""``Leaf``: one user function served as a ``scatter_gather.v1.Leaf``; and ``serve_leaf``, its sugar."""
+"""``Leaf``: one user function served as a ``scatter_gather.v1.Leaf``; and ``serve_leaf``, its sugar.
+
+What a leaf adds to ``sdk_core.HandlerServer``: its service, its options
+(the shard it serves) and the ``LeafInfo`` its hooks get.
+"""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+import grpc
 from google.protobuf.message import Message
 
 from leaf_sdk._context import LeafContext, LeafInfo
 from leaf_sdk._options import LeafOptions
 from leaf_sdk._servicer import SERVICE_NAME, LeafServicer
 from protos.scatter_gather.v1 import leaf_pb2_grpc
-from scatter_common.serving import ServiceHost
-from sdk_core import (
-    CallStats,
-    Decoder,
-    HandlerRunner,
-    UserHook,
-    adapt_hook,
-    message_class,
-    parameter_annotations,
-    require_message_class,
-    run_main,
-    serve_handler,
-)
-
-log = logging.getLogger("scatter.leaf")
+from sdk_core import HandlerServer, UserHook, main_or_exit
 
 Req = TypeVar("Req", bound=Message)
 
@@ -34,20 +24,7 @@ Req = TypeVar("Req", bound=Message)
 LeafHandler = Callable[[Req, LeafContext], Message | Awaitable[Message]]
 
 
-def _request_type_of(handler: Callable[..., object]) -> type[Message]:
-    annotations = parameter_annotations(handler)
-    found = message_class(annotations[0]) if annotations else None
-    if found is None:
-        name = getattr(handler, "__qualname__", repr(handler))
-        raise TypeError(
-            f"cannot infer the request type of {name}: annotate its first parameter with a "
-            "protobuf message class (def handle(request: MyRequest, ctx: LeafContext) -> ...) "
-            "or pass request_type=MyRequest"
-        )
-    return found
-
-
-class Leaf(Generic[Req]):
+class Leaf(HandlerServer[LeafOptions, LeafInfo], Generic[Req]):
     """A leaf server around ``handler``.
 
     ``handler(request, ctx)`` gets the decoded request and a ``LeafContext``
@@ -60,6 +37,13 @@ class Leaf(Generic[Req]):
     ``stats`` counts calls since the process started (see ``CallStats``).
     """
 
+    role = "leaf"
+    service_name = SERVICE_NAME
+    request_annotation = (
+        "first parameter with a protobuf message class (def handle(request: MyRequest, ctx: LeafContext) -> ...)"
+    )
+    options_type = LeafOptions
+
     def __init__(
         self,
         handler: LeafHandler[Req],
@@ -68,40 +52,14 @@ class Leaf(Generic[Req]):
         on_start: UserHook[LeafInfo] | None = None,
         on_stop: UserHook[LeafInfo] | None = None,
     ) -> None:
-        resolved = (
-            _request_type_of(handler) if request_type is None else require_message_class(request_type, "request_type")
-        )
-        self.request_type: type[Message] = resolved
-        self.stats = CallStats()
-        self._decode = Decoder(resolved)
-        self._runner = HandlerRunner(handler, stats=self.stats, log=log, role="leaf")
-        self._on_start = on_start
-        self._on_stop = on_stop
+        super().__init__(handler, request_type=request_type, on_start=on_start, on_stop=on_stop)
 
-    async def serve(self, options: LeafOptions) -> None:
-        """Serve until SIGTERM/SIGINT, or until the task running this is cancelled; then drain."""
-        host = ServiceHost(options.serve_options(), [SERVICE_NAME])
-        servicer = LeafServicer(self._runner, self._decode, options.shard_index, options.shard_count)
-        leaf_pb2_grpc.add_LeafServicer_to_server(servicer, host.server)
+    def _add_servicer(self, server: grpc.aio.Server, options: LeafOptions) -> None:
+        servicer = LeafServicer(self._runner, self._decode_request, options.shard_index, options.shard_count)
+        leaf_pb2_grpc.add_LeafServicer_to_server(servicer, server)
 
-        def info() -> LeafInfo:
-            return LeafInfo(options.shard_index, options.shard_count, host.address)
-
-        await serve_handler(
-            host,
-            self._runner,
-            max_concurrency=options.max_concurrency,
-            metrics_address=options.metrics_address,
-            role="leaf",
-            on_start=adapt_hook(self._on_start, info),
-            on_stop=adapt_hook(self._on_stop, info),
-            log=log,
-        )
-
-    def main(self, argv: Sequence[str] | None = None, *, allow_extra_args: bool = False) -> int:
-        """Parse flags and environment, serve until a signal; return the exit status."""
-        options = LeafOptions.from_args(argv, allow_extra_args=allow_extra_args)
-        return run_main(self.serve(options), role="leaf", log=log)
+    def _info(self, options: LeafOptions, address: str) -> LeafInfo:
+        return LeafInfo(options.shard_index, options.shard_count, address)
 
 
 def serve_leaf(
@@ -120,6 +78,4 @@ def serve_leaf(
     ``allow_extra_args=True`` when the program parses flags of its own.
     """
     leaf = Leaf(handler, request_type=request_type, on_start=on_start, on_stop=on_stop)
-    status = leaf.main(argv, allow_extra_args=allow_extra_args)
-    if status:
-        raise SystemExit(status)
+    main_or_exit(leaf, argv, allow_extra_args=allow_extra_args)

@@ -1,37 +1,32 @@
-"""The ``scatter_gather.v1.Leaf`` servicer: wire in, handler call, wire out.
+"""The ``scatter_gather.v1.Leaf`` servicer: what a leaf adds to ``sdk_core``'s skeleton.
 
-Only translation lives here: check the shard, decode the payload, build the
-context, pack the answer. Admission, invocation and error mapping belong to
-``sdk_core``.
+Only the leaf's part of the translation lives here: refuse a request for
+another shard, build the ``LeafContext``, wrap the answer in an
+``ExecuteResponse``. Decoding, admission, invocation, error mapping and
+packing belong to ``sdk_core``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from leaf_sdk._context import LeafContext
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc
-from scatter_common.payload import pack
-from sdk_core import CallScope, Decoder, HandlerRunner, ServicerContext, WrongShard
+from sdk_core import Decoder, HandlerRunner, HandlerServicer, ServicerContext, WrongShard
 
 SERVICE_NAME = leaf_pb2.DESCRIPTOR.services_by_name["Leaf"].full_name
 
 
-class LeafServicer(leaf_pb2_grpc.LeafServicer):
+class LeafServicer(HandlerServicer[leaf_pb2.ExecuteRequest], leaf_pb2_grpc.LeafServicer):
     def __init__(self, runner: HandlerRunner, decode: Decoder[Any], shard_index: int, shard_count: int) -> None:
-        self._runner = runner
-        self._decode = decode
+        super().__init__(runner, decode)
         self._shard_index = shard_index
         self._shard_count = shard_count
 
     async def Execute(self, request: leaf_pb2.ExecuteRequest, context: ServicerContext) -> leaf_pb2.ExecuteResponse:
-        result = await self._runner.call(request, context, self._prepare)
-        return leaf_pb2.ExecuteResponse(payload=pack(result))
+        return leaf_pb2.ExecuteResponse(payload=await self.answer(request, context))
 
-    def _prepare(
-        self, request: leaf_pb2.ExecuteRequest, context: ServicerContext
-    ) -> tuple[Sequence[object], CallScope]:
+    def check(self, request: leaf_pb2.ExecuteRequest) -> None:
         # A shard count of 0 means the caller did not say (a hand-made call);
         # any other mismatch is a misconfigured root and must fail loudly
         # rather than return another shard's data.
@@ -44,5 +39,6 @@ class LeafServicer(leaf_pb2_grpc.LeafServicer):
             raise WrongShard(
                 f"this leaf serves shard {self._shard_index} of {self._shard_count}; the request is for {asked}"
             )
-        ctx = LeafContext(context, request, self._shard_index, self._shard_count)
-        return (self._decode(request.payload), ctx), ctx
+
+    def context(self, request: leaf_pb2.ExecuteRequest, context: ServicerContext) -> LeafContext:
+        return LeafContext(context, request, self._shard_index, self._shard_count)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protos.scatter_gather.v1 import merge_pb2, shard_pb2
-from sdk_core import CallScope, ServicerContext
+from sdk_core import HandlerContext, ServicerContext
 
 
-class MergeContext(CallScope):
+class MergeContext(HandlerContext):
     """One call to a merge.
 
     Attributes: ``coverage`` (the ``scatter_gather.v1.Coverage`` the root
@@ -18,18 +18,14 @@ class MergeContext(CallScope):
     instead) and ``invocation_metadata``.
     """
 
-    __slots__ = ("coverage", "request_id")
+    __slots__ = ("coverage",)
 
     def __init__(self, context: ServicerContext, request: merge_pb2.MergeRequest) -> None:
-        super().__init__(context)
+        super().__init__(context, request)
         self.coverage: shard_pb2.Coverage = request.coverage
-        self.request_id: str = request.request_id
 
-    def __repr__(self) -> str:
-        return (
-            f"MergeContext(request_id={self.request_id!r}, coverage={self.coverage.answered}/"
-            f"{self.coverage.total}, time_remaining={self.time_remaining()}, cancelled={self.cancelled})"
-        )
+    def _describe(self) -> str:
+        return f"request_id={self.request_id!r}, coverage={self.coverage.answered}/{self.coverage.total}"
 
 
 @dataclass(frozen=True)

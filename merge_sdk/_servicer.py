@@ -1,7 +1,9 @@
-"""The ``scatter_gather.v1.Merge`` servicer: wire in, merge call, wire out.
+"""The ``scatter_gather.v1.Merge`` servicer: what a merge adds to ``sdk_core``'s skeleton.
 
-Only translation lives here: decode the request and the OK shards'
-payloads into ``Partial`` values, build the context, pack the answer.
+Only the merge's part of the translation lives here: decode the OK shards'
+payloads into ``Partial`` values, build the ``MergeContext``, wrap the
+answer in a ``MergeResponse``. Decoding the request, admission,
+invocation, error mapping and packing belong to ``sdk_core``.
 """
 
 from __future__ import annotations
@@ -12,29 +14,27 @@ from typing import Any
 from merge_sdk._context import MergeContext
 from merge_sdk._partial import STATUS_BY_NUMBER, Partial, ShardStatus
 from protos.scatter_gather.v1 import merge_pb2, merge_pb2_grpc, shard_pb2
-from scatter_common.payload import PayloadError, pack
-from sdk_core import CallScope, Decoder, HandlerRunner, ServicerContext
+from scatter_common.payload import PayloadError
+from sdk_core import Decoder, HandlerRunner, HandlerServicer, ServicerContext
 
 SERVICE_NAME = merge_pb2.DESCRIPTOR.services_by_name["Merge"].full_name
 
 _OK = shard_pb2.SHARD_STATUS_OK
 
 
-class MergeServicer(merge_pb2_grpc.MergeServicer):
+class MergeServicer(HandlerServicer[merge_pb2.MergeRequest], merge_pb2_grpc.MergeServicer):
     def __init__(self, runner: HandlerRunner, decode_request: Decoder[Any], decode_partial: Decoder[Any]) -> None:
-        self._runner = runner
-        self._decode_request = decode_request
+        super().__init__(runner, decode_request)
         self._decode_partial = decode_partial
 
     async def Merge(self, request: merge_pb2.MergeRequest, context: ServicerContext) -> merge_pb2.MergeResponse:
-        result = await self._runner.call(request, context, self._prepare)
-        return merge_pb2.MergeResponse(payload=pack(result))
+        return merge_pb2.MergeResponse(payload=await self.answer(request, context))
 
-    def _prepare(self, request: merge_pb2.MergeRequest, context: ServicerContext) -> tuple[Sequence[object], CallScope]:
-        decoded = self._decode_request(request.payload)
-        partials = [self._partial(result) for result in request.results]
-        ctx = MergeContext(context, request)
-        return (decoded, partials, ctx), ctx
+    def arguments(self, request: merge_pb2.MergeRequest) -> Sequence[object]:
+        return ([self._partial(result) for result in request.results],)
+
+    def context(self, request: merge_pb2.MergeRequest, context: ServicerContext) -> MergeContext:
+        return MergeContext(context, request)
 
     def _partial(self, result: shard_pb2.ShardResult) -> Partial[Any]:
         report = result.report

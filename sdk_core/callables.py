@@ -1,7 +1,8 @@
 """Inspecting the user's functions once, at construction, never per call.
 
 What lives here: deciding whether a handler or hook is async, reading the
-message types from its annotations, and turning a user's sync-or-async hook
+message types from its annotations (or checking the ones given instead,
+with one wording for "cannot infer"), and turning a user's sync-or-async hook
 into the coroutine hook ``serve_until_signal`` expects.
 """
 
@@ -63,6 +64,31 @@ def require_message_class(candidate: object, what: str) -> type[Message]:
     if cls is None:
         raise TypeError(f"{what} must be a protobuf message class, got {candidate!r}")
     return cls
+
+
+def resolve_message_type(
+    given: object | None,
+    infer: Callable[[], type[Message] | None],
+    *,
+    handler: Callable[..., object],
+    param: str,
+    annotate: str,
+    example: str,
+) -> type[Message]:
+    """The message type a user passed as ``param``, else the one ``infer`` reads from ``handler``.
+
+    ``infer`` runs only when nothing was given. When it finds nothing, the
+    TypeError says how to fix it: "annotate its {annotate}" or pass
+    ``{param}={example}``.
+    """
+    if given is not None:
+        return require_message_class(given, param)
+    found = infer()
+    if found is None:
+        name = getattr(handler, "__qualname__", repr(handler))
+        what = param.replace("_", " ")
+        raise TypeError(f"cannot infer the {what} of {name}: annotate its {annotate} or pass {param}={example}")
+    return found
 
 
 def adapt_hook(hook: UserHook[Info] | None, info: Callable[[], Info]) -> Hook | None:

@@ -14,7 +14,7 @@ import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn, Self
 
 from scatter_common.addresses import AddressError, validate
 from scatter_common.serving import DEFAULT_GRACE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES, ServeOptions
@@ -34,7 +34,17 @@ DEFAULT_MAX_CONCURRENCY = 64
 
 @dataclass(frozen=True, kw_only=True)
 class ServerOptions:
-    """How an SDK process listens and how much it takes on. Validated on construction."""
+    """How an SDK process listens and how much it takes on. Validated on construction.
+
+    A role's options subclass this and add their fields; ``from_args``
+    builds any of them from ``SERVER_FLAGS`` plus the subclass's
+    ``role_flags`` (one flag per added field, its ``dest`` the field name).
+    """
+
+    # What a role adds: the --help description, its own flags, and (in
+    # check_flags) cross-field checks that must name flags, not fields.
+    description: ClassVar[str] = "Serve a scatter/gather handler."
+    role_flags: ClassVar[tuple[Flag, ...]] = ()
 
     address: str = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
@@ -72,6 +82,31 @@ class ServerOptions:
             grace_seconds=self.grace_seconds,
             tls=ServerTls(self.tls_cert, self.tls_key, self.tls_client_ca) if self.tls_cert else None,
         )
+
+    @classmethod
+    def from_args(
+        cls,
+        argv: Sequence[str] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        allow_extra_args: bool = False,
+        prog: str | None = None,
+    ) -> Self:
+        """Build options from flags (``sys.argv[1:]`` when ``argv`` is None) and ``SCATTER_*`` variables.
+
+        Unknown arguments are an error unless ``allow_extra_args``, in which
+        case they are left for the user's program to parse. Bad values exit
+        with status 2 and a message naming the flag or variable.
+        """
+        parser = FlagParser(prog, cls.description, SERVER_FLAGS + cls.role_flags)
+        values, explicit = parser.parse(argv, environ, allow_extra_args=allow_extra_args)
+        cls.check_flags(parser, values)
+        role_fields = {flag.dest: values[flag.dest] for flag in cls.role_flags}
+        return cls(**parser.server_fields(values, explicit), **role_fields)
+
+    @classmethod
+    def check_flags(cls, parser: FlagParser, values: Mapping[str, Any]) -> None:
+        """Cross-field checks of parsed values; call ``parser.error`` to refuse them. None here."""
 
 
 def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
