@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.closed_loop import RunResult, run
-from loadtest.overhead import cpu_seconds
 from loadtest.processes import extra_root, probe_dir
+from loadtest.procfs import cpu_seconds
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
 from scatter.runtime import Deployment, parse_deployment

@@ -22,8 +22,8 @@ from pathlib import Path
 import tomli_w
 
 from loadtest.closed_loop import run
-from loadtest.overhead import cpu_seconds
 from loadtest.processes import probe_dir
+from loadtest.procfs import tree_cpu_seconds
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
 from scatter.runtime import Child, free_port
@@ -121,14 +121,7 @@ def cluster(
 def root_cpu(root: Child) -> float:
     """CPU seconds of the root process and its worker processes."""
     assert root.pid is not None
-    total = cpu_seconds(root.pid)
-    for task in Path(f"/proc/{root.pid}/task").iterdir():
-        children = Path(f"/proc/{root.pid}/task/{task.name}/children")
-        if children.exists():
-            for pid in children.read_text().split():
-                with contextlib.suppress(FileNotFoundError):
-                    total += cpu_seconds(int(pid))
-    return total
+    return tree_cpu_seconds(root.pid)
 
 
 def main() -> None:
