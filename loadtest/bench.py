@@ -40,14 +40,13 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest.processes import extra_root, probe_dir
+from loadtest.deployments import demo_spec, probe_spec, started
+from loadtest.processes import extra_root
 from loadtest.tally import Second, Summary, Tally, read_tally, summarise
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -201,46 +200,6 @@ def run_locust(
     return LocustRun(name, html, tally, seconds)
 
 
-@contextmanager
-def deployment(document: dict[str, Any], directory: Path, out: Path) -> Iterator[Any]:
-    """Start a deployment document through the local runtime, logs into ``out/logs``."""
-    from scatter.runtime import Deployment, StartupError, parse_deployment
-
-    spec = parse_deployment(document, directory)
-    try:
-        dep = Deployment(spec, log_dir=out / "logs").__enter__()
-    except StartupError as exc:
-        # One retry: the runtime picks free ports before the children bind them, and another
-        # process can take one in between ("Address already in use"). A second failure is real.
-        print(f"scatter bench: deployment did not start, retrying once: {str(exc).splitlines()[0]}", file=sys.stderr)
-        dep = Deployment(spec, log_dir=out / "logs-retry").__enter__()
-    try:
-        yield dep
-    finally:
-        dep.stop()
-
-
-def demo_document(**root: Any) -> tuple[dict[str, Any], Path]:
-    """The deployment `scatter demo` runs (4 shards x 2 replicas of the stdlib index), root settings overridden."""
-    from demo_search import DEMO_REPLICAS, DEMO_SHARDS, deployment_toml, ensure_stdlib_index
-
-    index = ensure_stdlib_index(DEMO_SHARDS)
-    document = tomllib.loads(deployment_toml(index, shards=DEMO_SHARDS, replicas=DEMO_REPLICAS))
-    document["root"].update(root)
-    return document, REPO
-
-
-def probe_document(
-    shards: int, replicas: int, leaf_flags: Sequence[str] = (), **root: Any
-) -> tuple[dict[str, Any], Path]:
-    document = {
-        "root": {"listen": "127.0.0.1:0", **root},
-        "merge": {"command": ["{python}", "merge.py"]},
-        "leaves": {"command": ["{python}", "leaf.py", *leaf_flags], "shards": shards, "replicas": replicas},
-    }
-    return document, probe_dir()
-
-
 # --- scenarios ----------------------------------------------------------------------------------
 
 
@@ -263,8 +222,7 @@ class Result:
 
 
 def scenario_steady(opts: Options) -> Result:
-    document, directory = demo_document()
-    with deployment(document, directory, opts.out) as dep:
+    with started(demo_spec(), opts.out) as dep:
         run = run_locust(opts.out, "steady", dep.root_address, users=opts.users, duration=opts.duration)
     return Result([Row("steady", str(opts.users), summarise(run.seconds))], [], {}, [run])
 
@@ -280,8 +238,7 @@ def ramp_steps(max_users: int) -> list[int]:
 def scenario_ramp(opts: Options) -> Result:
     steps = ramp_steps(opts.users)
     step_seconds = max(5.0, opts.duration / len(steps))
-    document, directory = demo_document()
-    with deployment(document, directory, opts.out) as dep:
+    with started(demo_spec(), opts.out) as dep:
         run = run_locust(
             opts.out,
             "ramp",
@@ -323,9 +280,8 @@ def scenario_ramp(opts: Options) -> Result:
 
 
 def scenario_tail(opts: Options) -> Result:
-    document, directory = probe_document(TAIL_SHARDS, TAIL_REPLICAS, TAIL_LEAF_FLAGS)
     probe = ["--scatter-workload", "probe"]
-    with deployment(document, directory, opts.out) as dep:
+    with started(probe_spec(TAIL_SHARDS, TAIL_REPLICAS, leaf_flags=TAIL_LEAF_FLAGS), opts.out) as dep:
 
         def hedging_off(doc: dict[str, Any]) -> None:
             doc.setdefault("hedging", {})["enabled"] = False
@@ -357,9 +313,8 @@ FAULT_VICTIM = "leaf-1-0"
 
 
 def scenario_fault(opts: Options) -> Result:
-    document, directory = demo_document()
     events: dict[str, float] = {}
-    with deployment(document, directory, opts.out) as dep:
+    with started(demo_spec(), opts.out) as dep:
         stop = threading.Event()
 
         def inject() -> None:
@@ -401,8 +356,7 @@ def scenario_fault(opts: Options) -> Result:
 
 
 def scenario_overload(opts: Options) -> Result:
-    document, directory = demo_document(max_in_flight=OVERLOAD_MAX_IN_FLIGHT)
-    with deployment(document, directory, opts.out) as dep:
+    with started(demo_spec(max_in_flight=OVERLOAD_MAX_IN_FLIGHT), opts.out) as dep:
         # Capacity: closed loop with exactly max_in_flight users, so nothing is shed.
         calibration = run_locust(
             opts.out,

@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.closed_loop import RunResult, run
-from loadtest.processes import extra_root, probe_dir
+from loadtest.deployments import probe_spec
+from loadtest.processes import extra_root
 from loadtest.procfs import cpu_seconds
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
-from scatter.runtime import Deployment, parse_deployment
+from scatter.runtime import Deployment
 
 WARMUP_SECONDS = 1.0
 
@@ -79,17 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out or Path("bench-results") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    document = {
-        "root": {"listen": "127.0.0.1:0", "max_in_flight": 4096},
-        "merge": {"command": ["{python}", "merge.py"]},
-        "leaves": {"command": ["{python}", "leaf.py"], "shards": args.shards, "replicas": args.replicas},
-    }
     request = root_pb2.QueryRequest()
     request.payload.Pack(probe_pb2.ProbeRequest(value=1))
     rows: list[dict[str, Any]] = []
     print(f"scatter bench compare: results in {out.resolve()}", flush=True)
     with (
-        Deployment(parse_deployment(document, probe_dir()), log_dir=out / "logs") as dep,
+        Deployment(probe_spec(args.shards, args.replicas, root={"max_in_flight": 4096}), log_dir=out / "logs") as dep,
         extra_root(dep, "naive-root", lambda _: None, module="loadtest.naive_root") as naive,
     ):
         ours_pid, naive_pid = dep.children["root"].pid, naive.pid

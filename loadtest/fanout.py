@@ -19,7 +19,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from loadtest.closed_loop import run
-from loadtest.processes import Processes, probe_dir, processes
+from loadtest.deployments import probe_dir
+from loadtest.processes import Processes, processes
 from loadtest.procfs import tree_cpu_seconds
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2

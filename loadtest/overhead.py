@@ -19,11 +19,11 @@ from collections.abc import Callable
 
 import grpc
 
-from loadtest.processes import probe_dir
+from loadtest.deployments import probe_spec
 from loadtest.procfs import cpu_seconds
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc, root_pb2, root_pb2_grpc
-from scatter.runtime import Deployment, parse_deployment
+from scatter.runtime import Deployment
 
 
 def warm_up(call: Callable[[], object], n: int = 200) -> None:
@@ -50,12 +50,7 @@ def summary(name: str, samples: list[float], cpu: float | None = None) -> str:
 
 
 def deployment(shards: int) -> Deployment:
-    document = {
-        "root": {"listen": "127.0.0.1:0"},
-        "merge": {"command": ["{python}", "merge.py"]},
-        "leaves": {"command": ["{python}", "leaf.py"], "shards": shards, "replicas": 1},
-    }
-    return Deployment(parse_deployment(document, probe_dir()))
+    return Deployment(probe_spec(shards, 1))
 
 
 def main() -> None:

@@ -27,19 +27,6 @@ READY_TIMEOUT = 60.0  # seconds: a cold Python importing grpc and numpy on a bus
 STOP_GRACE = 30.0  # seconds for a drain before SIGKILL
 
 
-def probe_dir() -> Path:
-    """examples/probe of the project checkout: beside this package (editable install) or the current folder.
-
-    The probe application is not installed with the package; benchmarks that
-    run it need a checkout, as the commands in docs/benchmarks.md are run
-    from one.
-    """
-    for checkout in (Path(__file__).resolve().parent.parent, Path.cwd()):
-        if (checkout / "examples" / "probe" / "leaf.py").is_file():
-            return checkout / "examples" / "probe"
-    raise SystemExit("scatter bench: examples/probe not found; run this benchmark from a checkout of the project")
-
-
 class Processes:
     """Children started one at a time, each healthy before the next, stopped together.
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 import argparse
 
 from loadtest.closed_loop import RunResult, run
-from loadtest.processes import extra_root, probe_dir
+from loadtest.deployments import probe_spec
+from loadtest.processes import extra_root
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
-from scatter.runtime import Deployment, parse_deployment
+from scatter.runtime import Deployment
 
 
 def request(stall_probability: float, stall_ms: float) -> root_pb2.QueryRequest:
@@ -65,27 +66,17 @@ def main() -> None:
         "max_extra_load": args.max_extra_load,
         "max_attempts": args.max_attempts,
     }
-    document = {
-        "root": {"listen": "127.0.0.1:0", "default_deadline_ms": 2000},
-        "hedging": hedging,
-        "merge": {"command": ["{python}", "merge.py"]},
-        "leaves": {
-            "command": [
-                "{python}",
-                "leaf.py",
-                "--base-latency-ms",
-                str(args.base_latency_ms),
-                "--seed",
-                str(args.seed),
-            ],
-            "shards": args.shards,
-            "replicas": args.replicas,
-        },
-    }
+    spec = probe_spec(
+        args.shards,
+        args.replicas,
+        leaf_flags=["--base-latency-ms", str(args.base_latency_ms), "--seed", str(args.seed)],
+        root={"default_deadline_ms": 2000},
+        hedging=hedging,
+    )
     ideal_request = request(0.0, 0.0)
     stall_request = request(args.stall_probability, args.stall_ms)
     with (
-        Deployment(parse_deployment(document, probe_dir())) as dep,
+        Deployment(spec) as dep,
         extra_root(dep, "root-unhedged", lambda doc: doc.update(hedging={"enabled": False})) as unhedged,
     ):
         print(
