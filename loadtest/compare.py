@@ -1,7 +1,6 @@
 """Our root against the naive baseline, on the same leaves, in one run.
 
     scatter bench compare [--shards 4] [--replicas 1] [--concurrency 1 16 64] [--duration 10] [--repeats 2]
-    python -m loadtest.compare ...   (the same)
 
 Starts the probe application (leaves, merge, our root with every policy on:
 admission, deadline budget, adaptive hedging under its budget, replica
@@ -22,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,7 @@ def measure(address: str, pid: int, request: root_pb2.QueryRequest, concurrency:
     return Measured(result, used * 1e6 / calls if calls else float("nan"))
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scatter bench compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -76,7 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out or Path("bench-results") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
@@ -153,7 +152,3 @@ def main(argv: list[str] | None = None) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"\nsummary: {(out / 'summary.json').resolve()}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,6 +1,7 @@
 """Fan-out benchmark: one root over 1 to 256 shards on this machine.
 
-    python -m loadtest.fanout [--fanouts 1 4 16 64 256] [--concurrency 1 8] [--duration 10] [--workers 1]
+    scatter bench fanout [--fanouts 1 4 16 64 256] [--concurrency 1 8] [--duration 10] [--workers 1]
+        [--tree-groups G] [--root-source CHECKOUT]
 
 Shards are served by a few light multi-shard leaf processes
 (loadtest.multi_shard_leaf; the shard index travels in the request), the
@@ -15,7 +16,7 @@ import argparse
 import contextlib
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from loadtest.closed_loop import run
@@ -90,8 +91,10 @@ def root_cpu(root: Child) -> float:
     return tree_cpu_seconds(root.pid)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scatter bench fanout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--fanouts", type=int, nargs="+", default=[1, 4, 16, 64, 256])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--duration", type=float, default=10.0)
@@ -100,7 +103,7 @@ def main() -> None:
     parser.add_argument(
         "--root-source", type=Path, help="run the root from this checkout (git worktree of an old commit)"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     root_env = {"PYTHONPATH": str(args.root_source.resolve())} if args.root_source else {}
     request = root_pb2.QueryRequest()
     request.payload.Pack(probe_pb2.ProbeRequest(value=0))
@@ -127,7 +130,4 @@ def main() -> None:
                             f"{per_request:.0f} | {per_request / fanout:.1f} |",
                             flush=True,
                         )
-
-
-if __name__ == "__main__":
-    main()
+    return 0

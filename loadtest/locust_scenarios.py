@@ -1,26 +1,28 @@
-"""``scatter bench``: named load scenarios run with Locust, and the naive-root comparison.
+"""The Locust load scenarios of ``scatter bench``: steady, ramp, tail-locust, fault, overload.
 
-    scatter bench SCENARIO [--duration S] [--users N] [--out DIR]
-    scatter bench compare [--duration S] [--concurrency 1 16 64] [--repeats 2]
+    scatter bench SCENARIO [--duration S] [--users N] [--out DIR] [--p99-target-ms MS]
 
-The runner starts the local deployment the scenario needs (``scatter.runtime``),
-runs Locust headless as a subprocess (``python -m locust -f
-loadtest/locustfile.py --headless --csv ... --html ...``), stops everything,
-prints a summary table and writes into the results folder (default
-``./bench-results/SCENARIO-YYYYMMDD-HHMMSS``): Locust's HTML report and
-CSVs per run, the users' tally (:mod:`loadtest.tally`), the deployment's
-logs, and ``summary.json``. It exits 1 if the run could not be made (a
-process did not start, Locust produced no report), 2 on bad arguments.
+The runner starts the local deployment the scenario needs (built by
+:mod:`loadtest.deployments`), runs Locust headless as a subprocess
+(``python -m locust -f loadtest/locustfile.py --headless --csv ... --html
+...``), stops everything, prints a summary table and writes into the
+results folder (default ``./bench-results/SCENARIO-YYYYMMDD-HHMMSS``):
+Locust's HTML report and CSVs per run, the users' tally
+(:mod:`loadtest.tally`), the deployment's logs, and ``summary.json``. It
+exits 1 if the run could not be made (a process did not start, Locust
+produced no report), 2 on bad arguments.
 
 Scenarios (the full description of each is in :data:`SCENARIOS` and
 docs/benchmarks.md):
 
-    steady    demo search (4 shards x 2 replicas), fixed closed-loop users
-    ramp      demo search, users doubling in steps: the highest throughput with p99 under a target
-    tail      probe leaves with a 1% stall of 100 ms, 8 x 2: our root with hedging off, then on
-    fault     demo search; a leaf replica is killed a third of the way in and revived at two thirds
-    overload  demo search behind max_in_flight = 8, offered twice its measured capacity
-    compare   our root against loadtest.naive_root on the same probe leaves (closed-loop generator)
+    steady       demo search (4 shards x 2 replicas), fixed closed-loop users
+    ramp         demo search, users doubling in steps: the highest throughput with p99 under a target
+    tail-locust  probe leaves with a 1% stall of 100 ms, 8 x 2: our root with hedging off, then on
+    fault        demo search; a leaf replica is killed a third of the way in and revived at two thirds
+    overload     demo search behind max_in_flight = 8, offered twice its measured capacity
+
+``tail-locust`` shows through Locust what ``scatter bench tail`` (the
+closed-loop tail benchmark, :mod:`loadtest.tail`) measures precisely.
 
 Numbers from one machine are comparable within one run only: the load
 generator shares the cores with the deployment. Use ``flock
@@ -58,7 +60,7 @@ WARMUP_SECONDS = 3
 # Locust itself needs a few seconds to import and to stop its users; past this the run is broken.
 LOCUST_SLACK_SECONDS = 60.0
 
-# The tail benchmark's leaves (issue 4, item 10; loadtest's tail benchmark uses the same flags):
+# The tail benchmark's leaves (issue 4, item 10; scatter bench tail uses the same flags):
 # every call takes 2 ms, 1% of calls stall 100 ms more, draws seeded per shard and replica.
 TAIL_SHARDS = 8
 TAIL_REPLICAS = 2
@@ -417,8 +419,11 @@ SCENARIOS: dict[str, Scenario] = {
         32,
         60.0,
     ),
-    "tail": Scenario(
-        scenario_tail, "probe leaves 8x2 with 1% stalls of 100 ms: hedging off, then on (--duration each)", 1, 30.0
+    "tail-locust": Scenario(
+        scenario_tail,
+        "probe leaves 8x2 with 1% stalls of 100 ms through Locust: hedging off, then on (--duration each)",
+        1,
+        30.0,
     ),
     "fault": Scenario(scenario_fault, "demo search; a leaf replica killed at 1/3 of the run, revived at 2/3", 8, 60.0),
     "overload": Scenario(
@@ -509,31 +514,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
-
-
-def usage() -> str:
-    width = max(len(n) for n in [*SCENARIOS, "compare"])
-    lines = ["usage: scatter bench SCENARIO [--duration S] [--users N] [--out DIR]", "", "scenarios:"]
-    lines += [f"  {name:<{width}}  {s.help}" for name, s in SCENARIOS.items()]
-    lines.append(f"  {'compare':<{width}}  our root against the naive root on the same probe leaves (closed loop)")
-    return "\n".join(lines)
-
-
-def main(argv: list[str]) -> int:
-    """Entry point of ``scatter bench ...`` (routed here by ``scatter.cli``)."""
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(usage())
-        return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
-    if name == "compare":
-        from loadtest.compare import main as compare_main
-
-        return compare_main(rest)
-    if name not in SCENARIOS:
-        print(f"scatter bench: unknown scenario {name!r}\n\n{usage()}", file=sys.stderr)
-        return 2
-    return run_scenario(name, rest)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,6 +1,6 @@
 """What the root costs per request, against calling a leaf directly.
 
-    python -m loadtest.overhead [--requests 2000] [--fanouts 1 4]
+    scatter bench overhead [--requests 2000] [--fanouts 1 4]
 
 Starts the probe application through the local runtime, then sends one
 request at a time on one long-lived channel: first straight to a leaf
@@ -15,7 +15,7 @@ import argparse
 import functools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import grpc
 
@@ -53,11 +53,13 @@ def deployment(shards: int) -> Deployment:
     return Deployment(probe_spec(shards, 1))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scatter bench overhead", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--fanouts", type=int, nargs="+", default=[1, 4])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     payload = probe_pb2.ProbeRequest(value=1)
     query = root_pb2.QueryRequest()
     query.payload.Pack(payload)
@@ -81,7 +83,4 @@ def main() -> None:
                 samples = timed(call_root, args.requests)
                 used = cpu_seconds(root_pid) - before
             print(summary(f"root, fan-out {fanout}", samples, used))
-
-
-if __name__ == "__main__":
-    main()
+    return 0
