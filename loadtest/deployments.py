@@ -57,13 +57,14 @@ def probe_document(
     leaf_flags: Sequence[str] = (),
     leaf_env: Mapping[str, str] | None = None,
     root: Mapping[str, Any] | None = None,
-    **sections: Any,
+    sections: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The probe application, ``shards`` x ``replicas`` leaves started with ``leaf_flags``.
 
     ``root`` adds to the root's settings (it listens on a free port of
-    127.0.0.1); every other keyword is a whole section of the document
-    (``hedging``, ``runtime``, ``tls``, ``tree``).
+    127.0.0.1); ``sections`` are whole sections of the document
+    (``hedging``, ``replicas``, ``runtime``, ``tls``, ``tree``), a mapping
+    rather than keywords because ``[replicas]`` is one of them.
     """
     leaves: dict[str, Any] = {"command": ["{python}", "leaf.py", *leaf_flags], "shards": shards, "replicas": replicas}
     if leaf_env:
@@ -73,7 +74,7 @@ def probe_document(
         "merge": {"command": ["{python}", "merge.py"]},
         "leaves": leaves,
     }
-    document.update(sections)
+    document.update(sections or {})
     return document
 
 

@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.replicas,
         leaf_flags=["--base-latency-ms", str(args.base_latency_ms), "--seed", str(args.seed)],
         root={"default_deadline_ms": 2000},
-        hedging=hedging,
+        sections={"hedging": hedging},
     )
     ideal_request = request(0.0, 0.0)
     stall_request = request(args.stall_probability, args.stall_ms)

@@ -40,7 +40,7 @@ def probe_cluster(
         leaf_env={"SCATTER_LOG_FORMAT": "json"},  # structured logs, as an operator would ship them
         # A merge reserve that still holds when the test machine is busy.
         root={"default_deadline_ms": 2000, "merge_reserve_ms": 50, **(root or {})},
-        **{"runtime": {"ready_timeout_ms": 30_000}, **(extra or {})},
+        sections={"runtime": {"ready_timeout_ms": 30_000}, **(extra or {})},
     )
     with Deployment(spec) as deployment:
         yield deployment

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from loadtest.bench import CLOSED_LOOP, main
+from loadtest.deployments import probe_document, probe_spec
 from loadtest.locust_scenarios import SCENARIOS
 from loadtest.procfs import cpu_seconds, memory_kib, tree_cpu_seconds
 from loadtest.queries import QueryStream, Vocabulary
@@ -132,6 +133,18 @@ def test_every_scenario_parses_its_own_flags(name: str, capsys: pytest.CaptureFi
         main([name, "--help"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: scatter bench {name} ")
+
+
+def test_the_probe_deployment_builder_takes_any_section() -> None:
+    document = probe_document(
+        2, 3, leaf_flags=["--seed", "1"], root={"max_in_flight": 8}, sections={"replicas": {"consecutive_failures": 0}}
+    )
+    assert document["root"] == {"listen": "127.0.0.1:0", "max_in_flight": 8}
+    assert document["leaves"] == {"command": ["{python}", "leaf.py", "--seed", "1"], "shards": 2, "replicas": 3}
+    assert document["replicas"] == {"consecutive_failures": 0}  # a section named like an argument
+    spec = probe_spec(2, 3, sections={"tree": {"groups": 2, "combiner": {"command": ["{python}", "combine.py"]}}})
+    assert (spec.shards, spec.replicas, spec.tree is not None) == (2, 3, True)
+    assert (spec.directory / "leaf.py").is_file()
 
 
 def test_procfs_reads_cpu_time_and_memory() -> None:

@@ -56,7 +56,7 @@ def deployment(certs: Path, mutual: bool) -> Deployment:
         "ca_file": str(certs / "ca.pem"),
         "mutual": mutual,
     }
-    return Deployment(probe_spec(SHARDS, 1, tls=tls))
+    return Deployment(probe_spec(SHARDS, 1, sections={"tls": tls}))
 
 
 def query(address: str, credentials: grpc.ChannelCredentials | None) -> root_pb2.QueryResponse:
