@@ -12,27 +12,38 @@ Modules, one concept each:
 * ``cli``        ``scatter demo`` and ``scatter demo index``
 
 Nothing here is imported by the framework (``root``, the SDKs); the demo only
-uses their public faces. Its own face (``__all__``) is what the benchmarks use.
+uses their public faces. Its own face (``__all__``) is what the benchmarks use:
+they read an index only through the format's functions re-exported here.
 """
 
 from demo_search.cli import DEMO_REPLICAS, DEMO_SHARDS, deployment_toml, ensure_stdlib_index
 from demo_search.corpus import CorpusError, Document
-from demo_search.format import IndexFormatError
+from demo_search.format import (
+    FORMAT_VERSION,
+    IndexFormatError,
+    IndexManifest,
+    read_document_frequencies,
+    read_index_manifest,
+)
 from demo_search.index import BuildSummary, build_index
 from demo_search.search import Hit, IndexSearcher, SearchResult, ShardSearcher
 
 __all__ = [
     "DEMO_REPLICAS",
     "DEMO_SHARDS",
+    "FORMAT_VERSION",
     "BuildSummary",
     "CorpusError",
     "Document",
     "Hit",
     "IndexFormatError",
+    "IndexManifest",
     "IndexSearcher",
     "SearchResult",
     "ShardSearcher",
     "build_index",
     "deployment_toml",
     "ensure_stdlib_index",
+    "read_document_frequencies",
+    "read_index_manifest",
 ]

@@ -52,6 +52,7 @@ __all__ = [
     "ShardManifest",
     "bm25_impacts",
     "load_array",
+    "read_document_frequencies",
     "read_index_manifest",
     "read_shard_manifest",
     "shard_dir",
@@ -195,6 +196,32 @@ def read_index_manifest(index: str | os.PathLike[str]) -> IndexManifest:
 def read_shard_manifest(shard: str | os.PathLike[str]) -> ShardManifest:
     path = Path(shard, SHARD_MANIFEST)
     return _construct(ShardManifest, _read_json(path), path)
+
+
+def read_document_frequencies(index: str | os.PathLike[str]) -> tuple[list[str], npt.NDArray[np.int64]]:
+    """Every term of the index, sorted by code point, with its corpus-wide document frequency (df).
+
+    For tools that draw queries from an index (the benchmarks' workloads), so
+    they never open the index's files by name. df is corpus-wide, so a term
+    held by several shards has one value; for a one-shard index this is that
+    shard's term dictionary, in its order.
+    """
+    df_by_term: dict[str, int] = {}
+    for shard_index in range(read_index_manifest(index).shard_count):
+        shard = shard_dir(index, shard_index)
+        count = read_shard_manifest(shard).terms
+        path = shard / TERMS
+        try:
+            terms = path.read_text(encoding="utf-8").split("\n")[:-1]
+        except FileNotFoundError as exc:
+            raise IndexFormatError(f"{path}: missing") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise IndexFormatError(f"{path}: unreadable ({exc})") from exc
+        if len(terms) != count:
+            raise IndexFormatError(f"{path}: {len(terms)} terms, manifest says {count}")
+        df_by_term.update(zip(terms, load_array(shard / DF, np.int64, count).tolist(), strict=True))
+    terms = sorted(df_by_term)
+    return terms, np.array([df_by_term[term] for term in terms], dtype=np.int64)
 
 
 def load_array(path: Path, dtype: type[np.generic], length: int) -> npt.NDArray[Any]:

@@ -1,17 +1,23 @@
-"""A closed-loop load generator: N requests in flight for a fixed time.
+"""The closed-loop load generator: N requests in flight, each sent when the last answer is in.
 
-Each of N workers sends a request, waits for the answer, and sends the next,
-on one shared channel; latencies of every call are kept and summarised. The
-generator runs in its own process, so it competes with the deployment for
-the same 2 cores: compare runs side by side, never against numbers from
-another machine.
+Each of N workers sends a request, waits for the answer, and sends the
+next, on one shared ``grpc.aio`` channel; latencies of every call are kept
+and summarised. What a worker sends next is either the same request again
+for ``duration`` seconds (the probe benchmarks), or the next of a list, the
+workers sharing it (the demo's seeded queries: the run ends when the list
+is used up). The generator runs in the benchmark's process, so it competes
+with the deployment for the same cores: compare runs side by side, never
+against numbers from another machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import grpc
@@ -43,17 +49,21 @@ class RunResult:
 
 
 async def _run(
-    address: str, request: root_pb2.QueryRequest, concurrency: int, duration: float, timeout: float
+    address: str, requests: Iterable[root_pb2.QueryRequest], concurrency: int, duration: float, timeout: float
 ) -> RunResult:
     latencies: list[float] = []
     failures: Counter[str] = Counter()
     totals = [0, 0, 0]  # attempts, shard calls, hedges won
+    source = iter(requests)  # shared: each worker takes the next request
     async with grpc.aio.insecure_channel(address) as channel:
         stub = root_pb2_grpc.RootStub(channel)
         end = time.perf_counter() + duration
 
         async def worker() -> None:
             while time.perf_counter() < end:
+                request = next(source, None)
+                if request is None:
+                    return
                 start = time.perf_counter()
                 try:
                     response = await stub.Query(request, timeout=timeout)
@@ -73,7 +83,19 @@ async def _run(
 
 
 def run(
-    address: str, request: root_pb2.QueryRequest, concurrency: int, duration: float, timeout: float = 2.0
+    address: str,
+    requests: root_pb2.QueryRequest | Iterable[root_pb2.QueryRequest],
+    concurrency: int,
+    duration: float | None = None,
+    timeout: float = 2.0,
 ) -> RunResult:
-    """Drive ``address`` with ``concurrency`` requests in flight for ``duration`` seconds."""
-    return asyncio.run(_run(address, request, concurrency, duration, timeout))
+    """Drive ``address`` with ``concurrency`` requests in flight.
+
+    ``requests`` is one request, sent again and again for ``duration``
+    seconds, or a list sent once through (within ``duration`` if given).
+    """
+    if isinstance(requests, root_pb2.QueryRequest):
+        if duration is None:
+            raise ValueError("one request repeated needs a duration")
+        requests = itertools.repeat(requests)
+    return asyncio.run(_run(address, requests, concurrency, math.inf if duration is None else duration, timeout))

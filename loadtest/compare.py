@@ -1,7 +1,6 @@
 """Our root against the naive baseline, on the same leaves, in one run.
 
     scatter bench compare [--shards 4] [--replicas 1] [--concurrency 1 16 64] [--duration 10] [--repeats 2]
-    python -m loadtest.compare ...   (the same)
 
 Starts the probe application (leaves, merge, our root with every policy on:
 admission, deadline budget, adaptive hedging under its budget, replica
@@ -22,18 +21,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loadtest.closed_loop import RunResult, run
-from loadtest.overhead import cpu_seconds
-from loadtest.processes import extra_root, probe_dir
+from loadtest.deployments import probe_spec
+from loadtest.processes import extra_root
+from loadtest.procfs import cpu_seconds
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
-from scatter.runtime import Deployment, parse_deployment
+from scatter.runtime import Deployment
 
 WARMUP_SECONDS = 1.0
 
@@ -62,7 +62,7 @@ def measure(address: str, pid: int, request: root_pb2.QueryRequest, concurrency:
     return Measured(result, used * 1e6 / calls if calls else float("nan"))
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scatter bench compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -75,21 +75,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out or Path("bench-results") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    document = {
-        "root": {"listen": "127.0.0.1:0", "max_in_flight": 4096},
-        "merge": {"command": ["{python}", "merge.py"]},
-        "leaves": {"command": ["{python}", "leaf.py"], "shards": args.shards, "replicas": args.replicas},
-    }
     request = root_pb2.QueryRequest()
     request.payload.Pack(probe_pb2.ProbeRequest(value=1))
     rows: list[dict[str, Any]] = []
     print(f"scatter bench compare: results in {out.resolve()}", flush=True)
     with (
-        Deployment(parse_deployment(document, probe_dir()), log_dir=out / "logs") as dep,
+        Deployment(probe_spec(args.shards, args.replicas, root={"max_in_flight": 4096}), log_dir=out / "logs") as dep,
         extra_root(dep, "naive-root", lambda _: None, module="loadtest.naive_root") as naive,
     ):
         ours_pid, naive_pid = dep.children["root"].pid, naive.pid
@@ -157,7 +152,3 @@ def main(argv: list[str] | None = None) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"\nsummary: {(out / 'summary.json').resolve()}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,6 +1,7 @@
 """Fan-out benchmark: one root over 1 to 256 shards on this machine.
 
-    python -m loadtest.fanout [--fanouts 1 4 16 64 256] [--concurrency 1 8] [--duration 10] [--workers 1]
+    scatter bench fanout [--fanouts 1 4 16 64 256] [--concurrency 1 8] [--duration 10] [--workers 1]
+        [--tree-groups G] [--root-source CHECKOUT]
 
 Shards are served by a few light multi-shard leaf processes
 (loadtest.multi_shard_leaf; the shard index travels in the request), the
@@ -13,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-import tomli_w
-
 from loadtest.closed_loop import run
-from loadtest.overhead import cpu_seconds
-from loadtest.processes import probe_dir
+from loadtest.deployments import probe_dir
+from loadtest.processes import Processes, processes
+from loadtest.procfs import tree_cpu_seconds
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
 from scatter.runtime import Child, free_port
@@ -31,64 +30,40 @@ from scatter.runtime import Child, free_port
 LEAF_PROCESSES = 4  # enough to keep two cores busy; more only adds context switches
 
 
-def start(child: Child) -> Child:
-    child.start()
-    child.wait_healthy(30)
-    return child
-
-
-# Set by --root-source: run the roots from another checkout (a before/after comparison).
-ROOT_ENV: dict[str, str] = {}
-
-
-def start_root(name: str, config: dict[str, object], run_dir: Path) -> Child:
-    path = run_dir / f"{name}.toml"
-    path.write_text(tomli_w.dumps(config))
-    listen = str(config["root"]["listen"])  # type: ignore[index]
-    return start(
-        Child(name, [sys.executable, "-m", "scatter.cli", "root", "--config", str(path)], ROOT_ENV, probe_dir(), listen,
-              run_dir / f"{name}.log")
-    )  # fmt: skip
-
-
-def start_merge(name: str, script: str, run_dir: Path) -> Child:
+def start_merge(group: Processes, name: str, script: str) -> Child:
     port = free_port()
-    return start(
-        Child(name, [sys.executable, script, "--port", str(port)], {}, probe_dir(), f"127.0.0.1:{port}",
-              run_dir / f"{name}.log")
-    )  # fmt: skip
+    return group.start(name, [sys.executable, script, "--port", str(port)], f"127.0.0.1:{port}")
 
 
 @contextlib.contextmanager
 def cluster(
-    shards: int, workers: int, run_dir: Path, hedging: bool = True, groups: int = 0
-) -> Iterator[tuple[str, list[Child]]]:
-    """Leaves, merge and root for ``shards`` shards; with ``groups``, a two-level tree of roots."""
-    children: list[Child] = []
-    try:
+    shards: int,
+    workers: int,
+    run_dir: Path,
+    hedging: bool = True,
+    groups: int = 0,
+    root_env: Mapping[str, str] | None = None,
+) -> Iterator[tuple[str, Child]]:
+    """Leaves, merge and root for ``shards`` shards; with ``groups``, a two-level tree of roots.
+
+    Yields the top root's address and process. ``root_env`` is the roots' environment
+    (``--root-source`` runs them from another checkout).
+    """
+    with processes(probe_dir(), run_dir) as group:
         leaves = []
         for i in range(min(shards, LEAF_PROCESSES)):
             port = free_port()
-            leaves.append(
-                start(
-                    Child(
-                        f"leaf{i}", [sys.executable, "-m", "loadtest.multi_shard_leaf", "--port", str(port)], {},
-                        probe_dir(), f"127.0.0.1:{port}", run_dir / f"leaf{i}.log",
-                    )
-                )
-            )  # fmt: skip
-        children += leaves
-        merge = start_merge("merge", "merge.py", run_dir)
-        children.append(merge)
-        leaf_shards = [{"replicas": [leaves[s % len(leaves)].address]} for s in range(shards)]
-        top_shards: list[dict[str, object]] = leaf_shards
+            argv = [sys.executable, "-m", "loadtest.multi_shard_leaf", "--port", str(port)]
+            leaves.append(group.start(f"leaf{i}", argv, f"127.0.0.1:{port}"))
+        merge = start_merge(group, "merge", "merge.py")
+        leaf_shards: list[dict[str, object]] = [{"replicas": [leaves[s % len(leaves)].address]} for s in range(shards)]
+        top_shards = leaf_shards
         if groups:
             top_shards = []
             size = shards // groups
             for g in range(groups):
-                combiner = start_merge(f"combiner{g}", "combine.py", run_dir)
-                children.append(combiner)
-                mid = start_root(
+                combiner = start_merge(group, f"combiner{g}", "combine.py")
+                mid = group.start_root(
                     f"root{g}",
                     {
                         "root": {"listen": f"127.0.0.1:{free_port()}", "max_in_flight": 4096, "min_coverage": 0.0,
@@ -97,9 +72,8 @@ def cluster(
                         "merge": {"address": combiner.address},
                         "shards": leaf_shards[g * size : (g + 1) * size],
                     },
-                    run_dir,
+                    env=root_env,
                 )  # fmt: skip
-                children.append(mid)
                 top_shards.append({"replicas": [mid.address], "leaves": size})
         listen = f"127.0.0.1:{free_port()}"
         config = {
@@ -108,31 +82,19 @@ def cluster(
             "merge": {"address": merge.address},
             "shards": top_shards,
         }
-        children.append(start_root("root", config, run_dir))
-        yield listen, children
-    finally:
-        for child in reversed(children):
-            child.signal(signal.SIGTERM)
-        for child in children:
-            if child.proc is not None:
-                child.proc.wait(timeout=30)
+        yield listen, group.start_root("root", config, env=root_env)
 
 
 def root_cpu(root: Child) -> float:
     """CPU seconds of the root process and its worker processes."""
     assert root.pid is not None
-    total = cpu_seconds(root.pid)
-    for task in Path(f"/proc/{root.pid}/task").iterdir():
-        children = Path(f"/proc/{root.pid}/task/{task.name}/children")
-        if children.exists():
-            for pid in children.read_text().split():
-                with contextlib.suppress(FileNotFoundError):
-                    total += cpu_seconds(int(pid))
-    return total
+    return tree_cpu_seconds(root.pid)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scatter bench fanout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--fanouts", type=int, nargs="+", default=[1, 4, 16, 64, 256])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--duration", type=float, default=10.0)
@@ -141,9 +103,8 @@ def main() -> None:
     parser.add_argument(
         "--root-source", type=Path, help="run the root from this checkout (git worktree of an old commit)"
     )
-    args = parser.parse_args()
-    if args.root_source:
-        ROOT_ENV["PYTHONPATH"] = str(args.root_source.resolve())
+    args = parser.parse_args(argv)
+    root_env = {"PYTHONPATH": str(args.root_source.resolve())} if args.root_source else {}
     request = root_pb2.QueryRequest()
     request.payload.Pack(probe_pb2.ProbeRequest(value=0))
     print(f"root workers: {args.workers}; {args.duration:g} s per run; leaves answer at once\n")
@@ -156,8 +117,7 @@ def main() -> None:
                 if groups and fanout < 2 * groups:
                     continue
                 shape = f"tree {groups}x{fanout // groups}" if groups else "flat"
-                with cluster(fanout, args.workers, Path(tmp), groups=groups) as (address, children):
-                    root = children[-1]
+                with cluster(fanout, args.workers, Path(tmp), groups=groups, root_env=root_env) as (address, root):
                     run(address, request, 4, 2.0)  # warm up
                     for concurrency in args.concurrency:
                         before = root_cpu(root)
@@ -170,7 +130,4 @@ def main() -> None:
                             f"{per_request:.0f} | {per_request / fanout:.1f} |",
                             flush=True,
                         )
-
-
-if __name__ == "__main__":
-    main()
+    return 0

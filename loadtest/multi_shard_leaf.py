@@ -44,7 +44,7 @@ def main() -> None:
 
     async def serve() -> None:
         host = ServiceHost(ServeOptions(address=f"{args.host}:{args.port}"), [SERVICE])
-        handler = grpc.unary_unary_rpc_method_handler(
+        handler: grpc.RpcMethodHandler[leaf_pb2.ExecuteRequest, bytes] = grpc.unary_unary_rpc_method_handler(
             execute, request_deserializer=leaf_pb2.ExecuteRequest.FromString, response_serializer=None
         )
         host.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {"Execute": handler})])

@@ -1,6 +1,6 @@
 """What the root costs per request, against calling a leaf directly.
 
-    python -m loadtest.overhead [--requests 2000] [--fanouts 1 4]
+    scatter bench overhead [--requests 2000] [--fanouts 1 4]
 
 Starts the probe application through the local runtime, then sends one
 request at a time on one long-lived channel: first straight to a leaf
@@ -13,26 +13,17 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import statistics
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 import grpc
 
-from loadtest.processes import probe_dir
+from loadtest.deployments import probe_spec
+from loadtest.procfs import cpu_seconds
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc, root_pb2, root_pb2_grpc
-from scatter.runtime import Deployment, parse_deployment
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+from scatter.runtime import Deployment
 
 
 def warm_up(call: Callable[[], object], n: int = 200) -> None:
@@ -59,19 +50,16 @@ def summary(name: str, samples: list[float], cpu: float | None = None) -> str:
 
 
 def deployment(shards: int) -> Deployment:
-    document = {
-        "root": {"listen": "127.0.0.1:0"},
-        "merge": {"command": ["{python}", "merge.py"]},
-        "leaves": {"command": ["{python}", "leaf.py"], "shards": shards, "replicas": 1},
-    }
-    return Deployment(parse_deployment(document, probe_dir()))
+    return Deployment(probe_spec(shards, 1))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scatter bench overhead", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--fanouts", type=int, nargs="+", default=[1, 4])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     payload = probe_pb2.ProbeRequest(value=1)
     query = root_pb2.QueryRequest()
     query.payload.Pack(payload)
@@ -95,7 +83,4 @@ def main() -> None:
                 samples = timed(call_root, args.requests)
                 used = cpu_seconds(root_pid) - before
             print(summary(f"root, fan-out {fanout}", samples, used))
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -22,12 +22,12 @@ seed and user count.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from demo_search import read_document_frequencies, read_index_manifest
 from protos.demo_search.v1 import search_pb2
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
@@ -60,24 +60,16 @@ class Vocabulary:
 
 def load_vocabulary(index: Path) -> Vocabulary:
     """The searchable terms of a demo index with their sampling weights (df, after the cuts above)."""
-    manifest = json.loads((index / "index.json").read_text())
-    documents = int(manifest["documents"])
-    df_by_term: dict[str, int] = {}
-    for shard in sorted(index.glob("shard-*")):
-        terms = (shard / "terms.txt").read_text(encoding="utf-8").splitlines()
-        dfs = np.load(shard / "df.npy")
-        if len(terms) != len(dfs):
-            raise ValueError(f"{shard}: {len(terms)} terms but {len(dfs)} document frequencies")
-        # df is corpus-wide (see demo_search.format), so a term in several shards has one value.
-        df_by_term.update(zip(terms, dfs.tolist(), strict=True))
-    if not df_by_term:
+    terms, dfs = read_document_frequencies(index)
+    if not terms:
         raise ValueError(f"{index}: no shard terms found (is it a demo index?)")
+    documents = read_index_manifest(index).documents
     limit = MAX_DOC_FRACTION * documents
-    kept = sorted(
+    kept = [
         (term, df)
-        for term, df in df_by_term.items()
+        for term, df in zip(terms, dfs.tolist(), strict=True)
         if df <= limit and len(term) >= MIN_TERM_CHARS and any(c.isalpha() for c in term)
-    )
+    ]
     weights = np.array([df for _, df in kept], dtype=np.float64)
     return Vocabulary(tuple(term for term, _ in kept), weights / weights.sum(), documents)
 

@@ -1,6 +1,6 @@
 """The tail benchmark: one slow call in a hundred, with and without hedging.
 
-    python -m loadtest.tail [--duration 20] [--repeats 3] [--concurrency 1 8]
+    scatter bench tail [--duration 20] [--repeats 3] [--concurrency 1 8] [--delay-percentile 0.95] ...
 
 8 shards x 2 replicas of the probe leaf; every leaf call takes about 2 ms
 (--base-latency-ms), and on request a seeded 1% of calls stall 100 ms more
@@ -19,12 +19,14 @@ the design targets: hedged/ideal at p99 and p99.9, stalls/hedged at p99.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 from loadtest.closed_loop import RunResult, run
-from loadtest.processes import extra_root, probe_dir
+from loadtest.deployments import probe_spec
+from loadtest.processes import extra_root
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
-from scatter.runtime import Deployment, parse_deployment
+from scatter.runtime import Deployment
 
 
 def request(stall_probability: float, stall_ms: float) -> root_pb2.QueryRequest:
@@ -43,8 +45,10 @@ def line(name: str, concurrency: int, repeat: int, r: RunResult) -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scatter bench tail", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--duration", type=float, default=20.0)
@@ -57,7 +61,7 @@ def main() -> None:
     parser.add_argument("--max-extra-load", type=float, default=0.05)
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     hedging = {
         "enabled": True,
@@ -65,27 +69,17 @@ def main() -> None:
         "max_extra_load": args.max_extra_load,
         "max_attempts": args.max_attempts,
     }
-    document = {
-        "root": {"listen": "127.0.0.1:0", "default_deadline_ms": 2000},
-        "hedging": hedging,
-        "merge": {"command": ["{python}", "merge.py"]},
-        "leaves": {
-            "command": [
-                "{python}",
-                "leaf.py",
-                "--base-latency-ms",
-                str(args.base_latency_ms),
-                "--seed",
-                str(args.seed),
-            ],
-            "shards": args.shards,
-            "replicas": args.replicas,
-        },
-    }
+    spec = probe_spec(
+        args.shards,
+        args.replicas,
+        leaf_flags=["--base-latency-ms", str(args.base_latency_ms), "--seed", str(args.seed)],
+        root={"default_deadline_ms": 2000},
+        sections={"hedging": hedging},
+    )
     ideal_request = request(0.0, 0.0)
     stall_request = request(args.stall_probability, args.stall_ms)
     with (
-        Deployment(parse_deployment(document, probe_dir())) as dep,
+        Deployment(spec) as dep,
         extra_root(dep, "root-unhedged", lambda doc: doc.update(hedging={"enabled": False})) as unhedged,
     ):
         print(
@@ -115,7 +109,4 @@ def main() -> None:
                 f"{hedged.percentile_ms(0.999) / ideal.percentile_ms(0.999):.2f}x | "
                 f"{stalls.percentile_ms(0.99) / hedged.percentile_ms(0.99):.1f}x | {hedged.extra_calls:.2%} |"
             )
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -29,7 +29,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
 # a third party's subcommand is listed with the name of its distribution.
 KNOWN_HELP = {
     "demo": "run the demo search over the Python docs (index, serve, query)",
-    "bench": "run a benchmark scenario (Locust load, tail, overhead, fan-out) and print a summary",
+    "bench": "run a benchmark (Locust load scenarios, overhead, compare, fanout, tail, demo-scale)",
 }
 
 Command = Callable[[list[str]], int]

@@ -2,7 +2,9 @@
 
 Started through the real runtime (scatter.runtime), so every test talks gRPC to
 real root, merge and leaf processes on 127.0.0.1; the Deployment stops every
-process it started by its own handle.
+process it started by its own handle. The document comes from the one
+deployment builder the benchmarks use too (loadtest/deployments.py); only the
+settings a test machine needs are added here.
 """
 
 from __future__ import annotations
@@ -10,17 +12,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2, message
 
+from loadtest.deployments import probe_dir, probe_spec
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
-from scatter.runtime import Deployment, parse_deployment
+from scatter.runtime import Deployment
 
-PROBE_DIR = Path(__file__).resolve().parent.parent / "examples" / "probe"
+PROBE_DIR = probe_dir()
 
 
 @contextmanager
@@ -31,20 +33,16 @@ def probe_cluster(
     leaf_args: tuple[str, ...] = (),
     extra: Mapping[str, Any] | None = None,
 ) -> Iterator[Deployment]:
-    document: dict[str, Any] = {
+    spec = probe_spec(
+        shards,
+        replicas,
+        leaf_flags=leaf_args,
+        leaf_env={"SCATTER_LOG_FORMAT": "json"},  # structured logs, as an operator would ship them
         # A merge reserve that still holds when the test machine is busy.
-        "root": {"listen": "127.0.0.1:0", "default_deadline_ms": 2000, "merge_reserve_ms": 50, **(root or {})},
-        "merge": {"command": ["{python}", "merge.py"]},
-        "leaves": {
-            "command": ["{python}", "leaf.py", *leaf_args],
-            "shards": shards,
-            "replicas": replicas,
-            "env": {"SCATTER_LOG_FORMAT": "json"},  # structured logs, as an operator would ship them
-        },
-        "runtime": {"ready_timeout_ms": 30_000},
-        **(extra or {}),
-    }
-    with Deployment(parse_deployment(document, PROBE_DIR)) as deployment:
+        root={"default_deadline_ms": 2000, "merge_reserve_ms": 50, **(root or {})},
+        sections={"runtime": {"ready_timeout_ms": 30_000}, **(extra or {})},
+    )
+    with Deployment(spec) as deployment:
         yield deployment
 
 

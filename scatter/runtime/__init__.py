@@ -9,12 +9,20 @@ Public face, for the demo, the benchmarks and the tests:
   children and stops every process by its own handle (a context manager);
   ``StartupError`` when it cannot come up;
 - ``Child`` is one supervised process, ``free_port`` and ``check_health``
-  the two probes the supervisor itself uses.
+  the two probes the supervisor itself uses, ``stop_children`` how it
+  stops a group of children (SIGTERM, a bounded wait, SIGKILL).
 """
 
 from root.errors import ConfigError
 from scatter.runtime.spec import DeploymentSpec, load_deployment, parse_deployment
-from scatter.runtime.supervisor import Child, Deployment, StartupError, check_health, free_port
+from scatter.runtime.supervisor import (
+    Child,
+    Deployment,
+    StartupError,
+    check_health,
+    free_port,
+    stop_children,
+)
 
 __all__ = [
     "Child",
@@ -26,4 +34,5 @@ __all__ = [
     "free_port",
     "load_deployment",
     "parse_deployment",
+    "stop_children",
 ]

@@ -151,6 +151,27 @@ class Child:
             time.sleep(0.05)
 
 
+def stop_children(children: Sequence[Child], grace: float) -> None:
+    """SIGTERM every child at once, wait up to ``grace`` seconds in all, then SIGKILL what is left.
+
+    Each child is stopped by its own handle. A paused (SIGSTOPped) child is
+    continued first: a stopped process cannot handle SIGTERM.
+    """
+    for child in children:
+        if child.paused:
+            child.signal(signal.SIGCONT)
+        child.signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        if child.proc is None:
+            continue
+        try:
+            child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.proc.kill()
+            child.proc.wait()
+
+
 class Deployment:
     """A running local deployment. Use as a context manager."""
 
@@ -379,20 +400,7 @@ class Deployment:
         if self._watcher is not None:
             self._watcher.join()
         root = self.children.get("root")
-        order = [[root] if root else [], [c for n, c in self.children.items() if n != "root"]]
-        for group in order:
-            for child in group:
-                if child.paused:
-                    child.signal(signal.SIGCONT)  # a SIGSTOPped child cannot handle SIGTERM
-                child.signal(signal.SIGTERM)
-            deadline = time.monotonic() + grace
-            for child in group:
-                if child.proc is None:
-                    continue
-                try:
-                    child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    child.proc.kill()
-                    child.proc.wait()
+        stop_children([root] if root else [], grace)
+        stop_children([c for n, c in self.children.items() if n != "root"], grace)
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -1,7 +1,9 @@
 """``scatter bench`` end to end, briefly, plus the pure pieces of the load tests.
 
 The smoke run starts the demo deployment and a short, tiny Locust run
-through the real command and checks that it produced its report. No
+through the real command and checks that it produced its report; every
+scenario's ``--help`` is checked, cheaply, so a benchmark that no longer
+parses its flags fails here rather than on the benchmark machine. No
 performance thresholds: CI machines vary, and one run's numbers are not a
 test. Locust (and gevent, which warns at import) only ever runs in a
 subprocess; this process never imports it.
@@ -15,16 +17,22 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from loadtest.bench import CLOSED_LOOP, main
+from loadtest.deployments import probe_document, probe_spec
+from loadtest.locust_scenarios import SCENARIOS
+from loadtest.procfs import cpu_seconds, memory_kib, tree_cpu_seconds
 from loadtest.queries import QueryStream, Vocabulary
 from loadtest.tally import Histogram, Tally, summarise
 from protos.demo_search.v1 import search_pb2
 
 REPO = Path(__file__).resolve().parents[2]
+EVERY_SCENARIO = [*SCENARIOS, *CLOSED_LOOP]
 
 
 def test_histogram_quantiles_are_within_half_a_percent() -> None:
@@ -99,6 +107,53 @@ def test_scatter_bench_steady_runs_end_to_end(tmp_path: Path) -> None:
 
 
 def test_scatter_bench_rejects_an_unknown_scenario() -> None:
-    from loadtest.bench import main
-
     assert main(["nonsense"]) == 2
+
+
+def test_scatter_bench_lists_every_scenario_on_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "scatter.cli", "bench", "--help"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    for name in ["steady", "ramp", "tail-locust", "fault", "overload", "overhead", "compare", "fanout", "tail",
+                 "demo-scale"]:  # fmt: skip
+        assert len([line for line in lines if line.split()[:1] == [name]]) == 1, (name, proc.stdout)
+    assert len(EVERY_SCENARIO) == 10
+
+
+@pytest.mark.parametrize("name", EVERY_SCENARIO)
+def test_every_scenario_parses_its_own_flags(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([name, "--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: scatter bench {name} ")
+
+
+def test_the_probe_deployment_builder_takes_any_section() -> None:
+    document = probe_document(
+        2, 3, leaf_flags=["--seed", "1"], root={"max_in_flight": 8}, sections={"replicas": {"consecutive_failures": 0}}
+    )
+    assert document["root"] == {"listen": "127.0.0.1:0", "max_in_flight": 8}
+    assert document["leaves"] == {"command": ["{python}", "leaf.py", "--seed", "1"], "shards": 2, "replicas": 3}
+    assert document["replicas"] == {"consecutive_failures": 0}  # a section named like an argument
+    spec = probe_spec(2, 3, sections={"tree": {"groups": 2, "combiner": {"command": ["{python}", "combine.py"]}}})
+    assert (spec.shards, spec.replicas, spec.tree is not None) == (2, 3, True)
+    assert (spec.directory / "leaf.py").is_file()
+
+
+def test_procfs_reads_cpu_time_and_memory() -> None:
+    before = cpu_seconds(os.getpid())
+    end = time.process_time() + 0.1
+    while time.process_time() < end:
+        pass
+    own = cpu_seconds(os.getpid())
+    assert own >= before + 0.05
+    assert tree_cpu_seconds(os.getpid()) >= own
+    memory = memory_kib(os.getpid())
+    assert set(memory) == {"VmRSS", "RssAnon", "RssFile", "VmHWM"} and memory["VmRSS"] > 1000

@@ -10,10 +10,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from loadtest.deployments import probe_spec
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
-from scatter.runtime import Deployment, parse_deployment
-from tests._cluster import PROBE_DIR
+from scatter.runtime import Deployment
 
 SHARDS = 2
 
@@ -50,18 +50,13 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def deployment(certs: Path, mutual: bool) -> Deployment:
-    document = {
-        "root": {"listen": "127.0.0.1:0"},
-        "merge": {"command": ["{python}", "merge.py"]},
-        "leaves": {"command": ["{python}", "leaf.py"], "shards": SHARDS, "replicas": 1},
-        "tls": {
-            "cert_file": str(certs / "node.pem"),
-            "key_file": str(certs / "node.key"),
-            "ca_file": str(certs / "ca.pem"),
-            "mutual": mutual,
-        },
+    tls = {
+        "cert_file": str(certs / "node.pem"),
+        "key_file": str(certs / "node.key"),
+        "ca_file": str(certs / "ca.pem"),
+        "mutual": mutual,
     }
-    return Deployment(parse_deployment(document, PROBE_DIR))
+    return Deployment(probe_spec(SHARDS, 1, sections={"tls": tls}))
 
 
 def query(address: str, credentials: grpc.ChannelCredentials | None) -> root_pb2.QueryResponse:

@@ -420,7 +420,7 @@ def test_the_vocabulary_of_the_synthetic_corpus_round_trips(
 def test_the_benchmark_query_mixes_are_seeded_and_in_their_df_bands(
     indexes: dict[tuple[str, int], IndexSearcher],
 ) -> None:
-    from demo_search.bench import HEAD_TERMS, MID_DF, make_queries
+    from loadtest.demo_scale import HEAD_TERMS, MID_DF, make_queries
 
     single = indexes[("synthetic", 1)]
     path = single.shards[0].path.parent

@@ -1,6 +1,6 @@
 """The demo search at scale: build, memory, and latency through the root against one in-process index.
 
-    flock /tmp/scatter-bench.lock python -m demo_search.bench [--dir /tmp/bench] [--docs 1000000]
+    flock /tmp/scatter-bench.lock scatter bench demo-scale [--dir /tmp/bench] [--docs 1000000]
         [--shards 8] [--replicas 1] [--queries 500] [--clients 1 8] [--mixes mid zipf head] [--out FILE.json]
 
 A benchmark, not a test (docs/benchmarks.md, "Demo search at scale", has the
@@ -29,9 +29,13 @@ numbers). Steps:
    (``--shards`` x ``--replicas`` leaves, merge, root, the default root
    configuration, as ``scatter demo --index`` runs it); each leaf's resident
    memory from ``/proc/PID/status``; then the same queries with 1 and 8
-   concurrent clients (a closed loop on one ``grpc.aio`` channel: each client
-   sends the next query of the list when its answer arrives), with the CPU
-   time each process spent per query, from ``/proc/PID/stat``.
+   concurrent clients (the closed loop of :mod:`loadtest.closed_loop` on one
+   ``grpc.aio`` channel: each client sends the next query of the list when
+   its answer arrives), with the CPU time each process spent per query, from
+   ``/proc/PID/stat`` (:mod:`loadtest.procfs`).
+
+Needs nothing outside the installed package: the corpus is generated and
+the indexes are built into ``--dir``.
 
 The load generator shares the machine with the deployment; the load
 average is recorded with every run so a busy machine shows.
@@ -40,10 +44,8 @@ average is recorded with every run so a busy machine shows.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -55,8 +57,19 @@ from typing import Any
 
 import numpy as np
 
-from demo_search import format as fmt
-from demo_search.search import IndexSearcher
+from demo_search import (
+    FORMAT_VERSION,
+    IndexFormatError,
+    IndexSearcher,
+    read_document_frequencies,
+    read_index_manifest,
+)
+from loadtest import closed_loop
+from loadtest.deployments import demo_spec
+from loadtest.procfs import cpu_seconds, memory_kib
+from protos.demo_search.v1 import search_pb2
+from protos.scatter_gather.v1 import root_pb2
+from scatter.runtime import Deployment
 
 __all__ = ["MIXES", "build_or_reuse", "main", "make_queries"]
 
@@ -64,7 +77,7 @@ MIXES = ("mid", "zipf", "head")
 MID_DF = (1e-4, 1e-2)  # the realistic mix: terms in 0.01% to 1% of the documents
 HEAD_TERMS = 10  # the worst case draws from this many most frequent terms
 WARM_UP_QUERIES = 50
-_TICKS = os.sysconf("SC_CLK_TCK")
+QUERY_TIMEOUT = 10.0  # seconds: far above any answer here; a call that takes it is a failure
 
 
 # --- build ------------------------------------------------------------------------------------------------------
@@ -86,13 +99,13 @@ class BuildRecord:
 
 
 def index_path(directory: Path, docs: int, shards: int, seed: int) -> Path:
-    return directory / f"syn{docs}-seed{seed}-{shards}shards-v{fmt.FORMAT_VERSION}"
+    return directory / f"syn{docs}-seed{seed}-{shards}shards-v{FORMAT_VERSION}"
 
 
 def _is_current(path: Path) -> bool:
     try:
-        fmt.read_index_manifest(path)
-    except fmt.IndexFormatError:
+        read_index_manifest(path)
+    except IndexFormatError:
         return False
     return True
 
@@ -116,7 +129,7 @@ def build_or_reuse(path: Path, *, docs: int, shards: int, seed: int) -> BuildRec
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise RuntimeError(f"index build failed ({child.returncode}): {output}")
-    manifest = fmt.read_index_manifest(path)
+    manifest = read_index_manifest(path)
     record = BuildRecord(
         path=str(path),
         documents=manifest.documents,
@@ -138,10 +151,10 @@ def build_or_reuse(path: Path, *, docs: int, shards: int, seed: int) -> BuildRec
 
 def make_queries(index: Path, mix: str, count: int, seed: int) -> list[str]:
     """``count`` seeded queries of the ``mix`` (see the module docstring), from the unsharded ``index``."""
-    shard = fmt.shard_dir(index, 0)
-    words = np.array((shard / fmt.TERMS).read_text(encoding="utf-8").split("\n")[:-1], dtype=object)
-    df = np.load(shard / fmt.DF).astype(np.float64)
-    n = fmt.read_index_manifest(index).documents
+    terms, frequencies = read_document_frequencies(index)
+    words = np.array(terms, dtype=object)
+    df = frequencies.astype(np.float64)
+    n = read_index_manifest(index).documents
     rng = np.random.default_rng([seed, MIXES.index(mix)])
     if mix == "mid":
         pool = np.flatnonzero((df >= MID_DF[0] * n) & (df <= MID_DF[1] * n))
@@ -206,66 +219,21 @@ def in_process(searcher: IndexSearcher, where: str, mix: str, queries: list[str]
     return _summarise(where, mix, 1, latencies, time.perf_counter() - began)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS, RssAnon and RssFile (memory-mapped index pages touched) of ``pid``, in KiB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return {
-        key: int(m.group(1))
-        for key in ("VmRSS", "RssAnon", "RssFile", "VmHWM")
-        if (m := re.search(rf"^{key}:\s+(\d+) kB", status, re.M))
-    }
-
-
-async def _closed_loop(address: str, queries: list[str], clients: int, k: int) -> tuple[list[float], float, int, float]:
-    import grpc
-
-    from protos.demo_search.v1 import search_pb2
-    from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
-
+def _requests(queries: list[str], k: int) -> list[root_pb2.QueryRequest]:
     requests = []
     for query in queries:
         request = root_pb2.QueryRequest()
         request.payload.Pack(search_pb2.SearchRequest(query=query, k=k))
         requests.append(request)
-    latencies: list[float] = []
-    failures = 0
-    counts = [0, 0]  # leaf attempts, shard calls
-    next_query = iter(requests)
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = root_pb2_grpc.RootStub(channel)
-
-        async def client() -> None:
-            nonlocal failures
-            for request in next_query:  # shared: each client takes the next query of the list
-                start = time.perf_counter()
-                try:
-                    response = await stub.Query(request, timeout=10.0)
-                except grpc.aio.AioRpcError:
-                    failures += 1
-                    continue
-                latencies.append(time.perf_counter() - start)
-                for report in response.shards:
-                    counts[0] += report.attempts
-                    counts[1] += 1
-
-        began = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        seconds = time.perf_counter() - began
-    # Leaf attempts beyond one per shard call: hedges and failovers, as a fraction.
-    return latencies, seconds, failures, (counts[0] - counts[1]) / counts[1] if counts[1] else 0.0
+    return requests
 
 
 def through_root(address: str, pids: dict[str, int], mix: str, queries: list[str], clients: int, k: int) -> Run:
-    asyncio.run(_closed_loop(address, queries[:WARM_UP_QUERIES], 1, k))
+    requests = _requests(queries, k)
+    closed_loop.run(address, requests[:WARM_UP_QUERIES], 1, timeout=QUERY_TIMEOUT)
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     own = time.process_time()
-    latencies, seconds, failures, extra = asyncio.run(_closed_loop(address, queries, clients, k))
+    result = closed_loop.run(address, requests, clients, timeout=QUERY_TIMEOUT)
     used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     cpu = {
         "client": time.process_time() - own,
@@ -278,11 +246,12 @@ def through_root(address: str, pids: dict[str, int], mix: str, queries: list[str
         "root",
         mix,
         clients,
-        latencies,
-        seconds,
-        failures=failures,
+        result.latencies.tolist(),
+        result.seconds,
+        failures=sum(result.failures.values()),
         cpu_ms_per_query=per_query,
-        extra_leaf_calls=round(extra, 4),
+        # Leaf attempts beyond one per shard call: hedges and failovers, as a fraction.
+        extra_leaf_calls=round(result.extra_calls, 4),
     )
 
 
@@ -299,7 +268,9 @@ def _print_run(run: Run) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m demo_search.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="scatter bench demo-scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dir", type=Path, default=Path("/tmp/bench"), help="where indexes live (default /tmp/bench)")
     parser.add_argument("--docs", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
@@ -358,15 +329,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve_and_measure(
     args: argparse.Namespace, index: Path, queries: dict[str, list[str]], runs: list[Run]
 ) -> dict[str, Any]:
-    from demo_search.cli import deployment_toml
-    from scatter.runtime import Deployment, load_deployment
-
     memory: dict[str, Any] = {}
+    spec = demo_spec(index, shards=args.shards, replicas=args.replicas)
     with tempfile.TemporaryDirectory(prefix="demo-bench-") as tmp:
-        config = Path(tmp, "deploy.toml")
-        config.write_text(deployment_toml(index.resolve(), shards=args.shards, replicas=args.replicas))
         started = time.perf_counter()
-        with Deployment(load_deployment(config), log_dir=Path(tmp, "logs")) as deployment:
+        with Deployment(spec, log_dir=Path(tmp, "logs")) as deployment:
             memory["start_seconds"] = round(time.perf_counter() - started, 1)
             pids = {name: child.pid for name, child in deployment.children.items() if child.pid is not None}
             memory["after_start"] = {name: memory_kib(pid) for name, pid in pids.items()}
@@ -381,7 +348,3 @@ def serve_and_measure(
             for name, kib in memory["after_queries"].items():
                 print(f"  {name}: {kib}", flush=True)
     return memory
-
-
-if __name__ == "__main__":
-    sys.exit(main())
