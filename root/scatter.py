@@ -62,7 +62,12 @@ clock = time.monotonic
 
 @dataclass
 class ShardStats:
-    """Counters of one shard, read by metrics and the status page."""
+    """Counters of one shard, read by metrics and the status page.
+
+    The one place each of these facts is counted: the policies keep only the
+    state their decisions need (the hedge budget its tokens, not how many
+    hedges it granted), so no two counters can disagree.
+    """
 
     calls: int = 0
     attempts: int = 0
@@ -333,7 +338,6 @@ class Scatter:
             shard.latencies.record(elapsed)
             if attempt.hedge:
                 shard.stats.hedges_won += 1
-                shard.budget.record_win()
             payload, subtree, subtree_hedges = wire.leaf_response(body)
             call.hedges += subtree_hedges
             self._end(call, OK, attempt.replica, hedge_won=attempt.hedge, payload=payload, subtree=subtree)

@@ -18,7 +18,7 @@ Import from this package; the module layout may change.
 """
 
 from root.policies.admission import AdmissionConfig, AdmissionLimit
-from root.policies.budget import HedgeBudget, HedgeBudgetConfig, HedgeBudgetStats
+from root.policies.budget import HedgeBudget, HedgeBudgetConfig
 from root.policies.clock import Clock
 from root.policies.coverage import build_coverage, check_leaf_verdicts, require_coverage
 from root.policies.coverage_wait import CoverageWaitConfig, min_answers, stop_waiting_at
@@ -43,7 +43,6 @@ __all__ = [
     "FailureKind",
     "HedgeBudget",
     "HedgeBudgetConfig",
-    "HedgeBudgetStats",
     "HedgeDelay",
     "HedgingConfig",
     "LatencyWindow",

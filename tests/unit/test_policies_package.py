@@ -17,7 +17,6 @@ PUBLIC = {
     "FailureKind",
     "HedgeBudget",
     "HedgeBudgetConfig",
-    "HedgeBudgetStats",
     "HedgeDelay",
     "HedgingConfig",
     "LatencyWindow",
