@@ -52,17 +52,6 @@ class Histogram:
             out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
         return out
 
-    def quantile(self, q: float) -> float | None:
-        """Upper bound of the bucket holding quantile ``q`` (coarse; for status pages)."""
-        if not self.count:
-            return None
-        rank, running = q * self.count, 0
-        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += n
-            if running >= rank:
-                return bound
-        return float("inf")
-
 
 def histogram_family(
     name: str, documentation: str, labels: Sequence[str], series: Iterable[tuple[Sequence[str], Histogram]]
