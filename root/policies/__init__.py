@@ -5,7 +5,8 @@ asyncio, no threads, no sleeping. The async fan-out asks them what to do and
 reports back what happened; the tests drive them with a fake clock and pin
 every decision to an exact virtual time (``tests/test_policies_*.py``).
 
-- ``latency``: ``LatencyWindow``, recent latencies of a shard and percentiles.
+- ``latency``: ``LatencyWindow``, recent latencies of a shard and percentiles;
+  ``LatencySamples``, a copy of one for readers on another thread.
 - ``hedging``: ``HedgingConfig`` (gRPC vocabulary) and ``HedgeDelay``.
 - ``budget``: ``HedgeBudget``, hedges as a bounded fraction of primary calls.
 - ``replicas``: ``ReplicaSet``, least-outstanding choice and outlier ejection.
@@ -24,7 +25,7 @@ from root.policies.coverage import build_coverage, check_leaf_verdicts, require_
 from root.policies.coverage_wait import CoverageWaitConfig, min_answers, stop_waiting_at
 from root.policies.deadlines import Budget, DeadlinePolicy
 from root.policies.hedging import HedgeDelay, HedgingConfig
-from root.policies.latency import LatencyWindow, LatencyWindowConfig
+from root.policies.latency import LatencySamples, LatencyWindow, LatencyWindowConfig
 from root.policies.replicas import (
     FailureKind,
     ReplicaConfig,
@@ -45,6 +46,7 @@ __all__ = [
     "HedgeBudgetConfig",
     "HedgeDelay",
     "HedgingConfig",
+    "LatencySamples",
     "LatencyWindow",
     "LatencyWindowConfig",
     "ReplicaConfig",

@@ -19,6 +19,7 @@ PUBLIC = {
     "HedgeBudgetConfig",
     "HedgeDelay",
     "HedgingConfig",
+    "LatencySamples",
     "LatencyWindow",
     "LatencyWindowConfig",
     "ReplicaConfig",

@@ -1,7 +1,7 @@
 """The root's counters: each fact counted once, in ``ShardStats``.
 
-The fan-out runs on a real event loop with an in-memory transport (the
-``Replica.call`` seam of ``root.transport``): no sockets, no processes. The
+The fan-out runs on a real event loop with an in-memory transport
+(``tests._fake_transport``): no sockets, no processes. The
 budget decides, the shard counts; these tests pin that every hedge granted,
 won or refused shows up in the shard's counters exactly once.
 """
@@ -10,58 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 
 from protos.scatter_gather.v1 import shard_pb2
-from root.policies import HedgeBudget, HedgeBudgetConfig, HedgeDelay, HedgingConfig, LatencyWindow, ReplicaSet
-from root.scatter import Scatter, Shard
-from root.transport import AttemptResult, Metadata, Replica
-
-
-class FakeReplica(Replica):
-    """Answers at once with an empty ExecuteResponse, or never (until cancelled)."""
-
-    def __init__(self, address: str, hang: bool = False) -> None:  # no channel
-        self.address = address
-        self.hang = hang
-        self.calls = 0
-
-    async def call(self, request: bytes, timeout: float, metadata: Metadata) -> AttemptResult:
-        self.calls += 1
-        if self.hang:
-            await asyncio.sleep(3600)
-        return "OK", b""
-
-    async def close(self) -> None:
-        pass
-
-
-def make_shard(
-    index: int, replicas: Sequence[FakeReplica], budget: HedgeBudget, hedging: HedgingConfig | None = None
-) -> Shard:
-    hedging = hedging or HedgingConfig(hedging_delay=0.001)
-    addresses = [r.address for r in replicas]
-    return Shard(
-        index=index,
-        count=1,
-        replicas=list(replicas),
-        chooser=ReplicaSet(addresses, time.monotonic),
-        latencies=LatencyWindow(),
-        hedging=hedging,
-        hedge_delay=HedgeDelay(hedging),
-        budget=budget,
-    )
+from root.policies import HedgeBudget, HedgeBudgetConfig
+from root.scatter import Shard
+from tests._fake_transport import FakeReplica, fan_out, make_shard
 
 
 def scatter(shards: list[Shard], timeout: float = 1.0) -> list[int]:
-    """Run one request's fan-out; the shard statuses, in order."""
-
-    async def run() -> list[int]:
-        start = time.monotonic()
-        outcomes = await Scatter(shards, b"", "request", start, start + timeout).run()
-        return [o.report.status for o in outcomes]
-
-    return asyncio.run(run())
+    return asyncio.run(fan_out(shards, timeout))
 
 
 def test_a_hedge_that_wins_is_counted_once_on_its_shard() -> None:
