@@ -1,4 +1,7 @@
-"""The root's Prometheus metrics, built from its counters at scrape time.
+"""The root's Prometheus metrics, built at scrape time from a snapshot.
+
+Runs on the HTTP thread and reads only a ``RootSnapshot`` (``root.snapshot``
+says why and how it is taken on the event loop), never the live service.
 
 Names follow Prometheus conventions (``_total`` counters, ``_seconds``
 histograms, base units). Labels are bounded by the configuration: ``shard``
@@ -14,7 +17,7 @@ from collections.abc import Iterable
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from protos.scatter_gather.v1 import shard_pb2
-from root.service import RootService
+from root.snapshot import RootSnapshot
 from scatter_common.metrics import histogram_family
 
 
@@ -22,31 +25,31 @@ def _status_name(status: int) -> str:
     return str(shard_pb2.ShardStatus.Name(status)).removeprefix("SHARD_STATUS_")  # type: ignore[arg-type]
 
 
-def root_families(service: RootService) -> Iterable[Metric]:
+def root_families(snapshot: RootSnapshot) -> Iterable[Metric]:
     requests = CounterMetricFamily("scatter_root_requests", "Client requests, by gRPC status.", labels=["code"])
-    for code, count in sorted(service.requests_by_code.items()):
+    for code, count in snapshot.requests_by_code:
         requests.add_metric([code], count)
     yield requests
     yield histogram_family(
         "scatter_root_request_duration_seconds",
         "Time from a request's arrival to its answer, successful requests.",
         [],
-        [((), service.latency)],
+        [((), snapshot.duration)],
     )
     yield histogram_family(
         "scatter_root_coverage_ratio",
         "Fraction of shards answered, per successful request.",
         [],
-        [((), service.coverage)],
+        [((), snapshot.coverage)],
     )
-    yield GaugeMetricFamily("scatter_root_in_flight", "Requests in progress.", value=service.admission.in_flight)
+    yield GaugeMetricFamily("scatter_root_in_flight", "Requests in progress.", value=snapshot.in_flight)
     yield CounterMetricFamily(
         "scatter_root_shed",
         "Requests refused with RESOURCE_EXHAUSTED at the in-flight limit.",
-        value=service.admission.shed,
+        value=snapshot.shed,
     )
 
-    shards = service.shards
+    shards = snapshot.shards
     per_shard = {
         "calls": ("scatter_root_shard_calls", "Shard calls (one per request per shard)."),
         "attempts": ("scatter_root_shard_attempts", "Leaf calls started: first attempts, hedges and failovers."),
@@ -59,20 +62,20 @@ def root_families(service: RootService) -> Iterable[Metric]:
     for field, (name, documentation) in per_shard.items():
         family = CounterMetricFamily(name, documentation, labels=["shard"])
         for shard in shards:
-            family.add_metric([str(shard.index)], getattr(shard.stats, field))
+            family.add_metric([str(shard.index)], getattr(shard, field))
         yield family
     results = CounterMetricFamily(
         "scatter_root_shard_results", "Shard outcomes, by status.", labels=["shard", "status"]
     )
     for shard in shards:
-        for status, count in sorted(shard.stats.outcomes.items()):
+        for status, count in shard.outcomes:
             results.add_metric([str(shard.index), _status_name(status)], count)
     yield results
     yield histogram_family(
         "scatter_root_shard_duration_seconds",
         "Time from a shard's first attempt to its answer, answered shards.",
         ["shard"],
-        [((str(shard.index),), shard.latency) for shard in shards],
+        [((str(shard.index),), shard.duration) for shard in shards],
     )
 
     outstanding = GaugeMetricFamily(
@@ -85,7 +88,7 @@ def root_families(service: RootService) -> Iterable[Metric]:
         "scatter_root_replica_ejections", "Outlier ejections of a replica.", labels=["shard", "replica"]
     )
     for shard in shards:
-        for replica in shard.policy.chooser.status():
+        for replica in shard.replicas:
             labels = [str(shard.index), replica.address]
             outstanding.add_metric(labels, replica.outstanding)
             ejected.add_metric(labels, 1.0 if replica.ejected else 0.0)

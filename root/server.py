@@ -9,6 +9,7 @@ until ready, drain on SIGTERM.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from root.metrics import root_families
 from root.policies import HedgeBudget, HedgeDelay, LatencyWindow, ReplicaSet, ShardPolicy
 from root.scatter import Shard
 from root.service import RootService
+from root.snapshot import snapshot_reader
 from root.status_page import render
 from root.transport import Replica, channel_options
 from scatter_common import logs, loop
@@ -91,9 +93,11 @@ async def serve(config: RootConfig, worker: int = 0) -> None:
     add_root_service(host.server, service)
     metrics: MetricsServer | None = None
     if config.metrics_listen:
+        # The HTTP thread reads only snapshots taken on this loop (see root.snapshot).
+        snapshot = snapshot_reader(service, asyncio.get_running_loop())
         registry = CollectorRegistry(auto_describe=True)
-        registry.register(FamiliesCollector(lambda: root_families(service)))
-        metrics = MetricsServer(registry, {"/": lambda: ("text/html; charset=utf-8", render(service))})
+        registry.register(FamiliesCollector(lambda: root_families(snapshot())))
+        metrics = MetricsServer(registry, {"/": lambda: ("text/html; charset=utf-8", render(snapshot()))})
         bound = metrics.start(worker_metrics_address(config.metrics_listen, worker))
         print(f"scatter: root status page on http://{bound}/ (metrics: /metrics)", file=sys.stderr, flush=True)
     try:

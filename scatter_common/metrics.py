@@ -4,17 +4,25 @@ small HTTP server for Prometheus' ``/metrics`` and any other page.
 Counters live where the work happens (plain ints on the event-loop thread);
 a collector turns them into Prometheus families only when scraped, so the
 request path pays for a bisect into a bucket list and nothing else. The
-HTTP server runs in a daemon thread: a scrape never waits for the event
-loop, and reads of Python ints under the GIL are safe (a scrape may see one
-request half-counted, which Prometheus tolerates).
+HTTP server runs in a daemon thread. A collector that reads only ints and
+histograms (the SDKs') may read them from there: each read is safe under the
+GIL, and a scrape that sees one call half-counted is tolerated. A process
+whose pages read more of what the loop changes (the root: policies with
+internal caches, counters that must agree) takes a snapshot on the loop
+with ``call_on_loop`` and renders that; a page that cannot get one raises
+``PageUnavailable`` and the server answers 503.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import concurrent.futures
 import http.server
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
@@ -26,6 +34,26 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032,
     0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 5.0, 10.0,
 )  # fmt: skip
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """A histogram's numbers at one instant: immutable, safe to read from any thread."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]  # per bucket, not cumulative; the last one is +Inf
+    total: float
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Prometheus buckets: cumulative counts keyed by upper bound."""
+        out, running = [], 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += n
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
+        return out
 
 
 class Histogram:
@@ -44,28 +72,20 @@ class Histogram:
         self.count += 1
         self.total += value
 
+    def snapshot(self) -> HistogramSnapshot:
+        """A copy of the counts (one list copy); take it on the thread that observes."""
+        return HistogramSnapshot(self.bounds, tuple(self.counts), self.total)
+
     def buckets(self) -> list[tuple[str, float]]:
         """Prometheus buckets: cumulative counts keyed by upper bound."""
-        out, running = [], 0
-        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += n
-            out.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
-        return out
-
-    def quantile(self, q: float) -> float | None:
-        """Upper bound of the bucket holding quantile ``q`` (coarse; for status pages)."""
-        if not self.count:
-            return None
-        rank, running = q * self.count, 0
-        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += n
-            if running >= rank:
-                return bound
-        return float("inf")
+        return self.snapshot().buckets()
 
 
 def histogram_family(
-    name: str, documentation: str, labels: Sequence[str], series: Iterable[tuple[Sequence[str], Histogram]]
+    name: str,
+    documentation: str,
+    labels: Sequence[str],
+    series: Iterable[tuple[Sequence[str], Histogram | HistogramSnapshot]],
 ) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, documentation, labels=list(labels))
     for values, hist in series:
@@ -83,7 +103,49 @@ class FamiliesCollector(Collector):
         return self._families()
 
 
-Page = Callable[[], tuple[str, bytes]]  # () -> (content type, body)
+class PageUnavailable(Exception):
+    """A page cannot be rendered now (its process's loop did not answer); served as 503."""
+
+
+def call_on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[[], T], timeout: float) -> T:
+    """Run ``fn`` on ``loop``'s thread and return its result, from any thread.
+
+    For readers off the loop (the HTTP thread) of state the loop owns: ``fn``
+    runs as one callback, between two steps of any request, so what it reads
+    is consistent and nothing else runs on the loop meanwhile. Called on the
+    loop's own thread (a collector registered from a coroutine) it runs
+    ``fn`` at once: waiting for the loop there would wait for itself. Raises
+    ``PageUnavailable`` if the loop is closed or has not run ``fn`` within
+    ``timeout`` seconds; ``fn`` is then skipped if it has not started.
+    """
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        return fn()
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return  # the caller gave up waiting
+        try:
+            future.set_result(fn())
+        except Exception as exc:
+            future.set_exception(exc)
+
+    try:
+        loop.call_soon_threadsafe(run)
+    except RuntimeError as exc:  # the loop is closed: the process is stopping
+        raise PageUnavailable("the process is shutting down") from exc
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError as exc:
+        future.cancel()
+        raise PageUnavailable(f"the event loop did not answer within {timeout:g} s") from exc
+
+
+Page = Callable[[], tuple[str, bytes]]  # () -> (content type, body); may raise PageUnavailable
 
 
 class MetricsServer:
@@ -103,12 +165,16 @@ class MetricsServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    content_type, body = "text/plain; version=0.0.4; charset=utf-8", generate_latest(registry)
-                elif path in pages:
-                    content_type, body = pages[path]()
-                else:
-                    self.send_error(404, "not found; try /metrics" + (" or /" if "/" in pages else ""))
+                try:
+                    if path == "/metrics":
+                        content_type, body = "text/plain; version=0.0.4; charset=utf-8", generate_latest(registry)
+                    elif path in pages:
+                        content_type, body = pages[path]()
+                    else:
+                        self.send_error(404, "not found; try /metrics" + (" or /" if "/" in pages else ""))
+                        return
+                except PageUnavailable as exc:
+                    self.send_error(503, str(exc))
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", content_type)

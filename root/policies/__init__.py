@@ -5,7 +5,8 @@ asyncio, no threads, no sleeping. The async fan-out asks them what to do and
 reports back what happened; the tests drive them with a fake clock and pin
 every decision to an exact virtual time (``tests/test_policies_*.py``).
 
-- ``latency``: ``LatencyWindow``, recent latencies of a shard and percentiles.
+- ``latency``: ``LatencyWindow``, recent latencies of a shard and percentiles;
+  ``LatencySamples``, a copy of one for readers on another thread.
 - ``hedging``: ``HedgingConfig`` (gRPC vocabulary) and ``HedgeDelay``.
 - ``budget``: ``HedgeBudget``, hedges as a bounded fraction of primary calls.
 - ``replicas``: ``ReplicaSet``, least-outstanding choice and outlier ejection.
@@ -21,13 +22,13 @@ Import from this package; the module layout may change.
 
 from root.policies.admission import AdmissionConfig, AdmissionLimit
 from root.policies.attempts import Action, AttemptKind, AttemptPlan, Cancel, End, Launch, ShardCounters, ShardPolicy
-from root.policies.budget import HedgeBudget, HedgeBudgetConfig, HedgeBudgetStats
+from root.policies.budget import HedgeBudget, HedgeBudgetConfig
 from root.policies.clock import Clock
 from root.policies.coverage import build_coverage, check_leaf_verdicts, require_coverage
 from root.policies.coverage_wait import CoverageWaitConfig, min_answers, stop_waiting_at
 from root.policies.deadlines import Budget, DeadlinePolicy
 from root.policies.hedging import HedgeDelay, HedgingConfig, delay_percentile_for
-from root.policies.latency import LatencyWindow, LatencyWindowConfig
+from root.policies.latency import LatencySamples, LatencyWindow, LatencyWindowConfig
 from root.policies.replicas import (
     FailureKind,
     ReplicaConfig,
@@ -51,9 +52,9 @@ __all__ = [
     "FailureKind",
     "HedgeBudget",
     "HedgeBudgetConfig",
-    "HedgeBudgetStats",
     "HedgeDelay",
     "HedgingConfig",
+    "LatencySamples",
     "LatencyWindow",
     "LatencyWindowConfig",
     "Launch",

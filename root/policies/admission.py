@@ -34,14 +34,12 @@ class AdmissionConfig:
 class AdmissionLimit:
     """At most ``max_in_flight`` requests at once; the rest are shed and counted."""
 
-    __slots__ = ("_max", "admitted", "in_flight", "shed")
+    __slots__ = ("_max", "in_flight", "shed")
 
     def __init__(self, config: AdmissionConfig = AdmissionConfig()) -> None:
         self._max = config.max_in_flight
         self.in_flight = 0
         """Requests admitted and not yet released."""
-        self.admitted = 0
-        """Requests admitted since start."""
         self.shed = 0
         """Requests refused since start."""
 
@@ -55,7 +53,6 @@ class AdmissionLimit:
             self.shed += 1
             return False
         self.in_flight += 1
-        self.admitted += 1
         return True
 
     def release(self) -> None:

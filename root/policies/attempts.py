@@ -133,7 +133,12 @@ Action = Launch | Cancel | End
 
 @dataclass
 class ShardCounters:
-    """Counters of one shard across requests; the one place each is kept."""
+    """Counters of one shard across requests, read by metrics and the status page.
+
+    The one place each of these facts is counted: the other policies keep only
+    the state their decisions need (the hedge budget its tokens, not how many
+    hedges it granted), so no two counters can disagree.
+    """
 
     calls: int = 0
     attempts: int = 0
@@ -256,7 +261,6 @@ class AttemptPlan:
                         chooser.fault(replica)
             if done.kind is AttemptKind.HEDGE:
                 policy.counters.hedges_won += 1
-                policy.budget.record_win()
             return self._end(OK, done.replica, "", done.kind is AttemptKind.HEDGE, actions, now)
         kind = failure_kind_for_status(code)
         chooser.finish(done.replica, elapsed, False, kind)

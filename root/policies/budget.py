@@ -1,9 +1,11 @@
 """The hedge budget: hedges may add at most a fixed fraction of extra load.
 
 What lives here: ``HedgeBudgetConfig`` and ``HedgeBudget``, one per root (all
-shards draw on the same budget), and the hedge counters the metrics report.
-What does not: when a hedge is due (``hedging.py``) or where it goes
-(``replicas.py``).
+shards draw on the same budget). What does not: when a hedge is due
+(``hedging.py``), where it goes (``replicas.py``), or counting hedges sent,
+won and refused: those are facts about a shard, counted once, in
+``root.policies.ShardCounters``, which is what the metrics report. The budget
+keeps only the tokens its decisions need.
 
 The design is Finagle's ``RetryBudget`` (the budget behind its
 ``BackupRequestFilter``, whose ``maxExtraLoad`` it enforces) rather than
@@ -72,17 +74,6 @@ class HedgeBudgetConfig:
         check_int("hedging.budget_slices", self.slices, low=1, high=1000)
 
 
-@dataclass(frozen=True, slots=True)
-class HedgeBudgetStats:
-    """A snapshot of the budget's counters, for metrics and the status page."""
-
-    primaries: int
-    hedges_sent: int
-    hedges_won: int
-    budget_exhausted: int
-    balance: float
-
-
 class HedgeBudget:
     """Token bucket over a sliding time window; see the module docstring."""
 
@@ -96,10 +87,6 @@ class HedgeBudget:
         "_slot",
         "_sum",
         "_width",
-        "budget_exhausted",
-        "hedges_sent",
-        "hedges_won",
-        "primaries",
     )
 
     def __init__(self, clock: Clock, config: HedgeBudgetConfig = HedgeBudgetConfig()) -> None:
@@ -112,14 +99,6 @@ class HedgeBudget:
         self._epoch = math.floor(clock() / self._width)
         self._slot = self._epoch % config.slices  # index of the current slice
         self._roll_at = (self._epoch + 1) * self._width  # when the current slice ends
-        self.primaries = 0
-        """Primary shard calls deposited."""
-        self.hedges_sent = 0
-        """Withdrawals granted: hedges the caller was allowed to send."""
-        self.hedges_won = 0
-        """Hedges whose answer was the one used (reported by ``record_win``)."""
-        self.budget_exhausted = 0
-        """Withdrawals refused."""
 
     def deposit(self) -> None:
         """Count one primary shard call: earns ``max_extra_load`` of a hedge."""
@@ -128,7 +107,6 @@ class HedgeBudget:
             self._roll(now)
         self._slices[self._slot] += self._deposit
         self._sum += self._deposit
-        self.primaries += 1
 
     def try_withdraw(self) -> bool:
         """Ask to send one hedge; True (and one token spent) if the budget allows it."""
@@ -136,16 +114,10 @@ class HedgeBudget:
         if now >= self._roll_at:
             self._roll(now)
         if self._reserve + self._sum < _UNIT:
-            self.budget_exhausted += 1
             return False
         self._slices[self._slot] -= _UNIT
         self._sum -= _UNIT
-        self.hedges_sent += 1
         return True
-
-    def record_win(self) -> None:
-        """Count a hedge (not a primary) whose answer won its shard."""
-        self.hedges_won += 1
 
     @property
     def balance(self) -> float:
@@ -154,15 +126,6 @@ class HedgeBudget:
         if now >= self._roll_at:
             self._roll(now)
         return (self._reserve + self._sum) / _UNIT
-
-    def stats(self) -> HedgeBudgetStats:
-        return HedgeBudgetStats(
-            primaries=self.primaries,
-            hedges_sent=self.hedges_sent,
-            hedges_won=self.hedges_won,
-            budget_exhausted=self.budget_exhausted,
-            balance=self.balance,
-        )
 
     def _roll(self, now: float) -> None:
         """Forget the slices that have left the window and move to the current one.

@@ -354,9 +354,6 @@ class ReplicaSet:
         r.failures = 0
         r.streak = 0
 
-    def is_ejected(self, index: int) -> bool:
-        return self._reps[index].ejected_until > self._clock()
-
     def status(self) -> tuple[ReplicaStatus, ...]:
         """Per-replica state for the status page (allocates; not for the hot path)."""
         now = self._clock()

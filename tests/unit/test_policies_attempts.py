@@ -74,7 +74,6 @@ def test_hedge_at_the_delay_from_the_previous_attempt_then_the_winner_cancels_th
     assert plan.wake_at == pytest.approx(0.020)  # the next hedge: one delay after this one
     assert plan.result(2, "OK", "", 0.013) == [Cancel(1), End(OK, 1, "", True)]
     assert (p.counters.hedges_sent, p.counters.hedges_won, p.counters.cancelled) == (1, 1, 1)
-    assert p.budget.hedges_won == 1
     # The window gets the first attempt only: a hedge won, so the time it had run, a lower bound.
     assert (p.latencies.count, p.latencies.percentile(1.0)) == (1, pytest.approx(0.013))
 

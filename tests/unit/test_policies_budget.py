@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from root.policies import HedgeBudget, HedgeBudgetConfig, HedgeBudgetStats
+from root.policies import HedgeBudget, HedgeBudgetConfig
 from tests._fakeclock import FakeClock
 
 
@@ -31,8 +31,8 @@ def test_twenty_primaries_earn_exactly_one_hedge() -> None:
     b.deposit()
     assert b.balance == 1.0
     assert b.try_withdraw()
+    assert b.balance == 0.0
     assert not b.try_withdraw()
-    assert b.stats() == HedgeBudgetStats(primaries=20, hedges_sent=1, hedges_won=0, budget_exhausted=3, balance=0.0)
 
 
 def test_other_ratios_are_exact_in_integer_millionths() -> None:
@@ -52,12 +52,13 @@ def test_reserve_lets_a_cold_root_hedge_a_little_then_refills_after_ttl() -> Non
     b = budget(clock, min_per_second=1.0)  # reserve: 1/s x 10 s = 10 hedges
     assert b.balance == 10.0
     assert [b.try_withdraw() for _ in range(11)] == [True] * 10 + [False]
+    assert b.balance == 0.0
     clock.advance(9.999)  # the withdrawals are still in the window
     assert not b.try_withdraw()
     clock.advance(0.001)  # t = 110: the slice of t = 100 has left the window
     assert b.balance == 10.0
     assert b.try_withdraw()
-    assert (b.hedges_sent, b.budget_exhausted) == (11, 2)
+    assert b.balance == 9.0
 
 
 def test_deposits_expire_after_ttl() -> None:
@@ -112,6 +113,7 @@ def test_invariant_against_a_reference_model() -> None:
     reserve, ratio = 2, 0.05
     b = budget(clock, max_extra_load=ratio, min_per_second=reserve / 10)
     events: list[tuple[int, int]] = []  # (second, delta in millionths), last 10 s only
+    granted = refused = 0
     for _ in range(20_000):
         clock.advance(rng.choice((0.0, 0.0, 0.0, 0.01, 0.1, 0.7)))
         second = int(clock.now)
@@ -125,19 +127,15 @@ def test_invariant_against_a_reference_model() -> None:
             assert b.try_withdraw() is expected, clock.now
             if expected:
                 events.append((second, -1_000_000))
+                granted += 1
+            else:
+                refused += 1
     # The invariant itself, at the end: hedges <= reserve + ratio * primaries in the window.
     recent = [d for _, d in events]
     hedges = sum(1 for d in recent if d < 0)
     primaries = sum(1 for d in recent if d > 0)
     assert hedges <= reserve + ratio * primaries
-    assert b.hedges_sent > 100 and b.budget_exhausted > 100
-
-
-def test_record_win_counts_hedges_won() -> None:
-    b = budget(FakeClock())
-    assert b.try_withdraw()
-    b.record_win()
-    assert (b.hedges_sent, b.hedges_won) == (1, 1)
+    assert granted > 100 and refused > 100  # both kinds of decision were exercised
 
 
 def test_one_clock_read_per_call() -> None:
