@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from protos.scatter_gather.v1 import leaf_pb2, shard_pb2
 from root import wire
 from root.policies import (
+    CoverageWait,
     CoverageWaitConfig,
     FailureKind,
     HedgeBudget,
@@ -40,7 +41,6 @@ from root.policies import (
     LatencyWindow,
     ReplicaSet,
     failure_kind_for_status,
-    stop_waiting_at,
 )
 from root.transport import AttemptResult, Replica
 from scatter_common.metrics import Histogram
@@ -87,9 +87,11 @@ class Shard:
         hedging: HedgingConfig,
         hedge_delay: HedgeDelay,
         budget: HedgeBudget,
+        leaves: int = 1,
     ) -> None:
         self.index = index
         self.count = count
+        self.leaves = leaves  # leaf shards this shard stands for: more than 1 when it is a subtree
         self.replicas = replicas
         self.chooser = chooser
         self.latencies = latencies
@@ -184,10 +186,12 @@ class Scatter:
         # One span for this root's part of the request: every leaf call is its child.
         self.metadata = ((HEADER, trace.child_header()),) if trace is not None else ()
         self.request_head = payload_field + wire.field(6, request_id.encode())
-        self.min_coverage = min_coverage
-        self.coverage_wait = coverage_wait
-        self.answered = 0
-        self.coverage_reached_at: float | None = None
+        # Counted in leaf shards, like coverage; None when the wait is off (the common case, free).
+        self.coverage_wait = (
+            None
+            if coverage_wait.extra_wait is None
+            else CoverageWait(coverage_wait, [shard.leaves for shard in shards], min_coverage, start)
+        )
         self.stop_at = math.inf  # the coverage wait's end, once min_coverage is reached
 
     async def run(self) -> list[ShardOutcome]:
@@ -218,7 +222,8 @@ class Scatter:
                             self._end_timeout(call)
                     break
                 if now >= self.stop_at:
-                    waited = (now - (self.coverage_reached_at or now)) * 1000
+                    assert self.coverage_wait is not None and self.coverage_wait.reached_at is not None
+                    waited = (now - self.coverage_wait.reached_at) * 1000
                     for call in self.calls:
                         if call.outcome is None:
                             self._end(
@@ -337,7 +342,8 @@ class Scatter:
             payload, subtree, subtree_hedges = wire.leaf_response(body)
             call.hedges += subtree_hedges
             self._end(call, OK, attempt.replica, hedge_won=attempt.hedge, payload=payload, subtree=subtree)
-            self._answered()
+            if self.coverage_wait is not None and self.coverage_wait.reached_at is None:
+                self._answered(call, subtree)
             return
         assert isinstance(body, str)
         shard.chooser.finish(attempt.replica, elapsed, False, failure_kind_for_status(code))
@@ -364,23 +370,11 @@ class Scatter:
                 invalid=body if code == "INVALID_ARGUMENT" else None,
             )
 
-    def _answered(self) -> None:
-        """One more shard answered: start the coverage wait once min_coverage is reached."""
-        self.answered += 1
-        if self.coverage_wait.extra_wait is None or self.coverage_reached_at is not None:
-            return
-        now = clock()
-        total = len(self.calls)
-        stop = stop_waiting_at(
-            self.coverage_wait,
-            total=total,
-            answered=self.answered,
-            min_coverage=self.min_coverage,
-            started_at=self.start,
-            reached_at=now,
-        )
+    def _answered(self, call: _ShardCall, subtree: shard_pb2.Coverage | None) -> None:
+        """One more shard answered: the coverage wait starts once min_coverage of the leaf shards have."""
+        assert self.coverage_wait is not None
+        stop = self.coverage_wait.answered(call.index, clock(), None if subtree is None else subtree.answered)
         if stop is not None:
-            self.coverage_reached_at = now
             self.stop_at = stop
 
     def _cancel_pending(self, call: _ShardCall, kind: FailureKind = FailureKind.CANCELLED) -> None:

@@ -55,6 +55,7 @@ def build_shards(config: RootConfig) -> list[Shard]:
                 hedging=config.hedging,
                 hedge_delay=HedgeDelay(config.hedging),
                 budget=budget,
+                leaves=shard.leaves,
             )
         )
     return shards

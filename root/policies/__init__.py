@@ -9,7 +9,8 @@ every decision to an exact virtual time (``tests/test_policies_*.py``).
 - ``hedging``: ``HedgingConfig`` (gRPC vocabulary) and ``HedgeDelay``.
 - ``budget``: ``HedgeBudget``, hedges as a bounded fraction of primary calls.
 - ``replicas``: ``ReplicaSet``, least-outstanding choice and outlier ejection.
-- ``coverage_wait``: when to stop waiting for stragglers (adaptive coverage).
+- ``coverage_wait``: ``CoverageWait``, when to stop waiting for stragglers
+  (adaptive coverage), counted in leaf shards.
 - ``admission``: ``AdmissionLimit``, shed beyond a number of requests in flight.
 - ``deadlines``: ``DeadlinePolicy``, the time budget of one request.
 - ``coverage``: the Coverage of one request and whether it is enough.
@@ -21,7 +22,7 @@ from root.policies.admission import AdmissionConfig, AdmissionLimit
 from root.policies.budget import HedgeBudget, HedgeBudgetConfig, HedgeBudgetStats
 from root.policies.clock import Clock
 from root.policies.coverage import build_coverage, check_leaf_verdicts, require_coverage
-from root.policies.coverage_wait import CoverageWaitConfig, min_answers, stop_waiting_at
+from root.policies.coverage_wait import CoverageWait, CoverageWaitConfig, min_answers
 from root.policies.deadlines import Budget, DeadlinePolicy
 from root.policies.hedging import HedgeDelay, HedgingConfig
 from root.policies.latency import LatencyWindow, LatencyWindowConfig
@@ -38,6 +39,7 @@ __all__ = [
     "AdmissionLimit",
     "Budget",
     "Clock",
+    "CoverageWait",
     "CoverageWaitConfig",
     "DeadlinePolicy",
     "FailureKind",
@@ -56,5 +58,4 @@ __all__ = [
     "failure_kind_for_status",
     "min_answers",
     "require_coverage",
-    "stop_waiting_at",
 ]

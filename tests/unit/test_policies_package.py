@@ -12,6 +12,7 @@ PUBLIC = {
     "AdmissionLimit",
     "Budget",
     "Clock",
+    "CoverageWait",
     "CoverageWaitConfig",
     "DeadlinePolicy",
     "FailureKind",
@@ -30,7 +31,6 @@ PUBLIC = {
     "failure_kind_for_status",
     "min_answers",
     "require_coverage",
-    "stop_waiting_at",
 }
 
 

@@ -1,0 +1,106 @@
+"""The fan-out driver (root.scatter) with the transport and the clock faked.
+
+The replicas are in-process fakes behind the transport seam
+(``Replica.call(bytes, timeout, metadata) -> AttemptResult``) and the
+driver's clock is a ``FakeClock`` that only the fakes move, so the times in
+the reports are exact. No network, no sleeping: the loop only runs the tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from protos.probe.v1 import probe_pb2
+from protos.scatter_gather.v1 import leaf_pb2, shard_pb2
+from root import scatter, wire
+from root.policies import Clock, CoverageWaitConfig, HedgeBudget, HedgeDelay, HedgingConfig, LatencyWindow, ReplicaSet
+from root.transport import AttemptResult
+from scatter_common.payload import pack
+from tests._fakeclock import FakeClock
+
+NO_HEDGES = HedgingConfig(enabled=False)
+
+
+class FakeReplica:
+    """Answers every call with ``response`` after ``takes`` seconds: of fake time on a
+    ``FakeClock``, else of real time (``asyncio.sleep``)."""
+
+    def __init__(self, address: str, clock: Clock, takes: float, response: leaf_pb2.ExecuteResponse) -> None:
+        self.address = address
+        self.clock = clock
+        self.takes = takes
+        self.response = response.SerializeToString()
+        self.requests: list[leaf_pb2.ExecuteRequest] = []
+
+    async def call(self, request: bytes, timeout: float, metadata: object) -> AttemptResult:
+        self.requests.append(leaf_pb2.ExecuteRequest.FromString(request))
+        if isinstance(self.clock, FakeClock):
+            self.clock.advance(self.takes)
+        else:
+            await asyncio.sleep(self.takes)
+        return "OK", self.response
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
+    fake = FakeClock(start=10.0)
+    monkeypatch.setattr(scatter, "clock", fake)
+    yield fake
+
+
+def shard(
+    clock: Clock, index: int, count: int, takes: float, leaves: int = 1, covered: int | None = None
+) -> scatter.Shard:
+    """A shard with one replica; ``covered`` makes it a subtree answering with that coverage."""
+    response = leaf_pb2.ExecuteResponse(payload=pack(probe_pb2.ProbePartial(shard_index=index, value=index + 1)))
+    if covered is not None:
+        response.coverage.total, response.coverage.answered = leaves, covered
+    replica = FakeReplica(f"10.0.0.{index}:1", clock, takes, response)
+    return scatter.Shard(
+        index=index,
+        count=count,
+        replicas=[replica],  # type: ignore[list-item]
+        chooser=ReplicaSet([replica.address], clock),
+        latencies=LatencyWindow(),
+        hedging=NO_HEDGES,
+        hedge_delay=HedgeDelay(NO_HEDGES),
+        budget=HedgeBudget(clock),
+        leaves=leaves,
+    )
+
+
+def run(shards: list[scatter.Shard], start: float, deadline: float, **kwargs: object) -> list[scatter.ShardOutcome]:
+    payload = wire.payload_field(pack(probe_pb2.ProbeRequest(value=1)))
+
+    async def main() -> list[scatter.ShardOutcome]:
+        return await scatter.Scatter(shards, payload, "rid", start, deadline, **kwargs).run()  # type: ignore[arg-type]
+
+    return asyncio.run(main())
+
+
+def test_coverage_wait_counts_leaf_shards_in_a_tree() -> None:
+    # Subtrees of 4 and 3 leaf shards, min_coverage 0.5 (4 of 7), a 10 ms coverage wait.
+    # The 3-shard subtree answers at once: the wait must not start (1 of 2 direct shards
+    # is "half"); the 4-shard one answers 200 ms later and the answer is whole.
+    clock = time.monotonic
+    big, small = shard(clock, 0, 7, takes=0.2, leaves=4, covered=4), shard(clock, 4, 7, takes=0.0, leaves=3, covered=3)
+    now = clock()
+    outcomes = run([big, small], now, now + 5.0, min_coverage=0.5, coverage_wait=CoverageWaitConfig(extra_wait=0.01))
+    assert [o.report.status for o in outcomes] == [shard_pb2.SHARD_STATUS_OK] * 2
+
+
+def test_coverage_wait_cuts_off_a_straggler_once_enough_leaf_shards_answered() -> None:
+    # The other way round: the 4-shard subtree is enough; the 3-shard one is skipped.
+    clock = time.monotonic
+    big, small = shard(clock, 0, 7, takes=0.0, leaves=4, covered=4), shard(clock, 4, 7, takes=5.0, leaves=3, covered=3)
+    now = clock()
+    outcomes = run([big, small], now, now + 10.0, min_coverage=0.5, coverage_wait=CoverageWaitConfig(extra_wait=0.01))
+    assert [o.report.status for o in outcomes] == [shard_pb2.SHARD_STATUS_OK, shard_pb2.SHARD_STATUS_SKIPPED]
+    assert outcomes[1].report.error.startswith("cut off by the coverage wait (")
