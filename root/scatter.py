@@ -136,6 +136,7 @@ class _ShardCall:
         "outcome",
         "pending",
         "shard",
+        "started",
         "tried",
     )
 
@@ -145,6 +146,7 @@ class _ShardCall:
         self.pending: list[asyncio.Task[AttemptResult]] = []
         self.tried: set[int] = set()
         self.attempts = 0
+        self.started = 0.0  # the first attempt's start; set when attempts becomes 1
         self.hedges = 0
         self.next_hedge = math.inf
         self.last_code = ""
@@ -296,6 +298,8 @@ class Scatter:
             if choice is None:
                 return False
         now = clock()
+        if not call.attempts:
+            call.started = now
         call.attempts += 1
         call.tried.add(choice)
         call.last_replica = choice
@@ -414,7 +418,9 @@ class Scatter:
         shard = call.shard
         shard.stats.attempts += call.attempts
         shard.stats.outcomes[status] = shard.stats.outcomes.get(status, 0) + 1
-        elapsed = clock() - self.start
+        # shard.proto: from the first attempt's start (not the request's arrival: the fan-out
+        # starts later, and later for the last shards of a wide one) to the answer or give-up.
+        elapsed = clock() - (call.started if call.attempts else self.start)
         if status == OK:
             shard.latency.observe(elapsed)
         report = shard_pb2.ShardReport(

@@ -85,6 +85,17 @@ def run(shards: list[scatter.Shard], start: float, deadline: float, **kwargs: ob
     return asyncio.run(main())
 
 
+def test_shard_latency_is_from_the_first_attempt_not_the_arrival(clock: FakeClock) -> None:
+    # shard.proto: ShardReport.latency is the "time from the first attempt's start to the
+    # winning answer". The request arrived at 10.0; the fan-out starts a second later.
+    arrived = clock.now
+    clock.advance(1.0)
+    outcomes = run([shard(clock, 0, 1, takes=0.25)], start=arrived, deadline=arrived + 5.0)
+    report = outcomes[0].report
+    assert report.status == shard_pb2.SHARD_STATUS_OK
+    assert report.latency.ToNanoseconds() == 250_000_000
+
+
 def test_coverage_wait_counts_leaf_shards_in_a_tree() -> None:
     # Subtrees of 4 and 3 leaf shards, min_coverage 0.5 (4 of 7), a 10 ms coverage wait.
     # The 3-shard subtree answers at once: the wait must not start (1 of 2 direct shards
