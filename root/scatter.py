@@ -44,12 +44,11 @@ from root.policies import (
 )
 from root.transport import AttemptResult, Replica
 from scatter_common.metrics import Histogram
+from scatter_common.status import RETRIES_EXHAUSTED, rule_for
 from scatter_common.tracing import HEADER, TraceContext
 
 OK = shard_pb2.SHARD_STATUS_OK
 TIMEOUT = shard_pb2.SHARD_STATUS_TIMEOUT
-ERROR = shard_pb2.SHARD_STATUS_ERROR
-UNAVAILABLE = shard_pb2.SHARD_STATUS_UNAVAILABLE
 SKIPPED = shard_pb2.SHARD_STATUS_SKIPPED
 
 NO_COVERAGE_WAIT = CoverageWaitConfig()
@@ -110,7 +109,7 @@ class ShardOutcome:
 
     report: shard_pb2.ShardReport
     payload: bytes  # the leaf's serialized Any; empty unless OK
-    invalid: str | None = None  # the leaf's INVALID_ARGUMENT message, if any
+    invalid: str | None = None  # the leaf's verdict on the request (INVALID_ARGUMENT), if any
     subtree: shard_pb2.Coverage | None = None  # the coverage a root serving as this shard reported
 
 
@@ -352,26 +351,30 @@ class Scatter:
         assert isinstance(body, str)
         shard.chooser.finish(attempt.replica, elapsed, False, failure_kind_for_status(code))
         call.last_code, call.last_detail, call.last_replica = code, body, attempt.replica
+        # What the code means is the status table's (scatter_common.status); which codes
+        # fail over is the configuration's (non_fatal_status_codes, the table's by default).
         if shard.hedging.is_non_fatal(code):
             if call.attempts < shard.hedging.max_attempts and self._launch(call, hedge=False):
                 shard.stats.failovers += 1
             elif not call.pending:
                 self._end(
                     call,
-                    UNAVAILABLE,
+                    RETRIES_EXHAUSTED,
                     attempt.replica,
                     error=body if code == "UNAVAILABLE" else f"{code}: {body}",
                 )
-        elif code == "DEADLINE_EXCEEDED":
+            return
+        rule = rule_for(code)
+        if rule.shard == TIMEOUT:
             if not call.pending:  # the others share the deadline; let them finish
                 self._end_timeout(call)
         else:
             self._end(
                 call,
-                ERROR,
+                rule.shard,
                 attempt.replica,
                 error=f"{code}: {body}",
-                invalid=body if code == "INVALID_ARGUMENT" else None,
+                invalid=body if rule.verdict else None,
             )
 
     def _answered(self, call: _ShardCall, subtree: shard_pb2.Coverage | None) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 
+import grpc
 import pytest
 
 from protos.probe.v1 import probe_pb2
@@ -115,3 +116,65 @@ def test_coverage_wait_cuts_off_a_straggler_once_enough_leaf_shards_answered() -
     outcomes = run([big, small], now, now + 10.0, min_coverage=0.5, coverage_wait=CoverageWaitConfig(extra_wait=0.01))
     assert [o.report.status for o in outcomes] == [shard_pb2.SHARD_STATUS_OK, shard_pb2.SHARD_STATUS_SKIPPED]
     assert outcomes[1].report.error.startswith("cut off by the coverage wait (")
+
+
+class FailingReplica:
+    """Fails every call at once with status ``code``."""
+
+    def __init__(self, address: str, code: str) -> None:
+        self.address = address
+        self.code = code
+
+    async def call(self, request: bytes, timeout: float, metadata: object) -> AttemptResult:
+        return self.code, "it failed"
+
+    async def close(self) -> None:
+        pass
+
+
+def failing_shard(code: str, replicas: int, hedging: HedgingConfig) -> scatter.Shard:
+    fakes = [FailingReplica(f"10.0.0.{i}:1", code) for i in range(replicas)]
+    return scatter.Shard(
+        index=0,
+        count=1,
+        replicas=fakes,  # type: ignore[arg-type]
+        chooser=ReplicaSet([fake.address for fake in fakes], time.monotonic),
+        latencies=LatencyWindow(),
+        hedging=hedging,
+        hedge_delay=HedgeDelay(hedging),
+        budget=HedgeBudget(time.monotonic),
+    )
+
+
+# (status, attempts, error, invalid) a shard of two replicas ends with, for the code both
+# fail with, under the default hedging configuration: pinned from the code before the
+# status table existed, so deriving the driver's rules from the table changed nothing.
+OUTCOMES = {
+    "UNAVAILABLE": (shard_pb2.SHARD_STATUS_UNAVAILABLE, 2, "it failed", None),
+    "RESOURCE_EXHAUSTED": (shard_pb2.SHARD_STATUS_UNAVAILABLE, 2, "RESOURCE_EXHAUSTED: it failed", None),
+    "DEADLINE_EXCEEDED": (shard_pb2.SHARD_STATUS_TIMEOUT, 1, "deadline exceeded before any replica answered", None),
+    "INVALID_ARGUMENT": (shard_pb2.SHARD_STATUS_ERROR, 1, "INVALID_ARGUMENT: it failed", "it failed"),
+}
+
+
+@pytest.mark.parametrize("code", sorted(code.name for code in grpc.StatusCode if code.name != "OK"))
+def test_what_each_status_code_makes_of_a_shard(code: str) -> None:
+    now = time.monotonic()
+    (outcome,) = run([failing_shard(code, 2, HedgingConfig())], now, now + 5.0)
+    expected = OUTCOMES.get(code, (shard_pb2.SHARD_STATUS_ERROR, 1, f"{code}: it failed", None))
+    assert (outcome.report.status, outcome.report.attempts, outcome.report.error, outcome.invalid) == expected
+
+
+@pytest.mark.parametrize("code", ["UNAVAILABLE", "RESOURCE_EXHAUSTED"])
+def test_a_retried_code_made_fatal_by_the_operator_ends_the_shard_as_error(code: str) -> None:
+    now = time.monotonic()
+    (outcome,) = run([failing_shard(code, 2, HedgingConfig(non_fatal_status_codes=()))], now, now + 5.0)
+    assert (outcome.report.status, outcome.report.attempts) == (shard_pb2.SHARD_STATUS_ERROR, 1)
+
+
+def test_a_code_made_non_fatal_by_the_operator_fails_over_and_ends_unavailable() -> None:
+    now = time.monotonic()
+    hedging = HedgingConfig(non_fatal_status_codes=("INTERNAL",))
+    (outcome,) = run([failing_shard("INTERNAL", 2, hedging)], now, now + 5.0)
+    assert (outcome.report.status, outcome.report.attempts) == (shard_pb2.SHARD_STATUS_UNAVAILABLE, 2)
+    assert outcome.report.error == "INTERNAL: it failed"
