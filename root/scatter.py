@@ -29,7 +29,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from protos.scatter_gather.v1 import leaf_pb2, shard_pb2
+from protos.scatter_gather.v1 import shard_pb2
 from root import wire
 from root.policies import (
     CoverageWait,
@@ -100,7 +100,7 @@ class Shard:
         self.stats = ShardStats()
         self.latency = Histogram()  # time to a good answer, for metrics
         # The ExecuteRequest fields that never change for this shard, encoded once.
-        self.execute_fields = leaf_pb2.ExecuteRequest(shard_index=index, shard_count=count).SerializeToString()
+        self.execute_fields = wire.execute_shard_fields(index, count)
 
 
 @dataclass(slots=True)
@@ -186,7 +186,7 @@ class Scatter:
         self.trace = trace
         # One span for this root's part of the request: every leaf call is its child.
         self.metadata = ((HEADER, trace.child_header()),) if trace is not None else ()
-        self.request_head = payload_field + wire.field(6, request_id.encode())
+        self.request_id_field = wire.execute_request_id_field(request_id)
         # Counted in leaf shards, like coverage; None when the wait is off (the common case, free).
         self.coverage_wait = (
             None
@@ -303,8 +303,9 @@ class Scatter:
         call.tried.add(choice)
         call.last_replica = choice
         shard.chooser.start(choice)
-        # ExecuteRequest spliced: payload, the shard's fixed fields, then attempt and hedge.
-        request = self.request_head + shard.execute_fields + wire.attempt_fields(call.attempts, hedge)
+        request = wire.execute_request(
+            self.payload_field, shard.execute_fields, call.attempts, hedge, self.request_id_field
+        )
         task = self.loop.create_task(shard.replicas[choice].call(request, self.deadline - now, self.metadata))
         task.add_done_callback(self._attempt_done)
         self.attempts[task] = _Attempt(call, choice, hedge, now)
