@@ -1,38 +1,42 @@
-"""Every error the root reports to a client, and the one table that maps it
-to a gRPC status code.
+"""Every error the root reports to a client, each with its gRPC status code
+(the meaning of every code is the one status table, ``scatter_common.status``).
 
-    RootError                   base; ``code`` names the gRPC status
-    ├── InvalidRequest          INVALID_ARGUMENT   bad payload or options (often a leaf's verdict)
-    ├── DeadlineTooShort        DEADLINE_EXCEEDED  no time left for shards and merge
-    ├── InsufficientCoverage    UNAVAILABLE        fewer shards answered than min_coverage
-    ├── MergeFailed             (the merge's code) the merge call failed
-    └── Overloaded              RESOURCE_EXHAUSTED the in-flight limit is reached
+    StatusError (scatter_common.status)
+    └── RootError                 base; ``code`` names the gRPC status
+        ├── InvalidRequest        INVALID_ARGUMENT    bad payload or options (often a leaf's verdict)
+        ├── DeadlineTooShort      DEADLINE_EXCEEDED   no time left for shards and merge
+        ├── InsufficientCoverage  UNAVAILABLE         fewer shards answered than min_coverage
+        ├── MergeFailed           the table's client  the merge call failed
+        └── Overloaded            RESOURCE_EXHAUSTED  the in-flight limit is reached
 
-Codes are names (``"UNAVAILABLE"``), not ``grpc.StatusCode`` values, so the
-pure policy modules can raise these errors without importing grpc; the
-servicer turns the name into the status at the wire. ConfigError is not a
-client error: it stops a process from starting.
+``InvalidRequest`` and ``Overloaded`` are also the shared faults of
+``scatter_common.status`` (the ones the SDKs raise), so one ``except`` or
+``isinstance`` catches both roles' kinds. Codes are names (``"UNAVAILABLE"``),
+not ``grpc.StatusCode`` values, so the pure policy modules can raise these
+errors without importing grpc; the servicer turns the name into the status
+at the wire. ConfigError is not a client error: it stops a process from
+starting.
 """
 
 from __future__ import annotations
+
+from scatter_common import status
 
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the field and the fix."""
 
 
-class RootError(Exception):
-    """A request the root answers with an error status."""
-
-    code = "INTERNAL"
+class RootError(status.StatusError):
+    """A request the root answers with an error status (``code``: INTERNAL unless a subclass says)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-class InvalidRequest(RootError):
-    code = "INVALID_ARGUMENT"
+class InvalidRequest(RootError, status.InvalidRequest):
+    """The client's request is bad, or a leaf said so (``code`` from the shared class)."""
 
 
 class DeadlineTooShort(RootError):
@@ -43,8 +47,8 @@ class InsufficientCoverage(RootError):
     code = "UNAVAILABLE"
 
 
-class Overloaded(RootError):
-    code = "RESOURCE_EXHAUSTED"
+class Overloaded(RootError, status.Overloaded):
+    """The root's in-flight limit is reached (``code`` from the shared class)."""
 
 
 class MergeFailed(RootError):
@@ -55,21 +59,12 @@ class MergeFailed(RootError):
         self.code = code
 
 
-# How a leaf's or the merge's status is reported to the client, most specific
-# first. A leaf's INVALID_ARGUMENT means the request itself is bad (every
-# shard would say the same), so the client gets it; a merge that is down or
-# overloaded makes the root unavailable; its deadline is the client's.
-MERGE_CODE_TO_CLIENT: dict[str, str] = {
-    "INVALID_ARGUMENT": "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED": "DEADLINE_EXCEEDED",
-    "CANCELLED": "CANCELLED",
-    "UNAVAILABLE": "UNAVAILABLE",
-    "RESOURCE_EXHAUSTED": "UNAVAILABLE",
-    "UNIMPLEMENTED": "INTERNAL",
-}
-
-
 def merge_failure(code: str, address: str, details: str) -> MergeFailed:
-    """The error for a failed merge call, with the code the client should see."""
-    client_code = MERGE_CODE_TO_CLIENT.get(code, "INTERNAL")
+    """The error for a failed merge call, with the code the client should see.
+
+    That code is the status table's "client" column (``scatter_common.status``
+    says why for each): a merge that is down or overloaded makes the root
+    unavailable, its deadline is the client's, anything unexpected is INTERNAL.
+    """
+    client_code = status.rule_for(code).client
     return MergeFailed(client_code, f"merge at {address} failed with {code}: {details}")

@@ -26,19 +26,19 @@ import math
 import time
 from dataclasses import dataclass
 
-from protos.scatter_gather.v1 import leaf_pb2, shard_pb2
+from protos.scatter_gather.v1 import shard_pb2
 from root import wire
 from root.policies import (
     Action,
     AttemptKind,
     AttemptPlan,
     Cancel,
+    CoverageWait,
     CoverageWaitConfig,
     End,
     Launch,
     ShardCounters,
     ShardPolicy,
-    stop_waiting_at,
 )
 from root.transport import AttemptResult, Replica
 from scatter_common.metrics import Histogram
@@ -57,14 +57,15 @@ clock = time.monotonic
 class Shard:
     """Everything the root keeps about one shard across requests."""
 
-    def __init__(self, index: int, count: int, replicas: list[Replica], policy: ShardPolicy) -> None:
+    def __init__(self, index: int, count: int, replicas: list[Replica], policy: ShardPolicy, leaves: int = 1) -> None:
         self.index = index
         self.count = count
         self.replicas = replicas
         self.policy = policy
+        self.leaves = leaves  # leaf shards this shard stands for: more than 1 when it is a subtree
         self.latency = Histogram()  # time to a good answer, for metrics
         # The ExecuteRequest fields that never change for this shard, encoded once.
-        self.execute_fields = leaf_pb2.ExecuteRequest(shard_index=index, shard_count=count).SerializeToString()
+        self.execute_fields = wire.execute_shard_fields(index, count)
 
     @property
     def stats(self) -> ShardCounters:
@@ -77,7 +78,7 @@ class ShardOutcome:
 
     report: shard_pb2.ShardReport
     payload: bytes  # the leaf's serialized Any; empty unless OK
-    invalid: str | None = None  # the leaf's INVALID_ARGUMENT message, if any
+    invalid: str | None = None  # the leaf's verdict on the request (INVALID_ARGUMENT), if any
     subtree: shard_pb2.Coverage | None = None  # the coverage a root serving as this shard reported
 
 
@@ -114,11 +115,14 @@ class Scatter:
         self.timer_at = math.inf
         # One span for this root's part of the request: every leaf call is its child.
         self.metadata = ((HEADER, trace.child_header()),) if trace is not None else ()
-        self.request_head = payload_field + wire.field(6, request_id.encode())
-        self.min_coverage = min_coverage
-        self.coverage_wait = coverage_wait
-        self.answered = 0
-        self.coverage_reached_at: float | None = None
+        self.payload_field = payload_field
+        self.request_id_field = wire.execute_request_id_field(request_id)
+        # Counted in leaf shards, like coverage; None when the wait is off (the common case, free).
+        self.coverage_wait = (
+            None
+            if coverage_wait.extra_wait is None
+            else CoverageWait(coverage_wait, [shard.leaves for shard in shards], min_coverage, start)
+        )
         self.stop_at = math.inf  # the coverage wait's end, once min_coverage is reached
 
     async def run(self) -> list[ShardOutcome]:
@@ -143,7 +147,8 @@ class Scatter:
                         self._apply(i, plan.expire(now), now)
                     break
                 if now >= self.stop_at:
-                    waited = (now - (self.coverage_reached_at or now)) * 1000
+                    assert self.coverage_wait is not None and self.coverage_wait.reached_at is not None
+                    waited = (now - self.coverage_wait.reached_at) * 1000
                     reason = f"cut off by the coverage wait ({waited:.1f} ms after min_coverage)"
                     for i, plan in enumerate(plans):
                         self._apply(i, plan.cut_off(now, reason), now)
@@ -239,8 +244,9 @@ class Scatter:
 
     def _launch(self, i: int, action: Launch, now: float) -> None:
         shard = self.shards[i]
-        # ExecuteRequest spliced: payload, the shard's fixed fields, then attempt and hedge.
-        request = self.request_head + shard.execute_fields + wire.attempt_fields(action.attempt, action.kind is HEDGE)
+        request = wire.execute_request(
+            self.payload_field, shard.execute_fields, action.attempt, action.kind is HEDGE, self.request_id_field
+        )
         replica = shard.replicas[action.replica]
         task = self.loop.create_task(replica.call(request, self.deadline - now, self.metadata))
         task.add_done_callback(self._attempt_done)
@@ -250,7 +256,9 @@ class Scatter:
     def _end(self, i: int, end: End, now: float, payload: bytes, subtree: shard_pb2.Coverage | None) -> None:
         shard = self.shards[i]
         plan = self.plans[i]
-        elapsed = now - self.start
+        # shard.proto: from the first attempt's start (not the request's arrival: the fan-out
+        # starts later, and later for the last shards of a wide one) to the answer or give-up.
+        elapsed = now - (plan.started_at if plan.attempts else self.start)
         if end.status == OK:
             shard.latency.observe(elapsed)
         report = shard_pb2.ShardReport(
@@ -265,22 +273,9 @@ class Scatter:
         )
         self.outcomes[i] = ShardOutcome(report, payload, plan.invalid, subtree)
         self.open -= 1
-        if end.status == OK:
-            self._answered(now)
-
-    def _answered(self, now: float) -> None:
-        """One more shard answered: start the coverage wait once min_coverage is reached."""
-        self.answered += 1
-        if self.coverage_wait.extra_wait is None or self.coverage_reached_at is not None:
-            return
-        stop = stop_waiting_at(
-            self.coverage_wait,
-            total=len(self.plans),
-            answered=self.answered,
-            min_coverage=self.min_coverage,
-            started_at=self.start,
-            reached_at=now,
-        )
-        if stop is not None:
-            self.coverage_reached_at = now
-            self.stop_at = stop
+        wait = self.coverage_wait
+        if end.status == OK and wait is not None and wait.reached_at is None:
+            # The coverage wait starts once min_coverage of the leaf shards have answered.
+            stop = wait.answered(i, now, None if subtree is None else subtree.answered)
+            if stop is not None:
+                self.stop_at = stop

@@ -54,7 +54,7 @@ def build_shards(config: RootConfig) -> list[Shard]:
             hedge_delay=HedgeDelay(config.hedging),
             budget=budget,
         )
-        shards.append(Shard(index=index, count=count, replicas=replicas, policy=policy))
+        shards.append(Shard(index=index, count=count, replicas=replicas, policy=policy, leaves=shard.leaves))
     return shards
 
 

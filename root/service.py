@@ -142,16 +142,11 @@ class RootService:
 
         coverage_bytes = coverage.SerializeToString()
         report_bytes = [report.SerializeToString() for report in reports]  # once, for the merge and the answer
-        merge_request = b"".join(
-            [
-                payload_field,
-                *(
-                    wire.field(2, wire.field(1, encoded) + (wire.field(2, o.payload) if o.payload else b""))
-                    for o, encoded in zip(outcomes, report_bytes, strict=True)
-                ),
-                wire.field(3, coverage_bytes),
-                wire.field(4, request_id.encode()),
-            ]
+        merge_request = wire.merge_request(
+            payload_field,
+            zip(report_bytes, (outcome.payload for outcome in outcomes), strict=True),
+            coverage_bytes,
+            request_id,
         )
         remaining = start + budget.total - time.monotonic()
         if remaining <= 0:
@@ -169,22 +164,14 @@ class RootService:
 
     @staticmethod
     def _query_response(result: Gathered) -> bytes:
-        # QueryResponse spliced: payload (1), coverage (2), shards (3), latency (4), request_id (5).
-        return b"".join(
-            [
-                result.payload_field,
-                wire.field(2, result.coverage_bytes),
-                *(wire.field(3, encoded) for encoded in result.report_bytes),
-                wire.field(4, wire.duration(result.elapsed).SerializeToString()),
-                wire.field(5, result.request_id.encode()),
-            ]
+        return wire.query_response(
+            result.payload_field, result.coverage_bytes, result.report_bytes, result.elapsed, result.request_id
         )
 
     @staticmethod
     def _execute_response(result: Gathered) -> bytes:
         hedges = sum(report.hedges for report in result.reports)
-        rest = leaf_pb2.ExecuteResponse(coverage=result.coverage, hedges=hedges).SerializeToString()
-        return result.payload_field + rest
+        return wire.execute_response(result.payload_field, result.coverage, hedges)
 
 
 @dataclass(slots=True)

@@ -1,26 +1,43 @@
-"""Protobuf wire-format splicing for the root's hot path.
+"""Protobuf wire-format splicing for the root's hot path: every spliced message.
 
 The root never decodes application payloads; it does not even re-encode the
 messages that carry them. Protobuf's encoding is a concatenation of fields,
 and concatenated encodings merge, so the root builds
 
-    ExecuteRequest  = [payload: field 1] + [shard, attempt, ... fields]
-    ShardResult     = [report: field 1] + [leaf's Any, re-tagged as field 2]
-    MergeRequest    = [payload] + [results...] + [coverage] + [request_id]
-    QueryResponse   = [merge's Any: field 1, as sent] + [coverage, shards, ...]
+    ExecuteRequest  = [payload] + [shard_index, shard_count] + [attempt, hedge] + [request_id]
+    MergeRequest    = [payload] + [results: report + the leaf's Any, re-tagged] + [coverage] + [request_id]
+    QueryResponse   = [the merge's Any, as sent] + [coverage] + [shards] + [latency] + [request_id]
+    ExecuteResponse = [the merge's Any, as sent] + [coverage, hedges]   (a root serving as a leaf)
 
-from byte strings, copying each payload once into the outgoing message.
-When a peer's message carries anything but field 1 (a newer peer with extra
-fields), the splice falls back to a full parse, so correctness never rests on
-the fast path. ``tests/test_wire.py`` checks each splice against protobuf.
+from byte strings, copying each payload once into the outgoing message, and
+reads ExecuteResponse and MergeResponse without parsing them.
+
+Rules of this file:
+
+- Every splice lives here, as a function; the servicer and the fan-out only
+  call them (``tests/unit/test_wire.py`` calls the same functions and
+  compares their bytes with protobuf's own serialization and parsing).
+- Every tag is built from the generated ``*_FIELD_NUMBER`` constants and
+  encoded once, at import: nothing on the hot path recomputes a constant.
+  The splices that move a field from one message to another (the payload
+  opening ExecuteRequest, MergeRequest and QueryResponse) need the numbers
+  to agree; that is checked at import, so a renumbered .proto fails loudly.
+- Fields go in field-number order, as protobuf writes them, so a splice is
+  byte for byte what ``SerializeToString`` would give.
+- When a peer's message carries anything but its payload (a newer peer with
+  extra fields, or a root serving as a leaf), reading falls back to a full
+  parse, so correctness never rests on the fast path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from google.protobuf import any_pb2, duration_pb2
 
-from protos.scatter_gather.v1 import leaf_pb2, merge_pb2, shard_pb2
+from protos.scatter_gather.v1 import leaf_pb2, merge_pb2, root_pb2, shard_pb2
 
+_VARINT = 0
 _LEN_DELIMITED = 2
 
 
@@ -34,23 +51,98 @@ def varint(value: int) -> bytes:
     return bytes(out)
 
 
+def tag(number: int, wire_type: int = _LEN_DELIMITED) -> bytes:
+    """The encoded key of field ``number``."""
+    return varint(number << 3 | wire_type)
+
+
 def field(number: int, data: bytes) -> bytes:
     """A length-delimited field (message, bytes or string) with its tag."""
-    return varint(number << 3 | _LEN_DELIMITED) + varint(len(data)) + data
+    return tag(number) + varint(len(data)) + data
 
 
-_HEDGE_FIELD = b"\x28\x01"  # ExecuteRequest.hedge = true (field 5, varint)
+def _tagged(key: bytes, data: bytes) -> bytes:
+    """A length-delimited field whose key is already encoded."""
+    return key + varint(len(data)) + data
 
 
-def attempt_fields(attempt: int, hedge: bool) -> bytes:
-    """ExecuteRequest.attempt (field 4) and, for a hedge, ExecuteRequest.hedge (field 5)."""
-    encoded = b"\x20" + varint(attempt)
-    return encoded + _HEDGE_FIELD if hedge else encoded
+def _same_number(*numbers: int) -> int:
+    if len(set(numbers)) != 1:
+        raise ImportError(f"root.wire splices fields across messages and needs equal field numbers, got {numbers}")
+    return numbers[0]
 
 
-def _sole_field_1(raw: bytes) -> int | None:
-    """Offset of field 1's contents when ``raw`` is exactly one length-delimited field 1."""
-    if not raw or raw[0] != 0x0A:
+def _one_byte(key: bytes) -> bytes:
+    if len(key) != 1:
+        raise ImportError(f"root.wire reads a payload field by its one-byte key, got {key!r}")
+    return key
+
+
+# Field 1 of ExecuteRequest and of MergeRequest: one payload field serves both.
+_PAYLOAD = _same_number(
+    leaf_pb2.ExecuteRequest.PAYLOAD_FIELD_NUMBER,
+    merge_pb2.MergeRequest.PAYLOAD_FIELD_NUMBER,
+)
+# The merge's Any opens a QueryResponse (or, for a root serving as a leaf, an
+# ExecuteResponse) exactly as the merge encoded it.
+_ANSWER_PAYLOAD = _same_number(
+    merge_pb2.MergeResponse.PAYLOAD_FIELD_NUMBER,
+    root_pb2.QueryResponse.PAYLOAD_FIELD_NUMBER,
+    leaf_pb2.ExecuteResponse.PAYLOAD_FIELD_NUMBER,
+)
+# A leaf's answer: its payload field alone is the fast path. One byte, so the check is one compare.
+_LEAF_PAYLOAD_KEY = _one_byte(tag(leaf_pb2.ExecuteResponse.PAYLOAD_FIELD_NUMBER))
+_MERGE_PAYLOAD_KEY = _one_byte(tag(merge_pb2.MergeResponse.PAYLOAD_FIELD_NUMBER))
+
+_PAYLOAD_KEY = tag(_PAYLOAD)
+_EXECUTE_REQUEST_ID_KEY = tag(leaf_pb2.ExecuteRequest.REQUEST_ID_FIELD_NUMBER)
+_ATTEMPT_KEY = tag(leaf_pb2.ExecuteRequest.ATTEMPT_FIELD_NUMBER, _VARINT)
+_HEDGE = tag(leaf_pb2.ExecuteRequest.HEDGE_FIELD_NUMBER, _VARINT) + varint(1)  # hedge = true
+_MERGE_RESULT_KEY = tag(merge_pb2.MergeRequest.RESULTS_FIELD_NUMBER)
+_RESULT_REPORT_KEY = tag(shard_pb2.ShardResult.REPORT_FIELD_NUMBER)
+_RESULT_PAYLOAD_KEY = tag(shard_pb2.ShardResult.PAYLOAD_FIELD_NUMBER)
+_MERGE_COVERAGE_KEY = tag(merge_pb2.MergeRequest.COVERAGE_FIELD_NUMBER)
+_MERGE_REQUEST_ID_KEY = tag(merge_pb2.MergeRequest.REQUEST_ID_FIELD_NUMBER)
+_QUERY_COVERAGE_KEY = tag(root_pb2.QueryResponse.COVERAGE_FIELD_NUMBER)
+_QUERY_SHARD_KEY = tag(root_pb2.QueryResponse.SHARDS_FIELD_NUMBER)
+_QUERY_LATENCY_KEY = tag(root_pb2.QueryResponse.LATENCY_FIELD_NUMBER)
+_QUERY_REQUEST_ID_KEY = tag(root_pb2.QueryResponse.REQUEST_ID_FIELD_NUMBER)
+
+# attempt (and hedge) fields of every attempt number whose varint is one byte:
+# max_attempts is at most 5, so the hot path never encodes one.
+_ATTEMPT_FIELDS = [(_ATTEMPT_KEY + varint(n), _ATTEMPT_KEY + varint(n) + _HEDGE) for n in range(0x80)]
+
+
+# -- requests to the leaves -----------------------------------------------------
+
+
+def payload_field(payload: any_pb2.Any) -> bytes:
+    """The payload field: the common opening of ExecuteRequest and MergeRequest, encoded once per request."""
+    return _tagged(_PAYLOAD_KEY, payload.SerializeToString())
+
+
+def execute_shard_fields(shard_index: int, shard_count: int) -> bytes:
+    """ExecuteRequest's shard_index and shard_count, encoded once per shard."""
+    return leaf_pb2.ExecuteRequest(shard_index=shard_index, shard_count=shard_count).SerializeToString()
+
+
+def execute_request_id_field(request_id: str) -> bytes:
+    """ExecuteRequest's request_id, encoded once per request (empty when it is: proto3 omits it)."""
+    return _tagged(_EXECUTE_REQUEST_ID_KEY, request_id.encode()) if request_id else b""
+
+
+def execute_request(payload: bytes, shard_fields: bytes, attempt: int, hedge: bool, request_id_field: bytes) -> bytes:
+    """One attempt's ExecuteRequest from the pieces above; ``attempt`` counts from 1."""
+    if attempt < 0x80:
+        attempt_fields = _ATTEMPT_FIELDS[attempt][hedge]
+    else:
+        attempt_fields = _ATTEMPT_KEY + varint(attempt) + (_HEDGE if hedge else b"")
+    return b"".join((payload, shard_fields, attempt_fields, request_id_field))
+
+
+def _sole_field(raw: bytes, key: bytes) -> int | None:
+    """Offset of the field's contents when ``raw`` is exactly one length-delimited field with one-byte ``key``."""
+    if not raw or raw[0] != key[0]:
         return None
     length, shift, pos = 0, 0, 1
     while pos < len(raw):
@@ -69,7 +161,7 @@ def leaf_response(raw: bytes) -> tuple[bytes, shard_pb2.Coverage | None, int]:
     A plain leaf sends only the payload (the fast path, no parsing); a root
     serving as a leaf adds its coverage and hedge count.
     """
-    start = _sole_field_1(raw)
+    start = _sole_field(raw, _LEAF_PAYLOAD_KEY)
     if start is not None:
         return raw[start:], None, 0
     parsed = leaf_pb2.ExecuteResponse.FromString(raw)
@@ -77,17 +169,55 @@ def leaf_response(raw: bytes) -> tuple[bytes, shard_pb2.Coverage | None, int]:
     return payload, (parsed.coverage if parsed.HasField("coverage") else None), parsed.hedges
 
 
+# -- the merge --------------------------------------------------------------------
+
+
+def merge_request(payload: bytes, results: Iterable[tuple[bytes, bytes]], coverage: bytes, request_id: str) -> bytes:
+    """A MergeRequest: ``payload`` from ``payload_field``, ``results`` as (encoded
+    ShardReport, the leaf's encoded Any or b"" when it has none) in shard order,
+    ``coverage`` an encoded Coverage."""
+    parts = [payload]
+    for report, answer in results:
+        result = _tagged(_RESULT_REPORT_KEY, report)
+        if answer:
+            result += _tagged(_RESULT_PAYLOAD_KEY, answer)
+        parts.append(_tagged(_MERGE_RESULT_KEY, result))
+    parts.append(_tagged(_MERGE_COVERAGE_KEY, coverage))
+    if request_id:
+        parts.append(_tagged(_MERGE_REQUEST_ID_KEY, request_id.encode()))
+    return b"".join(parts)
+
+
 def merge_payload_field(raw_merge_response: bytes) -> bytes:
-    """Field 1 (the Any) of a MergeResponse, ready to open a QueryResponse."""
-    if _sole_field_1(raw_merge_response) is not None:
+    """The payload field of a MergeResponse, ready to open a QueryResponse or ExecuteResponse."""
+    if _sole_field(raw_merge_response, _MERGE_PAYLOAD_KEY) is not None:
         return raw_merge_response
     parsed = merge_pb2.MergeResponse.FromString(raw_merge_response)
-    return field(1, parsed.payload.SerializeToString()) if parsed.HasField("payload") else b""
+    return field(_ANSWER_PAYLOAD, parsed.payload.SerializeToString()) if parsed.HasField("payload") else b""
 
 
-def payload_field(payload: any_pb2.Any) -> bytes:
-    """Field 1 holding ``payload``: the common prefix of ExecuteRequest and MergeRequest."""
-    return field(1, payload.SerializeToString())
+# -- answers ------------------------------------------------------------------------
+
+
+def query_response(
+    payload: bytes, coverage: bytes, reports: Iterable[bytes], latency_seconds: float, request_id: str
+) -> bytes:
+    """A QueryResponse: ``payload`` from ``merge_payload_field``, ``coverage`` and
+    ``reports`` (one per shard, in shard order) already encoded."""
+    return b"".join(
+        [
+            payload,
+            _tagged(_QUERY_COVERAGE_KEY, coverage),
+            *(_tagged(_QUERY_SHARD_KEY, report) for report in reports),
+            _tagged(_QUERY_LATENCY_KEY, duration(latency_seconds).SerializeToString()),
+            _tagged(_QUERY_REQUEST_ID_KEY, request_id.encode()) if request_id else b"",
+        ]
+    )
+
+
+def execute_response(payload: bytes, coverage: shard_pb2.Coverage, hedges: int) -> bytes:
+    """The ExecuteResponse of a root serving as a leaf: ``payload`` from ``merge_payload_field``."""
+    return payload + leaf_pb2.ExecuteResponse(coverage=coverage, hedges=hedges).SerializeToString()
 
 
 def duration(seconds: float) -> duration_pb2.Duration:

@@ -12,6 +12,15 @@ The hierarchy, and the code each maps to (most specific first)::
         └── BadResult      INTERNAL             the handler returned something not a message
     anything else          INTERNAL             "TypeName: message"; logged with traceback
 
+``InvalidRequest`` is ``scatter_common.status.InvalidRequest`` itself, and
+``Overloaded`` a kind of ``scatter_common.status.Overloaded``: the same faults
+as the root's, one class each. What each code makes the root do is the status
+table's (``scatter_common.status``): it retries NotReady's and Overloaded's
+codes on another replica at once (counting the first against the replica's
+health, not the second), passes InvalidRequest's to the client, and ends the
+shard as ERROR on the others. ``tests/unit/test_status.py`` checks that this
+table agrees with that one.
+
 Only the last row is a bug in the user's code; it is the only one logged at
 WARNING with a traceback. The others are the caller's or the operator's
 business and are logged at DEBUG so a misbehaving client cannot flood logs.
@@ -21,15 +30,13 @@ from __future__ import annotations
 
 import grpc
 
+from scatter_common import status
 from scatter_common.payload import PayloadError
 
-
-class InvalidRequest(Exception):
-    """Raise from a handler when the request itself is unacceptable.
-
-    The caller gets INVALID_ARGUMENT with ``str(exc)`` as the message, and
-    the root will not retry it on another replica.
-    """
+# Users raise it from a handler (``leaf_sdk.InvalidRequest``): the caller gets
+# INVALID_ARGUMENT with ``str(exc)`` as the message, and the root does not
+# retry it on another replica. One class for every role (see its docstring).
+InvalidRequest = status.InvalidRequest
 
 
 class SdkError(Exception):
@@ -40,7 +47,7 @@ class WrongShard(SdkError):
     """The request names a shard this leaf does not serve."""
 
 
-class Overloaded(SdkError):
+class Overloaded(SdkError, status.Overloaded):
     """The process is at its concurrency limit."""
 
 
@@ -52,14 +59,16 @@ class BadResult(SdkError):
     """The handler returned a value that is not a protobuf message."""
 
 
-_TABLE: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
-    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
-    (PayloadError, grpc.StatusCode.INVALID_ARGUMENT),
-    (WrongShard, grpc.StatusCode.FAILED_PRECONDITION),
-    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (NotReady, grpc.StatusCode.UNAVAILABLE),
-    (BadResult, grpc.StatusCode.INTERNAL),
+# Status names, as in the status table; the grpc.StatusCode view is made once, below.
+CODES: tuple[tuple[type[Exception], str], ...] = (
+    (InvalidRequest, InvalidRequest.code),
+    (PayloadError, "INVALID_ARGUMENT"),
+    (WrongShard, "FAILED_PRECONDITION"),
+    (Overloaded, Overloaded.code),
+    (NotReady, "UNAVAILABLE"),
+    (BadResult, "INTERNAL"),
 )
+_TABLE = tuple((kind, grpc.StatusCode[name]) for kind, name in CODES)
 
 
 def to_status(exc: Exception) -> tuple[grpc.StatusCode, str, bool]:

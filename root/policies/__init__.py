@@ -10,7 +10,8 @@ every decision to an exact virtual time (``tests/test_policies_*.py``).
 - ``hedging``: ``HedgingConfig`` (gRPC vocabulary) and ``HedgeDelay``.
 - ``budget``: ``HedgeBudget``, hedges as a bounded fraction of primary calls.
 - ``replicas``: ``ReplicaSet``, least-outstanding choice and outlier ejection.
-- ``coverage_wait``: when to stop waiting for stragglers (adaptive coverage).
+- ``coverage_wait``: ``CoverageWait``, when to stop waiting for stragglers
+  (adaptive coverage), counted in leaf shards.
 - ``attempts``: ``AttemptPlan``, every rule about one shard's attempts (the
   composition of the above, sans I/O).
 - ``admission``: ``AdmissionLimit``, shed beyond a number of requests in flight.
@@ -25,7 +26,7 @@ from root.policies.attempts import Action, AttemptKind, AttemptPlan, Cancel, End
 from root.policies.budget import HedgeBudget, HedgeBudgetConfig
 from root.policies.clock import Clock
 from root.policies.coverage import build_coverage, check_leaf_verdicts, require_coverage
-from root.policies.coverage_wait import CoverageWaitConfig, min_answers, stop_waiting_at
+from root.policies.coverage_wait import CoverageWait, CoverageWaitConfig, min_answers
 from root.policies.deadlines import Budget, DeadlinePolicy
 from root.policies.hedging import HedgeDelay, HedgingConfig, delay_percentile_for
 from root.policies.latency import LatencySamples, LatencyWindow, LatencyWindowConfig
@@ -46,6 +47,7 @@ __all__ = [
     "Budget",
     "Cancel",
     "Clock",
+    "CoverageWait",
     "CoverageWaitConfig",
     "DeadlinePolicy",
     "End",
@@ -69,5 +71,4 @@ __all__ = [
     "failure_kind_for_status",
     "min_answers",
     "require_coverage",
-    "stop_waiting_at",
 ]

@@ -56,8 +56,9 @@ happy eyeballs):
    waits for the sibling (they share the deadline); the last one ends the
    shard as TIMEOUT.
 6. Any other failure is fatal for the shard (the same request fails the
-   same way on every replica): ERROR, with the leaf's INVALID_ARGUMENT
-   message kept apart for the client.
+   same way on every replica): the status table's ShardStatus (ERROR), with
+   the leaf's verdict on the request (INVALID_ARGUMENT) kept apart for the
+   client.
 7. The first answer wins; every other attempt is cancelled.
 
 8. Blame (outlier ejection counts only replica faults, ``ReplicaSet.fault``)
@@ -94,6 +95,7 @@ from root.policies.budget import HedgeBudget
 from root.policies.hedging import HedgeDelay, HedgingConfig
 from root.policies.latency import LatencyWindow
 from root.policies.replicas import FailureKind, ReplicaSet, failure_kind_for_status
+from scatter_common.status import RETRIES_EXHAUSTED, rule_for
 
 OK = shard_pb2.SHARD_STATUS_OK
 TIMEOUT = shard_pb2.SHARD_STATUS_TIMEOUT
@@ -278,14 +280,17 @@ class AttemptPlan:
             if self.open:
                 return _NONE  # a sibling may still answer
             reason = detail if code == "UNAVAILABLE" else f"{code}: {detail}"
-            return self._end(UNAVAILABLE, done.replica, reason, False, actions, now)
-        if code == "DEADLINE_EXCEEDED":
+            return self._end(RETRIES_EXHAUSTED, done.replica, reason, False, actions, now)
+        # What a code means is the status table's (scatter_common.status); which codes
+        # fail over is the configuration's (non_fatal_status_codes, the table's by default).
+        rule = rule_for(code)
+        if rule.shard == TIMEOUT:
             if self.open:
                 return _NONE  # the others share the deadline; let them finish
             return self._end(TIMEOUT, done.replica, DEADLINE_REASON, False, [], now)
-        if code == "INVALID_ARGUMENT":
+        if rule.verdict:
             self.invalid = detail
-        return self._end(ERROR, done.replica, f"{code}: {detail}", False, [], now)
+        return self._end(rule.shard, done.replica, f"{code}: {detail}", False, [], now)
 
     def expire(self, now: float) -> list[Action] | tuple[Action, ...]:
         if self.ended:

@@ -1,6 +1,6 @@
 """Coverage wait: how long to keep waiting for straggling shards once enough have answered.
 
-What lives here: ``CoverageWaitConfig``, ``min_answers`` and ``stop_waiting_at``,
+What lives here: ``CoverageWaitConfig``, ``min_answers`` and ``CoverageWait``,
 the pure decision behind Vespa's adaptive coverage: once ``min_coverage`` of
 the shards have answered, wait at most a little longer for the rest, then
 answer with partial results. What does not: whether partial results are
@@ -16,11 +16,26 @@ number for fast and slow queries alike:
     stop_at = reached_at + extra_wait + extra_wait_factor * (reached_at - started_at)
 
 The caller still stops at the request deadline if that comes first.
+
+Everything is counted in leaf shards, as coverage is (``build_coverage``): in
+a tree, a root's direct shard may be a subtree standing for many leaf
+shards, and counting direct shards instead would start the wait when a small
+subtree answers first and then cut off a big one that coverage needed (groups
+of 4 and 3 leaf shards at min_coverage 0.5: 1 of 2 subtrees is "half", 3 of
+7 leaf shards is not). ``CoverageWait`` keeps that count for one request:
+
+    wait = CoverageWait(config, leaf_shards=[4, 3], min_coverage=0.5, started_at=t0)
+    wait.answered(1, now)             # None: 3 of 7 leaf shards, keep waiting
+    wait.answered(0, now, covered=4)  # None: nobody left to wait for
+
+Call ``answered`` once per direct shard that answers, never for one that
+failed (a failed shard is not waited for, but it covers nothing).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from root.policies._validate import check_float, check_int
@@ -60,27 +75,57 @@ def min_answers(total: int, min_coverage: float) -> int:
     return math.ceil(round(min_coverage * total, 9))
 
 
-def stop_waiting_at(
-    config: CoverageWaitConfig,
-    *,
-    total: int,
-    answered: int,
-    min_coverage: float,
-    started_at: float,
-    reached_at: float | None,
-) -> float | None:
-    """When to stop waiting for the shards still out, as a clock time.
+class CoverageWait:
+    """The coverage wait of one request, counted in leaf shards.
 
-    ``reached_at`` is the clock time ``min_coverage`` was first reached (the
-    caller records it when ``answered`` first reaches ``min_answers``), or
-    None if not yet. Returns None to keep waiting for every shard until the
-    request deadline: when the coverage wait is off, when coverage is not yet
-    reached, or when nobody is left to wait for (``answered == total``).
+    ``leaf_shards[i]`` is how many leaf shards direct shard ``i`` stands for:
+    1 for a leaf, the size of its subtree for a root serving as a leaf.
+    ``reached_at`` is the clock time ``min_coverage`` was first reached (None
+    before), ``stop_at`` the time to stop waiting (infinity until then: wait
+    for every shard until the request deadline).
     """
-    if config.extra_wait is None or answered >= total:
-        return None
-    if answered < min_answers(total, min_coverage):
-        return None
-    if reached_at is None:
-        raise ValueError(f"min_coverage is reached ({answered}/{total} answered) but reached_at is None")
-    return reached_at + config.extra_wait + config.extra_wait_factor * (reached_at - started_at)
+
+    __slots__ = (
+        "_config",
+        "_leaf_shards",
+        "_left",
+        "_needed",
+        "_started_at",
+        "answered_leaf_shards",
+        "reached_at",
+        "stop_at",
+    )
+
+    def __init__(
+        self, config: CoverageWaitConfig, leaf_shards: Sequence[int], min_coverage: float, started_at: float
+    ) -> None:
+        total = sum(leaf_shards)
+        self._config = config
+        self._leaf_shards = leaf_shards
+        self._needed = min_answers(total, min_coverage)
+        self._left = total  # leaf shards of the direct shards that have not answered yet
+        self._started_at = started_at
+        self.answered_leaf_shards = 0
+        self.reached_at: float | None = None
+        self.stop_at = math.inf
+
+    def answered(self, shard: int, now: float, covered: int | None = None) -> float | None:
+        """Direct shard ``shard`` answered at ``now``; returns ``stop_at`` when this answer starts the wait.
+
+        ``covered`` is how many of its leaf shards the answer covers, when the
+        shard is a subtree that reported its own coverage (None: all of them).
+        Returns None, and the wait stays as it was, when the coverage wait is
+        off, while coverage is short, once the wait has started (a later answer
+        does not move it) and when nobody is left to wait for.
+        """
+        weight = self._leaf_shards[shard]
+        self._left -= weight
+        self.answered_leaf_shards += weight if covered is None else min(covered, weight)
+        extra_wait = self._config.extra_wait
+        if extra_wait is None or self.reached_at is not None or self._left <= 0:
+            return None
+        if self.answered_leaf_shards < self._needed:
+            return None
+        self.reached_at = now
+        self.stop_at = now + extra_wait + self._config.extra_wait_factor * (now - self._started_at)
+        return self.stop_at

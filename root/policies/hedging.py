@@ -20,7 +20,8 @@ Rules, as in gRPC's hedging design (gRFC A6):
   keeps failover: a refused connection still moves to the next replica.
 
 Status codes are the ``grpc.StatusCode`` member names as strings, so this
-module never imports grpc.
+module never imports grpc; the names and the default non-fatal codes come
+from the one status table, ``scatter_common.status``.
 """
 
 from __future__ import annotations
@@ -29,28 +30,10 @@ from dataclasses import dataclass, field
 
 from root.policies._validate import check_float, check_int
 from root.policies.latency import LatencyWindow
+from scatter_common.status import STATUS
 
 # The names of grpc.StatusCode, minus OK (a success is never "non-fatal").
-STATUS_CODE_NAMES = frozenset(
-    {
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    }
-)
+STATUS_CODE_NAMES = frozenset(STATUS)
 
 # Three attempts, not two. With fan-out 8 and 1% of calls stalling
 # independently, a request meets a shard whose primary and hedge both stall
@@ -87,12 +70,10 @@ DEFAULT_INITIAL_DELAY = 0.02
 # maximum (ceil(0.95 * 20) = 19): with fewer, the "p95" is the single worst
 # call seen so far.
 DEFAULT_MIN_SAMPLES = 20
-# UNAVAILABLE: the replica is down or refused the connection; another replica
-# may well answer (gRPC's canonical retryable code). RESOURCE_EXHAUSTED: the
-# leaf shed the call before doing any work (Finagle retries such "nacks"
-# freely for the same reason); another replica may have room. Everything else
-# (INVALID_ARGUMENT, INTERNAL, ...) would fail the same way elsewhere.
-DEFAULT_NON_FATAL_STATUS_CODES: tuple[str, ...] = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
+# UNAVAILABLE and RESOURCE_EXHAUSTED: the codes the status table retries
+# (scatter_common.status explains why); everything else (INVALID_ARGUMENT,
+# INTERNAL, ...) would fail the same way elsewhere.
+DEFAULT_NON_FATAL_STATUS_CODES: tuple[str, ...] = tuple(code for code, rule in STATUS.items() if rule.retry)
 
 
 def delay_percentile_for(max_extra_load: float) -> float:

@@ -1,10 +1,11 @@
 """Replica choice and outlier ejection for the replicas of one shard.
 
 What lives here: ``ReplicaConfig``, ``ReplicaSet`` (which replica gets the next
-attempt, and the bookkeeping that decides it), ``FailureKind`` with the table
-from gRPC status names to it, and ``ReplicaStatus`` for the status page. What
-does not: sending calls, timers, or whether an attempt may be retried at all
-(``hedging.py`` decides fatal vs non-fatal).
+attempt, and the bookkeeping that decides it), ``FailureKind`` with its view
+of the status table (``scatter_common.status``, column "health"), and
+``ReplicaStatus`` for the status page. What does not: sending calls, timers,
+or whether an attempt may be retried at all (``hedging.py`` decides fatal vs
+non-fatal).
 
 Call order, per attempt: ``i = pick(exclude)``, then ``start(i)`` when the
 call is sent, then exactly one ``finish(i, latency, ok, failure_kind)`` when it
@@ -75,6 +76,7 @@ from dataclasses import dataclass
 
 from root.policies._validate import check_float, check_int
 from root.policies.clock import Clock
+from scatter_common.status import STATUS
 
 # Envoy outlier detection: consecutive_5xx defaults to 5.
 DEFAULT_CONSECUTIVE_FAILURES = 5
@@ -114,29 +116,14 @@ class FailureKind(enum.Enum):
     REJECTED = "rejected"
 
 
-_REJECTED_CODES = (
-    "INVALID_ARGUMENT",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNAUTHENTICATED",
-)
-FAILURE_KIND_BY_STATUS: dict[str, FailureKind] = {
-    "UNAVAILABLE": FailureKind.UNAVAILABLE,
-    "DEADLINE_EXCEEDED": FailureKind.TIMEOUT,
-    "RESOURCE_EXHAUSTED": FailureKind.OVERLOADED,
-    "CANCELLED": FailureKind.CANCELLED,
-    **dict.fromkeys(_REJECTED_CODES, FailureKind.REJECTED),
-    # UNKNOWN, INTERNAL, DATA_LOSS, UNIMPLEMENTED: ERROR, via failure_kind_for_status.
-}
+# From the one status table (scatter_common.status, column "health").
+FAILURE_KIND_BY_STATUS: dict[str, FailureKind] = {code: FailureKind(rule.health) for code, rule in STATUS.items()}
+_UNKNOWN_KIND = FAILURE_KIND_BY_STATUS["UNKNOWN"]  # a name the table does not know is UNKNOWN
 
 
 def failure_kind_for_status(status_code: str) -> FailureKind:
     """The ``FailureKind`` of an attempt that ended with this gRPC status name (not OK)."""
-    return FAILURE_KIND_BY_STATUS.get(status_code, FailureKind.ERROR)
+    return FAILURE_KIND_BY_STATUS.get(status_code, _UNKNOWN_KIND)
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,3 +113,27 @@ def test_a_hung_lower_root_is_cut_off_by_the_parent_deadline(tree: Deployment) -
         tree.resume("root-0")
         wait_until_whole(client, SHARDS)
         client.close()
+
+
+@pytest.fixture(scope="module")
+def uneven_tree() -> Iterator[Deployment]:
+    # Groups of 4 and 3 leaf shards; the top root stops waiting 50 ms after min_coverage is reached.
+    lower = {"min_coverage": 0.0, "merge_reserve_ms": 100}
+    tree = {"groups": 2, "combiner": {"command": ["{python}", "combine.py"]}, "root": lower}
+    with probe_cluster(shards=7, replicas=1, root={"coverage_wait_ms": 50}, extra={"tree": tree}) as dep:
+        yield dep
+
+
+def test_coverage_wait_counts_leaf_shards_not_subtrees(uneven_tree: Deployment) -> None:
+    client = Client(uneven_tree.root_address)
+    try:
+        # The 3-shard group answers first: 3 of 7 leaf shards is below min_coverage 0.5, so the
+        # coverage wait must not start yet (counting subtrees, 1 of 2 would start it and then
+        # skip the 4-shard group, failing the request with 3/7 although waiting answers 7/7).
+        slow = {i: ms(300) for i in range(4)}
+        response, merged, _ = client.probe(timeout=3.0, min_coverage=0.5, shard_delays=slow)
+        assert (response.coverage.total, response.coverage.answered) == (7, 7)
+        assert [report.status for report in response.shards] == [shard_pb2.SHARD_STATUS_OK] * 2
+        assert merged.sum == sum(i + 1 for i in range(7))
+    finally:
+        client.close()

@@ -20,6 +20,7 @@ PUBLIC = {
     "AdmissionLimit",
     "Budget",
     "Clock",
+    "CoverageWait",
     "CoverageWaitConfig",
     "DeadlinePolicy",
     "FailureKind",
@@ -39,7 +40,6 @@ PUBLIC = {
     "failure_kind_for_status",
     "min_answers",
     "require_coverage",
-    "stop_waiting_at",
 }
 
 

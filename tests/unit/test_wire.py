@@ -1,12 +1,20 @@
-"""The root's byte splicing equals what protobuf itself would encode."""
+"""The root's splices (root.wire, the functions the servicer and the fan-out
+call) are byte for byte what protobuf itself encodes, and parse back to the
+same messages; its readers find what protobuf's parser finds."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
+import pytest
 from google.protobuf import any_pb2
 
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import leaf_pb2, merge_pb2, root_pb2, shard_pb2
 from root import wire
+
+RID = "0af7651916cd43dd8448eb211c80319c"
 
 
 def _payload(value: int) -> any_pb2.Any:
@@ -16,20 +24,48 @@ def _payload(value: int) -> any_pb2.Any:
 
 
 def test_varint_and_field_match_protobuf() -> None:
-    for n in (1, 127, 128, 300, 2**14, 70_000):
+    for n in (0, 1, 127, 128, 300, 2**14, 70_000):
         text = "x" * n
-        assert wire.field(6, text.encode()) == leaf_pb2.ExecuteRequest(request_id=text).SerializeToString()
+        encoded = leaf_pb2.ExecuteRequest(request_id=text).SerializeToString()
+        assert wire.execute_request_id_field(text) == encoded
+        if n:  # proto3 leaves an empty string out; field() always writes it
+            assert wire.field(leaf_pb2.ExecuteRequest.REQUEST_ID_FIELD_NUMBER, text.encode()) == encoded
     assert wire.varint(0) == b"\x00"
     assert wire.varint(300) == b"\xac\x02"
+    assert wire.tag(leaf_pb2.ExecuteRequest.PAYLOAD_FIELD_NUMBER) == b"\x0a"
 
 
-def test_execute_request_splice_parses_to_the_same_message() -> None:
+@pytest.mark.parametrize(
+    ("shard_index", "shard_count", "attempt", "hedge", "request_id"),
+    [
+        (0, 1, 1, False, RID),  # shard 0: proto3 leaves the default out, and so must the splice
+        (5, 8, 2, True, RID),
+        (5, 8, 3, False, ""),
+        (200, 1000, 127, True, RID),
+        (7, 8, 128, True, RID),  # past the precomputed attempt fields
+        (7, 8, 300, False, RID),
+    ],
+)
+def test_execute_request_is_protobufs_own_encoding(
+    shard_index: int, shard_count: int, attempt: int, hedge: bool, request_id: str
+) -> None:
     payload = _payload(500)
-    spliced = (
-        wire.payload_field(payload)
-        + leaf_pb2.ExecuteRequest(shard_index=2, shard_count=4, attempt=1, request_id="abc").SerializeToString()
+    spliced = wire.execute_request(
+        wire.payload_field(payload),
+        wire.execute_shard_fields(shard_index, shard_count),
+        attempt,
+        hedge,
+        wire.execute_request_id_field(request_id),
     )
-    expected = leaf_pb2.ExecuteRequest(payload=payload, shard_index=2, shard_count=4, attempt=1, request_id="abc")
+    expected = leaf_pb2.ExecuteRequest(
+        payload=payload,
+        shard_index=shard_index,
+        shard_count=shard_count,
+        attempt=attempt,
+        hedge=hedge,
+        request_id=request_id,
+    )
+    assert spliced == expected.SerializeToString()
     assert leaf_pb2.ExecuteRequest.FromString(spliced) == expected
 
 
@@ -40,25 +76,64 @@ def test_leaf_response_fast_and_slow_paths() -> None:
     # Unknown trailing field (a newer leaf): the slow path still finds the payload.
     assert wire.leaf_response(response + b"\x50\x01") == (payload.SerializeToString(), None, 0)
     assert wire.leaf_response(b"") == (b"", None, 0)
-    # A root serving as a leaf adds its coverage and hedges.
+    # A root serving as a leaf adds its coverage and hedges: what the servicer sends up.
     coverage = shard_pb2.Coverage(total=4, answered=3)
-    subtree = leaf_pb2.ExecuteResponse(payload=payload, coverage=coverage, hedges=2).SerializeToString()
+    merged = merge_pb2.MergeResponse(payload=payload).SerializeToString()
+    subtree = wire.execute_response(wire.merge_payload_field(merged), coverage, 2)
+    assert subtree == leaf_pb2.ExecuteResponse(payload=payload, coverage=coverage, hedges=2).SerializeToString()
     assert wire.leaf_response(subtree) == (payload.SerializeToString(), coverage, 2)
 
 
-def test_merge_request_and_query_response_splices() -> None:
-    payload = _payload(7)
-    report = shard_pb2.ShardReport(shard_index=1, status=shard_pb2.SHARD_STATUS_OK, attempts=1)
-    result_bytes = wire.field(1, report.SerializeToString()) + wire.field(2, payload.SerializeToString())
-    merge_bytes = wire.payload_field(payload) + wire.field(2, result_bytes) + wire.field(4, b"rid")
-    parsed = merge_pb2.MergeRequest.FromString(merge_bytes)
-    assert parsed == merge_pb2.MergeRequest(
-        payload=payload, results=[shard_pb2.ShardResult(report=report, payload=payload)], request_id="rid"
+def test_merge_request_is_protobufs_own_encoding() -> None:
+    payload, answer = _payload(7), _payload(130)
+    reports = [
+        shard_pb2.ShardReport(shard_index=0, status=shard_pb2.SHARD_STATUS_OK, attempts=1, replica="a:1"),
+        shard_pb2.ShardReport(shard_index=1, status=shard_pb2.SHARD_STATUS_TIMEOUT, attempts=2, error="late"),
+    ]
+    coverage = shard_pb2.Coverage(total=2, answered=1)
+    coverage.missing.add(shard_index=1, status=shard_pb2.SHARD_STATUS_TIMEOUT, reason="late")
+    spliced = wire.merge_request(
+        wire.payload_field(payload),
+        [(reports[0].SerializeToString(), answer.SerializeToString()), (reports[1].SerializeToString(), b"")],
+        coverage.SerializeToString(),
+        RID,
     )
+    expected = merge_pb2.MergeRequest(
+        payload=payload,
+        results=[shard_pb2.ShardResult(report=reports[0], payload=answer), shard_pb2.ShardResult(report=reports[1])],
+        coverage=coverage,
+        request_id=RID,
+    )
+    assert spliced == expected.SerializeToString()
+    assert merge_pb2.MergeRequest.FromString(spliced) == expected
+
+
+def test_query_response_is_protobufs_own_encoding() -> None:
+    payload = _payload(9)
+    reports = [shard_pb2.ShardReport(shard_index=i, status=shard_pb2.SHARD_STATUS_OK, attempts=1) for i in range(3)]
+    coverage = shard_pb2.Coverage(total=3, answered=3)
     merged = merge_pb2.MergeResponse(payload=payload).SerializeToString()
-    rest = root_pb2.QueryResponse(request_id="rid").SerializeToString()
-    response = root_pb2.QueryResponse.FromString(wire.merge_payload_field(merged) + rest)
-    assert response.payload == payload and response.request_id == "rid"
+    spliced = wire.query_response(
+        wire.merge_payload_field(merged),
+        coverage.SerializeToString(),
+        [report.SerializeToString() for report in reports],
+        1.25,
+        RID,
+    )
+    expected = root_pb2.QueryResponse(
+        payload=payload, coverage=coverage, shards=reports, latency=wire.duration(1.25), request_id=RID
+    )
+    assert spliced == expected.SerializeToString()
+    assert root_pb2.QueryResponse.FromString(spliced) == expected
+
+
+def test_merge_payload_field_fast_and_slow_paths() -> None:
+    payload = _payload(7)
+    merged = merge_pb2.MergeResponse(payload=payload).SerializeToString()
+    assert wire.merge_payload_field(merged) == merged  # the fast path: used as it came
+    # A newer merge with an extra field: parsed, and only the payload kept.
+    opening = wire.merge_payload_field(merged + b"\x50\x01")
+    assert opening == root_pb2.QueryResponse(payload=payload).SerializeToString()
     assert wire.merge_payload_field(b"") == b""
 
 
@@ -68,12 +143,15 @@ def test_duration() -> None:
     assert wire.duration(-1).ToNanoseconds() == 0
 
 
-def test_attempt_fields_and_full_execute_request_splice() -> None:
-    payload = _payload(3)
-    fixed = leaf_pb2.ExecuteRequest(shard_index=5, shard_count=8).SerializeToString()
-    for attempt, hedge in ((1, False), (2, True), (300, True)):
-        spliced = wire.payload_field(payload) + wire.field(6, b"rid") + fixed + wire.attempt_fields(attempt, hedge)
-        expected = leaf_pb2.ExecuteRequest(
-            payload=payload, shard_index=5, shard_count=8, attempt=attempt, hedge=hedge, request_id="rid"
-        )
-        assert leaf_pb2.ExecuteRequest.FromString(spliced) == expected
+def test_no_splice_outside_wire() -> None:
+    """The rest of the root calls the message functions above, never the field encoders."""
+    root = Path(wire.__file__).parent
+    encoders = {"field", "tag", "varint"}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "wire.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in encoders and getattr(node.value, "id", "") == "wire":
+                found.append(f"{path.name}:{node.lineno}: wire.{node.attr}")
+    assert found == []
