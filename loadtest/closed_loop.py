@@ -34,6 +34,13 @@ class RunResult:
     leaf_attempts: int = 0
     shard_calls: int = 0
     hedges_won: int = 0
+    # Seconds from the run's start at which each successful call was sent (open loop only).
+    arrivals: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def window_percentile_ms(self, q: float, start: float, end: float) -> float:
+        """The ``q`` percentile of the calls sent within [start, end) s of the run (open loop)."""
+        inside = self.latencies[(self.arrivals >= start) & (self.arrivals < end)]
+        return float(np.quantile(inside, q)) * 1000 if len(inside) else float("nan")
 
     @property
     def throughput(self) -> float:
@@ -79,7 +86,7 @@ async def _run(
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - began
-    return RunResult(np.array(latencies), seconds, failures, *totals)
+    return RunResult(np.array(latencies), seconds, failures, totals[0], totals[1], totals[2])
 
 
 def run(

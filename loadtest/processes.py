@@ -57,7 +57,9 @@ class Processes:
         config = self.run_dir / f"{name}.toml"
         config.write_text(tomli_w.dumps(document))
         argv = [sys.executable, "-m", module, *(["root"] if module == "scatter.cli" else []), "--config", str(config)]
-        return self.start(name, argv, str(document["root"]["listen"]), env)
+        child = self.start(name, argv, str(document["root"]["listen"]), env)
+        child.metrics_address = str(document["root"].get("metrics_listen", ""))
+        return child
 
     def stop(self) -> None:
         stop_children(self.children[::-1], STOP_GRACE)  # the last started (a root) first: it drains

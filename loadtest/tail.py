@@ -1,47 +1,118 @@
-"""The tail benchmark: one slow call in a hundred, with and without hedging.
+"""The tail benchmark: does hedging rescue the tail, with the default configuration?
 
-    scatter bench tail [--duration 20] [--repeats 3] [--concurrency 1 8] [--delay-percentile 0.95] ...
+    scatter bench tail [--duration 10] [--repeats 3] [--loads 0.3 0.6] [--slow-seconds 10] ...
 
-8 shards x 2 replicas of the probe leaf; every leaf call takes about 2 ms
-(--base-latency-ms), and on request a seeded 1% of calls stall 100 ms more
-(ProbeRequest.stall_probability). On the same leaves and merge, two roots:
-one with hedging off, one with hedging on (adaptive delay at the shard's
-p95, 5% budget, up to 3 attempts). Each repeat runs, at each concurrency:
+8 shards x 2 replicas of the probe leaf, every call about 2 ms
+(--base-latency-ms). Two roots on the same leaves and merge: one with the
+default configuration (hedging on), one with hedging off. What is measured
+is tail tolerance, not CPU saturation: a closed loop at 8 in flight
+saturates these two cores (the ideal run's p99 is already queueing), so the
+load is one request in flight, and open-loop Poisson arrivals
+(:mod:`loadtest.open_loop`) at fractions of the capacity of the ideal
+deployment, measured first (closed loop, 8 in flight, hedging off).
 
-    ideal        hedging-off root, no stalls: the physical limit here
-    stalls       hedging-off root, 1% stalls
-    hedged       hedging-on root, 1% stalls
+Each repeat runs, at each load:
 
-and prints p50/p99/p99.9, throughput and extra leaf calls, then the ratios
-the design targets: hedged/ideal at p99 and p99.9, stalls/hedged at p99.
+    ideal    hedging off, no stalls: the physical limit of this deployment
+    off      hedging off, a seeded 1% of leaf calls stall 100 ms
+    hedged   defaults, the same stalls
+
+and then the slow-replica scenario at the first open-loop load: one replica
+of shard 0 becomes ``--slow-factor`` (10) times slower for
+``--slow-seconds`` (10), starting ``--slow-start`` (2) s into the run, on a
+freshly started default root (so no earlier run's ejection carries over);
+its p99 is taken over the requests sent from one second after the slowdown
+began to its end.
+
+Printed per run: p50/p99/p99.9, throughput, extra leaf calls (attempts
+beyond one per shard call), hedges refused by the budget and ejections (from
+the root's /metrics, the difference over the run); then the ratios against
+the ideal run of the same load and repeat, and whether each goal of
+docs/benchmarks.md was met.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import re
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from loadtest.closed_loop import RunResult, run
 from loadtest.deployments import probe_spec
+from loadtest.open_loop import run_open
 from loadtest.processes import extra_root
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
-from scatter.runtime import Deployment
+from scatter.runtime import Child, Deployment
+
+SLOW_REPLICA = "shard0-replica0"  # SCATTER_REPLICA_ID of one replica of shard 0 (scatter.runtime)
+CAPACITY_IN_FLIGHT = 8  # saturates two cores: the ideal deployment's throughput is its capacity
 
 
-def request(stall_probability: float, stall_ms: float) -> root_pb2.QueryRequest:
+def request(stall_probability: float = 0.0, stall_ms: float = 0.0, slow_ms: float = 0.0) -> root_pb2.QueryRequest:
     probe = probe_pb2.ProbeRequest(stall_probability=stall_probability)
     probe.stall.FromNanoseconds(int(stall_ms * 1e6))
+    if slow_ms:
+        probe.replica_delays[SLOW_REPLICA].FromNanoseconds(int(slow_ms * 1e6))
     wrapped = root_pb2.QueryRequest()
     wrapped.payload.Pack(probe)
     return wrapped
 
 
-def line(name: str, concurrency: int, repeat: int, r: RunResult) -> str:
-    fails = sum(r.failures.values())
+def scrape(metrics_address: str) -> tuple[float, float]:
+    """(hedges refused by the budget, ejections) so far, summed over shards and replicas."""
+    with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=5) as response:
+        text = response.read().decode()
+
+    def total(name: str) -> float:
+        return sum(float(v) for v in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
+
+    return total("scatter_root_hedge_budget_exhausted_total"), total("scatter_root_replica_ejections_total")
+
+
+Request = root_pb2.QueryRequest | Callable[[float], root_pb2.QueryRequest]
+Drive = Callable[[str, Request], RunResult]
+
+
+@dataclass
+class Run:
+    name: str
+    load: str
+    repeat: int
+    result: RunResult
+    refused: float
+    ejections: float
+    window_p99: float = float("nan")  # slow replica: p99 from one second after the slowdown
+
+
+def measured(root: Child, drive: Drive, req: Request) -> tuple[RunResult, float, float]:
+    """``drive(root.address, req)``, with the root's refused hedges and ejections over the run."""
+    refused, ejections = scrape(root.metrics_address)
+    result = drive(root.address, req)
+    refused_after, ejections_after = scrape(root.metrics_address)
+    return result, refused_after - refused, ejections_after - ejections
+
+
+def adding(sections: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """An edit of a root config document that sets ``sections``."""
+
+    def edit(document: dict[str, Any]) -> None:
+        document.update(sections)
+
+    return edit
+
+
+def line(r: Run) -> str:
+    res = r.result
+    fails = sum(res.failures.values())
+    window = f"{r.window_p99:.2f}" if r.window_p99 == r.window_p99 else "-"
     return (
-        f"| {name:<7} | {concurrency:>2} | {repeat} | {r.percentile_ms(0.5):6.2f} | {r.percentile_ms(0.99):7.2f} | "
-        f"{r.percentile_ms(0.999):7.2f} | {r.throughput:6.0f} | {r.extra_calls * 100:5.2f}% | {fails} |"
+        f"| {r.name:<6} | {r.load:<9} | {r.repeat} | {res.percentile_ms(0.5):6.2f} | {res.percentile_ms(0.99):7.2f} | "
+        f"{res.percentile_ms(0.999):7.2f} | {window} | {res.throughput:5.0f} | {res.extra_calls * 100:5.2f}% | "
+        f"{r.refused:.0f} | {r.ejections:.0f} | {fails} |"
     )
 
 
@@ -51,62 +122,126 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--replicas", type=int, default=2)
-    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--loads", type=float, nargs="*", default=[0.3, 0.6], help="open-loop loads, of capacity")
     parser.add_argument("--base-latency-ms", type=float, default=2.0)
     parser.add_argument("--stall-probability", type=float, default=0.01)
     parser.add_argument("--stall-ms", type=float, default=100.0)
-    parser.add_argument("--delay-percentile", type=float, default=0.95)
-    parser.add_argument("--max-extra-load", type=float, default=0.05)
-    parser.add_argument("--max-attempts", type=int, default=3)
+    parser.add_argument("--slow-factor", type=float, default=10.0)
+    parser.add_argument("--slow-start", type=float, default=2.0)
+    parser.add_argument("--slow-seconds", type=float, default=10.0, help="0 skips the slow-replica scenario")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
+    if not all(0 < load < 1 for load in args.loads):
+        parser.error("--loads must be fractions of capacity in (0, 1)")
 
-    hedging = {
-        "enabled": True,
-        "delay_percentile": args.delay_percentile,
-        "max_extra_load": args.max_extra_load,
-        "max_attempts": args.max_attempts,
-    }
     spec = probe_spec(
         args.shards,
         args.replicas,
         leaf_flags=["--base-latency-ms", str(args.base_latency_ms), "--seed", str(args.seed)],
-        root={"default_deadline_ms": 2000},
-        sections={"hedging": hedging},
+        root={"default_deadline_ms": 2000},  # the only setting changed: no stalled request may time out
     )
-    ideal_request = request(0.0, 0.0)
+    ideal_request = request()
     stall_request = request(args.stall_probability, args.stall_ms)
+    slow_ms = (args.slow_factor - 1) * args.base_latency_ms
+    slow_end = args.slow_start + args.slow_seconds
+
+    def slow_at(t: float) -> root_pb2.QueryRequest:
+        return request(slow_ms=slow_ms) if args.slow_start <= t < slow_end else ideal_request
+
+    runs: list[Run] = []
     with (
         Deployment(spec) as dep,
-        extra_root(dep, "root-unhedged", lambda doc: doc.update(hedging={"enabled": False})) as unhedged,
+        extra_root(dep, "root-unhedged", lambda doc: doc.update(hedging={"enabled": False})) as off,
     ):
+        hedged = dep.children["root"]
+        run(hedged.address, stall_request, 4, 3.0)  # warm up channels and latency windows
+        run(off.address, stall_request, 4, 1.0)
+        capacity = run(off.address, ideal_request, CAPACITY_IN_FLIGHT, 5.0).throughput
         print(
             f"{args.shards} shards x {args.replicas} replicas, leaf ~{args.base_latency_ms:g} ms, "
-            f"{args.stall_probability:.1%} of calls stall {args.stall_ms:g} ms; hedging at "
-            f"p{args.delay_percentile * 100:g}, budget {args.max_extra_load:.0%}, max_attempts "
-            f"{args.max_attempts}; {args.duration:g} s per run\n"
+            f"{args.stall_probability:.1%} of calls stall {args.stall_ms:g} ms; default hedging; "
+            f"{args.duration:g} s per run; capacity (hedging off, no stalls, {CAPACITY_IN_FLIGHT} in flight): "
+            f"{capacity:.0f} req/s\n"
         )
-        print("| run | in flight | repeat | p50 ms | p99 ms | p99.9 ms | req/s | extra calls | failures |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        run(dep.root_address, stall_request, 4, 3.0)  # warm up channels and latency windows
-        run(unhedged.address, stall_request, 4, 1.0)
-        ratios = []
+        print(
+            "| run | load | repeat | p50 ms | p99 ms | p99.9 ms | p99 after 1 s | req/s | extra calls | refused "
+            "| ejections | failures |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+        def one_in_flight(address: str, req: Request) -> RunResult:
+            assert isinstance(req, root_pb2.QueryRequest)
+            return run(address, req, 1, args.duration)
+
+        def open_loop(rate: float, duration: float) -> Drive:
+            return lambda address, req: run_open(address, req, rate, duration)
+
+        loads: list[tuple[str, Drive]] = [("1 in flight", one_in_flight)]
+        loads += [(f"{load:.0%} open", open_loop(load * capacity, args.duration)) for load in args.loads]
         for repeat in range(1, args.repeats + 1):
-            for concurrency in args.concurrency:
-                ideal = run(unhedged.address, ideal_request, concurrency, args.duration)
-                stalls = run(unhedged.address, stall_request, concurrency, args.duration)
-                hedged = run(dep.root_address, stall_request, concurrency, args.duration)
-                for name, result in (("ideal", ideal), ("stalls", stalls), ("hedged", hedged)):
-                    print(line(name, concurrency, repeat, result), flush=True)
-                ratios.append((concurrency, repeat, ideal, stalls, hedged))
-        print("\n| in flight | repeat | hedged/ideal p99 | hedged/ideal p99.9 | stalls/hedged p99 | extra calls |")
-        print("|---|---|---|---|---|---|")
-        for concurrency, repeat, ideal, stalls, hedged in sorted(ratios, key=lambda r: (r[0], r[1])):
-            print(
-                f"| {concurrency} | {repeat} | {hedged.percentile_ms(0.99) / ideal.percentile_ms(0.99):.2f}x | "
-                f"{hedged.percentile_ms(0.999) / ideal.percentile_ms(0.999):.2f}x | "
-                f"{stalls.percentile_ms(0.99) / hedged.percentile_ms(0.99):.1f}x | {hedged.extra_calls:.2%} |"
-            )
+            for label, drive in loads:
+                for name, root, req in (("ideal", off, ideal_request), ("off", off, stall_request),
+                                        ("hedged", hedged, stall_request)):  # fmt: skip
+                    result, refused, ejected = measured(root, drive, req)
+                    runs.append(Run(name, label, repeat, result, refused, ejected))
+                    print(line(runs[-1]), flush=True)
+            if args.slow_seconds > 0 and args.loads:
+                slow_drive = open_loop(args.loads[0] * capacity, slow_end + 2.0)
+                edits: tuple[tuple[str, dict[str, Any]], ...] = (
+                    ("slow-o", {"hedging": {"enabled": False}}),
+                    ("slow-h", {}),
+                )
+                for name, edit in edits:
+                    with extra_root(dep, f"root-{name}-{repeat}", adding(edit)) as fresh:
+                        run(fresh.address, ideal_request, 4, 2.0)  # warm up, like the others
+                        result, refused, ejected = measured(fresh, slow_drive, slow_at)
+                    entry = Run(name, f"{args.loads[0]:.0%} open", repeat, result, refused, ejected)
+                    entry.window_p99 = result.window_percentile_ms(0.99, args.slow_start + 1.0, slow_end)
+                    runs.append(entry)
+                    print(line(entry), flush=True)
+    report(runs, args.loads)
     return 0
+
+
+def report(runs: list[Run], loads: Sequence[float]) -> None:
+    """The ratios against the ideal run of the same load and repeat, and the goals."""
+    by_key = {(r.name, r.load, r.repeat): r for r in runs}
+    print("\n| load | repeat | hedged/ideal p99 | hedged/ideal p99.9 | off/hedged p99 | extra calls | refused |")
+    print("|---|---|---|---|---|---|---|")
+    goals: dict[str, list[bool]] = {}
+    for r in runs:
+        if r.name != "hedged":
+            continue
+        ideal = by_key[("ideal", r.load, r.repeat)].result
+        off = by_key[("off", r.load, r.repeat)].result
+        h = r.result
+        p99 = h.percentile_ms(0.99) / ideal.percentile_ms(0.99)
+        p999 = h.percentile_ms(0.999) / ideal.percentile_ms(0.999)
+        rescue = off.percentile_ms(0.99) / h.percentile_ms(0.99)
+        print(
+            f"| {r.load} | {r.repeat} | {p99:.2f}x | {p999:.2f}x | {rescue:.1f}x | {h.extra_calls:.2%} | "
+            f"{r.refused:.0f} |"
+        )
+        if r.load == "1 in flight" or (loads and r.load == f"{loads[0]:.0%} open"):
+            goals.setdefault(f"{r.load}: p99 <= 1.3x, p99.9 <= 1.5x ideal, <= 3% extra", []).append(
+                p99 <= 1.3 and p999 <= 1.5 and h.extra_calls <= 0.03
+            )
+        if len(loads) > 1 and r.load == f"{loads[-1]:.0%} open":
+            goals.setdefault(f"{r.load}: p99 >= 3x better than hedging off", []).append(rescue >= 3)
+    for r in runs:
+        if r.name == "slow-h":
+            ideal_p99 = by_key[("ideal", r.load, r.repeat)].result.percentile_ms(0.99)
+            print(
+                f"| slow replica, {r.load} | {r.repeat} | p99 from 1 s after: {r.window_p99 / ideal_p99:.2f}x ideal |"
+            )
+            goals.setdefault("slow replica: p99 <= 1.5x ideal from 1 s after", []).append(
+                r.window_p99 <= 1.5 * ideal_p99
+            )
+    client_ejections = sum(r.ejections for r in runs if r.name in ("ideal", "off", "hedged"))
+    goals["no ejection in the runs without a faulty replica"] = [client_ejections == 0]
+    print("\n| goal | met in repeats |")
+    print("|---|---|")
+    for goal, met in goals.items():
+        print(f"| {goal} | {sum(met)}/{len(met)} |")

@@ -30,6 +30,8 @@ from loadtest.procfs import cpu_seconds, memory_kib, tree_cpu_seconds
 from loadtest.queries import QueryStream, Vocabulary
 from loadtest.tally import Histogram, Tally, summarise
 from protos.demo_search.v1 import search_pb2
+from protos.probe.v1 import probe_pb2
+from protos.scatter_gather.v1 import root_pb2
 
 REPO = Path(__file__).resolve().parents[2]
 EVERY_SCENARIO = [*SCENARIOS, *CLOSED_LOOP]
@@ -157,3 +159,22 @@ def test_procfs_reads_cpu_time_and_memory() -> None:
     assert tree_cpu_seconds(os.getpid()) >= own
     memory = memory_kib(os.getpid())
     assert set(memory) == {"VmRSS", "RssAnon", "RssFile", "VmHWM"} and memory["VmRSS"] > 1000
+
+
+def test_the_open_loop_sends_at_its_rate_and_drops_beyond_its_bound() -> None:
+    """Poisson arrivals at 100/s for 1 s; latency from the scheduled arrival; a bound that drops."""
+    from loadtest.open_loop import run_open
+    from tests._cluster import ms, probe_cluster
+
+    with probe_cluster(shards=2, replicas=1) as dep:
+        quick = root_pb2.QueryRequest()
+        quick.payload.Pack(probe_pb2.ProbeRequest())
+        result = run_open(dep.root_address, quick, rate=100.0, duration=1.0, seed=7)
+        assert 60 <= len(result.latencies) <= 140  # Poisson(100): far outside 4 sigma otherwise
+        assert not result.failures and result.shard_calls == 2 * len(result.latencies)
+        assert np.all(np.diff(np.sort(result.arrivals)) >= 0) and result.arrivals.max() < 1.0
+        slow = root_pb2.QueryRequest()
+        slow.payload.Pack(probe_pb2.ProbeRequest(delay=ms(300)))
+        bounded = run_open(dep.root_address, slow, rate=50.0, duration=0.5, seed=7, max_outstanding=2)
+        assert 2 <= len(bounded.latencies) <= 4 and bounded.failures["dropped"] >= 10  # 2 at a time, 300 ms each
+        assert bounded.latencies.min() >= 0.3  # from the scheduled arrival, at least the leaf's delay
