@@ -35,7 +35,10 @@ CLOSED_LOOP: dict[str, tuple[str, str]] = {
     "overhead": ("loadtest.overhead", "what the root costs per request against calling a leaf directly"),
     "compare": ("loadtest.compare", "our root against the naive root on the same probe leaves"),
     "fanout": ("loadtest.fanout", "one root over 1 to 256 shards (flat or a tree): CPU per request and shard call"),
-    "tail": ("loadtest.tail", "tail tolerance: 1% stalls and a slow replica, 1 in flight and open-loop loads, hedging on/off"),
+    "tail": (
+        "loadtest.tail",
+        "tail tolerance: 1% stalls and a slow replica, 1 in flight and open-loop loads, hedging on/off",
+    ),
     "demo-scale": ("loadtest.demo_scale", "the demo search over 1M synthetic documents: build, memory, latency"),
 }
 

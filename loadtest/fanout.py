@@ -72,6 +72,7 @@ def cluster(
                         "merge": {"address": combiner.address},
                         "shards": leaf_shards[g * size : (g + 1) * size],
                     },
+                    ROOT_MODULE if root_env else "scatter.cli",
                     env=root_env,
                 )  # fmt: skip
                 top_shards.append({"replicas": [mid.address], "leaves": size})
@@ -82,7 +83,13 @@ def cluster(
             "merge": {"address": merge.address},
             "shards": top_shards,
         }
-        yield listen, group.start_root("root", config, env=root_env)
+        yield listen, group.start_root("root", config, ROOT_MODULE if root_env else "scatter.cli", env=root_env)
+
+
+# With --root-source the root runs as `python -m root.server`, which every
+# checkout since the first has (a checkout older than the `scatter` package
+# has no scatter.cli).
+ROOT_MODULE = "root.server"
 
 
 def root_cpu(root: Child) -> float:

@@ -174,3 +174,7 @@ def main(argv: list[str]) -> int:
         return run_workers(argv, config.workers)
     loop.run(serve(config, args.worker or 0))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
