@@ -33,17 +33,10 @@ from tests._procs import PYTHON, REPO, Proc, start_healthy, start_process
 
 PROBE = REPO / "examples" / "probe"
 
-PROBE_SAMPLE = {
-    "request": {"type": "probe.v1.ProbeRequest", "json": {"value": 1}},
-    # Ten seconds of work: long enough that only a server honouring cancellation frees its slots in time.
-    "slow_request": {"type": "probe.v1.ProbeRequest", "json": {"delay": "10s"}},
-    "leaf_response_type": "probe.v1.ProbePartial",
-    "partials": [
-        {"type": "probe.v1.ProbePartial", "json": {"shard_index": 0, "value": 2}},
-        {"type": "probe.v1.ProbePartial", "json": {"shard_index": 1, "value": 3}},
-    ],
-    "merge_response_type": "probe.v1.ProbeResponse",
-}
+# The probe's sample; its slow_request works ten seconds, long enough that only a
+# server honouring cancellation frees its slots in time.
+SAMPLE_FILE = PROBE / "conformance-sample.json"
+PROBE_SAMPLE = json.loads(SAMPLE_FILE.read_text())
 
 BROKEN_SERVER = """
 import asyncio, os
@@ -108,10 +101,8 @@ OPTIONS = KitOptions(timeout=10.0, connect_timeout=10.0, deadline_bound=2.0)
 
 
 @pytest.fixture(scope="module")
-def sample_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sample") / "probe.json"
-    path.write_text(json.dumps(PROBE_SAMPLE))
-    return path
+def sample_file() -> Path:
+    return SAMPLE_FILE
 
 
 @pytest.fixture(scope="module")
