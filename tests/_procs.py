@@ -25,6 +25,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"  # programs the tests run (real, linted files)
 PYTHON = sys.executable
 LISTENING = re.compile(r"scatter: (?P<role>\S+) listening on (?P<address>\S+)")
 

@@ -1,9 +1,9 @@
 """The conformance kit: the Python SDK's probe leaf and merge pass it, a broken server fails what it should.
 
 Real processes on 127.0.0.1: ``examples/probe/leaf.py`` and ``merge.py``,
-and a deliberately broken server written to a temporary directory (a raw
-grpc.aio server with both services that never reports SERVING, serves no
-reflection, accepts any payload, ignores the shard, keeps working on
+and a deliberately broken server, ``tests/fixtures/broken_server.py`` (a
+raw grpc.aio server with both services that never reports SERVING, serves
+no reflection, accepts any payload, ignores the shard, keeps working on
 cancelled calls, and whose merge crashes on shards without a payload).
 Every process is started once per module and stopped by its own handle.
 """
@@ -29,7 +29,7 @@ from scatter.conformance import (
 )
 from scatter.conformance.cli import main as conformance_main
 from scatter.conformance.sample import to_any
-from tests._procs import PYTHON, REPO, Proc, start_healthy, start_process
+from tests._procs import FIXTURES, PYTHON, REPO, Proc, start_healthy, start_process
 
 PROBE = REPO / "examples" / "probe"
 
@@ -37,64 +37,6 @@ PROBE = REPO / "examples" / "probe"
 # server honouring cancellation frees its slots in time.
 SAMPLE_FILE = PROBE / "conformance-sample.json"
 PROBE_SAMPLE = json.loads(SAMPLE_FILE.read_text())
-
-BROKEN_SERVER = """
-import asyncio, os
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from protos.probe.v1 import probe_pb2
-from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc, merge_pb2, merge_pb2_grpc
-
-SLOTS = asyncio.Semaphore(64)
-
-class BrokenLeaf(leaf_pb2_grpc.LeafServicer):
-    async def Execute(self, request, context):
-        # No type check, no shard check: whatever arrives "parses".
-        probe = probe_pb2.ProbeRequest()
-        try:
-            probe.ParseFromString(request.payload.value)
-        except Exception:
-            pass
-        if SLOTS.locked():
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "all 64 slots busy")
-        # Like a worker thread that never looks at the cancelled flag: the slot
-        # is freed when the work is done, not when the call is cancelled.
-        await SLOTS.acquire()
-        work = asyncio.ensure_future(asyncio.sleep(probe.delay.ToTimedelta().total_seconds()))
-        work.add_done_callback(lambda _: SLOTS.release())
-        await asyncio.shield(work)
-        response = leaf_pb2.ExecuteResponse()
-        response.payload.Pack(probe_pb2.ProbePartial(value=probe.value))
-        return response
-
-class BrokenMerge(merge_pb2_grpc.MergeServicer):
-    async def Merge(self, request, context):
-        total = 0
-        for result in request.results:
-            if not result.payload.type_url:
-                raise ValueError("a shard without a payload")  # forgets that failed shards have none
-            partial = probe_pb2.ProbePartial()
-            result.payload.Unpack(partial)  # returns False on a wrong type; ignored
-            total += partial.value
-        mean = total / len(request.results)  # ZeroDivisionError on an empty result list
-        response = merge_pb2.MergeResponse()
-        response.payload.Pack(probe_pb2.ProbeResponse(sum=int(mean)))
-        return response
-
-async def main():
-    server = grpc.aio.server()
-    leaf_pb2_grpc.add_LeafServicer_to_server(BrokenLeaf(), server)
-    merge_pb2_grpc.add_MergeServicer_to_server(BrokenMerge(), server)
-    servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    await servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)  # and never SERVING
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    print(f"scatter: broken listening on 127.0.0.1:{port}", flush=True)
-    await server.wait_for_termination()
-
-asyncio.run(main())
-"""
 
 # A busy 2-core machine: generous per-call bounds.
 OPTIONS = KitOptions(timeout=10.0, connect_timeout=10.0, deadline_bound=2.0)
@@ -120,10 +62,8 @@ def probe_merge() -> Iterator[Proc]:
 
 
 @pytest.fixture(scope="module")
-def broken(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    script = tmp_path_factory.mktemp("broken") / "broken.py"
-    script.write_text(BROKEN_SERVER)
-    proc = start_process([PYTHON, str(script)])
+def broken() -> Iterator[Proc]:
+    proc = start_process([PYTHON, str(FIXTURES / "broken_server.py")])
     yield proc
     proc.stop()
 
