@@ -39,7 +39,7 @@ SAMPLE_FILE = PROBE / "conformance-sample.json"
 PROBE_SAMPLE = json.loads(SAMPLE_FILE.read_text())
 
 # A busy 2-core machine: generous per-call bounds.
-OPTIONS = KitOptions(timeout=10.0, connect_timeout=10.0, deadline_bound=2.0)
+OPTIONS = KitOptions(timeout=10.0, connect_timeout=10.0, deadline_bound=2.0, release_bound=2.0)
 
 
 @pytest.fixture(scope="module")

@@ -165,7 +165,7 @@ def test_failover_and_partial_coverage(deployment: Deployment, client: Client, w
 
 
 # Generous per-call bounds: other engineers' benchmarks share these two cores.
-KIT_OPTIONS = KitOptions(timeout=10.0, connect_timeout=10.0, deadline_bound=2.0)
+KIT_OPTIONS = KitOptions(timeout=10.0, connect_timeout=10.0, deadline_bound=2.0, release_bound=2.0)
 
 
 def test_conformance_kit_passes_against_the_node_leaf_and_merge(deployment: Deployment) -> None:
