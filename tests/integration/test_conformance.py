@@ -134,6 +134,7 @@ def test_cli_exit_codes_and_output(
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] is False and report["role"] == "merge"
     assert {c["name"] for c in report["checks"] if c["status"] == "FAIL"} >= {"empty-results", "health-overall"}
+    assert all(c["duty"].startswith("MUST ") for c in report["checks"] if c["status"] == "FAIL")  # from merge.proto
 
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"request": {"type": "no.such.v1.Message", "json": {}}}))
