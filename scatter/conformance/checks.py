@@ -28,7 +28,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc, merge_pb2, merge_pb2_grpc, shard_pb2
 from scatter.conformance.report import CheckResult, Status
-from scatter.conformance.sample import MessageClass, Sample, TypeResolver, reflect_services, to_any
+from scatter.conformance.sample import Sample, TypeResolver, reflect_services, to_any
+from scatter.messages import MessageClass
 from scatter_common.tls import ClientTls, sync_channel
 
 LEAF_SERVICE = leaf_pb2.DESCRIPTOR.services_by_name["Leaf"].full_name
