@@ -24,7 +24,7 @@ FULL_SUM = sum(i + 1 for i in range(SHARDS))
 WORK = duration_pb2.Duration(nanos=40_000_000)
 # The root redials a restarted replica within its capped reconnect backoff, plus gRPC's 20 % jitter
 # (doc/connection-backoff.md); the rest is slack for a busy machine.
-RECONNECT_BOUND = dict(RECONNECT_OPTIONS)["grpc.max_reconnect_backoff_ms"] / 1000 * 1.2 + 2.0
+RECONNECT_BOUND = dict(RECONNECT_OPTIONS)["grpc.max_reconnect_backoff_ms"] / 1000 * 1.2 + 5.0
 
 
 @dataclass
@@ -34,10 +34,11 @@ class Load:
     address: str
     workers: int = 4
     results: list[tuple[float, float, str]] = field(default_factory=list)  # (start, end, code)
+    _answered: list[int] = field(default_factory=list)  # per worker: requests ended
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
-    def _run(self) -> None:
+    def _run(self, worker: int) -> None:
         client = Client(self.address)
         try:
             while not self._stop.is_set():
@@ -48,11 +49,13 @@ class Load:
                 except grpc.RpcError as exc:
                     code = exc.code().name
                 self.results.append((start, time.monotonic(), code))
+                self._answered[worker] += 1
         finally:
             client.close()
 
     def __enter__(self) -> Load:
-        self._threads = [threading.Thread(target=self._run) for _ in range(self.workers)]
+        self._answered = [0] * self.workers
+        self._threads = [threading.Thread(target=self._run, args=(w,)) for w in range(self.workers)]
         for thread in self._threads:
             thread.start()
         return self
@@ -65,7 +68,11 @@ class Load:
     def failures(self) -> list[tuple[float, float, str]]:
         return [r for r in self.results if r[2] != "OK"]
 
-    def wait_answered(self, count: int, since: float = 0.0) -> None:
+    def wait_warm(self) -> None:
+        """Wait until every worker has had two answers: each one's connection is up and in use."""
+        wait_until(lambda: min(self._answered) >= 2, timeout=20, what="every load worker answered twice")
+
+    def wait_answered(self, count: int, since: float) -> None:
         """Wait until ``count`` requests started at or after ``since`` (monotonic) have ended."""
         wait_until(
             lambda: sum(start >= since for start, _, _ in self.results) >= count,
@@ -102,7 +109,7 @@ def wait_restarted(cluster: Deployment, name: str, old_pid: int | None) -> None:
 
 def test_sigterm_to_a_leaf_under_load_loses_nothing(cluster: Deployment) -> None:
     with Load(cluster.root_address) as load:
-        load.wait_answered(8)  # every worker is sending
+        load.wait_warm()
         old = cluster.children["leaf-0-0"].pid
         cluster.kill("leaf-0-0", signal.SIGTERM, restart=True)
         assert cluster.children["leaf-0-0"].proc is not None
@@ -127,7 +134,7 @@ def test_rolling_restart_of_every_leaf_loses_nothing(cluster: Deployment) -> Non
 def test_sigterm_to_the_root_finishes_in_flight_requests(cluster: Deployment) -> None:
     root = cluster.children["root"]
     with Load(cluster.root_address) as load:
-        load.wait_answered(8)  # every worker is sending
+        load.wait_warm()
         proc = root.proc  # the supervisor will start a new one; keep this one's handle
         assert proc is not None
         term_at = time.monotonic()
