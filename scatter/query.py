@@ -2,32 +2,39 @@
 
 The request message is given as JSON (protobuf's JSON mapping) and packed
 into QueryRequest.payload; the answer is printed as JSON with its coverage
-and per-shard timings. Message types are found in the generated modules
-under ``protos`` and in any module named with ``--import``.
+and per-shard timings. A message type is found in the generated modules of
+its package under ``protos`` (``probe.v1.X`` in ``protos/probe/v1/``) or in
+a module named with ``--import`` (``scatter.messages``); an answer of a type
+found nowhere is printed encoded (type URL and base64).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import base64
 import json
-import pkgutil
 import sys
+from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pool, json_format, message_factory
+from google.protobuf import json_format
 
-import protos
 from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
+from scatter.messages import find_message, import_modules
 from scatter_common.tls import ClientTls, sync_channel
 
 
-def _load_generated_modules(extra: list[str]) -> None:
-    for info in pkgutil.walk_packages(protos.__path__, prefix="protos."):
-        if info.name.endswith("_pb2"):
-            importlib.import_module(info.name)
-    for name in extra:
-        importlib.import_module(name)
+def _as_json(response: root_pb2.QueryResponse) -> dict[str, Any]:
+    """The response as protobuf's JSON mapping; a payload of a type no module defines stays encoded."""
+    payload = response.payload
+    if not payload.type_url or find_message(payload.type_url.rsplit("/", 1)[-1]) is not None:
+        return json_format.MessageToDict(response)
+    rest = root_pb2.QueryResponse()
+    rest.CopyFrom(response)
+    rest.ClearField("payload")
+    answer = json_format.MessageToDict(rest)
+    encoded = {"@type": payload.type_url, "value_base64": base64.b64encode(payload.value).decode()}
+    return {"payload": encoded, **answer}
 
 
 def main(argv: list[str]) -> int:
@@ -46,15 +53,19 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     try:
-        _load_generated_modules(args.imports)
-        descriptor = descriptor_pool.Default().FindMessageTypeByName(args.type_name)
-    except (ImportError, KeyError) as exc:
+        import_modules(args.imports)
+        cls = find_message(args.type_name)
+    except ImportError as exc:
+        print(f"scatter query: cannot import a module for {args.type_name!r}: {exc}", file=sys.stderr)
+        return 2
+    if cls is None:
         print(
-            f"scatter query: unknown message type {args.type_name!r} ({exc}); use --import MODULE",
+            f"scatter query: unknown message type {args.type_name!r}: not in the generated code of its package "
+            "under 'protos' nor in an --import module; use --import MODULE",
             file=sys.stderr,
         )
         return 2
-    message = message_factory.GetMessageClass(descriptor)()
+    message = cls()
     try:
         json_format.Parse(args.json, message)
     except json_format.ParseError as exc:
@@ -77,5 +88,5 @@ def main(argv: list[str]) -> int:
         except grpc.RpcError as exc:
             print(f"scatter query: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
-    print(json.dumps(json_format.MessageToDict(response), indent=2))
+    print(json.dumps(_as_json(response), indent=2))
     return 0

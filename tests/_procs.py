@@ -11,6 +11,7 @@ so tests do not depend on how the package was installed or on the shell.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import signal
@@ -18,13 +19,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"  # programs the tests run (real, linted files)
 PYTHON = sys.executable
 LISTENING = re.compile(r"scatter: (?P<role>\S+) listening on (?P<address>\S+)")
 
@@ -170,3 +172,59 @@ def start_healthy(
         proc.stop()
         raise
     return proc
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` every 20 ms until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not true after {timeout:g} s")
+        time.sleep(0.02)
+
+
+_TCP_ESTABLISHED = "01"  # the st column of /proc/net/tcp (include/net/tcp_states.h)
+
+
+def _proc_net_address(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """``0100007F:1F90`` (/proc/net/tcp: the address in host byte order, 32-bit words) as (ip, port)."""
+    host, port = text.split(":")
+    raw = bytes.fromhex(host)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    ip = ipaddress.ip_address(words)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped, int(port, 16)
+    return ip, int(port, 16)
+
+
+def connected(pid: int, address: str) -> bool:
+    """Whether process ``pid`` holds an established TCP connection to ``address`` ("host:port").
+
+    Read from procfs (Linux): the process's socket inodes, matched against
+    its network namespace's TCP table. It shows what no RPC can: that a
+    client's channel has (re)connected to a server, before any call uses it.
+    """
+    host, port = address.rsplit(":", 1)
+    peer = (ipaddress.ip_address(host.strip("[]")), int(port))
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return False  # the process has exited
+    inodes = set()
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue  # closed since the listing (the listing's own descriptor, for one)
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:[") : -1])
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == _TCP_ESTABLISHED and fields[9] in inodes and _proc_net_address(fields[2]) == peer:
+                return True
+    return False

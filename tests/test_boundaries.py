@@ -150,6 +150,18 @@ def test_every_package_is_in_the_contract() -> None:
     assert packages == OURS, f"packages not in the contract: {sorted(packages ^ OURS)}"
 
 
+def test_tests_share_code_through_support_modules() -> None:
+    """A test module imports helpers from ``tests/_*.py``, never from another test module
+    (running one file alone must not depend on how another is written)."""
+    found = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for line, name in _imports(path):
+            parts = name.split(".")
+            if parts[0] == "tests" and any(part.startswith("test_") for part in parts[1:]):
+                found.append(f"{path.relative_to(REPO)}:{line}: imports {name}")
+    assert found == []
+
+
 def test_the_check_finds_a_violation() -> None:
     """The checker itself can fail: an import against the direction is found."""
     probe = REPO / "scatter_common" / "_boundary_probe.py"

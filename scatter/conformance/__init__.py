@@ -3,15 +3,20 @@
 ``scatter conformance leaf|merge ADDRESS --sample FILE`` runs the checks of
 ``checks`` against a live server and prints the table of ``report``; the
 sample file format is described in ``sample``. The contract itself is
-``docs/any-language.md``. Like the rest of ``root``, this package imports
-no SDK: it speaks only the wire protocol.
+the comments of ``protos/scatter_gather/v1/leaf.proto`` and
+``merge.proto`` (``docs/any-language.md`` is the readable guide to it);
+``LEAF_CHECKS`` and ``MERGE_CHECKS`` say which duty each check enforces.
+The kit imports no SDK: it speaks only the wire protocol.
 """
 
-from scatter.conformance.checks import KitOptions, check_leaf, check_merge
+from scatter.conformance.checks import LEAF_CHECKS, MERGE_CHECKS, Check, KitOptions, check_leaf, check_merge
 from scatter.conformance.report import CheckResult, Status, failed, table
 from scatter.conformance.sample import Sample, SampleError, load_sample, parse_sample
 
 __all__ = [
+    "LEAF_CHECKS",
+    "MERGE_CHECKS",
+    "Check",
     "CheckResult",
     "KitOptions",
     "Sample",

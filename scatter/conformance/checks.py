@@ -3,9 +3,12 @@
 Each check sends real calls and returns one ``CheckResult``: PASS, FAIL
 (with what to fix), WARN (a SHOULD of the contract, not a MUST) or SKIP.
 Every call carries a timeout, so a run ends in bounded time whatever the
-server does. The checks and why they exist are listed in
-``docs/any-language.md``; the ids are stable (tests and scripts match on
-them).
+server does. ``LEAF_CHECKS`` and ``MERGE_CHECKS`` list the checks in the
+order they run, each with the duty it enforces, quoted from the service's
+comment in ``protos/scatter_gather/v1/`` (the normative contract;
+``tests/unit/test_protos_contract.py`` keeps every quote true). The ids are
+stable (tests and scripts match on them); ``docs/any-language.md`` explains
+each check.
 
 What lives here: the checks and the requests they send. What does not:
 reading the sample (``sample``) and printing (``report``).
@@ -25,11 +28,86 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc, merge_pb2, merge_pb2_grpc, shard_pb2
 from scatter.conformance.report import CheckResult, Status
-from scatter.conformance.sample import MessageClass, Sample, TypeResolver, reflect_services, to_any
+from scatter.conformance.sample import Sample, TypeResolver, reflect_services, to_any
+from scatter.messages import MessageClass
 from scatter_common.tls import ClientTls, sync_channel
 
 LEAF_SERVICE = leaf_pb2.DESCRIPTOR.services_by_name["Leaf"].full_name
 MERGE_SERVICE = merge_pb2.DESCRIPTOR.services_by_name["Merge"].full_name
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of the kit: its stable id and the duty of the contract it enforces.
+
+    ``duty`` is quoted from the comment of the service (or its rpc) in the
+    .proto, whitespace aside. A check enforcing a MUST reports FAIL when the
+    server breaks it; one enforcing a SHOULD only warns.
+    """
+
+    id: str
+    duty: str
+
+    @property
+    def can_fail(self) -> bool:
+        return self.duty.startswith("MUST")
+
+
+_CONNECT = "MUST accept gRPC connections on the address it is given"
+_HEALTH = 'MUST serve grpc.health.v1.Health and report SERVING for "" once ready'
+_REFLECTION = "SHOULD serve server reflection"
+_DEADLINE = "MUST honour the gRPC deadline"
+_CANCEL = "MUST stop work and release what it holds (a worker, a concurrency slot) when the call is cancelled"
+_CONCURRENT = "MUST serve many calls at once"
+_LEAF_INVALID = (
+    "MUST answer INVALID_ARGUMENT when the payload is missing, of another type, or does not decode, "
+    "with a message that names the expected type"
+)
+_MERGE_INVALID = (
+    "MUST answer INVALID_ARGUMENT when the request payload is missing, of another type, or does not decode, "
+    "with a message that names the expected type"
+)
+
+# The leaf's checks, in the order they run; duties from leaf.proto, service Leaf.
+LEAF_CHECKS = (
+    Check("reachable", _CONNECT),
+    Check("health-overall", _HEALTH),
+    Check("health-service", 'MUST report the same status for the service name "scatter_gather.v1.Leaf"'),
+    Check("reflection", _REFLECTION),
+    Check(
+        "valid-request",
+        "MUST answer a valid request with OK and its partial result packed as an Any with its type URL",
+    ),
+    Check("wrong-type", _LEAF_INVALID),
+    Check("undecodable", _LEAF_INVALID),
+    Check("empty-payload", _LEAF_INVALID),
+    Check("wrong-shard", "MUST answer FAILED_PRECONDITION when shard_index is not the shard it serves"),
+    Check("short-deadline", _DEADLINE),
+    Check("concurrent", _CONCURRENT),
+    Check("cancel-released", _CANCEL),
+)
+
+# The merge's checks, in the order they run; duties from merge.proto, service Merge.
+MERGE_CHECKS = (
+    Check("reachable", _CONNECT),
+    Check("health-overall", _HEALTH),
+    Check("health-service", 'MUST report the same status for the service name "scatter_gather.v1.Merge"'),
+    Check("reflection", _REFLECTION),
+    Check("valid-request", "MUST answer with OK and the merged answer packed as an Any with its type URL"),
+    Check("partial-coverage", "MUST skip failed shards (they carry no payload), not fail on them"),
+    Check("no-shard-answered", "MUST answer OK when no shard answered"),
+    Check("empty-results", "MUST answer OK when no shard answered and for an empty `results`"),
+    Check("wrong-type", _MERGE_INVALID),
+    Check("undecodable", _MERGE_INVALID),
+    Check("empty-payload", _MERGE_INVALID),
+    Check(
+        "wrong-partial-type",
+        "MUST answer INVALID_ARGUMENT when the payload of an OK shard is of another type or does not decode",
+    ),
+    Check("short-deadline", _DEADLINE),
+    Check("concurrent", _CONCURRENT),
+    Check("cancel-released", _CANCEL),
+)
 
 # Bytes no protobuf parser accepts: field 1 with wire type 7, which does not exist.
 GARBAGE = b"\x0f\xff\xff\xff"
@@ -52,11 +130,14 @@ class KitOptions:
     # Calls started and cancelled before the release check; more than a typical concurrency limit
     # minus ``concurrency``, so a server that keeps working on cancelled calls runs out of slots.
     cancel_calls: int = 64
+    # After those cancellations, how long the server may take to free what they held: the release
+    # check retries its concurrent calls until they all succeed or this has passed.
+    release_bound: float = 1.0
     # How to reach a server that serves TLS (None: plaintext).
     tls: ClientTls | None = None
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "connect_timeout", "deadline_bound"):
+        for name in ("timeout", "connect_timeout", "deadline_bound", "release_bound"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.concurrency < 1 or self.cancel_calls < 0:
@@ -113,20 +194,33 @@ def _wrong_type_payload(avoid: Sequence[str]) -> tuple[any_pb2.Any, str]:
 
 
 class _Run:
-    """What every check of one run shares: channel, stubs, options, decoded sample."""
+    """What every check of one run shares: channel, stubs, options, decoded sample, the role's checks."""
 
-    def __init__(self, channel: grpc.Channel, service: str, call: Call, options: KitOptions, find: TypeFinder):
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        service: str,
+        call: Call,
+        options: KitOptions,
+        find: TypeFinder,
+        checks: Sequence[Check],
+    ):
         self.channel = channel
         self.service = service
         self.call = call
         self.options = options
         self.find = find
+        self.checks = {check.id: check for check in checks}
 
     def passed(self, name: str, detail: str) -> CheckResult:
         return CheckResult(name, Status.PASS, detail)
 
     def failed(self, name: str, detail: str, fix: str) -> CheckResult:
-        return CheckResult(name, Status.FAIL, f"{detail}; fix: {fix}")
+        """A FAIL, which names the duty it enforces: only a check listed with a MUST may fail."""
+        check = self.checks[name]
+        if not check.can_fail:
+            raise AssertionError(f"check {name!r} enforces a SHOULD ({check.duty!r}): it may warn, not fail")
+        return CheckResult(name, Status.FAIL, f"{detail}; fix: {fix}", duty=check.duty)
 
     # -- checks shared by leaf and merge ------------------------------------
 
@@ -215,18 +309,29 @@ class _Run:
 
     def cancel_released(self, name: str, valid: message.Message, slow: message.Message | None) -> CheckResult:
         started = [self.call.future(slow or valid, timeout=30.0) for _ in range(self.options.cancel_calls)]
-        time.sleep(0.1)  # let the server start working on them
+        # A delivery barrier, not a sleep: the calls of one channel reach the server in the order they
+        # were started, so once a later call has been answered (whatever the answer: a server at its
+        # limit refuses it) the server has received every call to be cancelled.
+        _invoke(self.call, valid, self.options.timeout)
         for future in started:
             future.cancel()
-        time.sleep(0.2)  # let the cancellations reach the server
+        cancelled_at = time.monotonic()
         count = self.options.concurrency
-        outcomes = _invoke_many(self.call, valid, count, self.options.timeout)
-        bad = [o for o in outcomes if o.code is not OK]
+        while True:  # poll: the server may take a moment to see the cancellations and free the slots
+            outcomes = _invoke_many(self.call, valid, count, self.options.timeout)
+            bad = [o for o in outcomes if o.code is not OK]
+            waited = time.monotonic() - cancelled_at
+            if not bad or waited >= self.options.release_bound:
+                break
+            time.sleep(0.05)
         what = f"after {len(started)} cancelled {'slow ' if slow is not None else ''}calls"
         if bad:
-            detail = f"{what}, {len(bad)} of {count} concurrent calls failed, e.g. {bad[0].describe()}"
+            detail = (
+                f"{what}, {len(bad)} of {count} concurrent calls still failed {waited * 1000:.0f} ms later, "
+                f"e.g. {bad[0].describe()}"
+            )
             return self.failed(name, detail, "stop work and free its slot when a call is cancelled")
-        return self.passed(name, f"{what}, {count} concurrent calls succeeded")
+        return self.passed(name, f"{what}, {count} concurrent calls succeeded within {waited * 1000:.0f} ms")
 
 
 @contextmanager
@@ -236,7 +341,10 @@ def _connect(address: str, options: KitOptions) -> Iterator[tuple[grpc.Channel, 
             grpc.channel_ready_future(channel).result(timeout=options.connect_timeout)
         except grpc.FutureTimeoutError:
             detail = f"no connection to {address} within {options.connect_timeout:g} s"
-            yield channel, CheckResult("reachable", Status.FAIL, f"{detail}; fix: start the server, check the address")
+            failure = CheckResult(
+                "reachable", Status.FAIL, f"{detail}; fix: start the server, check the address", _CONNECT
+            )
+            yield channel, failure
         else:
             yield channel, CheckResult("reachable", Status.PASS, f"connected to {address}")
 
@@ -261,7 +369,7 @@ def check_leaf(
         resolver = TypeResolver(channel, imports, options.timeout)
         payload = to_any(sample.request, resolver.find)
         slow_payload = None if sample.slow_request is None else to_any(sample.slow_request, resolver.find)
-        run = _Run(channel, LEAF_SERVICE, leaf_pb2_grpc.LeafStub(channel).Execute, options, resolver.find)
+        run = _Run(channel, LEAF_SERVICE, leaf_pb2_grpc.LeafStub(channel).Execute, options, resolver.find, LEAF_CHECKS)
 
         counter = iter(range(1, 1_000_000))
 
@@ -298,7 +406,15 @@ def check_leaf(
             run.concurrent("concurrent", valid),
             run.cancel_released("cancel-released", valid, slow),
         ]
+    _in_order(results, LEAF_CHECKS)
     return results
+
+
+def _in_order(results: Sequence[CheckResult], checks: Sequence[Check]) -> None:
+    """The kit's own invariant: a run returns exactly the listed checks, in order."""
+    ids = [r.name for r in results]
+    if ids != [check.id for check in checks]:
+        raise AssertionError(f"the checks run ({ids}) are not the checks listed ({[c.id for c in checks]})")
 
 
 def _wrong_shard(run: _Run, request: leaf_pb2.ExecuteRequest, shard_index: int, shard_count: int) -> CheckResult:
@@ -359,7 +475,9 @@ def check_merge(
         resolver = TypeResolver(channel, imports, options.timeout)
         payload = to_any(sample.request, resolver.find)
         partials = [to_any(p, resolver.find) for p in sample.partials]
-        run = _Run(channel, MERGE_SERVICE, merge_pb2_grpc.MergeStub(channel).Merge, options, resolver.find)
+        run = _Run(
+            channel, MERGE_SERVICE, merge_pb2_grpc.MergeStub(channel).Merge, options, resolver.find, MERGE_CHECKS
+        )
         declared = sample.merge_response_type
         timeout = shard_pb2.SHARD_STATUS_TIMEOUT
         every_failure = [timeout, shard_pb2.SHARD_STATUS_ERROR, shard_pb2.SHARD_STATUS_UNAVAILABLE]
@@ -409,4 +527,5 @@ def check_merge(
             run.concurrent("concurrent", base),
             run.cancel_released("cancel-released", base, None),
         ]
+    _in_order(results, MERGE_CHECKS)
     return results

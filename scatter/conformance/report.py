@@ -22,11 +22,13 @@ class Status(enum.StrEnum):
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One row: a stable check id, its verdict, and what happened (for a FAIL: what to fix)."""
+    """One row: a stable check id, its verdict, and what happened (for a FAIL: what to fix,
+    and the duty of the contract it broke, as the .proto states it)."""
 
     name: str
     status: Status
     detail: str
+    duty: str = ""
 
 
 def failed(results: Sequence[CheckResult]) -> list[str]:
@@ -47,6 +49,10 @@ def table(title: str, results: Sequence[CheckResult]) -> str:
 
 
 def as_json(role: str, address: str, results: Sequence[CheckResult]) -> str:
-    """The results as JSON, for scripts: {"role", "address", "passed", "checks": [...]}."""
-    checks = [{"name": r.name, "status": r.status.value, "detail": r.detail} for r in results]
+    """The results as JSON, for scripts: {"role", "address", "passed", "checks": [...]}; a failed
+    check also has its "duty"."""
+    checks = [
+        {"name": r.name, "status": r.status.value, "detail": r.detail, **({"duty": r.duty} if r.duty else {})}
+        for r in results
+    ]
     return json.dumps({"role": role, "address": address, "passed": not failed(results), "checks": checks}, indent=2)

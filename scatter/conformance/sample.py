@@ -13,10 +13,11 @@ A sample describes one valid request of an application (JSON)::
 Only ``request`` is required. Every payload is either ``{"type": NAME,
 "json": OBJECT}`` (protobuf's JSON mapping) or ``{"type_url": URL,
 "value_base64": BYTES}`` (already encoded: no type knowledge needed). A
-message type named by ``type`` is looked up in the generated modules under
-``protos``, in modules given with ``--import``, and then through the
-server's reflection service: a leaf in any language that serves reflection
-for its own message types needs nothing else.
+message type named by ``type`` is looked up in the generated modules of its
+package under ``protos`` and in modules given with ``--import``
+(``scatter.messages``), and then through the server's reflection service: a
+leaf in any language that serves reflection for its own message types needs
+nothing else.
 
 What lives here: parsing and validating the sample, resolving message types.
 What does not: any check (``checks``).
@@ -26,20 +27,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import importlib
 import json
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, json_format, message, message_factory
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor_database import DescriptorDatabase
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-import protos
+from scatter.messages import MessageClass, find_message, import_modules
 
 TYPE_URL_PREFIX = "type.googleapis.com/"
 _SAMPLE_KEYS = ("request", "slow_request", "leaf_response_type", "partials", "merge_response_type")
@@ -146,9 +145,6 @@ def load_sample(path: str | Path) -> Sample:
         raise SampleError(f"{path}: {exc}") from None
 
 
-MessageClass = type[message.Message]
-
-
 class TypeResolver:
     """Finds message classes by full name: local generated code first, then the server's reflection."""
 
@@ -157,18 +153,13 @@ class TypeResolver:
         self._timeout = timeout
         self._reflected = _ReflectedFiles()
         self._remote_pool = descriptor_pool.DescriptorPool(self._reflected)
-        for info in pkgutil.walk_packages(protos.__path__, prefix="protos."):
-            if info.name.endswith("_pb2"):
-                importlib.import_module(info.name)
-        for name in imports:
-            importlib.import_module(name)
+        import_modules(imports)
 
     def find(self, type_name: str) -> MessageClass | None:
         """The class of ``type_name``, or None when neither local code nor reflection knows it."""
-        try:
-            return message_factory.GetMessageClass(descriptor_pool.Default().FindMessageTypeByName(type_name))
-        except KeyError:
-            pass
+        local = find_message(type_name)
+        if local is not None:
+            return local
         try:
             files = reflect_files(self._channel, type_name, self._timeout)
         except grpc.RpcError:
@@ -239,9 +230,9 @@ def to_any(spec: PayloadSpec, find: Callable[[str], MessageClass | None]) -> any
     cls = find(spec.type_name)
     if cls is None:
         raise SampleError(
-            f"unknown message type {spec.type_name!r}: not in the generated code under 'protos', not in an "
-            "--import module, and not served by the server's reflection; use --import MODULE, serve reflection, "
-            "or give the payload as type_url + value_base64"
+            f"unknown message type {spec.type_name!r}: not in the generated code of its package under 'protos', "
+            "not in an --import module, and not served by the server's reflection; use --import MODULE, serve "
+            "reflection, or give the payload as type_url + value_base64"
         )
     msg = cls()
     try:

@@ -1,11 +1,15 @@
 """The conformance kit: the Python SDK's probe leaf and merge pass it, a broken server fails what it should.
 
 Real processes on 127.0.0.1: ``examples/probe/leaf.py`` and ``merge.py``,
-and a deliberately broken server written to a temporary directory (a raw
-grpc.aio server with both services that never reports SERVING, serves no
-reflection, accepts any payload, ignores the shard, keeps working on
-cancelled calls, and whose merge crashes on shards without a payload).
-Every process is started once per module and stopped by its own handle.
+and a deliberately broken server, ``tests/fixtures/broken_server.py`` (a
+raw grpc.aio server with both services that never reports SERVING, serves
+no reflection, accepts any payload, ignores the shard, keeps working on
+cancelled calls, and whose merge crashes on shards without a payload), and
+``tests/fixtures/serial_server.py`` (one call at a time, work shielded from
+deadlines and cancellation, untyped answers). Between them the two fail
+every check that can fail, each exactly what it breaks. Every process is
+started once per module (the serial one once per test) and stopped by its
+own handle.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from scatter.conformance import (
+    LEAF_CHECKS,
+    MERGE_CHECKS,
     CheckResult,
     KitOptions,
     SampleError,
@@ -29,89 +35,73 @@ from scatter.conformance import (
 )
 from scatter.conformance.cli import main as conformance_main
 from scatter.conformance.sample import to_any
-from tests._procs import PYTHON, REPO, Proc, start_healthy, start_process
+from tests._procs import FIXTURES, PYTHON, REPO, Proc, start_healthy, start_process
 
 PROBE = REPO / "examples" / "probe"
 
-PROBE_SAMPLE = {
-    "request": {"type": "probe.v1.ProbeRequest", "json": {"value": 1}},
-    # Ten seconds of work: long enough that only a server honouring cancellation frees its slots in time.
-    "slow_request": {"type": "probe.v1.ProbeRequest", "json": {"delay": "10s"}},
-    "leaf_response_type": "probe.v1.ProbePartial",
-    "partials": [
-        {"type": "probe.v1.ProbePartial", "json": {"shard_index": 0, "value": 2}},
-        {"type": "probe.v1.ProbePartial", "json": {"shard_index": 1, "value": 3}},
-    ],
-    "merge_response_type": "probe.v1.ProbeResponse",
-}
-
-BROKEN_SERVER = """
-import asyncio, os
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from protos.probe.v1 import probe_pb2
-from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc, merge_pb2, merge_pb2_grpc
-
-SLOTS = asyncio.Semaphore(64)
-
-class BrokenLeaf(leaf_pb2_grpc.LeafServicer):
-    async def Execute(self, request, context):
-        # No type check, no shard check: whatever arrives "parses".
-        probe = probe_pb2.ProbeRequest()
-        try:
-            probe.ParseFromString(request.payload.value)
-        except Exception:
-            pass
-        if SLOTS.locked():
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "all 64 slots busy")
-        # Like a worker thread that never looks at the cancelled flag: the slot
-        # is freed when the work is done, not when the call is cancelled.
-        await SLOTS.acquire()
-        work = asyncio.ensure_future(asyncio.sleep(probe.delay.ToTimedelta().total_seconds()))
-        work.add_done_callback(lambda _: SLOTS.release())
-        await asyncio.shield(work)
-        response = leaf_pb2.ExecuteResponse()
-        response.payload.Pack(probe_pb2.ProbePartial(value=probe.value))
-        return response
-
-class BrokenMerge(merge_pb2_grpc.MergeServicer):
-    async def Merge(self, request, context):
-        total = 0
-        for result in request.results:
-            if not result.payload.type_url:
-                raise ValueError("a shard without a payload")  # forgets that failed shards have none
-            partial = probe_pb2.ProbePartial()
-            result.payload.Unpack(partial)  # returns False on a wrong type; ignored
-            total += partial.value
-        mean = total / len(request.results)  # ZeroDivisionError on an empty result list
-        response = merge_pb2.MergeResponse()
-        response.payload.Pack(probe_pb2.ProbeResponse(sum=int(mean)))
-        return response
-
-async def main():
-    server = grpc.aio.server()
-    leaf_pb2_grpc.add_LeafServicer_to_server(BrokenLeaf(), server)
-    merge_pb2_grpc.add_MergeServicer_to_server(BrokenMerge(), server)
-    servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    await servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)  # and never SERVING
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    print(f"scatter: broken listening on 127.0.0.1:{port}", flush=True)
-    await server.wait_for_termination()
-
-asyncio.run(main())
-"""
+# The probe's sample; its slow_request works ten seconds, long enough that only a
+# server honouring cancellation frees its slots in time.
+SAMPLE_FILE = PROBE / "conformance-sample.json"
+PROBE_SAMPLE = json.loads(SAMPLE_FILE.read_text())
 
 # A busy 2-core machine: generous per-call bounds.
-OPTIONS = KitOptions(timeout=10.0, connect_timeout=10.0, deadline_bound=2.0)
+OPTIONS = KitOptions(timeout=10.0, connect_timeout=10.0, deadline_bound=2.0, release_bound=2.0)
+# For the serial server, whose calls queue behind each other: short bounds, few calls.
+SERIAL_OPTIONS = KitOptions(
+    timeout=0.5, connect_timeout=10.0, deadline_bound=0.5, release_bound=0.5, concurrency=8, cancel_calls=8
+)
+
+
+# What each broken server must fail, exactly (the tests below); together they fail every check that can fail.
+BROKEN_LEAF_FAILS = {
+    "health-overall",  # NOT_SERVING forever
+    "health-service",  # the Leaf service is not registered with health
+    "wrong-type",  # any payload "parses"
+    "undecodable",
+    "empty-payload",
+    "wrong-shard",  # the shard is ignored
+    "cancel-released",  # shielded work keeps its slot after a cancel
+}
+BROKEN_MERGE_FAILS = {
+    "health-overall",
+    "health-service",
+    "partial-coverage",  # crashes on a TIMEOUT shard without payload
+    "no-shard-answered",
+    "empty-results",  # divides by zero
+    "wrong-type",
+    "undecodable",
+    "empty-payload",
+    "wrong-partial-type",
+}
+SERIAL_LEAF_FAILS = {
+    "valid-request",  # OK without a payload
+    "wrong-type",  # OK for anything
+    "undecodable",
+    "empty-payload",
+    "wrong-shard",
+    "short-deadline",  # the slow call it kept working on holds the lock: the next call times out
+    "concurrent",
+    "cancel-released",
+}
+SERIAL_MERGE_FAILS = {  # every merge call outlives the kit's timeout: all but connection and health fail
+    "valid-request",
+    "partial-coverage",
+    "no-shard-answered",
+    "empty-results",
+    "wrong-type",
+    "undecodable",
+    "empty-payload",
+    "wrong-partial-type",
+    "short-deadline",
+    "concurrent",
+    "cancel-released",
+}
+NOWHERE_FAILS = {"reachable"}  # nothing listens (test_cli_exit_codes_and_output)
 
 
 @pytest.fixture(scope="module")
-def sample_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sample") / "probe.json"
-    path.write_text(json.dumps(PROBE_SAMPLE))
-    return path
+def sample_file() -> Path:
+    return SAMPLE_FILE
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +119,16 @@ def probe_merge() -> Iterator[Proc]:
 
 
 @pytest.fixture(scope="module")
-def broken(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    script = tmp_path_factory.mktemp("broken") / "broken.py"
-    script.write_text(BROKEN_SERVER)
-    proc = start_process([PYTHON, str(script)])
+def broken() -> Iterator[Proc]:
+    proc = start_process([PYTHON, str(FIXTURES / "broken_server.py")])
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def serial() -> Iterator[Proc]:
+    # One per test: the queue of shielded work one run leaves behind must not slow the next.
+    proc = start_process([PYTHON, str(FIXTURES / "serial_server.py")])
     yield proc
     proc.stop()
 
@@ -158,15 +154,7 @@ def test_python_sdk_merge_passes(probe_merge: Proc, sample_file: Path) -> None:
 def test_broken_leaf_fails_exactly_what_it_breaks(broken: Proc, sample_file: Path) -> None:
     results = check_leaf(broken.address, load_sample(sample_file), options=OPTIONS)
     statuses = _statuses(results)
-    assert set(failed(results)) == {
-        "health-overall",  # NOT_SERVING forever
-        "health-service",  # the Leaf service is not registered with health
-        "wrong-type",  # any payload "parses"
-        "undecodable",
-        "empty-payload",
-        "wrong-shard",  # the shard is ignored
-        "cancel-released",  # shielded work keeps its slot after a cancel
-    }, "\n".join(f"{r.name}: {r.status} {r.detail}" for r in results)
+    assert set(failed(results)) == BROKEN_LEAF_FAILS, "\n".join(f"{r.name}: {r.status} {r.detail}" for r in results)
     assert statuses["reflection"] is Status.WARN
     assert all(statuses[name] is Status.PASS for name in ("reachable", "valid-request", "short-deadline", "concurrent"))
     by_name = {r.name: r for r in results}
@@ -176,19 +164,31 @@ def test_broken_leaf_fails_exactly_what_it_breaks(broken: Proc, sample_file: Pat
 
 def test_broken_merge_fails_exactly_what_it_breaks(broken: Proc, sample_file: Path) -> None:
     results = check_merge(broken.address, load_sample(sample_file), options=OPTIONS)
-    assert set(failed(results)) == {
-        "health-overall",
-        "health-service",
-        "partial-coverage",  # crashes on a TIMEOUT shard without payload
-        "no-shard-answered",
-        "empty-results",  # divides by zero
-        "wrong-type",
-        "undecodable",
-        "empty-payload",
-        "wrong-partial-type",
-    }, "\n".join(f"{r.name}: {r.status} {r.detail}" for r in results)
+    assert set(failed(results)) == BROKEN_MERGE_FAILS, "\n".join(f"{r.name}: {r.status} {r.detail}" for r in results)
     statuses = _statuses(results)
     assert all(statuses[name] is Status.PASS for name in ("valid-request", "short-deadline", "concurrent"))
+
+
+def test_serial_leaf_fails_exactly_what_it_breaks(serial: Proc, sample_file: Path) -> None:
+    results = check_leaf(serial.address, load_sample(sample_file), options=SERIAL_OPTIONS)
+    assert set(failed(results)) == SERIAL_LEAF_FAILS, "\n".join(f"{r.name}: {r.status} {r.detail}" for r in results)
+    statuses = _statuses(results)
+    assert all(statuses[name] is Status.PASS for name in ("reachable", "health-overall", "health-service"))
+
+
+def test_serial_merge_fails_exactly_what_it_breaks(serial: Proc, sample_file: Path) -> None:
+    results = check_merge(serial.address, load_sample(sample_file), options=SERIAL_OPTIONS)
+    assert set(failed(results)) == SERIAL_MERGE_FAILS, "\n".join(f"{r.name}: {r.status} {r.detail}" for r in results)
+    assert "DEADLINE_EXCEEDED" in {r.name: r for r in results}["valid-request"].detail
+
+
+def test_every_check_that_can_fail_is_seen_failing() -> None:
+    """The kit's own checks can fail: the servers above, between them, fail every MUST-check."""
+    for checks, seen in (
+        (LEAF_CHECKS, BROKEN_LEAF_FAILS | SERIAL_LEAF_FAILS | NOWHERE_FAILS),
+        (MERGE_CHECKS, BROKEN_MERGE_FAILS | SERIAL_MERGE_FAILS | NOWHERE_FAILS),
+    ):
+        assert sorted(c.id for c in checks if c.can_fail) == sorted(seen)
 
 
 def test_cli_exit_codes_and_output(
@@ -203,6 +203,7 @@ def test_cli_exit_codes_and_output(
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] is False and report["role"] == "merge"
     assert {c["name"] for c in report["checks"] if c["status"] == "FAIL"} >= {"empty-results", "health-overall"}
+    assert all(c["duty"].startswith("MUST ") for c in report["checks"] if c["status"] == "FAIL")  # from merge.proto
 
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"request": {"type": "no.such.v1.Message", "json": {}}}))
@@ -211,7 +212,8 @@ def test_cli_exit_codes_and_output(
 
     # Nothing listens on port 1: one failed row, in bounded time.
     assert conformance_main(["leaf", "127.0.0.1:1", "--sample", str(sample_file), "--timeout-ms", "500"]) == 1
-    assert "reachable" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert {line.split()[0] for line in out.splitlines() if " FAIL " in line} == NOWHERE_FAILS, out
 
 
 def test_sample_validation() -> None:

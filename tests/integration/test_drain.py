@@ -13,13 +13,18 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 
+from root.transport import RECONNECT_OPTIONS
 from scatter.runtime import Deployment, check_health
 from tests._cluster import Client, probe_cluster
+from tests._procs import connected, wait_until
 
 SHARDS = 2
 FULL_SUM = sum(i + 1 for i in range(SHARDS))
 # Long enough that SIGTERM lands while calls are in flight on every leaf.
 WORK = duration_pb2.Duration(nanos=40_000_000)
+# The root redials a restarted replica within its capped reconnect backoff, plus gRPC's 20 % jitter
+# (doc/connection-backoff.md); the rest is slack for a busy machine.
+RECONNECT_BOUND = dict(RECONNECT_OPTIONS)["grpc.max_reconnect_backoff_ms"] / 1000 * 1.2 + 5.0
 
 
 @dataclass
@@ -29,10 +34,11 @@ class Load:
     address: str
     workers: int = 4
     results: list[tuple[float, float, str]] = field(default_factory=list)  # (start, end, code)
+    _answered: list[int] = field(default_factory=list)  # per worker: requests ended
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
-    def _run(self) -> None:
+    def _run(self, worker: int) -> None:
         client = Client(self.address)
         try:
             while not self._stop.is_set():
@@ -43,11 +49,13 @@ class Load:
                 except grpc.RpcError as exc:
                     code = exc.code().name
                 self.results.append((start, time.monotonic(), code))
+                self._answered[worker] += 1
         finally:
             client.close()
 
     def __enter__(self) -> Load:
-        self._threads = [threading.Thread(target=self._run) for _ in range(self.workers)]
+        self._answered = [0] * self.workers
+        self._threads = [threading.Thread(target=self._run, args=(w,)) for w in range(self.workers)]
         for thread in self._threads:
             thread.start()
         return self
@@ -60,6 +68,18 @@ class Load:
     def failures(self) -> list[tuple[float, float, str]]:
         return [r for r in self.results if r[2] != "OK"]
 
+    def wait_warm(self) -> None:
+        """Wait until every worker has had two answers: each one's connection is up and in use."""
+        wait_until(lambda: min(self._answered) >= 2, timeout=20, what="every load worker answered twice")
+
+    def wait_answered(self, count: int, since: float) -> None:
+        """Wait until ``count`` requests started at or after ``since`` (monotonic) have ended."""
+        wait_until(
+            lambda: sum(start >= since for start, _, _ in self.results) >= count,
+            timeout=20,
+            what=f"{count} requests answered under load",
+        )
+
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Deployment]:
@@ -70,22 +90,31 @@ def cluster() -> Iterator[Deployment]:
 
 
 def wait_restarted(cluster: Deployment, name: str, old_pid: int | None) -> None:
+    """Wait until ``name`` is back, SERVING, and the root holds a connection to it again.
+
+    The last part matters for a rolling restart: until the root has redialled
+    the new process, its channel fails calls at once, so stopping the other
+    replica of the shard then would leave nothing to fail over to.
+    """
     child = cluster.children[name]
-    deadline = time.monotonic() + 20
-    while child.pid == old_pid or check_health(child.address) != "SERVING":
-        assert time.monotonic() < deadline, f"{name} did not come back"
-        time.sleep(0.05)
-    time.sleep(1.2)  # the root's reconnect backoff is capped at 1 s
+    wait_until(
+        lambda: child.pid != old_pid and check_health(child.address) == "SERVING", timeout=20, what=f"{name} is back"
+    )
+    root_pid = cluster.children["root"].pid
+    assert root_pid is not None
+    wait_until(
+        lambda: connected(root_pid, child.address), RECONNECT_BOUND, f"the root reconnected to the restarted {name}"
+    )
 
 
 def test_sigterm_to_a_leaf_under_load_loses_nothing(cluster: Deployment) -> None:
     with Load(cluster.root_address) as load:
-        time.sleep(0.5)
+        load.wait_warm()
         old = cluster.children["leaf-0-0"].pid
         cluster.kill("leaf-0-0", signal.SIGTERM, restart=True)
         assert cluster.children["leaf-0-0"].proc is not None
         wait_restarted(cluster, "leaf-0-0", old)
-        time.sleep(0.3)
+        load.wait_answered(8, since=time.monotonic())  # and the deployment keeps answering after it
     assert len(load.results) > 20
     assert not load.failures(), load.failures()[:5]
 
@@ -105,13 +134,12 @@ def test_rolling_restart_of_every_leaf_loses_nothing(cluster: Deployment) -> Non
 def test_sigterm_to_the_root_finishes_in_flight_requests(cluster: Deployment) -> None:
     root = cluster.children["root"]
     with Load(cluster.root_address) as load:
-        time.sleep(0.5)
+        load.wait_warm()
         proc = root.proc  # the supervisor will start a new one; keep this one's handle
         assert proc is not None
         term_at = time.monotonic()
         root.signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0  # a drained root exits 0
-        time.sleep(0.2)
     in_flight = [r for r in load.results if r[0] < term_at < r[1]]
     assert in_flight, "no request was in flight when SIGTERM arrived"
     assert all(code == "OK" for _, _, code in in_flight), in_flight

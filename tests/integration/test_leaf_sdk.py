@@ -1,8 +1,8 @@
 """leaf_sdk: its public face, its flags, and real leaf processes over real gRPC.
 
-The integration tests start ``examples/probe/leaf.py`` and a test leaf
-written into a temporary directory (one script, sync or async handler by
-environment variable), each once per module, and talk gRPC to them. The
+The integration tests start ``examples/probe/leaf.py`` and a test leaf,
+``tests/fixtures/marker_leaf.py`` (sync or async handler by environment
+variable), each once per module, and talk gRPC to them. The
 test leaf picks its behaviour from ``ProbeRequest.value`` and leaves marker
 files behind, which is how the tests see what a cancelled handler did.
 """
@@ -27,73 +27,13 @@ from leaf_sdk import Leaf, LeafContext, LeafInfo, LeafOptions
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc
 from scatter_common.payload import pack, unpack
-from tests._procs import PYTHON, REPO, Proc, health_status, start_healthy, start_process, wait_healthy
+from tests._procs import FIXTURES, PYTHON, REPO, Proc, health_status, start_healthy, start_process, wait_healthy
 
 PROBE_LEAF = str(REPO / "examples" / "probe" / "leaf.py")
 
-# Modes of the test leaf, chosen by ProbeRequest.value.
+# Modes of the test leaf (tests/fixtures/marker_leaf.py), chosen by ProbeRequest.value.
 TIME_REMAINING, POLL_CANCELLED, RETURN_STRING, INVALID, RAISE, DESCRIBE, STATS = range(7)
-
-TEST_LEAF = """
-import asyncio, dataclasses, json, os, pathlib, time
-from leaf_sdk import InvalidRequest, Leaf, LeafContext, LeafInfo
-from protos.probe.v1 import probe_pb2
-
-MARKERS = pathlib.Path(os.environ["MARKER_DIR"])
-
-def mark(name):
-    (MARKERS / name).write_text("")
-
-def common(request, ctx):
-    mode = request.value
-    if mode == 0:
-        return probe_pb2.ProbePartial(replica=repr(ctx.time_remaining()))
-    if mode == 2:
-        return "not a message"
-    if mode == 3:
-        raise InvalidRequest("value 3 is not allowed")
-    if mode == 4:
-        raise ValueError("boom")
-    if mode == 5:
-        facts = dict(shard_index=ctx.shard_index, shard_count=ctx.shard_count, attempt=ctx.attempt,
-                     hedge=ctx.hedge, request_id=ctx.request_id, metadata=ctx.invocation_metadata)
-        return probe_pb2.ProbePartial(replica=json.dumps(facts))
-    if mode == 6:
-        return probe_pb2.ProbePartial(replica=json.dumps(dataclasses.asdict(leaf.stats)))
-    return None
-
-def handle_sync(request: probe_pb2.ProbeRequest, ctx: LeafContext) -> probe_pb2.ProbePartial:
-    if request.value != 1:
-        return common(request, ctx)
-    mark("started-" + ctx.request_id)
-    give_up = time.monotonic() + 10
-    while time.monotonic() < give_up:
-        if ctx.cancelled:
-            mark("cancelled-" + ctx.request_id)
-            return probe_pb2.ProbePartial()
-        time.sleep(0.01)
-    mark("finished-" + ctx.request_id)
-    return probe_pb2.ProbePartial()
-
-async def handle_async(request: probe_pb2.ProbeRequest, ctx: LeafContext) -> probe_pb2.ProbePartial:
-    if request.value != 1:
-        return common(request, ctx)
-    mark("started-" + ctx.request_id)
-    try:
-        await asyncio.sleep(10)
-    except asyncio.CancelledError:
-        mark("cancelled-" + ctx.request_id)
-        raise
-    mark("finished-" + ctx.request_id)
-    return probe_pb2.ProbePartial()
-
-def on_start(info: LeafInfo) -> None:  # a sync hook: runs in a thread, the loop keeps answering health
-    time.sleep(float(os.environ.get("START_DELAY", "0")))
-
-leaf = Leaf(handle_async if os.environ["HANDLER"] == "async" else handle_sync, on_start=on_start)
-raise SystemExit(leaf.main())
-"""
-
+MARKERS: dict[int, Path] = {}  # pid of a running test leaf -> its marker folder
 
 # --- public face --------------------------------------------------------------------------------
 
@@ -409,8 +349,7 @@ def test_sigterm_reports_not_serving_finishes_in_flight_calls_and_exits_0() -> N
 
 
 def start_test_leaf(tmp: Path, handler: str) -> Proc:
-    script = tmp / "test_leaf.py"
-    script.write_text(TEST_LEAF)
+    script = FIXTURES / "marker_leaf.py"
     markers = tmp / "markers"
     markers.mkdir()
     # The sync leaf also has a slow *sync* start hook: it runs in a thread, so
@@ -427,6 +366,7 @@ def start_test_leaf(tmp: Path, handler: str) -> Proc:
     except BaseException:
         proc.stop()
         raise
+    MARKERS[proc.popen.pid] = markers
     return proc
 
 
@@ -444,7 +384,7 @@ def stub(test_leaf: Proc) -> Iterator[leaf_pb2_grpc.LeafStub]:
 
 
 def markers_of(proc: Proc) -> Path:
-    return Path(proc.cmd[1]).parent / "markers"
+    return MARKERS[proc.popen.pid]
 
 
 def stats(stub: leaf_pb2_grpc.LeafStub) -> dict[str, int]:

@@ -1,8 +1,8 @@
 """merge_sdk: its public face, type inference, and real merge processes over real gRPC.
 
 ``examples/probe/merge.py`` (an async merge) covers the contract with the
-root: partial coverage, empty results, payload errors. A test merge written
-into a temporary directory (sync) reports what it was given, so the tests
+root: partial coverage, empty results, payload errors. A test merge,
+``tests/fixtures/marker_merge.py`` (sync), reports what it was given, so the tests
 see the ``Partial`` values and the ``MergeContext`` exactly.
 """
 
@@ -22,48 +22,12 @@ from merge_sdk import Merge, MergeContext, MergeOptions, Partial, ShardStatus
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import merge_pb2, merge_pb2_grpc, shard_pb2
 from scatter_common.payload import pack, unpack
-from tests._procs import PYTHON, REPO, Proc, start_healthy
+from tests._procs import FIXTURES, PYTHON, REPO, Proc, start_healthy
 
 PROBE_MERGE = str(REPO / "examples" / "probe" / "merge.py")
 
+# Modes of the test merge (tests/fixtures/marker_merge.py), chosen by ProbeRequest.value.
 DESCRIBE, POLL_CANCELLED, INVALID, RAISE = range(4)
-
-TEST_MERGE = """
-import os, pathlib, time
-from google.protobuf import struct_pb2
-from merge_sdk import InvalidRequest, MergeContext, Partial, serve_merge
-from protos.probe.v1 import probe_pb2
-
-MARKERS = pathlib.Path(os.environ["MARKER_DIR"])
-
-def merge(request: probe_pb2.ProbeRequest, partials: list[Partial[probe_pb2.ProbePartial]],
-          ctx: MergeContext) -> struct_pb2.Struct:
-    if request.value == 1:
-        while not ctx.cancelled:
-            time.sleep(0.01)
-        (MARKERS / "cancelled").write_text("")
-        return struct_pb2.Struct()
-    if request.value == 2:
-        raise InvalidRequest("no merging on value 2")
-    if request.value == 3:
-        raise KeyError("shard")
-    answer = struct_pb2.Struct()
-    answer.update({
-        "partials": [
-            dict(shard_index=p.shard_index, status=p.status, ok=p.ok, replica=p.replica,
-                 latency_seconds=p.latency_seconds, attempts=p.attempts, hedge_won=p.hedge_won,
-                 error=p.error, value=None if p.payload is None else p.payload.value)
-            for p in partials
-        ],
-        "coverage": [ctx.coverage.answered, ctx.coverage.total, len(ctx.coverage.missing)],
-        "request_id": ctx.request_id,
-        "time_remaining": ctx.time_remaining(),
-    })
-    return answer
-
-serve_merge(merge)
-"""
-
 
 # --- public face and types ----------------------------------------------------------------------
 
@@ -263,9 +227,8 @@ def test_merge(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Proc, merge_pb2_grpc.MergeStub, Path]]:
     tmp = tmp_path_factory.mktemp("merge")
-    (tmp / "merge.py").write_text(TEST_MERGE)
     (tmp / "markers").mkdir()
-    proc = start_healthy([PYTHON, str(tmp / "merge.py")], {"MARKER_DIR": str(tmp / "markers")})
+    proc = start_healthy([PYTHON, str(FIXTURES / "marker_merge.py")], {"MARKER_DIR": str(tmp / "markers")})
     try:
         with grpc.insecure_channel(proc.address) as channel:
             yield proc, merge_pb2_grpc.MergeStub(channel), tmp / "markers"

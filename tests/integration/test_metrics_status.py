@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import re
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
 from scatter.runtime import Deployment
 from tests._cluster import Client, probe_cluster
-
-
-def fetch(address: str, path: str) -> str:
-    with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as response:
-        body: bytes = response.read()
-    return body.decode()
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one series in a Prometheus text exposition."""
-    for line in text.splitlines():
-        if not line.startswith(name):
-            continue
-        match = re.fullmatch(rf"{re.escape(name)}(?:\{{(.*)\}})? (\S+)", line)
-        if not match:
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-        if found == labels:
-            return float(match.group(2))
-    raise AssertionError(f"no sample {name}{labels} in:\n{text}")
+from tests._http import fetch, sample
 
 
 @pytest.fixture(scope="module")

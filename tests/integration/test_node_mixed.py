@@ -32,6 +32,7 @@ from scatter.conformance import KitOptions, Status, check_leaf, check_merge, fai
 from scatter.runtime import Deployment, parse_deployment
 from tests._cluster import Client
 from tests._procs import Proc, health_status, start_process, wait_healthy
+from tests._tls import creds, make_ca, make_cert
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "examples" / "node"
 DATA = NODE_DIR / "data"
@@ -164,7 +165,7 @@ def test_failover_and_partial_coverage(deployment: Deployment, client: Client, w
 
 
 # Generous per-call bounds: other engineers' benchmarks share these two cores.
-KIT_OPTIONS = KitOptions(timeout=10.0, connect_timeout=10.0, deadline_bound=2.0)
+KIT_OPTIONS = KitOptions(timeout=10.0, connect_timeout=10.0, deadline_bound=2.0, release_bound=2.0)
 
 
 def test_conformance_kit_passes_against_the_node_leaf_and_merge(deployment: Deployment) -> None:
@@ -221,7 +222,6 @@ def test_node_leaf_lifecycle_not_serving_until_loaded_then_drains(slow_leaf: Pro
 def test_node_processes_serve_mutual_tls(tmp_path: Path, wordcount: ModuleType) -> None:
     """The runtime's [tls] reaches the Node leaves and merge through SCATTER_TLS_*; strangers are refused."""
     from protos.scatter_gather.v1 import root_pb2_grpc
-    from tests.integration.test_tls import creds, make_ca, make_cert
 
     _require_node()
     make_ca(tmp_path, "ca")

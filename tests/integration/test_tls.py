@@ -14,28 +14,10 @@ from loadtest.deployments import probe_spec
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
 from scatter.runtime import Deployment
+from tests._cluster import PROBE_DIR
+from tests._tls import creds, make_ca, make_cert
 
 SHARDS = 2
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_ca(folder: Path, name: str) -> None:
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-            "-keyout", f"{name}.key", "-out", f"{name}.pem", cwd=folder)  # fmt: skip
-
-
-def make_cert(folder: Path, ca: str, name: str) -> None:
-    """A certificate for 127.0.0.1/localhost, usable by servers and clients, signed by ``ca``."""
-    (folder / f"{name}.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n"
-    )
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=folder)  # fmt: skip
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
-            "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem", cwd=folder)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +48,6 @@ def query(address: str, credentials: grpc.ChannelCredentials | None) -> root_pb2
     with channel:
         response: root_pb2.QueryResponse = root_pb2_grpc.RootStub(channel).Query(request, timeout=5)
     return response
-
-
-def creds(certs: Path, ca: str = "ca", client: str | None = None) -> grpc.ChannelCredentials:
-    return grpc.ssl_channel_credentials(
-        root_certificates=(certs / f"{ca}.pem").read_bytes(),
-        private_key=(certs / f"{client}.key").read_bytes() if client else None,
-        certificate_chain=(certs / f"{client}.pem").read_bytes() if client else None,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -126,13 +100,8 @@ def test_exposed_plaintext_listener_warns() -> None:
     assert "without TLS" in result.stderr
 
 
-def test_conformance_kit_speaks_mtls(mtls_cluster: Deployment, certs: Path, tmp_path: Path) -> None:
-    import json
-
-    from tests.integration.test_conformance import PROBE_SAMPLE
-
-    sample = tmp_path / "sample.json"
-    sample.write_text(json.dumps(PROBE_SAMPLE))
+def test_conformance_kit_speaks_mtls(mtls_cluster: Deployment, certs: Path) -> None:
+    sample = PROBE_DIR / "conformance-sample.json"
     address = mtls_cluster.children["leaf-0-0"].address
     command = [sys.executable, "-m", "scatter.cli", "conformance", "leaf", address, "--sample", str(sample),
                "--shard-count", str(SHARDS), "--timeout-ms", "3000"]  # fmt: skip

@@ -6,7 +6,7 @@ import signal
 
 from root.server import worker_metrics_address
 from tests._cluster import Client, probe_cluster
-from tests.integration.test_metrics_status import fetch, sample
+from tests._http import fetch, sample
 
 
 def test_worker_metrics_address() -> None:

@@ -25,7 +25,7 @@ def test_generated_code_is_fresh(tmp_path: Path) -> None:
         for p in tmp_path.rglob("__init__.py")
         if not (PROTO_ROOT / p.relative_to(tmp_path)).exists()
     ]
-    assert not packages, f"folders without __init__.py (walk_packages skips them): {packages}"
+    assert not packages, f"folders without __init__.py (not importable as protos.PKG): {packages}"
     assert not stale and not extra, (
         f"generated code is stale: {stale}; without a .proto: {extra}. Run: python -m protos.generate"
     )

@@ -31,9 +31,13 @@ class ExecuteRequest(_message.Message):
     HEDGE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     shard_index: _builtins.int
-    """The shard the root expects this leaf to serve."""
+    """The shard the root expects this leaf to serve; it must be the leaf's own
+    (else FAILED_PRECONDITION).
+    """
     shard_count: _builtins.int
-    """Number of shards in the dataset."""
+    """Number of shards in the dataset; when non-zero it must equal the leaf's
+    own (else FAILED_PRECONDITION). 0: the caller did not say.
+    """
     attempt: _builtins.int
     """1 for the first attempt at this shard, 2 for the next, and so on."""
     hedge: _builtins.bool

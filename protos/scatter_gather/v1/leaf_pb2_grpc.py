@@ -29,6 +29,22 @@ class LeafStub:
     """A leaf serves one shard of a dataset. The root calls Execute once per
     attempt; several attempts for the same request may run at once on
     different replicas (hedging), and the losers are cancelled.
+
+    The comments of this service are its normative contract. MUST and SHOULD
+    are used as in RFC 2119; `scatter conformance leaf` checks the duties
+    below and fails a broken MUST, warns on a SHOULD (docs/any-language.md is
+    the readable guide, with the environment and examples). A leaf process:
+
+    - MUST accept gRPC connections on the address it is given
+    (SCATTER_HOST and SCATTER_PORT, or its own flags).
+    - MUST serve grpc.health.v1.Health and report SERVING for "" once ready,
+    NOT_SERVING while it is loading or draining.
+    - MUST report the same status for the service name
+    "scatter_gather.v1.Leaf".
+    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    message types included, so that grpcurl and the kit find them.
+    - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
+    UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
     """
 
     def __init__(self, channel):
@@ -48,15 +64,48 @@ class LeafServicer:
     """A leaf serves one shard of a dataset. The root calls Execute once per
     attempt; several attempts for the same request may run at once on
     different replicas (hedging), and the losers are cancelled.
+
+    The comments of this service are its normative contract. MUST and SHOULD
+    are used as in RFC 2119; `scatter conformance leaf` checks the duties
+    below and fails a broken MUST, warns on a SHOULD (docs/any-language.md is
+    the readable guide, with the environment and examples). A leaf process:
+
+    - MUST accept gRPC connections on the address it is given
+    (SCATTER_HOST and SCATTER_PORT, or its own flags).
+    - MUST serve grpc.health.v1.Health and report SERVING for "" once ready,
+    NOT_SERVING while it is loading or draining.
+    - MUST report the same status for the service name
+    "scatter_gather.v1.Leaf".
+    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    message types included, so that grpcurl and the kit find them.
+    - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
+    UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
     """
 
     def Execute(self, request, context):
-        """Answers `payload` for this leaf's shard. Implementations must honour the
-        gRPC deadline and stop work when the call is cancelled. Errors:
-        INVALID_ARGUMENT when the payload is not of the expected type or does
-        not decode (the message names the expected type); RESOURCE_EXHAUSTED
-        when the leaf is at its concurrency limit; INTERNAL when the handler
-        fails; UNAVAILABLE while starting or draining.
+        """Answers `payload` for this leaf's shard.
+
+        - MUST answer a valid request with OK and its partial result packed as
+        an Any with its type URL (an empty partial, such as no hits in this
+        shard, is a normal OK answer).
+        - MUST answer INVALID_ARGUMENT when the payload is missing, of another
+        type, or does not decode, with a message that names the expected
+        type. The root passes it on to the client: every shard would say the
+        same.
+        - MUST answer FAILED_PRECONDITION when shard_index is not the shard it
+        serves, or shard_count is set and differs from its own: answering
+        with another shard's data would corrupt the result silently.
+        - MUST honour the gRPC deadline: stop work once it has passed (gRPC
+        ends the call with DEADLINE_EXCEEDED) and go on serving.
+        - MUST stop work and release what it holds (a worker, a concurrency
+        slot) when the call is cancelled: under hedging, losers are common.
+        - MUST serve many calls at once: the root fans out and hedges, so a
+        replica sees bursts. Beyond its limit it MUST answer
+        RESOURCE_EXHAUSTED at once, never queue (the root asks another
+        replica).
+        - MUST answer UNAVAILABLE while starting or draining (the root retries
+        on another replica), and INTERNAL, with a message, when the handler
+        fails.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,6 +131,22 @@ class Leaf:
     """A leaf serves one shard of a dataset. The root calls Execute once per
     attempt; several attempts for the same request may run at once on
     different replicas (hedging), and the losers are cancelled.
+
+    The comments of this service are its normative contract. MUST and SHOULD
+    are used as in RFC 2119; `scatter conformance leaf` checks the duties
+    below and fails a broken MUST, warns on a SHOULD (docs/any-language.md is
+    the readable guide, with the environment and examples). A leaf process:
+
+    - MUST accept gRPC connections on the address it is given
+    (SCATTER_HOST and SCATTER_PORT, or its own flags).
+    - MUST serve grpc.health.v1.Health and report SERVING for "" once ready,
+    NOT_SERVING while it is loading or draining.
+    - MUST report the same status for the service name
+    "scatter_gather.v1.Leaf".
+    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    message types included, so that grpcurl and the kit find them.
+    - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
+    UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
     """
 
     @staticmethod

@@ -27,7 +27,24 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class MergeStub:
-    """A merge turns the partial results of all shards into the client's answer."""
+    """A merge turns the partial results of all shards into the client's answer.
+
+    The comments of this service are its normative contract. MUST and SHOULD
+    are used as in RFC 2119; `scatter conformance merge` checks the duties
+    below and fails a broken MUST, warns on a SHOULD (docs/any-language.md is
+    the readable guide). A merge process:
+
+    - MUST accept gRPC connections on the address it is given
+      (SCATTER_HOST and SCATTER_PORT, or its own flags).
+    - MUST serve grpc.health.v1.Health and report SERVING for "" once ready,
+      NOT_SERVING while it is loading or draining.
+    - MUST report the same status for the service name
+      "scatter_gather.v1.Merge".
+    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+      message types included, so that grpcurl and the kit find them.
+    - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
+      UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -35,25 +52,101 @@ class MergeStub:
     def __new__(cls, channel: _aio.Channel) -> MergeAsyncStub: ...
     Merge: _grpc.UnaryUnaryMultiCallable[_merge_pb2.MergeRequest, _merge_pb2.MergeResponse]
     """Merges `results` into one response. Called once per client request,
-    after every shard has answered or been given up. Must cope with partial
-    coverage and with an empty `results`. Errors: INVALID_ARGUMENT when a
-    payload does not decode; INTERNAL when the handler fails.
+    after every shard has answered or been given up.
+
+    - MUST answer with OK and the merged answer packed as an Any with its
+      type URL.
+    - MUST skip failed shards (they carry no payload), not fail on them:
+      the root has already decided that the coverage is enough.
+    - MUST answer OK when no shard answered and for an empty `results`
+      (an empty answer).
+    - MUST answer INVALID_ARGUMENT when the request payload is missing, of
+      another type, or does not decode, with a message that names the
+      expected type.
+    - MUST answer INVALID_ARGUMENT when the payload of an OK shard is of
+      another type or does not decode, with a message that names the shard.
+    - MUST honour the gRPC deadline: stop work once it has passed (gRPC
+      ends the call with DEADLINE_EXCEEDED) and go on serving. The merge's
+      time comes out of the client's deadline, so it SHOULD be fast (the
+      root keeps merge_reserve_ms for it).
+    - MUST stop work and release what it holds (a worker, a concurrency
+      slot) when the call is cancelled: the client may have gone away.
+    - MUST serve many calls at once: one per client request in flight.
+      Beyond its limit it MUST answer RESOURCE_EXHAUSTED at once, never
+      queue (the root answers the client UNAVAILABLE).
+    - MUST answer UNAVAILABLE while starting or draining (the client gets
+      UNAVAILABLE), and INTERNAL, with a message, when the handler fails.
     """
 
 @_typing.type_check_only
 class MergeAsyncStub(MergeStub):
-    """A merge turns the partial results of all shards into the client's answer."""
+    """A merge turns the partial results of all shards into the client's answer.
+
+    The comments of this service are its normative contract. MUST and SHOULD
+    are used as in RFC 2119; `scatter conformance merge` checks the duties
+    below and fails a broken MUST, warns on a SHOULD (docs/any-language.md is
+    the readable guide). A merge process:
+
+    - MUST accept gRPC connections on the address it is given
+      (SCATTER_HOST and SCATTER_PORT, or its own flags).
+    - MUST serve grpc.health.v1.Health and report SERVING for "" once ready,
+      NOT_SERVING while it is loading or draining.
+    - MUST report the same status for the service name
+      "scatter_gather.v1.Merge".
+    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+      message types included, so that grpcurl and the kit find them.
+    - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
+      UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Merge: _aio.UnaryUnaryMultiCallable[_merge_pb2.MergeRequest, _merge_pb2.MergeResponse]  # type: ignore[assignment]
     """Merges `results` into one response. Called once per client request,
-    after every shard has answered or been given up. Must cope with partial
-    coverage and with an empty `results`. Errors: INVALID_ARGUMENT when a
-    payload does not decode; INTERNAL when the handler fails.
+    after every shard has answered or been given up.
+
+    - MUST answer with OK and the merged answer packed as an Any with its
+      type URL.
+    - MUST skip failed shards (they carry no payload), not fail on them:
+      the root has already decided that the coverage is enough.
+    - MUST answer OK when no shard answered and for an empty `results`
+      (an empty answer).
+    - MUST answer INVALID_ARGUMENT when the request payload is missing, of
+      another type, or does not decode, with a message that names the
+      expected type.
+    - MUST answer INVALID_ARGUMENT when the payload of an OK shard is of
+      another type or does not decode, with a message that names the shard.
+    - MUST honour the gRPC deadline: stop work once it has passed (gRPC
+      ends the call with DEADLINE_EXCEEDED) and go on serving. The merge's
+      time comes out of the client's deadline, so it SHOULD be fast (the
+      root keeps merge_reserve_ms for it).
+    - MUST stop work and release what it holds (a worker, a concurrency
+      slot) when the call is cancelled: the client may have gone away.
+    - MUST serve many calls at once: one per client request in flight.
+      Beyond its limit it MUST answer RESOURCE_EXHAUSTED at once, never
+      queue (the root answers the client UNAVAILABLE).
+    - MUST answer UNAVAILABLE while starting or draining (the client gets
+      UNAVAILABLE), and INTERNAL, with a message, when the handler fails.
     """
 
 class MergeServicer(metaclass=_abc_1.ABCMeta):
-    """A merge turns the partial results of all shards into the client's answer."""
+    """A merge turns the partial results of all shards into the client's answer.
+
+    The comments of this service are its normative contract. MUST and SHOULD
+    are used as in RFC 2119; `scatter conformance merge` checks the duties
+    below and fails a broken MUST, warns on a SHOULD (docs/any-language.md is
+    the readable guide). A merge process:
+
+    - MUST accept gRPC connections on the address it is given
+      (SCATTER_HOST and SCATTER_PORT, or its own flags).
+    - MUST serve grpc.health.v1.Health and report SERVING for "" once ready,
+      NOT_SERVING while it is loading or draining.
+    - MUST report the same status for the service name
+      "scatter_gather.v1.Merge".
+    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+      message types included, so that grpcurl and the kit find them.
+    - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
+      UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
+    """
 
     @_abc_1.abstractmethod
     def Merge(
@@ -62,9 +155,30 @@ class MergeServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_merge_pb2.MergeResponse, _abc.Awaitable[_merge_pb2.MergeResponse]]:
         """Merges `results` into one response. Called once per client request,
-        after every shard has answered or been given up. Must cope with partial
-        coverage and with an empty `results`. Errors: INVALID_ARGUMENT when a
-        payload does not decode; INTERNAL when the handler fails.
+        after every shard has answered or been given up.
+
+        - MUST answer with OK and the merged answer packed as an Any with its
+          type URL.
+        - MUST skip failed shards (they carry no payload), not fail on them:
+          the root has already decided that the coverage is enough.
+        - MUST answer OK when no shard answered and for an empty `results`
+          (an empty answer).
+        - MUST answer INVALID_ARGUMENT when the request payload is missing, of
+          another type, or does not decode, with a message that names the
+          expected type.
+        - MUST answer INVALID_ARGUMENT when the payload of an OK shard is of
+          another type or does not decode, with a message that names the shard.
+        - MUST honour the gRPC deadline: stop work once it has passed (gRPC
+          ends the call with DEADLINE_EXCEEDED) and go on serving. The merge's
+          time comes out of the client's deadline, so it SHOULD be fast (the
+          root keeps merge_reserve_ms for it).
+        - MUST stop work and release what it holds (a worker, a concurrency
+          slot) when the call is cancelled: the client may have gone away.
+        - MUST serve many calls at once: one per client request in flight.
+          Beyond its limit it MUST answer RESOURCE_EXHAUSTED at once, never
+          queue (the root answers the client UNAVAILABLE).
+        - MUST answer UNAVAILABLE while starting or draining (the client gets
+          UNAVAILABLE), and INTERNAL, with a message, when the handler fails.
         """
 
 def add_MergeServicer_to_server(servicer: MergeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
