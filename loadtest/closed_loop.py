@@ -55,15 +55,50 @@ class RunResult:
         return self.leaf_attempts / self.shard_calls - 1 if self.shard_calls else 0.0
 
 
+class Calls:
+    """What a generator's calls produced, accumulated into a ``RunResult``; shared by both loops."""
+
+    def __init__(self, stub: root_pb2_grpc.RootAsyncStub, timeout: float) -> None:
+        self.stub = stub
+        self.timeout = timeout
+        self.latencies: list[float] = []
+        self.arrivals: list[float] = []
+        self.failures: Counter[str] = Counter()
+        self.attempts = self.shard_calls = self.hedges_won = 0
+
+    async def send(self, request: root_pb2.QueryRequest, since: float, arrival: float | None = None) -> None:
+        """One call; its latency counts from ``since`` (perf_counter), its ``arrival`` is kept if given."""
+        try:
+            response = await self.stub.Query(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            self.failures[exc.code().name] += 1
+            return
+        self.latencies.append(time.perf_counter() - since)
+        if arrival is not None:
+            self.arrivals.append(arrival)
+        for report in response.shards:
+            self.attempts += report.attempts
+            self.shard_calls += 1
+            self.hedges_won += report.hedge_won
+
+    def result(self, seconds: float) -> RunResult:
+        return RunResult(
+            np.array(self.latencies),
+            seconds,
+            self.failures,
+            self.attempts,
+            self.shard_calls,
+            self.hedges_won,
+            np.array(self.arrivals),
+        )
+
+
 async def _run(
     address: str, requests: Iterable[root_pb2.QueryRequest], concurrency: int, duration: float, timeout: float
 ) -> RunResult:
-    latencies: list[float] = []
-    failures: Counter[str] = Counter()
-    totals = [0, 0, 0]  # attempts, shard calls, hedges won
     source = iter(requests)  # shared: each worker takes the next request
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = root_pb2_grpc.RootStub(channel)
+        calls = Calls(root_pb2_grpc.RootStub(channel), timeout)
         end = time.perf_counter() + duration
 
         async def worker() -> None:
@@ -71,22 +106,12 @@ async def _run(
                 request = next(source, None)
                 if request is None:
                     return
-                start = time.perf_counter()
-                try:
-                    response = await stub.Query(request, timeout=timeout)
-                except grpc.aio.AioRpcError as exc:
-                    failures[exc.code().name] += 1
-                    continue
-                latencies.append(time.perf_counter() - start)
-                for report in response.shards:
-                    totals[0] += report.attempts
-                    totals[1] += 1
-                    totals[2] += report.hedge_won
+                await calls.send(request, time.perf_counter())
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - began
-    return RunResult(np.array(latencies), seconds, failures, totals[0], totals[1], totals[2])
+    return calls.result(seconds)
 
 
 def run(

@@ -20,13 +20,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import Counter
 from collections.abc import Callable
 
 import grpc
-import numpy as np
 
-from loadtest.closed_loop import RunResult
+from loadtest.closed_loop import Calls, RunResult
 from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
 
 __all__ = ["run_open"]
@@ -44,28 +42,10 @@ async def _run(
     max_outstanding: int,
 ) -> RunResult:
     rng = random.Random(seed)
-    latencies: list[float] = []
-    arrivals: list[float] = []
-    failures: Counter[str] = Counter()
-    totals = [0, 0, 0]  # attempts, shard calls, hedges won
     outstanding: set[asyncio.Task[None]] = set()
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = root_pb2_grpc.RootStub(channel)
+        calls = Calls(root_pb2_grpc.RootStub(channel), timeout)
         began = time.perf_counter()
-
-        async def one(scheduled: float, request: root_pb2.QueryRequest) -> None:
-            try:
-                response = await stub.Query(request, timeout=timeout)
-            except grpc.aio.AioRpcError as exc:
-                failures[exc.code().name] += 1
-                return
-            latencies.append(time.perf_counter() - scheduled)
-            arrivals.append(scheduled - began)
-            for report in response.shards:
-                totals[0] += report.attempts
-                totals[1] += 1
-                totals[2] += report.hedge_won
-
         at = began
         end = began + duration
         while True:
@@ -76,17 +56,16 @@ async def _run(
             if delay > 0:
                 await asyncio.sleep(delay)
             if len(outstanding) >= max_outstanding:
-                failures["dropped"] += 1
+                calls.failures["dropped"] += 1
                 continue
-            task = asyncio.create_task(one(at, request_at(at - began)))
+            # The latency counts from the scheduled arrival, not from when the send began.
+            task = asyncio.create_task(calls.send(request_at(at - began), at, at - began))
             outstanding.add(task)
             task.add_done_callback(outstanding.discard)
         if outstanding:
             await asyncio.gather(*outstanding)
         seconds = time.perf_counter() - began
-    result = RunResult(np.array(latencies), seconds, failures, totals[0], totals[1], totals[2])
-    result.arrivals = np.array(arrivals)
-    return result
+    return calls.result(seconds)
 
 
 def run_open(
