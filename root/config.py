@@ -201,6 +201,8 @@ _BUDGET_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
 _WINDOW_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
     "latency_window": ("size", int, 1),
     "latency_recompute_every": ("recompute_every", int, 1),
+    "latency_max_age_ms": ("max_age", float, _MS),
+    "latency_keep_newest": ("keep_newest", int, 1),
 }
 _COVERAGE_WAIT_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
     "coverage_wait_ms": ("extra_wait", float, _MS),

@@ -253,7 +253,7 @@ class AttemptPlan:
         if code == "OK":
             chooser.finish(done.replica, elapsed, True)
             if done.kind is AttemptKind.FIRST:
-                policy.latencies.record(elapsed)
+                policy.latencies.record(elapsed, now)
             actions: list[Action] = []
             if self.open:
                 self._cancel_losers(now, done, actions)
@@ -337,7 +337,7 @@ class AttemptPlan:
         policy = self.policy
         if policy.replicas < 2:  # a hedge needs somewhere else to go
             return
-        delay = policy.hedge_delay.delay(policy.latencies)
+        delay = policy.hedge_delay.delay(policy.latencies, now)
         if delay is not None:
             self.wake_at = now + delay
 
@@ -351,7 +351,7 @@ class AttemptPlan:
             if running.started < winner.started and running.replica != winner.replica:
                 chooser.fault(running.replica)
             if running.kind is AttemptKind.FIRST:
-                policy.latencies.record(elapsed)  # a lower bound, above the hedge delay (rule 9)
+                policy.latencies.record(elapsed, now)  # a lower bound, above the hedge delay (rule 9)
             policy.counters.cancelled += 1
             actions.append(Cancel(attempt))
         self.open.clear()

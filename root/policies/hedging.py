@@ -156,15 +156,19 @@ class HedgeDelay:
         self._initial = config.initial_delay
         self._min_samples = config.min_samples
 
-    def delay(self, window: LatencyWindow) -> float | None:
-        """Seconds to wait, from the previous attempt's start, before the next hedge."""
+    def delay(self, window: LatencyWindow, now: float | None = None) -> float | None:
+        """Seconds to wait, from the previous attempt's start, before the next hedge.
+
+        ``now`` is the clock time, so that samples older than the window's
+        ``max_age`` are left out (None: all of them).
+        """
         if not self._enabled:
             return None
         if self._fixed is not None:
             return self._fixed
         if window.count < self._min_samples:
             return self._initial
-        p = window.percentile(self._q)
+        p = window.percentile(self._q, now)
         assert p is not None  # count >= min_samples >= 1
         if p < self._min:
             return self._min

@@ -334,13 +334,15 @@ def test_sigterm_reports_not_serving_finishes_in_flight_calls_and_exits_0() -> N
             in_flight = stub.Execute.future(
                 leaf_pb2.ExecuteRequest(payload=pack(probe_pb2.ProbeRequest(delay=seconds(1.5)))), timeout=10
             )
-            time.sleep(0.5)  # let the call reach the leaf before the signal
+            # A quick call answered on the same connection: the leaf has read the slow call's
+            # stream, sent before it, so the slow call is in flight when the signal comes.
+            assert execute(stub, probe_pb2.ProbeRequest(), shard=0).value == 1
             proc.send_signal(signal.SIGTERM)
             assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
             watch.cancel()
             assert unpack(in_flight.result(timeout=5).payload, probe_pb2.ProbePartial).value == 1
         assert proc.wait(timeout=10) == 0
-        assert "leaf stopped: CallStats(calls=1, ok=1" in proc.output()
+        assert "leaf stopped: CallStats(calls=2, ok=2" in proc.output()
     finally:
         proc.stop()
 

@@ -160,3 +160,45 @@ def test_defaults() -> None:
     w = LatencyWindow()
     w.record(0.002)
     assert w.percentile(0.95) == 0.002
+
+
+# --- age: the window follows the load within max_age, whatever the call rate ----------
+
+
+def test_samples_older_than_max_age_leave_the_percentiles() -> None:
+    w = LatencyWindow(LatencyWindowConfig(size=1000, recompute_every=1, max_age=2.0, keep_newest=3))
+    for i in range(100):  # a heavy phase: 50 ms calls, t = 0 .. 0.495
+        w.record(0.050, now=i * 0.005)
+    for i in range(10):  # then light: 2 ms calls, t = 2.5 .. 2.59
+        w.record(0.002, now=2.5 + i * 0.01)
+    assert w.percentile(0.975, now=2.6) == 0.002  # the heavy phase is over 2 s old
+    assert w.count == 110
+
+
+def test_a_quiet_shard_keeps_its_newest_samples() -> None:
+    w = LatencyWindow(LatencyWindowConfig(size=100, recompute_every=1, max_age=1.0, keep_newest=3))
+    for i, latency in enumerate((0.009, 0.001, 0.002, 0.003)):
+        w.record(latency, now=float(i))
+    # at t = 60 nothing is fresh: the newest 3 stand in, not a percentile of nothing
+    assert w.percentile(1.0, now=60.0) == 0.003
+    assert w.percentile(0.0, now=60.0) == 0.001
+
+
+def test_samples_age_out_without_new_records() -> None:
+    """The sorted copy is refreshed at least every max_age / 4, not only every recompute_every records."""
+    w = LatencyWindow(LatencyWindowConfig(size=1000, recompute_every=64, max_age=2.0, keep_newest=1))
+    for _ in range(50):
+        w.record(0.050, now=0.0)
+    for _ in range(50):
+        w.record(0.002, now=1.9)
+    assert w.percentile(1.0, now=1.9) == 0.050
+    assert w.percentile(1.0, now=2.2) == 0.050  # under max_age / 4 since the copy: not yet refreshed
+    assert w.percentile(1.0, now=2.5) == 0.002  # refreshed; the 50 ms samples are over 2 s old
+
+
+def test_age_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match=r"hedging\.latency_max_age must be > 0"):
+        LatencyWindowConfig(max_age=0.0)
+    with pytest.raises(ValueError, match=r"hedging\.latency_keep_newest must be >= 1"):
+        LatencyWindowConfig(keep_newest=0)
+    assert LatencyWindowConfig().max_age == 2.0 and LatencyWindowConfig(max_age=None).max_age is None
