@@ -24,7 +24,9 @@ freshly started default root (so no earlier run's ejection carries over);
 its p99 is taken over the requests sent from one second after the slowdown
 began to its end.
 
-Printed per run: p50/p99/p99.9, throughput, extra leaf calls (attempts
+Every measured run follows three seconds of the same load on the same root,
+not measured (the roots take turns: one that sat idle starts with an empty
+budget and a latency window of another load). Printed per run: p50/p99/p99.9, throughput, extra leaf calls (attempts
 beyond one per shard call), hedges refused by the budget and ejections (from
 the root's /metrics, the difference over the run); then the ratios against
 the ideal run of the same load and repeat, and whether each goal of
@@ -40,6 +42,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from loadtest.closed_loop import RunResult, run
 from loadtest.deployments import probe_spec
 from loadtest.open_loop import run_open
@@ -50,6 +54,7 @@ from scatter.runtime import Child, Deployment
 
 SLOW_REPLICA = "shard0-replica0"  # SCATTER_REPLICA_ID of one replica of shard 0 (scatter.runtime)
 CAPACITY_IN_FLIGHT = 8  # saturates two cores: the ideal deployment's throughput is its capacity
+WARM_UP = 3.0  # seconds of the same load before each measured run (see main)
 
 
 def request(stall_probability: float = 0.0, stall_ms: float = 0.0, slow_ms: float = 0.0) -> root_pb2.QueryRequest:
@@ -88,12 +93,18 @@ class Run:
     window_p99: float = float("nan")  # slow replica: p99 from one second after the slowdown
 
 
-def measured(root: Child, drive: Drive, req: Request) -> tuple[RunResult, float, float]:
-    """``drive(root.address, req)``, with the root's refused hedges and ejections over the run."""
+def measured(root: Child, drive: Drive, warm: Drive, req: Request) -> tuple[RunResult, float, float]:
+    """``drive(root.address, req)`` after ``warm`` (the same load, not measured), with the root's
+    refused hedges and ejections over the measured run."""
+    warm(root.address, req)
     refused, ejections = scrape(root.metrics_address)
     result = drive(root.address, req)
     refused_after, ejections_after = scrape(root.metrics_address)
     return result, refused_after - refused, ejections_after - ejections
+
+
+def no_warm_up(address: str, req: Request) -> RunResult:
+    return RunResult(np.zeros(0), 0.0)
 
 
 def adding(sections: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
@@ -171,32 +182,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 
-        def one_in_flight(address: str, req: Request) -> RunResult:
-            assert isinstance(req, root_pb2.QueryRequest)
-            return run(address, req, 1, args.duration)
+        def one_in_flight(duration: float) -> Drive:
+            def drive(address: str, req: Request) -> RunResult:
+                assert isinstance(req, root_pb2.QueryRequest)
+                return run(address, req, 1, duration)
+
+            return drive
 
         def open_loop(rate: float, duration: float) -> Drive:
             return lambda address, req: run_open(address, req, rate, duration)
 
-        loads: list[tuple[str, Drive]] = [("1 in flight", one_in_flight)]
-        loads += [(f"{load:.0%} open", open_loop(load * capacity, args.duration)) for load in args.loads]
+        # Each measured run follows WARM_UP seconds of the same load on the same root: the
+        # roots take turns, and a root that sat idle while the other ran starts with an
+        # empty budget and a latency window of another load (measured: a hedge storm in
+        # the first second, up to 289 refusals per run).
+        loads: list[tuple[str, Drive, Drive]] = [("1 in flight", one_in_flight(args.duration), one_in_flight(WARM_UP))]
+        loads += [
+            (f"{load:.0%} open", open_loop(load * capacity, args.duration), open_loop(load * capacity, WARM_UP))
+            for load in args.loads
+        ]
         for repeat in range(1, args.repeats + 1):
-            for label, drive in loads:
+            for label, drive, warm in loads:
                 for name, root, req in (("ideal", off, ideal_request), ("off", off, stall_request),
                                         ("hedged", hedged, stall_request)):  # fmt: skip
-                    result, refused, ejected = measured(root, drive, req)
+                    result, refused, ejected = measured(root, drive, warm, req)
                     runs.append(Run(name, label, repeat, result, refused, ejected))
                     print(line(runs[-1]), flush=True)
             if args.slow_seconds > 0 and args.loads:
                 slow_drive = open_loop(args.loads[0] * capacity, slow_end + 2.0)
+                slow_warm = open_loop(args.loads[0] * capacity, WARM_UP)
                 edits: tuple[tuple[str, dict[str, Any]], ...] = (
                     ("slow-o", {"hedging": {"enabled": False}}),
                     ("slow-h", {}),
                 )
                 for name, edit in edits:
                     with extra_root(dep, f"root-{name}-{repeat}", adding(edit)) as fresh:
-                        run(fresh.address, ideal_request, 4, 2.0)  # warm up, like the others
-                        result, refused, ejected = measured(fresh, slow_drive, slow_at)
+                        run(fresh.address, ideal_request, 4, 2.0)  # channels and windows of a new root
+                        slow_warm(fresh.address, ideal_request)  # the same load, before the slowdown
+                        result, refused, ejected = measured(fresh, slow_drive, no_warm_up, slow_at)
                     entry = Run(name, f"{args.loads[0]:.0%} open", repeat, result, refused, ejected)
                     entry.window_p99 = result.window_percentile_ms(0.99, args.slow_start + 1.0, slow_end)
                     runs.append(entry)
