@@ -182,8 +182,6 @@ class AttemptPlan:
 
     __slots__ = (
         "attempts",
-        "code",
-        "detail",
         "ended",
         "faulted",
         "hedges",
@@ -205,8 +203,6 @@ class AttemptPlan:
         self.wake_at = math.inf
         self.ended = False
         self.last_replica = -1
-        self.code = ""  # the last failure's status name
-        self.detail = NO_REPLICA
         self.invalid: str | None = None  # the leaf's INVALID_ARGUMENT message
         self.started_at = math.nan  # when the first attempt went out
         self.faulted: list[int] | None = None  # replicas that answered UNAVAILABLE, blamed if a sibling answers
@@ -271,7 +267,7 @@ class AttemptPlan:
                 self.faulted = [done.replica]
             else:
                 self.faulted.append(done.replica)
-        self.code, self.detail, self.last_replica = code, detail, done.replica
+        self.last_replica = done.replica
         if policy.hedging.is_non_fatal(code):
             actions = []
             if self.attempts < policy.hedging.max_attempts and self._launch(now, AttemptKind.FAILOVER, actions):
