@@ -49,6 +49,9 @@ happy eyeballs):
 3. A hedge or failover goes to a replica not yet tried by this request. A
    hedge may revisit one when every replica has been tried (a fresh call
    there usually misses the stall the first hit); a failover never does.
+   3a. While another attempt is in flight, a hedge never goes to an ejected
+   replica (it could not win; the budget is not spent). With nothing in
+   flight, an ejected replica is still a last resort.
 4. An attempt failing with a non-fatal code (``HedgingConfig``) fails over to
    the next replica at once, without drawing on the budget; with no
    replica left and nothing in flight the shard is UNAVAILABLE.
@@ -175,6 +178,7 @@ class _Open(NamedTuple):
 
 
 _NONE: tuple[Action, ...] = ()
+_NO_REPLICAS: frozenset[int] = frozenset()
 
 
 class AttemptPlan:
@@ -227,14 +231,17 @@ class AttemptPlan:
         policy = self.policy
         if self.attempts >= policy.hedging.max_attempts:
             return _NONE
+        choice = self._choose(AttemptKind.HEDGE)
+        if choice is None:
+            return _NONE  # nowhere a hedge could win: no token spent
         if not policy.budget.try_withdraw():
             policy.counters.budget_exhausted += 1
             return _NONE
         actions: list[Action] = []
-        if self._launch(now, AttemptKind.HEDGE, actions):
-            policy.counters.hedges_sent += 1
-            self.hedges += 1
-            self._schedule_hedge(now)
+        self._send(now, choice, AttemptKind.HEDGE, actions)
+        policy.counters.hedges_sent += 1
+        self.hedges += 1
+        self._schedule_hedge(now)
         return actions
 
     def result(self, attempt: int, code: str, detail: str, now: float) -> list[Action] | tuple[Action, ...]:
@@ -313,21 +320,32 @@ class AttemptPlan:
     # -- internals -----------------------------------------------------------
 
     def _launch(self, now: float, kind: AttemptKind, actions: list[Action]) -> bool:
-        chooser = self.policy.chooser
-        choice = chooser.pick(self.tried)
+        choice = self._choose(kind)
         if choice is None:
-            if kind is not AttemptKind.HEDGE:
-                return False  # a failover never revisits a replica that failed
-            choice = chooser.pick()  # rule 3: a hedge may
-            if choice is None:
-                return False
+            return False
+        self._send(now, choice, kind, actions)
+        return True
+
+    def _choose(self, kind: AttemptKind) -> int | None:
+        """The replica for the next attempt of ``kind``, or None (rules 3 and 3a)."""
+        chooser = self.policy.chooser
+        if kind is not AttemptKind.HEDGE:
+            return chooser.pick(self.tried)  # a failover never revisits a replica that failed
+        # Rule 3a: while an attempt is in flight, a hedge never goes to an ejected replica.
+        last_resort = not self.open
+        choice = chooser.pick(self.tried, last_resort)
+        if choice is None:
+            choice = chooser.pick(_NO_REPLICAS, last_resort)  # rule 3: a hedge may revisit
+        return choice
+
+    def _send(self, now: float, choice: int, kind: AttemptKind, actions: list[Action]) -> None:
+        chooser = self.policy.chooser
         self.attempts += 1
         self.tried.add(choice)
         self.last_replica = choice
         chooser.start(choice)
         self.open[self.attempts] = _Open(choice, kind, now)
         actions.append(Launch(self.attempts, choice, kind))
-        return True
 
     def _schedule_hedge(self, now: float) -> None:
         policy = self.policy

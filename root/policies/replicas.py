@@ -239,8 +239,12 @@ class ReplicaSet:
     def __len__(self) -> int:
         return len(self._reps)
 
-    def pick(self, exclude: AbstractSet[int] = _NOTHING) -> int | None:
-        """The replica for the next attempt, or None if every one is excluded."""
+    def pick(self, exclude: AbstractSet[int] = _NOTHING, last_resort: bool = True) -> int | None:
+        """The replica for the next attempt, or None if every one is excluded.
+
+        ``last_resort=False``: never an ejected replica (None instead), for a
+        hedge while another attempt is still in flight: it could not win.
+        """
         now = self._clock()
         reps = self._reps
         n = len(reps)
@@ -269,7 +273,7 @@ class ReplicaSet:
             if i == n:
                 i = 0
         if best < 0:
-            best = fallback
+            best = fallback if last_resort else -1
             if best < 0:
                 return None
         self._cursor = best + 1 if best + 1 < n else 0

@@ -210,14 +210,20 @@ def test_cancellation_of_the_request_ends_without_an_outcome() -> None:
     assert plan.result(1, "OK", "", 0.012) == ()
 
 
-def test_every_replica_ejected_still_gets_an_attempt() -> None:
+def test_no_hedge_to_an_ejected_replica_while_an_attempt_is_in_flight() -> None:
     clock = FakeClock()
-    p = policy(clock, replica_config=ReplicaConfig(consecutive_failures=1, max_ejection_percent=100))
+    p = policy(clock, tokens=1.0, replica_config=ReplicaConfig(consecutive_failures=1, max_ejection_percent=100))
     p.chooser.fault(0)  # replica 0 ejected
     plan = AttemptPlan(p)
     assert plan.start(0.0) == [Launch(1, 1, FIRST)]
-    # the hedge finds only the ejected replica: a last resort beats no hedge
-    assert plan.timer(0.010) == [Launch(2, 0, HEDGE)]
+    # the untried replica is ejected: the hedge goes back to the healthy one (rule 3), not there
+    assert plan.timer(0.010) == [Launch(2, 1, HEDGE)]
+    one = AttemptPlan(policy(clock, replicas=2, replica_config=ReplicaConfig(consecutive_failures=1)))
+    one.policy.chooser.fault(0)
+    one.policy.chooser.start(1)  # replica 1 busy elsewhere: still not a reason to hedge to 0
+    assert one.start(0.0) == [Launch(1, 1, FIRST)]
+    # with nothing in flight an ejected replica is still a last resort: a failover goes there
+    assert one.result(1, "UNAVAILABLE", "refused", 0.001) == [Launch(2, 0, FAILOVER)]
 
 
 def test_no_replica_to_try_is_unavailable() -> None:
