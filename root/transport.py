@@ -14,6 +14,9 @@ Not here: what to call and when (``root.policies``), message layout
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import grpc
 
 from scatter_common.tls import ClientTls, aio_channel
@@ -46,12 +49,32 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
 
 
 class Replica:
-    """One leaf replica: its address and the long-lived channel to it."""
+    """One leaf replica: its address and the long-lived channel to it, kept connected.
+
+    A gRPC channel whose connection drops goes IDLE and dials again only when
+    the next call is sent. A replica the root avoids (ejected, or slower than
+    its sibling) gets no calls, so after a restart it would stay unconnected
+    and the first call sent there, perhaps a failover when its sibling is the
+    next to restart, would fail at once. So each replica's channel is asked to
+    connect whenever it goes IDLE (one task per replica, asleep while the
+    connection holds), and a restarted replica is redialled within the capped
+    backoff.
+    """
 
     def __init__(self, address: str, options: list[tuple[str, int]], tls: ClientTls | None = None) -> None:
         self.address = address
         self.channel = aio_channel(address, tls, options)
         self.execute: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(EXECUTE_METHOD)
+        self._keeper: asyncio.Task[None] | None = None
+        # No loop yet (a tool building shards outside one): it connects on the first call.
+        with contextlib.suppress(RuntimeError):
+            self._keeper = asyncio.get_running_loop().create_task(self._keep_connected())
+
+    async def _keep_connected(self) -> None:
+        state = self.channel.get_state(try_to_connect=True)
+        while True:
+            await self.channel.wait_for_state_change(state)
+            state = self.channel.get_state(try_to_connect=True)
 
     async def call(self, request: bytes, timeout: float, metadata: Metadata) -> AttemptResult:
         """One Leaf.Execute attempt; a failed call is its status name and details, never an exception."""
@@ -61,6 +84,8 @@ class Replica:
             return exc.code().name, exc.details() or ""
 
     async def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
         await self.channel.close()
 
 
