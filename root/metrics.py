@@ -87,12 +87,19 @@ def root_families(snapshot: RootSnapshot) -> Iterable[Metric]:
     ejections = CounterMetricFamily(
         "scatter_root_replica_ejections", "Outlier ejections of a replica.", labels=["shard", "replica"]
     )
+    attempts = CounterMetricFamily(
+        "scatter_root_replica_attempts",
+        "Leaf calls started on a replica: first attempts, hedges and failovers.",
+        labels=["shard", "replica"],
+    )
     for shard in shards:
         for replica in shard.replicas:
             labels = [str(shard.index), replica.address]
+            attempts.add_metric(labels, replica.attempts)
             outstanding.add_metric(labels, replica.outstanding)
             ejected.add_metric(labels, 1.0 if replica.ejected else 0.0)
             ejections.add_metric(labels, replica.ejections)
     yield outstanding
     yield ejected
     yield ejections
+    yield attempts

@@ -168,10 +168,12 @@ class ReplicaStatus:
     consecutive_failures: int
     times_ejected: int
     ejections: int  # ejections since start, for metrics (times_ejected decays; this does not)
+    attempts: int  # attempts started on this replica since start, for metrics
 
 
 class _Replica:
     __slots__ = (
+        "attempts",
         "ejected_until",
         "ejections",
         "ewma",
@@ -191,6 +193,7 @@ class _Replica:
         self.streak = 0  # consecutive successes, toward decaying times_ejected
         self.times_ejected = 0
         self.ejections = 0
+        self.attempts = 0
 
 
 _NOTHING: frozenset[int] = frozenset()
@@ -281,7 +284,9 @@ class ReplicaSet:
 
     def start(self, index: int) -> None:
         """An attempt was sent to replica ``index``."""
-        self._reps[index].outstanding += 1
+        r = self._reps[index]
+        r.outstanding += 1
+        r.attempts += 1
 
     def finish(self, index: int, latency: float, ok: bool, failure_kind: FailureKind | None = None) -> None:
         """An attempt on replica ``index`` ended after ``latency`` seconds.
@@ -359,6 +364,7 @@ class ReplicaSet:
                 consecutive_failures=r.failures,
                 times_ejected=r.times_ejected,
                 ejections=r.ejections,
+                attempts=r.attempts,
             )
             for i, r in enumerate(self._reps)
         )

@@ -220,6 +220,7 @@ def test_five_consecutive_failures_eject_for_exactly_30_seconds() -> None:
         consecutive_failures=0,
         times_ejected=1,
         ejections=1,
+        attempts=5,
     )
     assert [rs.pick() for _ in range(3)] == [1, 1, 1]
     clock.advance(29.999)
@@ -406,8 +407,8 @@ def test_status_page_view() -> None:
     answer(rs, 0, 0.002)
     fail(rs, 0, 2)
     assert rs.status() == (
-        ReplicaStatus(0, "10.0.0.0:50051", 0, 0.002, False, None, 2, 0, 0),
-        ReplicaStatus(1, "10.0.0.1:50051", 1, None, False, None, 0, 0, 0),
+        ReplicaStatus(0, "10.0.0.0:50051", 0, 0.002, False, None, 2, 0, 0, 3),
+        ReplicaStatus(1, "10.0.0.1:50051", 1, None, False, None, 0, 0, 0, 1),
     )
     assert len(rs) == 2
     assert rs.addresses == ("10.0.0.0:50051", "10.0.0.1:50051")
