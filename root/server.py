@@ -41,9 +41,10 @@ def build_shards(config: RootConfig) -> list[Shard]:
     """One Shard per configured shard, each with its channels and policies."""
     options = channel_options(config.max_message_bytes)
     count = config.shard_count
-    # One budget for the whole root: hedges are extra load on the fleet, and
-    # max_extra_load bounds that load in total, not per shard.
-    budget = HedgeBudget(time.monotonic, config.budget)
+    # A budget per shard, so that no shard's hedges spend another's tokens,
+    # and one reserve they share, so that the root's extra load stays bounded
+    # by max_extra_load of its calls plus the reserve (root/policies/budget.py).
+    reserve = HedgeBudget.reserve(time.monotonic, config.budget)
     shards = []
     for (index, _), shard in zip(config.leaf_spans(), config.shards, strict=True):
         replicas = [Replica(address, options, config.upstream_tls) for address in shard.replicas]
@@ -52,7 +53,7 @@ def build_shards(config: RootConfig) -> list[Shard]:
             latencies=LatencyWindow(config.latency_window),
             hedging=config.hedging,
             hedge_delay=HedgeDelay(config.hedging),
-            budget=budget,
+            budget=HedgeBudget.for_shard(time.monotonic, config.budget, reserve),
         )
         shards.append(Shard(index=index, count=count, replicas=replicas, policy=policy, leaves=shard.leaves))
     return shards

@@ -138,6 +138,82 @@ def test_invariant_against_a_reference_model() -> None:
     assert granted > 100 and refused > 100  # both kinds of decision were exercised
 
 
+def test_a_shard_spends_its_own_tokens_then_the_shared_reserve() -> None:
+    clock = FakeClock()
+    config = HedgeBudgetConfig(min_per_second=0.2)  # a reserve of 2 hedges per 10 s window
+    reserve = HedgeBudget.reserve(clock, config)
+    a = HedgeBudget.for_shard(clock, config, reserve)
+    b = HedgeBudget.for_shard(clock, config, reserve)
+    assert (a.balance, reserve.balance) == (0.0, 2.0)
+    for _ in range(40):
+        a.deposit()  # shard a earns 2 hedges; b earns nothing
+    assert reserve.balance == 2.0  # deposits stay with their shard
+    assert [a.try_withdraw() for _ in range(2)] == [True, True]
+    assert reserve.balance == 2.0  # own tokens first
+    assert a.try_withdraw()  # then the reserve
+    assert b.try_withdraw()
+    assert reserve.balance == 0.0
+    assert not a.try_withdraw() and not b.try_withdraw()
+    clock.advance(10.0)  # the reserve's withdrawals expire
+    assert reserve.balance == 2.0 and b.try_withdraw()
+
+
+def test_everyday_hedging_of_other_shards_cannot_starve_a_shard() -> None:
+    """Seven shards hedging all they earn leave the eighth its own tokens and the reserve."""
+    clock = FakeClock()
+    config = HedgeBudgetConfig()
+    reserve = HedgeBudget.reserve(clock, config)
+    shards = [HedgeBudget.for_shard(clock, config, reserve) for _ in range(8)]
+    granted = [0] * 8
+    for _ in range(200):  # 200 calls per shard over 2 s
+        clock.advance(0.01)
+        for i, shard in enumerate(shards):
+            shard.deposit()
+            if i < 7:
+                while shard.balance >= 1.0:
+                    granted[i] += shard.try_withdraw()
+    assert granted[:7] == [10] * 7  # 5% of 200 each, not a token of the reserve
+    # Shard 7's replica hangs: half its next calls need a hedge.
+    for _ in range(40):
+        clock.advance(0.01)
+        shards[7].deposit()
+        granted[7] += shards[7].try_withdraw()
+    assert granted[7] == 10 + 10 + 2  # its 10, the reserve's 10, and 2 of the 40 calls' deposits
+
+
+def test_each_grant_keeps_its_budgets_window_rule() -> None:
+    """Over many shards and random traffic, whenever a hedge is granted, in the window that ends
+    then (the budget's ten whole-second slices): a shard's own hedges <= max_extra_load * its
+    primaries, and the reserve's <= min_per_second * ttl. Summed, that is one root-wide bucket's bound."""
+    rng = random.Random(7)
+    clock = FakeClock()
+    config = HedgeBudgetConfig(min_per_second=0.5)
+    reserve = HedgeBudget.reserve(clock, config)
+    shards = [HedgeBudget.for_shard(clock, config, reserve) for _ in range(5)]
+    events: list[tuple[float, int, str]] = []  # (time, shard, "primary" | "own" | "reserve")
+    checked = {"own": 0, "reserve": 0}
+    for _ in range(20_000):
+        clock.advance(rng.choice((0.0, 0.001, 0.01, 0.3)))
+        i = rng.randrange(5)
+        shard = shards[i]
+        if rng.random() < 0.7:
+            shard.deposit()
+            events.append((clock.now, i, "primary"))
+            continue
+        source = "own" if shard.balance >= 1.0 else "reserve"
+        if not shard.try_withdraw():
+            continue
+        events.append((clock.now, i, source))
+        start = (int(clock.now) - 9) * 1.0
+        recent = [(j, kind) for t, j, kind in events if t >= start]
+        if source == "own":
+            assert recent.count((i, "own")) <= 0.05 * recent.count((i, "primary")) + 1e-9
+        else:
+            assert sum(kind == "reserve" for _, kind in recent) <= 5
+        checked[source] += 1
+    assert checked["own"] > 300 and checked["reserve"] > 300
+
+
 def test_one_clock_read_per_call() -> None:
     clock = FakeClock()
     b = budget(clock)
