@@ -216,6 +216,7 @@ _REPLICA_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
     "decay_after_successes": ("decay_after_successes", int, 1),
     "ewma_alpha": ("ewma_alpha", float, 1),
     "ewma_stale_after_ms": ("ewma_stale_after", float, _MS),
+    "probe_interval_ms": ("probe_interval", float, _MS),
 }
 
 
@@ -228,6 +229,8 @@ def _policy(cls: type[T], table: Table, keys: dict[str, tuple[str, type | tuple[
             kwargs[name] = value * scale if scale != 1 else value
     if kwargs.get("consecutive_failures") == 0:
         kwargs["consecutive_failures"] = None  # 0 turns ejection off
+    if kwargs.get("probe_interval") == 0:
+        kwargs["probe_interval"] = None  # 0 turns probing off
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:

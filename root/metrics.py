@@ -92,10 +92,22 @@ def root_families(snapshot: RootSnapshot) -> Iterable[Metric]:
         "Leaf calls started on a replica: first attempts, hedges and failovers.",
         labels=["shard", "replica"],
     )
+    probes = CounterMetricFamily(
+        "scatter_root_replica_probes",
+        "Health probes of a replica while it was ejected.",
+        labels=["shard", "replica"],
+    )
+    returns = CounterMetricFamily(
+        "scatter_root_replica_returns",
+        "Ejections of a replica ended early by a probe that found it SERVING.",
+        labels=["shard", "replica"],
+    )
     for shard in shards:
         for replica in shard.replicas:
             labels = [str(shard.index), replica.address]
             attempts.add_metric(labels, replica.attempts)
+            probes.add_metric(labels, replica.probes)
+            returns.add_metric(labels, replica.returned)
             outstanding.add_metric(labels, replica.outstanding)
             ejected.add_metric(labels, 1.0 if replica.ejected else 0.0)
             ejections.add_metric(labels, replica.ejections)
@@ -103,3 +115,5 @@ def root_families(snapshot: RootSnapshot) -> Iterable[Metric]:
     yield ejected
     yield ejections
     yield attempts
+    yield probes
+    yield returns

@@ -23,6 +23,7 @@ from root import wire
 from root.config import RootConfig
 from root.errors import DeadlineTooShort, InvalidRequest, Overloaded, RootError, merge_failure
 from root.policies import AdmissionConfig, AdmissionLimit, build_coverage, check_leaf_verdicts, require_coverage
+from root.probing import Prober
 from root.scatter import Scatter, Shard
 from root.transport import MergeChannel, channel_options
 from scatter_common.metrics import Histogram
@@ -49,8 +50,10 @@ class RootService:
         self.started = time.time()
         # (first leaf shard, leaf shards) per shard, when some shard is a subtree.
         self.spans = config.leaf_spans() if any(s.leaves > 1 for s in config.shards) else None
+        self.prober = Prober(self.shards, config.replicas.probe_interval)  # started by serve(), on the loop
 
     async def close(self) -> None:
+        await self.prober.close()
         await self.merge.close()
         for shard in self.shards:
             for replica in shard.replicas:

@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 
 import grpc
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health_pb2
 
 from scatter_common.tls import ClientTls, aio_channel
 
@@ -25,6 +27,12 @@ __all__ = ["EXECUTE_METHOD", "MERGE_METHOD", "AttemptResult", "MergeChannel", "R
 
 EXECUTE_METHOD = "/scatter_gather.v1.Leaf/Execute"
 MERGE_METHOD = "/scatter_gather.v1.Merge/Merge"
+HEALTH_METHOD = "/grpc.health.v1.Health/Check"
+# The whole server's health (service ""): every gRPC health implementation
+# knows it, grpc++'s default one included, and the SDKs set it NOT_SERVING
+# while loading and draining.
+_HEALTH_REQUEST = health_pb2.HealthCheckRequest(service="").SerializeToString()
+_SERVING: int = health_pb2.HealthCheckResponse.SERVING
 
 # gRPC reconnects to a dead peer with exponential backoff up to 120 s; a
 # replica that comes back would then sit idle for minutes. Cap the backoff
@@ -65,6 +73,7 @@ class Replica:
         self.address = address
         self.channel = aio_channel(address, tls, options)
         self.execute: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(EXECUTE_METHOD)
+        self._health: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(HEALTH_METHOD)
         self._keeper: asyncio.Task[None] | None = None
         # No loop yet (a tool building shards outside one): it connects on the first call.
         with contextlib.suppress(RuntimeError):
@@ -82,6 +91,18 @@ class Replica:
             return "OK", await self.execute(request, timeout=timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             return exc.code().name, exc.details() or ""
+
+    async def serving(self, timeout: float) -> bool:
+        """Whether the replica's health service answers SERVING within ``timeout`` seconds."""
+        try:
+            reply = await self._health(_HEALTH_REQUEST, timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return False
+        try:
+            status: int = health_pb2.HealthCheckResponse.FromString(reply).status
+        except DecodeError:  # a peer that is not a gRPC health service
+            return False
+        return status == _SERVING
 
     async def close(self) -> None:
         if self._keeper is not None:

@@ -363,7 +363,7 @@ class AttemptPlan:
             elapsed = now - running.started
             chooser.finish(running.replica, elapsed, False, FailureKind.CANCELLED)
             if running.started < winner.started and running.replica != winner.replica:
-                chooser.fault(running.replica)
+                chooser.fault(running.replica, elapsed)
             if running.kind is AttemptKind.FIRST:
                 policy.latencies.record(elapsed, now)  # a lower bound, above the hedge delay (rule 9)
             policy.counters.cancelled += 1

@@ -16,23 +16,32 @@ Choice (``pick``):
 2. skip ejected replicas, unless every remaining candidate is ejected: then
    the one whose ejection ends soonest is used (a last resort beats failing
    the shard; see "never all" below);
-3. fewest outstanding requests first (least-request, as Envoy and gRPC do);
-4. ties by lower latency EWMA. A replica with no samples, or whose newest
-   sample is older than ``ewma_stale_after``, counts as 0: new replicas get
-   tried at once, and a replica that was slow once is looked at again later
-   instead of being shunned forever at low concurrency, where every replica
-   ties at 0 outstanding and the EWMA alone decides;
-5. remaining ties by rotation: the scan starts after the last pick, so equal
-   replicas share the load.
+3. lowest expected wait first: ``(outstanding + 1) * latency EWMA``, the
+   cost of Linkerd's and Finagle's peak-EWMA balancers. Least-outstanding
+   alone (as before) sent a hung replica every other call at low
+   concurrency, where both replicas have nothing outstanding, and kept a 10x
+   slower replica in the rotation whenever it had fewer calls in flight;
+4. a replica with no samples, or whose newest sample is older than
+   ``ewma_stale_after``, is costed at the lowest EWMA among the candidates
+   (0 if none has one): new replicas get tried at once, and a replica that
+   was slow once is looked at again later instead of being shunned forever.
+   Except a *suspect*: a replica whose newest news is a fault (below) keeps
+   its EWMA however old, so a replica that lost a race gets no first
+   attempts while a sibling answers faster; it is looked at again by hedges,
+   by the sibling's load, or by the probes that end its ejection;
+5. ties by fewer outstanding, then by rotation: the scan starts after the
+   last pick, so equal replicas share the load.
 ``pick`` returns None when every replica is excluded; for a third attempt on a
 two-replica shard the caller may then ``pick()`` again without exclusions.
 
 Latency EWMA: ``ewma += ewma_alpha * (sample - ewma)``; the first sample, and
 the first after the EWMA has gone stale, are taken as they are (a second-old
-average says nothing about now). Only answers feed it, plus censored observations that can only raise
-it: a TIMEOUT, or a CANCELLED attempt (lost the race) that had already run
-longer than the EWMA says, is evidence of slowness. Fast failures never feed
-it: a replica that refuses in 0.1 ms would otherwise look like the fastest and
+average says nothing about now). Only answers feed it, plus censored
+observations that can only raise it: a TIMEOUT, or a CANCELLED attempt (lost
+the race) that had already run longer than the EWMA says, is evidence of
+slowness; a lost race that was a fault raises it to the time the attempt had
+run, at once (a peak, as in peak EWMA). Fast failures never feed it: a
+replica that refuses in 0.1 ms would otherwise look like the fastest and
 attract all traffic (the black hole of least-latency balancing).
 
 Ejection counts only what says something about the replica, never about
@@ -51,9 +60,10 @@ detection, with faults in place of 5xx) eject a replica for
 ``base_ejection_time * 2 ** (times_ejected - 1)``, capped at
 ``max_ejection_time`` (Envoy grows it linearly; doubling backs off faster from
 a replica that keeps flapping; ``times_ejected`` stops growing once the cap
-is reached). It is back when that time has passed, with a clean fault
-count; an answer ends the streak, and every ``decay_after_successes``
-successes in a row then take one off ``times_ejected``. Outcomes of calls
+is reached). It is back when that time has passed, or sooner, as soon as a
+probe finds it healthy (below), with a clean fault count; an answer ends the
+streak, and every ``decay_after_successes`` successes in a row then take one
+off ``times_ejected``. Outcomes of calls
 that finish while their replica is ejected are ignored (they were sent
 before it was). We considered Envoy's success-rate ejection instead: it
 compares each host with the cluster's mean and needs five hosts by default,
@@ -64,6 +74,34 @@ are ejected at once (Envoy's rule, "at least one host regardless"), and never
 ``n``: a single-replica shard is never ejected, since there is nowhere else to
 go. A replica reaching the threshold while the cap is full is not ejected; it
 is ejected on its next failure if a place has freed up by then.
+
+Probes (``due_probes()`` names the replicas to probe now, the caller checks
+each, ``root.probing`` with its gRPC health service, and reports
+``probe_result(i, healthy)``) do two things:
+
+- *A suspect is probed at once*, at most once per ``probe_interval``: a
+  fault makes the replica a suspect (no first attempts while a sibling is
+  faster, rule 4), and a suspect that does not answer its health check
+  (hung, killed, draining) is ejected then, without waiting for
+  ``consecutive_failures`` faults: it would only get the hedges of its
+  sibling's slow calls, which it cannot win. A suspect that answers is only
+  slow, and cost-based choice keeps sending it what its speed deserves. A
+  client cannot cause this: a fault is judged against a sibling, and the
+  health check carries no request.
+- *An ejected replica comes back as soon as it is healthy again* (a
+  restarted leaf, a hung one that was continued), instead of after its whole
+  ejection. The first probe is due ``probe_interval * 2 ** (times_ejected -
+  1)`` after the ejection (capped at the ejection time), then every
+  ``probe_interval`` while it fails: a replica that keeps being ejected
+  waits longer and longer before its first probe, as its ejection time
+  grows (a replica whose health says SERVING while its calls hang would
+  otherwise be back every half second). A healthy probe ends the ejection
+  and the replica starts afresh: no EWMA, no suspicion, so it gets its
+  share of calls at once (``times_ejected`` is kept and decays as usual). A
+  probe says "this process answers", not "its calls are fast": a replica
+  that comes back and still loses races is a suspect again.
+
+Probes need ejection: with ``consecutive_failures`` None there are none.
 """
 
 from __future__ import annotations
@@ -95,8 +133,12 @@ DEFAULT_DECAY_AFTER_SUCCESSES = 100
 # also keeps the arithmetic exact in the tests.
 DEFAULT_EWMA_ALPHA = 0.25
 # Look again at a replica not sampled for a second (see rule 4 above); at most
-# one probe per replica per second, which the hedge budget's floor covers.
+# one look per replica per second, which the hedge budget's reserve covers.
 DEFAULT_EWMA_STALE_AFTER = 1.0
+# Probe an ejected replica twice a second: a restarted leaf carries traffic
+# again within about half a second of reporting SERVING (the goal is 2 s),
+# and a health check every 0.5 s per ejected replica costs nothing.
+DEFAULT_PROBE_INTERVAL = 0.5
 
 
 class FailureKind(enum.Enum):
@@ -138,6 +180,8 @@ class ReplicaConfig:
     decay_after_successes: int = DEFAULT_DECAY_AFTER_SUCCESSES
     ewma_alpha: float = DEFAULT_EWMA_ALPHA
     ewma_stale_after: float = DEFAULT_EWMA_STALE_AFTER
+    # None turns probing off: an ejected replica waits out its ejection.
+    probe_interval: float | None = DEFAULT_PROBE_INTERVAL
 
     def __post_init__(self) -> None:
         if self.consecutive_failures is not None:
@@ -153,6 +197,8 @@ class ReplicaConfig:
         check_int("replicas.decay_after_successes", self.decay_after_successes, low=1)
         check_float("replicas.ewma_alpha", self.ewma_alpha, low=0.0, high=1.0, low_open=True)
         check_float("replicas.ewma_stale_after", self.ewma_stale_after, low=0.0, low_open=True)
+        if self.probe_interval is not None:
+            check_float("replicas.probe_interval", self.probe_interval, low=0.0, low_open=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +215,9 @@ class ReplicaStatus:
     times_ejected: int
     ejections: int  # ejections since start, for metrics (times_ejected decays; this does not)
     attempts: int  # attempts started on this replica since start, for metrics
+    suspect: bool = False  # its newest news is a fault: its EWMA does not go stale
+    probes: int = 0  # health probes while ejected, since start
+    returned: int = 0  # ejections ended early by a healthy probe, since start
 
 
 class _Replica:
@@ -179,8 +228,14 @@ class _Replica:
         "ewma",
         "failures",
         "outstanding",
+        "probe_at",
+        "probed_at",
+        "probes",
+        "probing",
+        "returned",
         "sampled_at",
         "streak",
+        "suspect",
         "times_ejected",
     )
 
@@ -194,6 +249,12 @@ class _Replica:
         self.times_ejected = 0
         self.ejections = 0
         self.attempts = 0
+        self.suspect = False  # the newest news is a fault (rule 4)
+        self.probe_at = math.inf  # when the next probe is due (ejected, or a suspect)
+        self.probed_at = -math.inf  # when the last probe went out
+        self.probing = False  # a probe is out; its result has not come back
+        self.probes = 0
+        self.returned = 0
 
 
 _NOTHING: frozenset[int] = frozenset()
@@ -211,6 +272,7 @@ class ReplicaSet:
         "_max_ejected",
         "_max_time",
         "_max_times",
+        "_probe_interval",
         "_reps",
         "_stale_after",
         "_threshold",
@@ -231,6 +293,8 @@ class ReplicaSet:
         self._base = config.base_ejection_time
         self._max_time = config.max_ejection_time
         self._decay_after = config.decay_after_successes
+        # Probing needs ejection: a failed probe of a suspect ejects it.
+        self._probe_interval = config.probe_interval if config.consecutive_failures is not None else None
         # times_ejected stops growing once the ejection time has reached its
         # cap: more would only slow the decay (and 2.0 ** k overflows at 1024).
         k = 1
@@ -252,9 +316,22 @@ class ReplicaSet:
         reps = self._reps
         n = len(reps)
         stale_before = now - self._stale_after
+        # Rule 4: what a replica without a fresh EWMA is costed at.
+        reference = math.inf
+        for i in range(n):
+            r = reps[i]
+            if (
+                r.ejected_until <= now
+                and (r.sampled_at >= stale_before or r.suspect)
+                and r.ewma < reference
+                and i not in exclude
+            ):
+                reference = r.ewma
+        if reference == math.inf:
+            reference = 0.0
         best = -1
+        best_cost = 0.0
         best_out = 0
-        best_ewma = 0.0
         fallback = -1  # an ejected candidate whose ejection ends soonest
         fallback_until = math.inf
         i = self._cursor
@@ -267,11 +344,11 @@ class ReplicaSet:
                         fallback_until = r.ejected_until
                 else:
                     out = r.outstanding
-                    ewma = r.ewma if r.sampled_at >= stale_before else 0.0
-                    if best < 0 or out < best_out or (out == best_out and ewma < best_ewma):
+                    cost = (out + 1) * (r.ewma if r.sampled_at >= stale_before or r.suspect else reference)
+                    if best < 0 or cost < best_cost or (cost == best_cost and out < best_out):
                         best = i
+                        best_cost = cost
                         best_out = out
-                        best_ewma = ewma
             i += 1
             if i == n:
                 i = 0
@@ -305,6 +382,7 @@ class ReplicaSet:
             r.sampled_at = now
             if r.ejected_until > now:
                 return
+            r.suspect = False
             r.failures = 0
             if r.times_ejected:
                 r.streak += 1
@@ -325,16 +403,27 @@ class ReplicaSet:
         elif failure_kind is FailureKind.REJECTED and r.ejected_until <= now:
             r.failures = 0  # it answered, if only to refuse the request: the fault streak is over
 
-    def fault(self, index: int) -> None:
-        """Replica ``index`` failed where a sibling succeeded for the same request (module docstring)."""
+    def fault(self, index: int, elapsed: float | None = None) -> None:
+        """Replica ``index`` failed where a sibling succeeded for the same request (module docstring).
+
+        ``elapsed``: for a lost race, how long the attempt had run; its EWMA
+        rises to that at once.
+        """
         r = self._reps[index]
         now = self._clock()
         if r.ejected_until > now:
             return
+        r.suspect = True
+        if elapsed is not None and elapsed > r.ewma:
+            r.ewma = elapsed
+            r.sampled_at = now
         r.failures += 1
         r.streak = 0
         if self._threshold is not None and r.failures >= self._threshold:
             self._maybe_eject(r, now)
+        interval = self._probe_interval
+        if interval is not None and r.ejected_until <= now and not r.probing:
+            r.probe_at = max(now, r.probed_at + interval)  # a suspect: is it alive at all?
 
     def _maybe_eject(self, r: _Replica, now: float) -> None:
         ejected = 0
@@ -346,9 +435,54 @@ class ReplicaSet:
         if r.times_ejected < self._max_times:
             r.times_ejected += 1
         r.ejections += 1
-        r.ejected_until = now + min(self._base * 2.0 ** (r.times_ejected - 1), self._max_time)
+        duration = min(self._base * 2.0 ** (r.times_ejected - 1), self._max_time)
+        r.ejected_until = now + duration
+        if self._probe_interval is not None:
+            r.probe_at = now + min(self._probe_interval * 2.0 ** (r.times_ejected - 1), duration)
         r.failures = 0
         r.streak = 0
+        r.suspect = False  # back afresh, by a probe or when the ejection ends
+
+    def due_probes(self) -> list[int]:
+        """Replicas to probe now (ejected, or suspects); each is marked as being probed.
+
+        Report each one's outcome with ``probe_result`` (module docstring).
+        """
+        now = self._clock()
+        due = []
+        for i, r in enumerate(self._reps):
+            if r.probe_at <= now and not r.probing and (r.suspect or r.ejected_until > now):
+                r.probing = True
+                r.probes += 1
+                r.probed_at = now
+                r.probe_at = math.inf
+                due.append(i)
+        return due
+
+    def probe_result(self, index: int, healthy: bool) -> None:
+        """The probe of replica ``index`` came back.
+
+        Ejected: ``healthy`` ends the ejection now. A suspect: not ``healthy``
+        ejects it now.
+        """
+        r = self._reps[index]
+        r.probing = False
+        now = self._clock()
+        if r.ejected_until <= now:
+            if not healthy and r.suspect:  # no answer has cleared it meanwhile
+                self._maybe_eject(r, now)
+            return
+        interval = self._probe_interval
+        if not healthy:
+            r.probe_at = now + (interval if interval is not None else math.inf)
+            return
+        r.ejected_until = now
+        r.probe_at = math.inf
+        r.returned += 1
+        r.suspect = False
+        r.sampled_at = -math.inf  # afresh: costed like its fastest sibling (rule 4)
+        r.ewma = 0.0
+        r.failures = 0
 
     def status(self) -> tuple[ReplicaStatus, ...]:
         """Per-replica state for the status page (allocates; not for the hot path)."""
@@ -365,6 +499,9 @@ class ReplicaSet:
                 times_ejected=r.times_ejected,
                 ejections=r.ejections,
                 attempts=r.attempts,
+                suspect=r.suspect,
+                probes=r.probes,
+                returned=r.returned,
             )
             for i, r in enumerate(self._reps)
         )

@@ -90,6 +90,18 @@ def _load(address: str, stop: threading.Event, workers: int = 4) -> list[threadi
     return threads
 
 
+def _ejected_now(dep: Deployment, child: str) -> bool:
+    url = f"http://{dep.children['root'].metrics_address}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    key = (child.split("-")[1], dep.children[child].address)
+    for labels, value in re.findall(r"^scatter_root_replica_ejected\{(.*)\} (\S+)$", text, re.M):
+        named = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if (named["shard"], named["replica"]) == key:
+            return float(value) == 1.0
+    raise AssertionError(f"no scatter_root_replica_ejected for {key}: {text}")
+
+
 def _wait_ejected(dep: Deployment, child: str, timeout: float) -> float:
     key = (child.split("-")[1], dep.children[child].address)
     began = time.monotonic()
@@ -101,21 +113,34 @@ def _wait_ejected(dep: Deployment, child: str, timeout: float) -> float:
 
 
 @pytest.mark.parametrize("fault", ["hang", "kill"])
-def test_a_faulty_replica_is_ejected_under_load(cluster: Deployment, fault: str) -> None:
+def test_a_faulty_replica_is_ejected_under_load_and_back_once_healthy(cluster: Deployment, fault: str) -> None:
+    """Ejected within seconds (a suspect whose health check fails), and back long before its
+    30 s ejection ends: a probe finds it SERVING once it is resumed or restarted."""
     child = "leaf-1-0" if fault == "hang" else "leaf-2-1"
     stop = threading.Event()
     threads = _load(cluster.root_address, stop)
+    recovered = False
     try:
         if fault == "hang":
             cluster.pause(child)
         else:
             cluster.kill(child)
         _wait_ejected(cluster, child, timeout=5.0)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=10)
         if fault == "hang":
             cluster.resume(child)
         else:
             cluster.revive(child)
+        recovered = True
+        deadline = time.monotonic() + 10.0
+        while _ejected_now(cluster, child):
+            assert time.monotonic() < deadline, f"{child} still ejected 10 s after it recovered"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        if not recovered:
+            if fault == "hang":
+                cluster.resume(child)
+            else:
+                cluster.revive(child)

@@ -11,6 +11,7 @@ from root.policies import (
     AttemptPlan,
     Cancel,
     End,
+    FailureKind,
     HedgeBudget,
     HedgeBudgetConfig,
     HedgeDelay,
@@ -292,9 +293,10 @@ def test_a_hedge_that_started_later_and_lost_is_no_fault() -> None:
     assert faults(p) == [0, 0]
 
 
-def test_a_hung_replica_is_steered_away_from_at_once_then_ejected() -> None:
-    """One lost race raises its EWMA: first attempts go to the sibling, except one look per
-    ewma_stale_after; each look it loses is one more fault, and the fifth ejects it."""
+def test_a_hung_replica_gets_no_first_attempts_once_it_lost_a_race() -> None:
+    """A lost race is a fault: its EWMA jumps to the time it had run and stays (a suspect does
+    not go stale), so first attempts go to the sibling as long as the sibling is faster, even
+    with nothing outstanding anywhere (one in flight)."""
     clock = FakeClock()
     p = policy(clock)
 
@@ -311,11 +313,33 @@ def test_a_hung_replica_is_steered_away_from_at_once_then_ejected() -> None:
         return first.replica
 
     assert request(0.0) == 0
-    assert [request(0.01 * n) for n in range(1, 50)] == [1] * 49  # steered away within 10 ms
-    for look in range(1, 5):
-        firsts = [request(look * 1.1 + 0.01 * n) for n in range(5)]
-        assert firsts == [0, 1, 1, 1, 1]  # one look per second, lost
+    assert p.chooser.status()[0].ewma == DELAY + 0.002
+    assert p.chooser.due_probes() == [0]  # a suspect: is it alive? (root.probing asks its health)
+    assert [request(0.01 * n) for n in range(1, 1000)] == [1] * 999  # 10 s: never looked at again
+    assert not p.chooser.status()[0].ejected
+    p.chooser.probe_result(0, False)  # its health check did not answer
     assert p.chooser.status()[0].ejected
+
+
+def test_a_suspect_is_tried_when_its_sibling_is_loaded_and_ejected_after_five_faults() -> None:
+    clock = FakeClock()
+    p = policy(clock)
+    chooser = p.chooser
+    chooser.start(0)
+    chooser.finish(0, 0.002, True)
+    chooser.start(0)
+    chooser.finish(0, 0.020, False, FailureKind.CANCELLED)
+    chooser.fault(0, 0.020)  # lost a race after 20 ms
+    chooser.start(1)
+    chooser.finish(1, 0.002, True)
+    backlog = 0
+    while chooser.pick() == 1:  # the sibling's queue grows: (n + 1) * 2 ms against 20 ms
+        chooser.start(1)
+        backlog += 1
+    assert backlog == 9
+    for _ in range(4):
+        chooser.fault(0, 0.020)
+    assert chooser.status()[0].ejected
 
 
 def test_losing_to_an_attempt_on_the_same_replica_is_no_fault() -> None:

@@ -82,11 +82,28 @@ def test_ties_broken_by_lower_ewma() -> None:
     assert rs.pick() == 2  # fewer outstanding beats lower latency
 
 
-def test_new_replica_without_samples_counts_as_zero() -> None:
-    rs = replicas(2)
+def test_new_replica_without_samples_is_costed_as_its_fastest_sibling() -> None:
+    rs = replicas(3)
     answer(rs, 0, 0.001)
-    assert rs.pick() == 1
-    assert ewma(rs, 1) is None
+    answer(rs, 1, 0.004)
+    assert [rs.pick() for _ in range(4)] == [0, 2, 0, 2]  # 2 ties with the fastest, by rotation
+    assert ewma(rs, 2) is None
+    rs.start(0)
+    assert rs.pick() == 2  # and fewer outstanding breaks the tie
+
+
+def test_cost_is_outstanding_plus_one_times_the_ewma() -> None:
+    rs = replicas(2)
+    answer(rs, 0, 0.002)
+    answer(rs, 1, 0.010)  # five times slower
+    picks = []
+    for _ in range(6):
+        i = rs.pick()
+        assert i is not None
+        rs.start(i)
+        picks.append(i)
+    # 0 costs 2, 4, 6, 8, 10 ms as its calls pile up; 1 costs 10, then 20: at the tie, fewer outstanding
+    assert picks == [0, 0, 0, 0, 1, 0]
 
 
 def test_ewma_update_is_exact() -> None:
@@ -401,13 +418,142 @@ def test_failure_kind_for_status(code: str, kind: FailureKind) -> None:
     assert failure_kind_for_status(code) is kind
 
 
+# --- suspects and probes -------------------------------------------------------
+
+
+def test_a_lost_race_raises_the_ewma_at_once_and_the_suspect_never_goes_stale() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    answer(rs, 0, 0.002)
+    answer(rs, 1, 0.002)
+    rs.start(0)
+    rs.finish(0, 0.030, False, FailureKind.CANCELLED)  # lost a race it had a head start in
+    rs.fault(0, 0.030)
+    assert ewma(rs, 0) == 0.030  # the peak, not 0.002 + 0.25 * 0.028
+    assert rs.status()[0].suspect
+    clock.advance(60.0)
+    answer(rs, 1, 0.002)
+    assert [rs.pick() for _ in range(3)] == [1, 1, 1]  # still shunned a minute later
+    answer(rs, 0, 0.002)  # a hedge sent there answered: no longer a suspect
+    assert not rs.status()[0].suspect
+    clock.advance(1.5)
+    answer(rs, 1, 0.002)
+    assert rs.pick() == 0  # stale again, so looked at
+
+
+def test_a_suspect_is_probed_at_once_and_ejected_if_its_health_does_not_answer() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    assert rs.due_probes() == []
+    rs.fault(0, 0.030)  # lost a race
+    assert rs.due_probes() == [0]
+    assert rs.due_probes() == []
+    clock.advance(0.5)  # the health check timed out
+    rs.probe_result(0, False)
+    assert ejected(rs, 0)
+    assert rs.status()[0].times_ejected == 1
+
+
+def test_a_suspect_that_answers_its_probe_stays_a_suspect_and_is_probed_at_most_twice_a_second() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    rs.fault(0, 0.030)
+    assert rs.due_probes() == [0]
+    clock.advance(0.001)
+    rs.probe_result(0, True)  # alive, only slow
+    assert not ejected(rs, 0) and rs.status()[0].suspect
+    rs.fault(0, 0.030)
+    assert rs.due_probes() == []  # the last probe was 1 ms ago
+    clock.advance(0.499)
+    assert rs.due_probes() == [0]
+    rs.probe_result(0, True)
+    answer(rs, 0, 0.002)  # a real answer clears the suspicion
+    clock.advance(1.0)
+    assert rs.due_probes() == []
+
+
+def test_a_suspect_cleared_while_its_probe_was_out_is_not_ejected() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    rs.fault(0, 0.030)
+    assert rs.due_probes() == [0]
+    answer(rs, 0, 0.002)
+    rs.probe_result(0, False)
+    assert not ejected(rs, 0)
+
+
+def test_no_probes_without_ejection() -> None:
+    rs = replicas(2, consecutive_failures=None)
+    rs.fault(0, 0.030)
+    assert rs.due_probes() == []
+
+
+def test_probes_are_due_from_half_a_second_after_the_ejection_then_every_half_second() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    fail(rs, 0, 5)
+    assert ejected(rs, 0)
+    assert rs.due_probes() == []
+    clock.advance(0.5)
+    assert rs.due_probes() == [0]
+    assert rs.due_probes() == []  # one probe at a time
+    clock.advance(0.125)
+    rs.probe_result(0, False)  # at 0.625: the next one is due at 1.125
+    clock.advance(0.4375)
+    assert rs.due_probes() == []
+    clock.advance(0.0625)
+    assert rs.due_probes() == [0]
+    rs.probe_result(0, True)
+    assert not ejected(rs, 0)
+    status = rs.status()[0]
+    assert (status.probes, status.returned, status.ewma, status.suspect) == (2, 1, None, False)
+    assert status.times_ejected == 1  # kept: it decays with successes, as after a full ejection
+    assert rs.pick({1}) == 0
+
+
+def test_a_replica_ejected_again_waits_twice_as_long_for_its_first_probe() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    delays = []
+    for _ in range(4):
+        fail(rs, 0, 5)
+        ejected_at = clock.now
+        while not rs.due_probes():
+            clock.advance(0.125)
+        delays.append(clock.now - ejected_at)
+        rs.probe_result(0, True)
+    assert delays == [0.5, 1.0, 2.0, 4.0]
+
+
+def test_a_probe_that_comes_back_after_the_ejection_ran_out_changes_nothing() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock, probe_interval=40.0)  # first probe capped at the 30 s ejection
+    fail(rs, 0, 5)
+    clock.advance(29.999)
+    assert rs.due_probes() == []
+    clock.advance(0.001)
+    assert rs.due_probes() == []  # the ejection is over: nothing to probe
+    clock.advance(1.0)
+    rs.probe_result(0, False)
+    assert not ejected(rs, 0)
+
+
+def test_probing_can_be_turned_off() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock, probe_interval=None)
+    fail(rs, 0, 5)
+    clock.advance(29.0)
+    assert rs.due_probes() == []
+    assert ejected(rs, 0)
+
+
 def test_status_page_view() -> None:
     rs = replicas(2)
     rs.start(1)
     answer(rs, 0, 0.002)
     fail(rs, 0, 2)
     assert rs.status() == (
-        ReplicaStatus(0, "10.0.0.0:50051", 0, 0.002, False, None, 2, 0, 0, 3),
+        ReplicaStatus(0, "10.0.0.0:50051", 0, 0.002, False, None, 2, 0, 0, 3, suspect=True),
         ReplicaStatus(1, "10.0.0.1:50051", 1, None, False, None, 0, 0, 0, 1),
     )
     assert len(rs) == 2
@@ -418,7 +564,7 @@ def test_defaults() -> None:
     c = ReplicaConfig()
     assert (c.consecutive_failures, c.base_ejection_time, c.max_ejection_time) == (5, 30.0, 300.0)
     assert (c.max_ejection_percent, c.decay_after_successes) == (10.0, 100)
-    assert (c.ewma_alpha, c.ewma_stale_after) == (0.25, 1.0)
+    assert (c.ewma_alpha, c.ewma_stale_after, c.probe_interval) == (0.25, 1.0, 0.5)
 
 
 def test_needs_a_replica() -> None:
@@ -439,6 +585,7 @@ def test_needs_a_replica() -> None:
         ({"decay_after_successes": 0}, "replicas.decay_after_successes must be >= 1, got 0"),
         ({"ewma_alpha": 0.0}, "replicas.ewma_alpha must be in (0, 1], got 0.0"),
         ({"ewma_stale_after": -1.0}, "replicas.ewma_stale_after must be > 0, got -1.0"),
+        ({"probe_interval": 0.0}, "replicas.probe_interval must be > 0, got 0.0"),
     ],
 )
 def test_validation_names_the_field(kwargs: dict[str, object], message: str) -> None:
