@@ -22,7 +22,14 @@ from protos.scatter_gather.v1 import leaf_pb2, root_pb2, shard_pb2
 from root import wire
 from root.config import RootConfig
 from root.errors import DeadlineTooShort, InvalidRequest, Overloaded, RootError, merge_failure
-from root.policies import AdmissionConfig, AdmissionLimit, build_coverage, check_leaf_verdicts, require_coverage
+from root.policies import (
+    AdmissionConfig,
+    AdmissionLimit,
+    AnswerTimes,
+    build_coverage,
+    check_leaf_verdicts,
+    require_coverage,
+)
 from root.probing import Prober
 from root.scatter import Scatter, Shard
 from root.transport import MergeChannel, channel_options
@@ -50,6 +57,7 @@ class RootService:
         self.started = time.time()
         # (first leaf shard, leaf shards) per shard, when some shard is a subtree.
         self.spans = config.leaf_spans() if any(s.leaves > 1 for s in config.shards) else None
+        self.answer_times = AnswerTimes()  # the measured part of the deadline reserve
         self.prober = Prober(self.shards, config.replicas.probe_interval)  # started by serve(), on the loop
 
     async def close(self) -> None:
@@ -96,9 +104,22 @@ class RootService:
                 limit = self.config.max_in_flight
                 raise Overloaded(f"root is at its limit of {limit} requests in flight; retry with backoff")
             try:
-                return answer(await self._gather(payload, min_coverage, context.time_remaining(), arrived, trace))
+                gathered = await self._gather(payload, min_coverage, context.time_remaining(), arrived, trace)
+                response = answer(gathered)
             finally:
                 self.admission.release()
+            now = time.monotonic()
+            self.answer_times.record(now - gathered.shards_due, now)
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= 0:
+                # Too late: the client has given up, and grpc would drop the answer. Say so,
+                # so the metrics count it as the client saw it.
+                late = (now - gathered.shards_due) * 1000
+                raise DeadlineTooShort(
+                    f"the answer was ready {-remaining * 1000:.1f} ms after the deadline"
+                    f" ({late:.1f} ms after the shards were due)"
+                )
+            return response
         except RootError as exc:
             code = exc.code
             log.info("request failed: %s %s", exc.code, exc.message, extra={"request_id": trace.trace_id})
@@ -121,7 +142,7 @@ class RootService:
             raise InvalidRequest("the request payload is empty: pack your request message into it")
         if not 0.0 <= min_coverage <= 1.0:
             raise InvalidRequest(f"options.min_coverage must be in [0, 1], got {min_coverage:g}")
-        budget = self.config.deadlines.budget(client_remaining)
+        budget = self.config.deadlines.budget(client_remaining, self.answer_times.reserve(arrived))
         start = arrived  # on the monotonic clock, like everything in the scatter
         payload_field = wire.payload_field(payload)
 
@@ -135,6 +156,8 @@ class RootService:
             self.config.coverage_wait,
             trace,
         ).run()
+        # When the answer's clock starts: the shards' deadline, or their last answer if sooner.
+        shards_due = min(time.monotonic(), start + budget.shards)
         reports = [outcome.report for outcome in outcomes]
         check_leaf_verdicts({o.report.shard_index: o.invalid for o in outcomes if o.invalid is not None})
         if self.spans is None:
@@ -162,7 +185,14 @@ class RootService:
         self.latency.observe(elapsed)
         self.coverage.observe(coverage.answered / coverage.total if coverage.total else 1.0)
         return Gathered(
-            wire.merge_payload_field(merged), coverage, coverage_bytes, reports, report_bytes, elapsed, request_id
+            wire.merge_payload_field(merged),
+            coverage,
+            coverage_bytes,
+            reports,
+            report_bytes,
+            elapsed,
+            request_id,
+            shards_due,
         )
 
     @staticmethod
@@ -188,3 +218,4 @@ class Gathered:
     report_bytes: list[bytes]
     elapsed: float
     request_id: str
+    shards_due: float  # monotonic: the shard deadline, or the last shard's answer if that came first

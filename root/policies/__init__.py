@@ -15,7 +15,8 @@ every decision to an exact virtual time (``tests/test_policies_*.py``).
 - ``attempts``: ``AttemptPlan``, every rule about one shard's attempts (the
   composition of the above, sans I/O).
 - ``admission``: ``AdmissionLimit``, shed beyond a number of requests in flight.
-- ``deadlines``: ``DeadlinePolicy``, the time budget of one request.
+- ``deadlines``: ``DeadlinePolicy``, the time budget of one request, and
+  ``AnswerTimes``, the measured part of its reserve.
 - ``coverage``: the Coverage of one request and whether it is enough.
 
 Import from this package; the module layout may change.
@@ -27,7 +28,7 @@ from root.policies.budget import HedgeBudget, HedgeBudgetConfig
 from root.policies.clock import Clock
 from root.policies.coverage import build_coverage, check_leaf_verdicts, require_coverage
 from root.policies.coverage_wait import CoverageWait, CoverageWaitConfig, min_answers
-from root.policies.deadlines import Budget, DeadlinePolicy
+from root.policies.deadlines import AnswerTimes, Budget, DeadlinePolicy
 from root.policies.hedging import HedgeDelay, HedgingConfig, delay_percentile_for
 from root.policies.latency import LatencySamples, LatencyWindow, LatencyWindowConfig
 from root.policies.replicas import (
@@ -42,6 +43,7 @@ __all__ = [
     "Action",
     "AdmissionConfig",
     "AdmissionLimit",
+    "AnswerTimes",
     "AttemptKind",
     "AttemptPlan",
     "Budget",

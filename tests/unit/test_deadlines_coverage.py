@@ -7,7 +7,7 @@ import pytest
 from protos.scatter_gather.v1 import shard_pb2
 from root.errors import ConfigError, DeadlineTooShort, InsufficientCoverage, InvalidRequest
 from root.policies.coverage import build_coverage, check_leaf_verdicts, require_coverage
-from root.policies.deadlines import Budget, DeadlinePolicy
+from root.policies.deadlines import AnswerTimes, Budget, DeadlinePolicy
 
 POLICY = DeadlinePolicy(default=1.0, maximum=5.0, merge_reserve=0.01)
 
@@ -29,6 +29,30 @@ def test_budget_too_short_fails_at_once(remaining: float) -> None:
 
 def test_budget_just_enough() -> None:
     assert POLICY.budget(0.0111).shards == pytest.approx(0.0011)
+
+
+def test_the_measured_reserve_adds_to_the_fixed_one_capped_at_half_the_deadline() -> None:
+    assert POLICY.budget(0.5, measured=0.004) == Budget(total=0.5, shards=0.5 - 0.014)
+    assert POLICY.budget(0.5, measured=0.4) == Budget(total=0.5, shards=0.5 - 0.01 - 0.25)
+    fixed = DeadlinePolicy(default=1.0, maximum=5.0, merge_reserve=0.01, adaptive_reserve=False)
+    assert fixed.budget(0.5, measured=0.004) == Budget(total=0.5, shards=0.49)
+    with pytest.raises(DeadlineTooShort, match=r"after the 12\.0 ms reserved for the merge and the answer"):
+        POLICY.budget(0.0125, measured=0.002)
+
+
+def test_answer_times_reserve_is_the_p99_of_recent_samples() -> None:
+    times = AnswerTimes()
+    assert times.reserve(0.0) == 0.0
+    for i in range(100):
+        times.record(0.001 if i != 50 else 0.030, now=i * 0.01)  # one slow merge in a hundred
+    assert times.reserve(1.0) == 0.001  # the p99 of 100 is the 99th: one outlier is tolerated
+    for _ in range(16):  # the p99 is refreshed every 16 samples
+        times.record(0.030, now=1.0)
+    assert times.reserve(1.0) == 0.030
+    assert times.reserve(30.0) == 0.030  # a quiet root keeps its newest 20 samples, however old
+    times.record(-1.0, now=30.0)  # a clock oddity is no sample
+    times.record(float("nan"), now=30.0)
+    assert times.reserve(30.0) == 0.030
 
 
 @pytest.mark.parametrize(
