@@ -129,6 +129,7 @@ class Answer:
     total: int = 0
     missing: tuple[int, ...] = ()
     missing_status: tuple[str, ...] = ()  # ShardStatus of each missing shard, without SHARD_STATUS_
+    missing_reasons: tuple[str, ...] = ()  # the root's reason for each missing shard
     replicas: tuple[str, ...] = ()  # per shard, the address whose answer was used ("" if none)
 
     @property
@@ -150,7 +151,10 @@ class Answers:
         replicas = tuple(r.replica if r.status == shard_pb2.SHARD_STATUS_OK else "" for r in response.shards)
         missing = tuple(m.shard_index for m in coverage.missing)
         status = tuple(shard_pb2.ShardStatus.Name(m.status).removeprefix("SHARD_STATUS_") for m in coverage.missing)
-        self.all.append(Answer(sent, latency, code, coverage.answered, coverage.total, missing, status, replicas))
+        reasons = tuple(m.reason for m in coverage.missing)
+        self.all.append(
+            Answer(sent, latency, code, coverage.answered, coverage.total, missing, status, reasons, replicas)
+        )
 
     def between(self, start: float, end: float) -> list[Answer]:
         return [a for a in self.all if start <= a.sent < end]
