@@ -55,6 +55,7 @@ replica the last one just hurt.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import signal
@@ -321,17 +322,15 @@ def run_phase(dep: Deployment, poller: MetricsPoller, phase: Phase, repeat: int,
                 gone = time.perf_counter()
                 victims.append(Victim(name, child.address, shard_of(name), signalled, gone, watch.wait_serving(gone)))
     else:
-        watches = {name: HealthWatch(child.address) for name, child in children.items()}
-        for watch in watches.values():
-            watch.__enter__()
-        try:
+        with contextlib.ExitStack() as stack:
+            watches = {name: stack.enter_context(HealthWatch(child.address)) for name, child in children.items()}
             signalled_at: dict[str, float] = {}
             for name in children:
                 signalled_at[name] = time.perf_counter()
                 if phase.kind == "hang":
                     dep.pause(name)
                 else:
-                    dep.kill(name, signal.SIGKILL, restart=True)
+                    dep.kill(name, signal.SIGKILL, restart=True)  # returns once it is gone
             if phase.kind == "hang":
                 time.sleep(max(0.0, fault_at + args.fault_seconds - time.perf_counter()))
             undone: dict[str, float] = {}
@@ -342,9 +341,6 @@ def run_phase(dep: Deployment, poller: MetricsPoller, phase: Phase, repeat: int,
             for name, child in children.items():
                 serving = watches[name].wait_serving(undone[name])
                 victims.append(Victim(name, child.address, shard_of(name), signalled_at[name], undone[name], serving))
-        finally:
-            for watch in watches.values():
-                watch.__exit__()
     recovered_at = max(v.serving_at for v in victims)
     time.sleep(max(0.0, recovered_at + args.after_seconds - time.perf_counter()))
     return PhaseRun(phase, repeat, steady_at, fault_at, recovered_at, time.perf_counter(), victims)
@@ -595,7 +591,7 @@ def report(runs: Sequence[PhaseRun], answers: Answers, samples: Sequence[Sample]
         for goal, this in goals_of(pr, answers, mine).items():
             goals.setdefault(f"{name}: {goal}", []).append(this)
     print(
-        "\n| phase | repeat | window | s | requests | errors | full | partial | missing (shard: answers) "
+        "\n| phase | repeat | window | s | requests | errors | full | partial | missing (shard status: answers) "
         "| p50 ms | p99 ms | late |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
