@@ -4,7 +4,7 @@ Modules, one concept each:
 
 * ``bench``             the ``scatter bench`` command: the one list of scenarios
 * ``locust_scenarios``  steady, ramp, tail-locust, fault, overload (Locust users, HTML reports)
-* ``overhead``, ``compare``, ``fanout``, ``tail``, ``demo_scale``  the closed-loop benchmarks
+* ``overhead``, ``compare``, ``fanout``, ``tail``, ``faults``, ``demo_scale``  the closed-loop benchmarks
 * ``deployments``       the one builder of the deployments they (and tests/_cluster.py) run
 * ``processes``         processes started beside or instead of a deployment (a second root)
 * ``closed_loop``       the one closed-loop generator (grpc.aio, N in flight)

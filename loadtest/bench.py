@@ -39,6 +39,10 @@ CLOSED_LOOP: dict[str, tuple[str, str]] = {
         "loadtest.tail",
         "tail tolerance: 1% stalls and a slow replica, 1 in flight and open-loop loads, hedging on/off",
     ),
+    "faults": (
+        "loadtest.faults",
+        "a replica and a shard hung, killed, then a rolling restart, under steady load: errors, coverage, recovery",
+    ),
     "demo-scale": ("loadtest.demo_scale", "the demo search over 1M synthetic documents: build, memory, latency"),
 }
 

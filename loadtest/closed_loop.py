@@ -17,13 +17,17 @@ import itertools
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
 
 from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
+
+# Told of every call as it ends: (perf_counter when it was sent, latency in seconds, status code
+# name, the response or None on an error). For benchmarks that need each answer, not a summary.
+Observer = Callable[[float, float, str, root_pb2.QueryResponse | None], None]
 
 
 @dataclass
@@ -58,9 +62,12 @@ class RunResult:
 class Calls:
     """What a generator's calls produced, accumulated into a ``RunResult``; shared by both loops."""
 
-    def __init__(self, stub: root_pb2_grpc.RootAsyncStub, timeout: float) -> None:
+    def __init__(
+        self, stub: root_pb2_grpc.RootAsyncStub, timeout: float | None, observe: Observer | None = None
+    ) -> None:
         self.stub = stub
-        self.timeout = timeout
+        self.timeout = timeout  # None: no client deadline, the root's default applies
+        self.observe = observe
         self.latencies: list[float] = []
         self.arrivals: list[float] = []
         self.failures: Counter[str] = Counter()
@@ -72,8 +79,13 @@ class Calls:
             response = await self.stub.Query(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             self.failures[exc.code().name] += 1
+            if self.observe is not None:
+                self.observe(since, time.perf_counter() - since, exc.code().name, None)
             return
-        self.latencies.append(time.perf_counter() - since)
+        latency = time.perf_counter() - since
+        self.latencies.append(latency)
+        if self.observe is not None:
+            self.observe(since, latency, "OK", response)
         if arrival is not None:
             self.arrivals.append(arrival)
         for report in response.shards:
@@ -94,11 +106,16 @@ class Calls:
 
 
 async def _run(
-    address: str, requests: Iterable[root_pb2.QueryRequest], concurrency: int, duration: float, timeout: float
+    address: str,
+    requests: Iterable[root_pb2.QueryRequest],
+    concurrency: int,
+    duration: float,
+    timeout: float | None,
+    observe: Observer | None,
 ) -> RunResult:
     source = iter(requests)  # shared: each worker takes the next request
     async with grpc.aio.insecure_channel(address) as channel:
-        calls = Calls(root_pb2_grpc.RootStub(channel), timeout)
+        calls = Calls(root_pb2_grpc.RootStub(channel), timeout, observe)
         end = time.perf_counter() + duration
 
         async def worker() -> None:
@@ -119,15 +136,20 @@ def run(
     requests: root_pb2.QueryRequest | Iterable[root_pb2.QueryRequest],
     concurrency: int,
     duration: float | None = None,
-    timeout: float = 2.0,
+    timeout: float | None = 2.0,
+    observe: Observer | None = None,
 ) -> RunResult:
     """Drive ``address`` with ``concurrency`` requests in flight.
 
     ``requests`` is one request, sent again and again for ``duration``
-    seconds, or a list sent once through (within ``duration`` if given).
+    seconds, or a list (any iterable) sent once through (within
+    ``duration`` if given). ``timeout`` is each call's client deadline
+    (None: none); ``observe`` is told of every call as it ends.
     """
     if isinstance(requests, root_pb2.QueryRequest):
         if duration is None:
             raise ValueError("one request repeated needs a duration")
         requests = itertools.repeat(requests)
-    return asyncio.run(_run(address, requests, concurrency, math.inf if duration is None else duration, timeout))
+    return asyncio.run(
+        _run(address, requests, concurrency, math.inf if duration is None else duration, timeout, observe)
+    )

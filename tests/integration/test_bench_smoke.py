@@ -108,6 +108,32 @@ def test_scatter_bench_steady_runs_end_to_end(tmp_path: Path) -> None:
         assert (out / name).stat().st_size > 0
 
 
+@pytest.mark.timeout(60)
+def test_scatter_bench_faults_runs_one_phase_end_to_end(tmp_path: Path) -> None:
+    """One phase, briefly, through the real command: the tables print and the JSON has every part."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCATTER_")}
+    env["PYTHONPATH"] = str(REPO)
+    out = tmp_path / "faults.json"
+    flags = ["--only", "replica-hung", "--steady-seconds", "0.5", "--fault-seconds", "1", "--after-seconds", "1"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "scatter.cli", "bench", "faults", *flags, "--settle-seconds", "3", "--json", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| replica-hung | 1 | fault |" in proc.stdout and "| replica-hung | 1 | leaf-0-0 |" in proc.stdout
+    document = json.loads(out.read_text())
+    assert [w["window"] for w in document["windows"]] == ["steady", "fault", "after"]
+    assert all(w["requests"] > 0 for w in document["windows"])
+    (victim,) = document["victims"]
+    assert victim["replica"] == "leaf-0-0" and victim["serving_after"] >= 1.0  # SIGCONT comes after the hang
+    assert len(document["goals"]) == 2 and document["schedule"][0]["phase"] == "replica-hung"
+
+
 def test_scatter_bench_rejects_an_unknown_scenario() -> None:
     assert main(["nonsense"]) == 2
 
@@ -124,9 +150,9 @@ def test_scatter_bench_lists_every_scenario_on_one_line() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     for name in ["steady", "ramp", "tail-locust", "fault", "overload", "overhead", "compare", "fanout", "tail",
-                 "demo-scale"]:  # fmt: skip
+                 "faults", "demo-scale"]:  # fmt: skip
         assert len([line for line in lines if line.split()[:1] == [name]]) == 1, (name, proc.stdout)
-    assert len(EVERY_SCENARIO) == 10
+    assert len(EVERY_SCENARIO) == 11
 
 
 @pytest.mark.parametrize("name", EVERY_SCENARIO)
