@@ -1,10 +1,24 @@
-"""Health probes of ejected replicas: the I/O half of ``ReplicaSet.due_probes``.
+"""Active health checking of replicas: the I/O half of ``ReplicaSet`` probes and health.
 
-What lives here: ``Prober``, one task per root that asks every shard's
-``ReplicaSet`` which ejected replicas are due for a probe, checks each with
-the replica's gRPC health service (``Replica.serving``, on the replica's own
-long-lived channel) and reports the answer back (``probe_result``). When a
-probe is due, how often, and what a healthy answer changes are the
+What lives here: ``Prober``, which does two things on the root's loop, both
+through each replica's gRPC health service (service ``""``) on the
+replica's own long-lived channel:
+
+- one task that asks every shard's ``ReplicaSet`` which replicas are due for
+  a probe (ejected ones, and suspects), checks each (``Replica.serving``)
+  and reports the answer back (``probe_result``);
+- one watch per replica (``Replica.watch_health``, the streaming
+  Health.Watch that gRPC's own client-side health checking uses) that
+  reports every change to ``ReplicaSet.health``: a draining replica is left
+  alone within a millisecond of reporting NOT_SERVING, and a restarted one
+  is used again as soon as it reports SERVING. On NOT_SERVING, or when the
+  stream ends (the replica went away), the watch is closed (a draining
+  server waits for its open calls, a watch among them, before it exits) and
+  the replica is polled with Health.Check every ``POLL_EVERY`` seconds until
+  it answers SERVING; then it is watched again. A replica with no health
+  service (UNIMPLEMENTED) is not watched.
+
+When a probe is due, how often, and what an answer changes are the
 policy's (``root.policies.replicas``); nothing is decided here.
 
 The task wakes every ``TICK`` seconds (at most; a tenth of the probe
@@ -19,13 +33,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 
-from root.scatter import Shard
+import grpc
 
-__all__ = ["TICK", "Prober"]
+from root.scatter import Shard
+from root.transport import Replica
+
+__all__ = ["POLL_EVERY", "TICK", "Prober"]
+
+log = logging.getLogger("scatter.root")
 
 TICK = 0.1  # seconds between looks at the policies: a probe goes out within 0.1 s of being due
+# While a replica is not SERVING (draining, restarting): one Health.Check
+# this often, on a channel whose reconnect backoff is capped at 250 ms
+# (root.transport), so a restarted replica is seen SERVING within about
+# 0.35 s, inside its sibling's drain delay (0.5 s) in a rolling restart.
+POLL_EVERY = 0.1
 
 
 class Prober:
@@ -37,10 +62,32 @@ class Prober:
         self.tick = TICK if probe_interval is None else min(TICK, probe_interval / 10)
         self._task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
+        self._watches: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        loop = asyncio.get_running_loop()
         if self.interval is not None and any(len(shard.replicas) > 1 for shard in self.shards):
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = loop.create_task(self._run())
+        for shard in self.shards:
+            if len(shard.replicas) > 1:  # with one replica there is no choice to inform
+                for index in range(len(shard.replicas)):
+                    self._watches.append(loop.create_task(self._watch(shard, index)))
+
+    async def _watch(self, shard: Shard, index: int) -> None:
+        replica = shard.replicas[index]
+        chooser = shard.policy.chooser
+        while True:
+            try:
+                async for serving in replica.watch_health():
+                    chooser.health(index, serving)
+                    if not serving:
+                        break  # close the watch: a draining server waits for it
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    log.info("replica %s has no health service: not watched", replica.address)
+                    return
+            await self._until_serving(replica)
+            chooser.health(index, True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -52,6 +99,15 @@ class Prober:
                     self._probes.add(task)
                     task.add_done_callback(self._probes.discard)
 
+    @staticmethod
+    async def _until_serving(replica: Replica) -> None:
+        """Poll the replica's health until it answers SERVING (a failed check returns at once)."""
+        while True:
+            began = asyncio.get_running_loop().time()
+            if await replica.serving(POLL_EVERY):
+                return
+            await asyncio.sleep(max(0.0, POLL_EVERY - (asyncio.get_running_loop().time() - began)))
+
     async def _probe(self, shard: Shard, index: int) -> None:
         healthy = False
         try:
@@ -61,7 +117,7 @@ class Prober:
             shard.policy.chooser.probe_result(index, healthy)
 
     async def close(self) -> None:
-        tasks = [*self._probes, *([self._task] if self._task is not None else [])]
+        tasks = [*self._probes, *self._watches, *([self._task] if self._task is not None else [])]
         for task in tasks:
             task.cancel()
         for task in tasks:

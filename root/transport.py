@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -28,6 +29,7 @@ __all__ = ["EXECUTE_METHOD", "MERGE_METHOD", "AttemptResult", "MergeChannel", "R
 EXECUTE_METHOD = "/scatter_gather.v1.Leaf/Execute"
 MERGE_METHOD = "/scatter_gather.v1.Merge/Merge"
 HEALTH_METHOD = "/grpc.health.v1.Health/Check"
+WATCH_METHOD = "/grpc.health.v1.Health/Watch"
 # The whole server's health (service ""): every gRPC health implementation
 # knows it, grpc++'s default one included, and the SDKs set it NOT_SERVING
 # while loading and draining.
@@ -36,11 +38,13 @@ _SERVING: int = health_pb2.HealthCheckResponse.SERVING
 
 # gRPC reconnects to a dead peer with exponential backoff up to 120 s; a
 # replica that comes back would then sit idle for minutes. Cap the backoff
-# so a restarted leaf gets traffic within about a second.
+# so a restarted leaf is reconnected within a quarter of a second (inside
+# its sibling's drain delay in a rolling restart; see root.probing); a
+# connection attempt four times a second to a dead address costs nothing.
 RECONNECT_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", 250),
 ]
 
 AttemptResult = tuple[str, bytes | str]  # ("OK", response bytes) or (code name, details)
@@ -74,6 +78,7 @@ class Replica:
         self.channel = aio_channel(address, tls, options)
         self.execute: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(EXECUTE_METHOD)
         self._health: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(HEALTH_METHOD)
+        self._watch: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = self.channel.unary_stream(WATCH_METHOD)
         self._keeper: asyncio.Task[None] | None = None
         # No loop yet (a tool building shards outside one): it connects on the first call.
         with contextlib.suppress(RuntimeError):
@@ -103,6 +108,26 @@ class Replica:
         except DecodeError:  # a peer that is not a gRPC health service
             return False
         return status == _SERVING
+
+    async def watch_health(self) -> AsyncIterator[bool]:
+        """The replica's health as it changes: True for SERVING, False for anything else.
+
+        Waits for the channel to be connected (``wait_for_ready``), so a
+        replica that is down is watched again as soon as it is back. Ends
+        when the stream does (the replica went away); raises
+        ``grpc.aio.AioRpcError`` if the call fails (UNIMPLEMENTED: it has no
+        health service to watch).
+        """
+        call = self._watch(_HEALTH_REQUEST, wait_for_ready=True)
+        try:
+            async for reply in call:
+                try:
+                    status: int = health_pb2.HealthCheckResponse.FromString(reply).status
+                except DecodeError:
+                    return
+                yield status == _SERVING
+        finally:
+            call.cancel()
 
     async def close(self) -> None:
         if self._keeper is not None:

@@ -2,9 +2,11 @@
 
 The single-container lifecycle of the design: bind, report NOT_SERVING on the
 standard health service while the start hook runs (a leaf loads its index),
-then SERVING; on SIGTERM or SIGINT report NOT_SERVING again, refuse new
-calls, let in-flight calls finish within the grace period, run the stop hook
-and return. Health and reflection are registered for every process so
+then SERVING; on SIGTERM or SIGINT report NOT_SERVING again, keep taking
+calls for the drain delay (so that whoever watches the health service, the
+root or a load balancer, moves new calls elsewhere before they could be
+refused), then refuse new calls, let in-flight calls finish within the grace
+period, run the stop hook and return. Health and reflection are registered for every process so
 Kubernetes gRPC probes and grpcurl work unchanged.
 
 What lives here: the server's construction and lifecycle. What does not:
@@ -36,6 +38,12 @@ DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # Kubernetes waits 30 s (terminationGracePeriodSeconds) before SIGKILL; a
 # 10 s drain leaves room for the stop hook and for slow pods.
 DEFAULT_GRACE_SECONDS = 10.0
+# The root watches every replica's health and stops sending it new calls
+# within a millisecond of NOT_SERVING; half a second also covers a root that
+# is reconnecting to this replica's sibling (its capped reconnect backoff),
+# so a rolling restart loses no call. Behind a Kubernetes Service, raise it
+# to the endpoint propagation time (a few seconds, as a preStop sleep would).
+DEFAULT_DRAIN_DELAY_SECONDS = 0.5
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -47,6 +55,7 @@ class ServeOptions:
     address: str = "127.0.0.1:0"
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     grace_seconds: float = DEFAULT_GRACE_SECONDS
+    drain_delay_seconds: float = DEFAULT_DRAIN_DELAY_SECONDS
     # Several processes may share one port only when asked (root --workers);
     # otherwise a port clash must fail loudly instead of splitting traffic.
     reuse_port: bool = False
@@ -56,8 +65,10 @@ class ServeOptions:
         validate(self.address, listen=True)
         if self.max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be > 0, got {self.max_message_bytes}")
-        if self.grace_seconds < 0:
+        if not self.grace_seconds >= 0:
             raise ValueError(f"grace_seconds must be >= 0, got {self.grace_seconds}")
+        if not 0 <= self.drain_delay_seconds <= 3600:
+            raise ValueError(f"drain_delay_seconds must be in [0, 3600], got {self.drain_delay_seconds}")
 
     def channel_options(self) -> list[tuple[str, int]]:
         """Message limits for a client channel talking to a peer of this process."""
@@ -117,8 +128,11 @@ class ServiceHost:
             await self.health.set(name, status)
 
     async def stop(self) -> None:
-        """Report NOT_SERVING, refuse new calls, finish in-flight ones within the grace period."""
+        """Report NOT_SERVING, take calls for the drain delay, then refuse new ones and finish
+        in-flight ones within the grace period."""
         await self.set_serving(False)
+        if self.options.drain_delay_seconds > 0:
+            await asyncio.sleep(self.options.drain_delay_seconds)
         await self.server.stop(self.options.grace_seconds)
 
 

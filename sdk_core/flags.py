@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn, Self
 
 from scatter_common.addresses import AddressError, validate
-from scatter_common.serving import DEFAULT_GRACE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES, ServeOptions
+from scatter_common.serving import (
+    DEFAULT_DRAIN_DELAY_SECONDS,
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    ServeOptions,
+)
 from scatter_common.tls import ServerTls
 
 # Loopback unless asked: a process reachable from the network should be a decision.
@@ -49,6 +54,7 @@ class ServerOptions:
     address: str = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     grace_seconds: float = DEFAULT_GRACE_SECONDS
+    drain_delay_seconds: float = DEFAULT_DRAIN_DELAY_SECONDS
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     # host:port for Prometheus /metrics over HTTP; "" serves no metrics.
     metrics_address: str = ""
@@ -68,6 +74,8 @@ class ServerOptions:
             raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
         if self.grace_seconds < 0:
             raise ValueError(f"grace_seconds must be >= 0, got {self.grace_seconds}")
+        if not 0 <= self.drain_delay_seconds <= 3600:
+            raise ValueError(f"drain_delay_seconds must be in [0, 3600], got {self.drain_delay_seconds}")
         if self.max_message_bytes < 1:
             raise ValueError(f"max_message_bytes must be >= 1, got {self.max_message_bytes}")
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -80,6 +88,7 @@ class ServerOptions:
             address=self.address,
             max_message_bytes=self.max_message_bytes,
             grace_seconds=self.grace_seconds,
+            drain_delay_seconds=self.drain_delay_seconds,
             tls=ServerTls(self.tls_cert, self.tls_key, self.tls_client_ca) if self.tls_cert else None,
         )
 
@@ -190,6 +199,14 @@ SERVER_FLAGS: tuple[Flag, ...] = (
         "S",
     ),
     Flag(
+        "--drain-delay-seconds",
+        "SCATTER_DRAIN_DELAY_SECONDS",
+        _non_negative_float,
+        DEFAULT_DRAIN_DELAY_SECONDS,
+        "on SIGTERM, time to keep taking calls while reporting NOT_SERVING, before the grace period",
+        "S",
+    ),
+    Flag(
         "--metrics-address",
         "SCATTER_METRICS_ADDRESS",
         _listen_address,
@@ -271,7 +288,7 @@ class FlagParser:
 
     def server_fields(self, values: Mapping[str, Any], explicit: set[str]) -> dict[str, Any]:
         """The ``ServerOptions`` fields from parsed ``SERVER_FLAGS`` values, for a subclass's constructor."""
-        names = ("max_concurrency", "grace_seconds", "max_message_bytes", "metrics_address")
+        names = ("max_concurrency", "grace_seconds", "drain_delay_seconds", "max_message_bytes", "metrics_address")
         tls = {"tls_cert": values["tls_cert"], "tls_key": values["tls_key"], "tls_client_ca": values["tls_client_ca"]}
         return {"address": self.listen_address(values, explicit), **{n: values[n] for n in names}, **tls}
 

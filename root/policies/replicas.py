@@ -13,9 +13,9 @@ ends in any way, cancellation included (``outstanding`` counts on it).
 
 Choice (``pick``):
 1. skip replicas in ``exclude`` (for a hedge or failover: those already tried);
-2. skip ejected replicas, unless every remaining candidate is ejected: then
-   the one whose ejection ends soonest is used (a last resort beats failing
-   the shard; see "never all" below);
+2. skip ejected and down replicas (below), unless every remaining candidate
+   is: then a down one, else the one whose ejection ends soonest is used (a
+   last resort beats failing the shard; see "never all" below);
 3. lowest expected wait first: ``(outstanding + 1) * latency EWMA``, the
    cost of Linkerd's and Finagle's peak-EWMA balancers. Least-outstanding
    alone (as before) sent a hung replica every other call at low
@@ -79,7 +79,10 @@ Probes (``due_probes()`` names the replicas to probe now, the caller checks
 each, ``root.probing`` with its gRPC health service, and reports
 ``probe_result(i, healthy)``) do two things:
 
-- *A suspect is probed at once*, at most once per ``probe_interval``: a
+- *A suspect is probed at once*, at most once per ``probe_interval``, and
+  so is a replica whose last ``PROBE_AFTER_UNANSWERED`` attempts all ran
+  longer than its EWMA without an answer (a hung replica that only gets
+  its sibling's hedges, which it cannot lose with a head start): a
   fault makes the replica a suspect (no first attempts while a sibling is
   faster, rule 4), and a suspect that does not answer its health check
   (hung, killed, draining) is ejected then, without waiting for
@@ -102,6 +105,16 @@ each, ``root.probing`` with its gRPC health service, and reports
   that comes back and still loses races is a suspect again.
 
 Probes need ejection: with ``consecutive_failures`` None there are none.
+
+Health, as the replica itself reports it (``health(i, serving)``, from the
+root's watch of each replica's gRPC health service, ``root.probing``): a
+replica reporting NOT_SERVING (loading, or draining after SIGTERM) is *down*:
+it gets no calls while a sibling is up, like an ejected one, but it is no
+ejection (it counts toward no cap, no ejection time, and no fault). Among
+last resorts a down replica comes before an ejected one: a draining process
+still takes calls for its drain delay. SERVING again ends being down, and
+also ends an ejection at once, as a healthy probe does: the process has
+restarted or recovered, and says so.
 """
 
 from __future__ import annotations
@@ -139,6 +152,11 @@ DEFAULT_EWMA_STALE_AFTER = 1.0
 # again within about half a second of reporting SERVING (the goal is 2 s),
 # and a health check every 0.5 s per ejected replica costs nothing.
 DEFAULT_PROBE_INTERVAL = 0.5
+# A replica whose last three attempts all ran longer than its EWMA and got no
+# answer (hedges it was sent and lost, timeouts) is probed, as a suspect is:
+# a hung replica that is no longer given first attempts, so it cannot lose a
+# race with a head start, still gets its sibling's hedges, and never answers.
+PROBE_AFTER_UNANSWERED = 3
 
 
 class FailureKind(enum.Enum):
@@ -216,6 +234,7 @@ class ReplicaStatus:
     ejections: int  # ejections since start, for metrics (times_ejected decays; this does not)
     attempts: int  # attempts started on this replica since start, for metrics
     suspect: bool = False  # its newest news is a fault: its EWMA does not go stale
+    down: bool = False  # its health service says NOT_SERVING
     probes: int = 0  # health probes while ejected, since start
     returned: int = 0  # ejections ended early by a healthy probe, since start
 
@@ -223,6 +242,7 @@ class ReplicaStatus:
 class _Replica:
     __slots__ = (
         "attempts",
+        "down",
         "ejected_until",
         "ejections",
         "ewma",
@@ -237,6 +257,7 @@ class _Replica:
         "streak",
         "suspect",
         "times_ejected",
+        "unanswered",
     )
 
     def __init__(self) -> None:
@@ -250,6 +271,8 @@ class _Replica:
         self.ejections = 0
         self.attempts = 0
         self.suspect = False  # the newest news is a fault (rule 4)
+        self.down = False  # its health service says NOT_SERVING
+        self.unanswered = 0  # attempts in a row that ran longer than its EWMA and got no answer
         self.probe_at = math.inf  # when the next probe is due (ejected, or a suspect)
         self.probed_at = -math.inf  # when the last probe went out
         self.probing = False  # a probe is out; its result has not come back
@@ -322,6 +345,7 @@ class ReplicaSet:
             r = reps[i]
             if (
                 r.ejected_until <= now
+                and not r.down
                 and (r.sampled_at >= stale_before or r.suspect)
                 and r.ewma < reference
                 and i not in exclude
@@ -332,16 +356,17 @@ class ReplicaSet:
         best = -1
         best_cost = 0.0
         best_out = 0
-        fallback = -1  # an ejected candidate whose ejection ends soonest
+        fallback = -1  # a down candidate, else an ejected one whose ejection ends soonest
         fallback_until = math.inf
         i = self._cursor
         for _ in range(n):
             if i not in exclude:
                 r = reps[i]
-                if r.ejected_until > now:
-                    if r.ejected_until < fallback_until:
+                if r.ejected_until > now or r.down:
+                    until = r.ejected_until if r.ejected_until > now else -math.inf
+                    if fallback < 0 or until < fallback_until:
                         fallback = i
-                        fallback_until = r.ejected_until
+                        fallback_until = until
                 else:
                     out = r.outstanding
                     cost = (out + 1) * (r.ewma if r.sampled_at >= stale_before or r.suspect else reference)
@@ -380,6 +405,7 @@ class ReplicaSet:
             else:
                 r.ewma += self._alpha * (latency - r.ewma)
             r.sampled_at = now
+            r.unanswered = 0
             if r.ejected_until > now:
                 return
             r.suspect = False
@@ -395,6 +421,10 @@ class ReplicaSet:
         if failure_kind is FailureKind.CANCELLED or failure_kind is FailureKind.TIMEOUT:
             # Censored: the true latency is at least this, so it may only raise
             # the EWMA; it still counts as a fresh look at the replica.
+            if latency > r.ewma:
+                r.unanswered += 1  # ran longer than usual, and no answer
+                if r.unanswered >= PROBE_AFTER_UNANSWERED:
+                    self._want_probe(r, now)
             if r.sampled_at < now - self._stale_after:
                 r.ewma = latency
             elif latency > r.ewma:
@@ -421,9 +451,13 @@ class ReplicaSet:
         r.streak = 0
         if self._threshold is not None and r.failures >= self._threshold:
             self._maybe_eject(r, now)
+        self._want_probe(r, now)  # a suspect: is it alive at all?
+
+    def _want_probe(self, r: _Replica, now: float) -> None:
+        """Probe a replica that is not ejected as soon as the rate limit allows."""
         interval = self._probe_interval
         if interval is not None and r.ejected_until <= now and not r.probing:
-            r.probe_at = max(now, r.probed_at + interval)  # a suspect: is it alive at all?
+            r.probe_at = max(now, r.probed_at + interval)
 
     def _maybe_eject(self, r: _Replica, now: float) -> None:
         ejected = 0
@@ -442,6 +476,7 @@ class ReplicaSet:
         r.failures = 0
         r.streak = 0
         r.suspect = False  # back afresh, by a probe or when the ejection ends
+        r.unanswered = 0
 
     def due_probes(self) -> list[int]:
         """Replicas to probe now (ejected, or suspects); each is marked as being probed.
@@ -451,7 +486,7 @@ class ReplicaSet:
         now = self._clock()
         due = []
         for i, r in enumerate(self._reps):
-            if r.probe_at <= now and not r.probing and (r.suspect or r.ejected_until > now):
+            if r.probe_at <= now and not r.probing and (r.suspect or r.unanswered or r.ejected_until > now):
                 r.probing = True
                 r.probes += 1
                 r.probed_at = now
@@ -469,18 +504,40 @@ class ReplicaSet:
         r.probing = False
         now = self._clock()
         if r.ejected_until <= now:
-            if not healthy and r.suspect:  # no answer has cleared it meanwhile
+            if not healthy and (r.suspect or r.unanswered >= PROBE_AFTER_UNANSWERED):  # not cleared meanwhile
                 self._maybe_eject(r, now)
             return
         interval = self._probe_interval
         if not healthy:
             r.probe_at = now + (interval if interval is not None else math.inf)
             return
+        self._readmit(r, now)
+
+    def health(self, index: int, serving: bool) -> None:
+        """Replica ``index``'s health service reported SERVING (True) or NOT_SERVING (module docstring)."""
+        r = self._reps[index]
+        if not serving:
+            r.down = True
+            return
+        now = self._clock()
+        if r.ejected_until > now:
+            self._readmit(r, now)
+        elif r.down:
+            r.down = False
+            self._afresh(r)
+
+    def _readmit(self, r: _Replica, now: float) -> None:
         r.ejected_until = now
         r.probe_at = math.inf
         r.returned += 1
+        r.down = False
+        self._afresh(r)
+
+    @staticmethod
+    def _afresh(r: _Replica) -> None:
         r.suspect = False
-        r.sampled_at = -math.inf  # afresh: costed like its fastest sibling (rule 4)
+        r.unanswered = 0
+        r.sampled_at = -math.inf  # costed like its fastest sibling (rule 4)
         r.ewma = 0.0
         r.failures = 0
 
@@ -500,6 +557,7 @@ class ReplicaSet:
                 ejections=r.ejections,
                 attempts=r.attempts,
                 suspect=r.suspect,
+                down=r.down,
                 probes=r.probes,
                 returned=r.returned,
             )

@@ -18,6 +18,7 @@ PUBLIC = {
     "ShardPolicy",
     "AdmissionConfig",
     "AdmissionLimit",
+    "AnswerTimes",
     "Budget",
     "Clock",
     "CoverageWait",

@@ -482,6 +482,27 @@ def test_a_suspect_cleared_while_its_probe_was_out_is_not_ejected() -> None:
     assert not ejected(rs, 0)
 
 
+def test_three_unanswered_attempts_longer_than_usual_are_probed_too() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    answer(rs, 1, 0.002)
+    for latency in (0.010, 0.020, 0.030):  # hedges sent there, cancelled when the sibling answered
+        rs.start(1)
+        rs.finish(1, latency, False, FailureKind.CANCELLED)
+        if latency < 0.030:
+            assert rs.due_probes() == []
+    assert rs.due_probes() == [1]
+    rs.probe_result(1, False)
+    assert ejected(rs, 1)
+    # Short cancellations (shorter than usual) say nothing, and an answer resets the count.
+    rs2 = replicas(2, clock)
+    answer(rs2, 1, 0.050)
+    for _ in range(5):
+        rs2.start(1)
+        rs2.finish(1, 0.001, False, FailureKind.CANCELLED)
+    assert rs2.due_probes() == []
+
+
 def test_no_probes_without_ejection() -> None:
     rs = replicas(2, consecutive_failures=None)
     rs.fault(0, 0.030)
@@ -545,6 +566,45 @@ def test_probing_can_be_turned_off() -> None:
     clock.advance(29.0)
     assert rs.due_probes() == []
     assert ejected(rs, 0)
+
+
+def test_a_replica_reporting_not_serving_gets_no_calls_while_a_sibling_is_up() -> None:
+    clock = FakeClock()
+    rs = replicas(3, clock)
+    rs.health(1, False)
+    assert rs.status()[1].down and not ejected(rs, 1)
+    assert {rs.pick() for _ in range(6)} == {0, 2}
+    rs.health(0, False)
+    rs.health(2, False)
+    assert rs.pick() is not None  # all down: still a last resort
+    assert rs.pick(last_resort=False) is None
+
+
+def test_a_down_replica_is_a_better_last_resort_than_an_ejected_one() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    fail(rs, 0, 5)
+    assert ejected(rs, 0)
+    rs.health(1, False)  # draining: it still takes calls for its drain delay
+    assert [rs.pick() for _ in range(3)] == [1, 1, 1]
+
+
+def test_serving_again_ends_being_down_and_an_ejection_at_once() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    answer(rs, 0, 0.050)
+    rs.health(0, False)
+    rs.health(0, True)
+    status = rs.status()[0]
+    assert (status.down, status.ewma) == (False, None)  # afresh
+    fail(rs, 0, 5)
+    assert ejected(rs, 0)
+    rs.health(0, False)
+    rs.health(0, True)  # restarted: says so
+    assert not ejected(rs, 0)
+    assert rs.status()[0].returned == 1
+    rs.health(1, True)  # SERVING from a replica that was fine changes nothing
+    assert rs.status()[1] == replicas(2, clock).status()[1]
 
 
 def test_status_page_view() -> None:
