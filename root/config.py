@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 
 from root.errors import ConfigError
 from root.policies import (
+    PARTIAL_COVERAGE_WAIT,
+    PARTIAL_COVERAGE_WAIT_FACTOR,
     CoverageWaitConfig,
     DeadlinePolicy,
     HedgeBudgetConfig,
@@ -263,6 +265,13 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         raise ConfigError(f"root.grace_seconds must be >= 0, got {grace:g}")
     workers = int(positive("root.workers", root.get("workers", int, 1)))
     coverage_wait = _policy(CoverageWaitConfig, root, _COVERAGE_WAIT_KEYS)
+    if coverage_wait.extra_wait is None and 0.0 < min_coverage < 1.0:
+        # Partial results are allowed: do not hold the fast shards' answer for a hung one
+        # until the deadline (root/policies/coverage_wait.py, "the default").
+        coverage_wait = CoverageWaitConfig(
+            extra_wait=PARTIAL_COVERAGE_WAIT,
+            extra_wait_factor=root.get("coverage_wait_factor", float, PARTIAL_COVERAGE_WAIT_FACTOR),
+        )
     metrics_listen = root.address("metrics_listen", "", listen=True) if root.get("metrics_listen", str, "") else ""
     shard_offset = root.get("shard_offset", int, 0)
     if shard_offset < 0:

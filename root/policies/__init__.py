@@ -27,7 +27,13 @@ from root.policies.attempts import Action, AttemptKind, AttemptPlan, Cancel, End
 from root.policies.budget import HedgeBudget, HedgeBudgetConfig
 from root.policies.clock import Clock
 from root.policies.coverage import build_coverage, check_leaf_verdicts, require_coverage
-from root.policies.coverage_wait import CoverageWait, CoverageWaitConfig, min_answers
+from root.policies.coverage_wait import (
+    PARTIAL_COVERAGE_WAIT,
+    PARTIAL_COVERAGE_WAIT_FACTOR,
+    CoverageWait,
+    CoverageWaitConfig,
+    min_answers,
+)
 from root.policies.deadlines import AnswerTimes, Budget, DeadlinePolicy
 from root.policies.hedging import HedgeDelay, HedgingConfig, delay_percentile_for
 from root.policies.latency import LatencySamples, LatencyWindow, LatencyWindowConfig
@@ -40,6 +46,8 @@ from root.policies.replicas import (
 )
 
 __all__ = [
+    "PARTIAL_COVERAGE_WAIT",
+    "PARTIAL_COVERAGE_WAIT_FACTOR",
     "Action",
     "AdmissionConfig",
     "AdmissionLimit",

@@ -29,6 +29,20 @@ def test_defaults() -> None:
     assert config.min_coverage == 1.0
 
 
+def test_partial_coverage_gets_a_coverage_wait_by_default() -> None:
+    from root.policies import CoverageWaitConfig
+
+    assert parse_root_config(_doc()).coverage_wait == CoverageWaitConfig()  # every shard: no wait
+    assert parse_root_config(_doc(min_coverage=0.0)).coverage_wait == CoverageWaitConfig()  # a lower root
+    assert parse_root_config(_doc(min_coverage=0.5)).coverage_wait == CoverageWaitConfig(0.020, 1.0)
+    assert parse_root_config(_doc(min_coverage=0.5, coverage_wait_factor=0.5)).coverage_wait == CoverageWaitConfig(
+        0.020, 0.5
+    )
+    assert parse_root_config(_doc(min_coverage=0.5, coverage_wait_ms=5)).coverage_wait == CoverageWaitConfig(0.005)
+    assert parse_root_config(_doc()).deadlines.adaptive_reserve
+    assert not parse_root_config(_doc(adaptive_reserve=False)).deadlines.adaptive_reserve
+
+
 def test_values_are_read_in_ms() -> None:
     config = parse_root_config(
         _doc(default_deadline_ms=250, max_deadline_ms=2000, merge_reserve_ms=5, min_coverage=0.5)

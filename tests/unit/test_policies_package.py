@@ -19,6 +19,8 @@ PUBLIC = {
     "AdmissionConfig",
     "AdmissionLimit",
     "AnswerTimes",
+    "PARTIAL_COVERAGE_WAIT",
+    "PARTIAL_COVERAGE_WAIT_FACTOR",
     "Budget",
     "Clock",
     "CoverageWait",
