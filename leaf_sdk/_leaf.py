@@ -15,8 +15,8 @@ from google.protobuf.message import Message
 from leaf_sdk._context import LeafContext, LeafInfo
 from leaf_sdk._options import LeafOptions
 from leaf_sdk._servicer import SERVICE_NAME, LeafServicer
-from protos.scatter_gather.v1 import leaf_pb2_grpc
-from sdk_core import HandlerServer, UserHook, main_or_exit
+from protos.scatter_gather.v1 import leaf_pb2
+from sdk_core import HandlerServer, UserHook, add_method, main_or_exit
 
 Req = TypeVar("Req", bound=Message)
 
@@ -56,7 +56,7 @@ class Leaf(HandlerServer[LeafOptions, LeafInfo], Generic[Req]):
 
     def _add_servicer(self, server: grpc.aio.Server, options: LeafOptions) -> None:
         servicer = LeafServicer(self._runner, self._decode_request, options.shard_index, options.shard_count)
-        leaf_pb2_grpc.add_LeafServicer_to_server(servicer, server)
+        add_method(server, SERVICE_NAME, "Execute", servicer.Execute, leaf_pb2.ExecuteRequest, leaf_pb2.ExecuteResponse)
 
     def _info(self, options: LeafOptions, address: str) -> LeafInfo:
         return LeafInfo(options.shard_index, options.shard_count, address)

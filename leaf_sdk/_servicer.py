@@ -12,6 +12,7 @@ from typing import Any
 
 from leaf_sdk._context import LeafContext
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc
+from scatter_common.bodies import Undecodable
 from sdk_core import Decoder, HandlerRunner, HandlerServicer, ServicerContext, WrongShard
 
 SERVICE_NAME = leaf_pb2.DESCRIPTOR.services_by_name["Leaf"].full_name
@@ -23,7 +24,9 @@ class LeafServicer(HandlerServicer[leaf_pb2.ExecuteRequest], leaf_pb2_grpc.LeafS
         self._shard_index = shard_index
         self._shard_count = shard_count
 
-    async def Execute(self, request: leaf_pb2.ExecuteRequest, context: ServicerContext) -> leaf_pb2.ExecuteResponse:
+    async def Execute(
+        self, request: leaf_pb2.ExecuteRequest | Undecodable, context: ServicerContext
+    ) -> leaf_pb2.ExecuteResponse:
         return leaf_pb2.ExecuteResponse(payload=await self.answer(request, context))
 
     def check(self, request: leaf_pb2.ExecuteRequest) -> None:

@@ -17,11 +17,12 @@ from merge_sdk._context import MergeContext, MergeInfo
 from merge_sdk._options import MergeOptions
 from merge_sdk._partial import Partial
 from merge_sdk._servicer import SERVICE_NAME, MergeServicer
-from protos.scatter_gather.v1 import merge_pb2_grpc
+from protos.scatter_gather.v1 import merge_pb2
 from sdk_core import (
     Decoder,
     HandlerServer,
     UserHook,
+    add_method,
     main_or_exit,
     message_class,
     parameter_annotations,
@@ -83,7 +84,7 @@ class Merge(HandlerServer[MergeOptions, MergeInfo], Generic[Req, Part]):
 
     def _add_servicer(self, server: grpc.aio.Server, options: MergeOptions) -> None:
         servicer = MergeServicer(self._runner, self._decode_request, self._decode_partial)
-        merge_pb2_grpc.add_MergeServicer_to_server(servicer, server)
+        add_method(server, SERVICE_NAME, "Merge", servicer.Merge, merge_pb2.MergeRequest, merge_pb2.MergeResponse)
 
     def _info(self, options: MergeOptions, address: str) -> MergeInfo:
         return MergeInfo(address)

@@ -14,6 +14,7 @@ from typing import Any
 from merge_sdk._context import MergeContext
 from merge_sdk._partial import STATUS_BY_NUMBER, Partial, ShardStatus
 from protos.scatter_gather.v1 import merge_pb2, merge_pb2_grpc, shard_pb2
+from scatter_common.bodies import Undecodable
 from scatter_common.payload import PayloadError
 from sdk_core import Decoder, HandlerRunner, HandlerServicer, ServicerContext
 
@@ -27,7 +28,9 @@ class MergeServicer(HandlerServicer[merge_pb2.MergeRequest], merge_pb2_grpc.Merg
         super().__init__(runner, decode_request)
         self._decode_partial = decode_partial
 
-    async def Merge(self, request: merge_pb2.MergeRequest, context: ServicerContext) -> merge_pb2.MergeResponse:
+    async def Merge(
+        self, request: merge_pb2.MergeRequest | Undecodable, context: ServicerContext
+    ) -> merge_pb2.MergeResponse:
         return merge_pb2.MergeResponse(payload=await self.answer(request, context))
 
     def arguments(self, request: merge_pb2.MergeRequest) -> Sequence[object]:

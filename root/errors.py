@@ -3,7 +3,9 @@
 
     StatusError (scatter_common.status)
     └── RootError                 base; ``code`` names the gRPC status
-        ├── InvalidRequest        INVALID_ARGUMENT    bad payload or options (often a leaf's verdict)
+        ├── InvalidRequest        INVALID_ARGUMENT    bad body, payload or options (often a leaf's verdict)
+        ├── WrongShard            FAILED_PRECONDITION a parent asked this root for shards it does not serve
+        ├── TooLarge              RESOURCE_EXHAUSTED  the request cannot fit the root's own messages
         ├── DeadlineTooShort      DEADLINE_EXCEEDED   no time left for shards and merge
         ├── InsufficientCoverage  UNAVAILABLE         fewer shards answered than min_coverage
         ├── MergeFailed           the table's client  the merge call failed
@@ -37,6 +39,22 @@ class RootError(status.StatusError):
 
 class InvalidRequest(RootError, status.InvalidRequest):
     """The client's request is bad, or a leaf said so (``code`` from the shared class)."""
+
+
+class WrongShard(RootError):
+    """Leaf.Execute on a root for another span of shards: a mis-wired tree (as a leaf answers it)."""
+
+    code = "FAILED_PRECONDITION"
+
+
+class TooLarge(RootError):
+    """A request, or the merge request it leads to, is over the root's ``max_message_bytes``.
+
+    RESOURCE_EXHAUSTED, as gRPC itself answers a message over its limit;
+    unlike ``Overloaded`` a retry of the same request cannot succeed.
+    """
+
+    code = "RESOURCE_EXHAUSTED"
 
 
 class DeadlineTooShort(RootError):

@@ -30,6 +30,7 @@ from root.snapshot import snapshot_reader
 from root.status_page import render
 from root.transport import Replica, channel_options
 from scatter_common import logs, loop
+from scatter_common.bodies import Undecodable, deserializer
 from scatter_common.metrics import FamiliesCollector, MetricsServer
 from scatter_common.serving import ServeOptions, ServiceHost, serve_until_signal
 
@@ -62,14 +63,18 @@ def build_shards(config: RootConfig) -> list[Shard]:
 def add_root_service(server: grpc.aio.Server, service: RootService) -> None:
     """Root.Query, and Leaf.Execute so a root can be a shard of a higher root.
 
-    Responses are registered without a serializer: the handlers return the
-    serialized message, spliced from the merge's bytes (see root.wire).
+    Requests are decoded by ``scatter_common.bodies.deserializer``: a body
+    that does not parse reaches the handler as ``Undecodable`` (answered
+    INVALID_ARGUMENT, logged in one line, counted), where grpc's own would
+    answer UNKNOWN with a traceback. Responses are registered without a
+    serializer: the handlers return the serialized message, spliced from the
+    merge's bytes (see root.wire).
     """
-    query: grpc.RpcMethodHandler[root_pb2.QueryRequest, bytes] = grpc.unary_unary_rpc_method_handler(
-        service.query, request_deserializer=root_pb2.QueryRequest.FromString, response_serializer=None
+    query: grpc.RpcMethodHandler[root_pb2.QueryRequest | Undecodable, bytes] = grpc.unary_unary_rpc_method_handler(
+        service.query, request_deserializer=deserializer(root_pb2.QueryRequest), response_serializer=None
     )
-    execute: grpc.RpcMethodHandler[leaf_pb2.ExecuteRequest, bytes] = grpc.unary_unary_rpc_method_handler(
-        service.execute, request_deserializer=leaf_pb2.ExecuteRequest.FromString, response_serializer=None
+    execute: grpc.RpcMethodHandler[leaf_pb2.ExecuteRequest | Undecodable, bytes] = grpc.unary_unary_rpc_method_handler(
+        service.execute, request_deserializer=deserializer(leaf_pb2.ExecuteRequest), response_serializer=None
     )
     server.add_generic_rpc_handlers(
         [

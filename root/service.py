@@ -21,7 +21,15 @@ from google.protobuf import any_pb2
 from protos.scatter_gather.v1 import leaf_pb2, root_pb2, shard_pb2
 from root import wire
 from root.config import RootConfig
-from root.errors import DeadlineTooShort, InvalidRequest, Overloaded, RootError, merge_failure
+from root.errors import (
+    DeadlineTooShort,
+    InvalidRequest,
+    Overloaded,
+    RootError,
+    TooLarge,
+    WrongShard,
+    merge_failure,
+)
 from root.policies import (
     AdmissionConfig,
     AdmissionLimit,
@@ -33,7 +41,9 @@ from root.policies import (
 from root.probing import Prober
 from root.scatter import Scatter, Shard
 from root.transport import MergeChannel, channel_options
+from scatter_common.bodies import Undecodable
 from scatter_common.metrics import Histogram
+from scatter_common.payload import MAX_TYPE_URL_LENGTH
 from scatter_common.tracing import HEADER, TraceContext, traceparent_of
 
 log = logging.getLogger("scatter.root")
@@ -59,6 +69,19 @@ class RootService:
         self.spans = config.leaf_spans() if any(s.leaves > 1 for s in config.shards) else None
         self.answer_times = AnswerTimes()  # the measured part of the deadline reserve
         self.prober = Prober(self.shards, config.replicas.probe_interval)  # started by serve(), on the loop
+        # The largest payload field the root's own channels can carry (root.wire, "sizes").
+        framing = max(
+            wire.EXECUTE_FRAMING_BYTES,
+            wire.merge_framing_bytes(
+                [(shard.index, max((r.address for r in shard.replicas), key=len, default="")) for shard in self.shards],
+                (i for shard in self.shards for i in range(shard.index, shard.index + shard.leaves)),
+                config.shard_count,
+            ),
+        )
+        self.max_payload_bytes = max(0, config.max_message_bytes - framing)
+        # The leaf shards this root serves when it is a shard of a higher root.
+        self.first_shard = config.shard_offset
+        self.leaf_shards = sum(shard.leaves for shard in config.shards)
 
     async def close(self) -> None:
         await self.prober.close()
@@ -68,16 +91,17 @@ class RootService:
                 await replica.close()
 
     async def query(
-        self, request: root_pb2.QueryRequest, context: grpc.aio.ServicerContext[root_pb2.QueryRequest, bytes]
+        self,
+        request: root_pb2.QueryRequest | Undecodable,
+        context: grpc.aio.ServicerContext[root_pb2.QueryRequest, bytes],
     ) -> bytes:
         """Root.Query: returns a serialized QueryResponse or aborts with a status."""
-        min_coverage = self.config.min_coverage
-        if request.HasField("options") and request.options.HasField("min_coverage"):
-            min_coverage = request.options.min_coverage
-        return await self._handle(request.payload, min_coverage, context, self._query_response)
+        return await self._handle(request, context, self._query_terms, self._query_response)
 
     async def execute(
-        self, request: leaf_pb2.ExecuteRequest, context: grpc.aio.ServicerContext[leaf_pb2.ExecuteRequest, bytes]
+        self,
+        request: leaf_pb2.ExecuteRequest | Undecodable,
+        context: grpc.aio.ServicerContext[leaf_pb2.ExecuteRequest, bytes],
     ) -> bytes:
         """Leaf.Execute: this root as one shard of a higher root (a two-level tree).
 
@@ -87,19 +111,48 @@ class RootService:
         ExecuteResponse. The parent's deadline, already less its own merge
         reserve, is this root's deadline, so each level keeps its reserve.
         """
-        return await self._handle(request.payload, self.config.min_coverage, context, self._execute_response)
+        return await self._handle(request, context, self._execute_terms, self._execute_response)
+
+    def _query_terms(self, request: root_pb2.QueryRequest) -> tuple[any_pb2.Any, float]:
+        """(payload, min_coverage) of a Query."""
+        min_coverage = self.config.min_coverage
+        if request.HasField("options") and request.options.HasField("min_coverage"):
+            min_coverage = request.options.min_coverage
+        return request.payload, min_coverage
+
+    def _execute_terms(self, request: leaf_pb2.ExecuteRequest) -> tuple[any_pb2.Any, float]:
+        """(payload, min_coverage) of an Execute, once it asks for the shards this root serves.
+
+        The rule a leaf applies (leaf.proto): shard_index is the first leaf
+        shard beneath this root, and a non-zero shard_count is the whole
+        dataset's; any other request comes from a mis-wired tree, and
+        answering it would return these shards' data as another's.
+        """
+        count = self.config.shard_count
+        if request.shard_index != self.first_shard or (request.shard_count and request.shard_count != count):
+            last = self.first_shard + self.leaf_shards - 1
+            asked = f"shard {request.shard_index}" + (f" of {request.shard_count}" if request.shard_count else "")
+            raise WrongShard(
+                f"this root serves shards {self.first_shard}-{last} of {count} (its first shard is "
+                f"{self.first_shard}); the request is for {asked}: check the parent root's shards and "
+                "this root's shard_offset and total_shards"
+            )
+        return request.payload, self.config.min_coverage
 
     async def _handle(
         self,
-        payload: any_pb2.Any,
-        min_coverage: float,
+        request: Any,
         context: grpc.aio.ServicerContext[Any, bytes],
+        terms: Callable[[Any], tuple[any_pb2.Any, float]],
         answer: Callable[[Gathered], bytes],
     ) -> bytes:
         arrived = time.monotonic()
         trace = TraceContext.from_header(traceparent_of(context.invocation_metadata()))
         code = "OK"
         try:
+            if isinstance(request, Undecodable):
+                raise InvalidRequest(request.message)
+            payload, min_coverage = terms(request)
             if not self.admission.try_acquire():
                 limit = self.config.max_in_flight
                 raise Overloaded(f"root is at its limit of {limit} requests in flight; retry with backoff")
@@ -140,11 +193,24 @@ class RootService:
         request_id = trace.trace_id
         if not payload.type_url:
             raise InvalidRequest("the request payload is empty: pack your request message into it")
+        if len(payload.type_url) > MAX_TYPE_URL_LENGTH:
+            raise InvalidRequest(
+                f"the payload's type URL is {len(payload.type_url)} characters, over the limit of "
+                f"{MAX_TYPE_URL_LENGTH}: it must name a message type (type.googleapis.com/package.Message)"
+            )
         if not 0.0 <= min_coverage <= 1.0:
             raise InvalidRequest(f"options.min_coverage must be in [0, 1], got {min_coverage:g}")
         budget = self.config.deadlines.budget(client_remaining, self.answer_times.reserve(arrived))
         start = arrived  # on the monotonic clock, like everything in the scatter
         payload_field = wire.payload_field(payload)
+        if len(payload_field) > self.max_payload_bytes:
+            raise TooLarge(
+                f"the request payload is {len(payload_field)} bytes; this root forwards at most "
+                f"{self.max_payload_bytes} (max_message_bytes = {self.config.max_message_bytes}, less "
+                f"{self.config.max_message_bytes - self.max_payload_bytes} for the framing of the leaf and "
+                "merge requests): send a smaller request, or raise max_message_bytes on the root, "
+                "its leaves and its merge"
+            )
 
         outcomes = await Scatter(
             self.shards,
@@ -174,6 +240,14 @@ class RootService:
             coverage_bytes,
             request_id,
         )
+        if len(merge_request) > self.config.max_message_bytes:
+            answers = sum(len(outcome.payload) for outcome in outcomes)
+            raise TooLarge(
+                f"the shards answered {answers} bytes in all, and with the request that makes a "
+                f"{len(merge_request)}-byte merge request, over max_message_bytes = "
+                f"{self.config.max_message_bytes}: ask the shards for less, or raise max_message_bytes "
+                "on the root and its merge"
+            )
         remaining = start + budget.total - time.monotonic()
         if remaining <= 0:
             raise DeadlineTooShort("deadline passed while waiting for the shards; no time left for the merge")

@@ -31,7 +31,7 @@ Rules of this file:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from google.protobuf import any_pb2, duration_pb2
 
@@ -194,6 +194,64 @@ def merge_payload_field(raw_merge_response: bytes) -> bytes:
         return raw_merge_response
     parsed = merge_pb2.MergeResponse.FromString(raw_merge_response)
     return field(_ANSWER_PAYLOAD, parsed.payload.SerializeToString()) if parsed.HasField("payload") else b""
+
+
+# -- sizes ---------------------------------------------------------------------------
+#
+# The root's channels carry at most max_message_bytes per message, and the
+# payload field travels whole in every ExecuteRequest and in the MergeRequest.
+# So the largest payload field the root can forward is that limit less the
+# most it adds around the field in either message; a larger one is refused
+# before any leaf call (root.errors.TooLarge), not failed on every replica.
+
+_TRACE_ID_CHARS = 32  # a request id is a W3C trace id: 32 hex digits
+_MAX_UINT32 = 2**32 - 1
+
+# The most an ExecuteRequest adds to its payload field: shard index and count
+# at their widest, the widest one-byte attempt with hedge = true, a request id.
+EXECUTE_FRAMING_BYTES = len(
+    execute_request(
+        b"",
+        execute_shard_fields(_MAX_UINT32, _MAX_UINT32),
+        0x7F,
+        True,
+        execute_request_id_field("0" * _TRACE_ID_CHARS),
+    )
+)
+
+
+def merge_framing_bytes(shards: Sequence[tuple[int, str]], leaf_shards: Iterable[int], shard_count: int) -> int:
+    """The most a MergeRequest adds to its payload field, besides what the shards answer.
+
+    ``shards``: (index, the longest replica address) of each shard the root
+    calls; ``leaf_shards``: the global index of every leaf shard beneath
+    them (the coverage lists those). Counted: one report per shard with
+    every number at its widest, a coverage with every leaf shard missing
+    and a request id. Not counted, as no bound is known before the call:
+    the leaves' payloads and the text of their errors (``merge_request``'s
+    caller checks the real size before sending it).
+    """
+    longest = duration(0)
+    longest.seconds, longest.nanos = _MAX_UINT32, 999_999_999
+    reports = [
+        shard_pb2.ShardReport(
+            shard_index=index,
+            status=shard_pb2.SHARD_STATUS_UNAVAILABLE,
+            replica=replica,
+            latency=longest,
+            attempts=0x7F,
+            hedge_won=True,
+            hedges=_MAX_UINT32,
+        ).SerializeToString()
+        for index, replica in shards
+    ]
+    coverage = shard_pb2.Coverage(
+        total=shard_count,
+        answered=shard_count,
+        missing=[shard_pb2.MissingShard(shard_index=i, status=shard_pb2.SHARD_STATUS_UNAVAILABLE) for i in leaf_shards],
+    )
+    request = merge_request(b"", ((r, b"") for r in reports), coverage.SerializeToString(), "0" * _TRACE_ID_CHARS)
+    return len(request)
 
 
 # -- answers ------------------------------------------------------------------------

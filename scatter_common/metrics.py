@@ -5,7 +5,8 @@ Counters live where the work happens (plain ints on the event-loop thread);
 a collector turns them into Prometheus families only when scraped, so the
 request path pays for a bisect into a bucket list and nothing else. The
 HTTP server runs in a daemon thread. A collector that reads only ints and
-histograms (the SDKs') may read them from there: each read is safe under the
+histograms (the SDKs') may read them from there (a worker of the HTTP
+server, ``scatter_common.http_server``): each read is safe under the
 GIL, and a scrape that sees one call half-counted is tolerated. A process
 whose pages read more of what the loop changes (the root: policies with
 internal caches, counters that must agree) takes a snapshot on the loop
@@ -18,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import concurrent.futures
-import http.server
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -27,6 +26,8 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from scatter_common.http_server import HttpServer, Response
 
 # Bucket bounds in seconds: from a fast leaf call on loopback (0.25 ms) to a
 # request that used a long deadline (10 s); roughly x2 apart, 16 buckets.
@@ -149,51 +150,37 @@ Page = Callable[[], tuple[str, bytes]]  # () -> (content type, body); may raise 
 
 
 class MetricsServer:
-    """HTTP on its own thread: ``/metrics`` from ``registry``, plus extra ``pages`` by path."""
+    """HTTP on its own thread: ``/metrics`` from ``registry``, plus extra ``pages`` by path.
+
+    The server and its limits are ``scatter_common.http_server``'s.
+    """
 
     def __init__(self, registry: CollectorRegistry, pages: Mapping[str, Page] | None = None) -> None:
         self.registry = registry
         self.pages = dict(pages or {})
-        self._server: http.server.ThreadingHTTPServer | None = None
+        self._server: HttpServer | None = None
         self.address = ""
 
     def start(self, address: str) -> str:
         """Listen on ``host:port`` (port 0 picks one); return the bound address."""
-        host, _, port = address.rpartition(":")
-        registry, pages = self.registry, self.pages
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                try:
-                    if path == "/metrics":
-                        content_type, body = "text/plain; version=0.0.4; charset=utf-8", generate_latest(registry)
-                    elif path in pages:
-                        content_type, body = pages[path]()
-                    else:
-                        self.send_error(404, "not found; try /metrics" + (" or /" if "/" in pages else ""))
-                        return
-                except PageUnavailable as exc:
-                    self.send_error(503, str(exc))
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # scrapes every few seconds would drown the process's own log
-
-        self._server = http.server.ThreadingHTTPServer((host.strip("[]") or "0.0.0.0", int(port)), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="scatter-metrics", daemon=True).start()
-        bound_port = self._server.server_address[1]
-        self.address = f"{host}:{bound_port}"
+        self._server = HttpServer(self._page, name="scatter-metrics")
+        self.address = self._server.start(address)
         return self.address
+
+    def _page(self, path: str) -> Response:
+        try:
+            if path == "/metrics":
+                return Response(200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry))
+            page = self.pages.get(path)
+            if page is None:
+                hint = "try /metrics" + (" or /" if "/" in self.pages else "")
+                return Response(404, "text/plain; charset=utf-8", f"not found; {hint}\n".encode())
+            content_type, body = page()
+        except PageUnavailable as exc:
+            return Response(503, "text/plain; charset=utf-8", f"{exc}\n".encode())
+        return Response(200, content_type, body)
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None

@@ -28,9 +28,18 @@ only, never an SDK or the root.
 
 from sdk_core.callables import UserHook, message_class, parameter_annotations, resolve_message_type
 from sdk_core.calls import CallStats, Decoder, HandlerRunner, ServicerContext
-from sdk_core.errors import BadResult, InvalidRequest, NotReady, Overloaded, SdkError, WrongShard, to_status
+from sdk_core.errors import (
+    BadResult,
+    InvalidRequest,
+    NotReady,
+    Overloaded,
+    SdkError,
+    UndecodableBody,
+    WrongShard,
+    to_status,
+)
 from sdk_core.flags import DEFAULT_MAX_CONCURRENCY, Flag, FlagParser, ServerOptions, int_in
-from sdk_core.server import HandlerContext, HandlerServer, HandlerServicer, SdkRequest, main_or_exit
+from sdk_core.server import HandlerContext, HandlerServer, HandlerServicer, SdkRequest, add_method, main_or_exit
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
@@ -50,8 +59,10 @@ __all__ = [
     "SdkRequest",
     "ServerOptions",
     "ServicerContext",
+    "UndecodableBody",
     "UserHook",
     "WrongShard",
+    "add_method",
     "int_in",
     "main_or_exit",
     "message_class",

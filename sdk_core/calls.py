@@ -35,7 +35,7 @@ from scatter_common.metrics import Histogram
 from scatter_common.payload import type_url, unpack
 from scatter_common.tracing import trace_id_of
 from sdk_core.callables import is_async_callable
-from sdk_core.errors import BadResult, NotReady, Overloaded, to_status
+from sdk_core.errors import BadResult, NotReady, Overloaded, SdkError, to_status
 
 M = TypeVar("M", bound=Message)
 R = TypeVar("R")
@@ -222,7 +222,11 @@ class HandlerRunner:
                 "%s handler failed: %s", self._role, message, exc_info=failure, extra={"request_id": request_id}
             )
         else:
-            self._log.debug("%s call refused (%s): %s", self._role, code.name, message)
+            level = failure.log_level if isinstance(failure, SdkError) else logging.DEBUG
+            request_id = trace_id_of(context.invocation_metadata())
+            self._log.log(
+                level, "%s call refused (%s): %s", self._role, code.name, message, extra={"request_id": request_id}
+            )
         await context.abort(code, message)
 
     def _release_from_thread(self, _job: Future[object]) -> None:

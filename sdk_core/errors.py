@@ -6,6 +6,7 @@ The hierarchy, and the code each maps to (most specific first)::
     ├── InvalidRequest     INVALID_ARGUMENT     raised by user code: the request is bad
     ├── PayloadError       INVALID_ARGUMENT     payload of the wrong type or undecodable
     └── SdkError
+        ├── UndecodableBody INVALID_ARGUMENT    the request body does not parse as the RPC's message
         ├── WrongShard     FAILED_PRECONDITION  a leaf asked for a shard it does not serve
         ├── Overloaded     RESOURCE_EXHAUSTED   at the concurrency limit; refused at once
         ├── NotReady       UNAVAILABLE          the start hook has not finished
@@ -23,10 +24,16 @@ table agrees with that one.
 
 Only the last row is a bug in the user's code; it is the only one logged at
 WARNING with a traceback. The others are the caller's or the operator's
-business and are logged at DEBUG so a misbehaving client cannot flood logs.
+business and are logged at DEBUG so a misbehaving client cannot flood logs,
+except an undecodable body, logged at INFO in one line (``log_level``): a
+client speaking another protocol, or built from another .proto, is worth an
+operator's notice, and one line per call is what the root logs for any
+failed request.
 """
 
 from __future__ import annotations
+
+import logging
 
 import grpc
 
@@ -41,6 +48,14 @@ InvalidRequest = status.InvalidRequest
 
 class SdkError(Exception):
     """A failure the SDK itself detects, with a message meant for the caller."""
+
+    log_level = logging.DEBUG  # how the call's refusal is logged (one line, no traceback)
+
+
+class UndecodableBody(SdkError):
+    """The request body is not the RPC's message (``scatter_common.bodies.Undecodable``)."""
+
+    log_level = logging.INFO
 
 
 class WrongShard(SdkError):
@@ -63,6 +78,7 @@ class BadResult(SdkError):
 CODES: tuple[tuple[type[Exception], str], ...] = (
     (InvalidRequest, InvalidRequest.code),
     (PayloadError, "INVALID_ARGUMENT"),
+    (UndecodableBody, "INVALID_ARGUMENT"),
     (WrongShard, "FAILED_PRECONDITION"),
     (Overloaded, Overloaded.code),
     (NotReady, "UNAVAILABLE"),

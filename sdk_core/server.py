@@ -28,17 +28,19 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
+from scatter_common.bodies import Undecodable, deserializer
 from scatter_common.payload import pack
 from scatter_common.serving import ServiceHost
 from sdk_core.callables import UserHook, adapt_hook, message_class, parameter_annotations, resolve_message_type
 from sdk_core.calls import CallScope, CallStats, Decoder, HandlerRunner, ServicerContext
+from sdk_core.errors import UndecodableBody
 from sdk_core.flags import ServerOptions
 from sdk_core.lifecycle import run_main, serve_handler
 
@@ -93,7 +95,7 @@ class HandlerServicer(abc.ABC, Generic[Req]):
         self._runner = runner
         self._decode_request = decode_request
 
-    async def answer(self, request: Req, context: ServicerContext) -> any_pb2.Any:
+    async def answer(self, request: Req | Undecodable, context: ServicerContext) -> any_pb2.Any:
         """The handler's answer to one call, packed; or the call aborted with the mapped status."""
         return pack(await self._runner.call(request, context, self._prepare))
 
@@ -108,12 +110,36 @@ class HandlerServicer(abc.ABC, Generic[Req]):
     def context(self, request: Req, context: ServicerContext) -> HandlerContext:
         """The context the handler gets for this call."""
 
-    def _prepare(self, request: Req, context: ServicerContext) -> tuple[Sequence[object], CallScope]:
+    def _prepare(self, request: Req | Undecodable, context: ServicerContext) -> tuple[Sequence[object], CallScope]:
+        if isinstance(request, Undecodable):
+            raise UndecodableBody(request.message)
         self.check(request)
         decoded = self._decode_request(request.payload)
         arguments = self.arguments(request)
         ctx = self.context(request, context)
         return (decoded, *arguments, ctx), ctx
+
+
+def add_method(
+    server: grpc.aio.Server,
+    service_name: str,
+    method: str,
+    handler: Callable[[Any, ServicerContext], Awaitable[Message]],
+    request_type: type[Message],
+    response_type: type[Message],
+) -> None:
+    """Serve ``handler`` as ``service_name``/``method``: what a generated ``add_*Servicer_to_server`` does,
+    with requests decoded by ``scatter_common.bodies.deserializer``.
+
+    grpc's own deserializer raises on a body that does not parse, and grpc
+    then answers UNKNOWN and logs a traceback; this one hands the servicer
+    an ``Undecodable``, which ``HandlerServicer`` answers INVALID_ARGUMENT
+    and counts as an error.
+    """
+    rpc: grpc.RpcMethodHandler[Any, Message] = grpc.unary_unary_rpc_method_handler(
+        handler, request_deserializer=deserializer(request_type), response_serializer=response_type.SerializeToString
+    )
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(service_name, {method: rpc})])
 
 
 def _first_parameter_type(handler: Callable[..., object]) -> type[Message] | None:

@@ -9,6 +9,7 @@ settings a test machine needs are added here.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ def probe_cluster(
     root: Mapping[str, Any] | None = None,
     leaf_args: tuple[str, ...] = (),
     extra: Mapping[str, Any] | None = None,
+    root_flags: tuple[str, ...] = (),
 ) -> Iterator[Deployment]:
     spec = probe_spec(
         shards,
@@ -42,6 +44,8 @@ def probe_cluster(
         root={"default_deadline_ms": 2000, "merge_reserve_ms": 50, **(root or {})},
         sections={"runtime": {"ready_timeout_ms": 30_000}, **(extra or {})},
     )
+    if root_flags:
+        spec = dataclasses.replace(spec, root_command=(*spec.root_command, *root_flags))
     with Deployment(spec) as deployment:
         yield deployment
 

@@ -95,7 +95,7 @@ def test_the_sdk_table_agrees_with_the_status_table() -> None:
     assert rule[sdk_errors.NotReady].retry and rule[sdk_errors.NotReady].health == "unavailable"
     assert rule[sdk_errors.Overloaded].retry and rule[sdk_errors.Overloaded].health == "overloaded"
     # The request's fault: the client gets it, and no replica is blamed.
-    for kind in (sdk_errors.InvalidRequest, PayloadError):
+    for kind in (sdk_errors.InvalidRequest, PayloadError, sdk_errors.UndecodableBody):
         assert rule[kind].verdict and not rule[kind].retry and rule[kind].health == "rejected"
     # A shard the leaf does not serve, and a broken handler: the shard ends as ERROR.
     for kind in (sdk_errors.WrongShard, sdk_errors.BadResult):

@@ -155,3 +155,42 @@ def test_no_splice_outside_wire() -> None:
             if isinstance(node, ast.Attribute) and node.attr in encoders and getattr(node.value, "id", "") == "wire":
                 found.append(f"{path.name}:{node.lineno}: wire.{node.attr}")
     assert found == []
+
+
+def test_execute_framing_bounds_every_execute_request() -> None:
+    payload = wire.payload_field(_payload(5))
+    for index, count, attempt, hedge in ((0, 1, 1, False), (2**32 - 1, 2**32 - 1, 5, True), (300, 70_000, 127, True)):
+        request = wire.execute_request(
+            payload, wire.execute_shard_fields(index, count), attempt, hedge, wire.execute_request_id_field(RID)
+        )
+        assert len(request) - len(payload) <= wire.EXECUTE_FRAMING_BYTES
+    widest = wire.execute_request(
+        payload, wire.execute_shard_fields(2**32 - 1, 2**32 - 1), 127, True, wire.execute_request_id_field(RID)
+    )
+    assert len(widest) - len(payload) == wire.EXECUTE_FRAMING_BYTES  # exact, not a guess
+
+
+def test_merge_framing_bounds_a_merge_request_without_answers() -> None:
+    replica = "10.0.0.1:50051"
+    shards = [(0, replica), (1, replica), (2, "leaf-2.example.svc.cluster.local:50051")]
+    framing = wire.merge_framing_bytes(shards, range(3), 3)
+    payload = wire.payload_field(_payload(5))
+    reports = [
+        shard_pb2.ShardReport(
+            shard_index=i,
+            status=shard_pb2.SHARD_STATUS_TIMEOUT,
+            replica=address,
+            latency=wire.duration(12.5),
+            attempts=3,
+            hedge_won=True,
+            hedges=2,
+        ).SerializeToString()
+        for i, address in shards
+    ]
+    coverage = shard_pb2.Coverage(
+        total=3, answered=0, missing=[shard_pb2.MissingShard(shard_index=i, status=3) for i in range(3)]
+    ).SerializeToString()
+    request = wire.merge_request(payload, ((r, b"") for r in reports), coverage, RID)
+    assert 0 < len(request) - len(payload) <= framing
+    # More shards, more framing: it grows with the fan-out.
+    assert wire.merge_framing_bytes([*shards, (3, replica)], range(4), 4) > framing

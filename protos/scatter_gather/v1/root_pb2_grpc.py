@@ -51,11 +51,13 @@ class RootServicer:
     def Query(self, request, context):
         """Runs one scatter/gather request. Clients should set a deadline; without
         one the root applies its configured default, and a deadline longer than
-        the configured maximum is capped. Errors: INVALID_ARGUMENT (bad payload
-        or options), DEADLINE_EXCEEDED (no time left for the shards and the
-        merge), UNAVAILABLE (coverage below min_coverage, naming the missing
-        shards, or the merge unreachable), RESOURCE_EXHAUSTED (the root is at
-        its in-flight limit; retry later).
+        the configured maximum is capped. Errors: INVALID_ARGUMENT (a body that
+        does not parse, a bad payload or options), DEADLINE_EXCEEDED (no time
+        left for the shards and the merge), UNAVAILABLE (coverage below
+        min_coverage, naming the missing shards, or the merge unreachable),
+        RESOURCE_EXHAUSTED (the root is at its in-flight limit: retry later; or
+        the payload, or the shards' answers with it, is too large for the root
+        to forward: the message names the limit, and a retry cannot succeed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,11 +38,13 @@ class RootStub:
     Query: _grpc.UnaryUnaryMultiCallable[_root_pb2.QueryRequest, _root_pb2.QueryResponse]
     """Runs one scatter/gather request. Clients should set a deadline; without
     one the root applies its configured default, and a deadline longer than
-    the configured maximum is capped. Errors: INVALID_ARGUMENT (bad payload
-    or options), DEADLINE_EXCEEDED (no time left for the shards and the
-    merge), UNAVAILABLE (coverage below min_coverage, naming the missing
-    shards, or the merge unreachable), RESOURCE_EXHAUSTED (the root is at
-    its in-flight limit; retry later).
+    the configured maximum is capped. Errors: INVALID_ARGUMENT (a body that
+    does not parse, a bad payload or options), DEADLINE_EXCEEDED (no time
+    left for the shards and the merge), UNAVAILABLE (coverage below
+    min_coverage, naming the missing shards, or the merge unreachable),
+    RESOURCE_EXHAUSTED (the root is at its in-flight limit: retry later; or
+    the payload, or the shards' answers with it, is too large for the root
+    to forward: the message names the limit, and a retry cannot succeed).
     """
 
 @_typing.type_check_only
@@ -55,11 +57,13 @@ class RootAsyncStub(RootStub):
     Query: _aio.UnaryUnaryMultiCallable[_root_pb2.QueryRequest, _root_pb2.QueryResponse]  # type: ignore[assignment]
     """Runs one scatter/gather request. Clients should set a deadline; without
     one the root applies its configured default, and a deadline longer than
-    the configured maximum is capped. Errors: INVALID_ARGUMENT (bad payload
-    or options), DEADLINE_EXCEEDED (no time left for the shards and the
-    merge), UNAVAILABLE (coverage below min_coverage, naming the missing
-    shards, or the merge unreachable), RESOURCE_EXHAUSTED (the root is at
-    its in-flight limit; retry later).
+    the configured maximum is capped. Errors: INVALID_ARGUMENT (a body that
+    does not parse, a bad payload or options), DEADLINE_EXCEEDED (no time
+    left for the shards and the merge), UNAVAILABLE (coverage below
+    min_coverage, naming the missing shards, or the merge unreachable),
+    RESOURCE_EXHAUSTED (the root is at its in-flight limit: retry later; or
+    the payload, or the shards' answers with it, is too large for the root
+    to forward: the message names the limit, and a retry cannot succeed).
     """
 
 class RootServicer(metaclass=_abc_1.ABCMeta):
@@ -75,11 +79,13 @@ class RootServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_root_pb2.QueryResponse, _abc.Awaitable[_root_pb2.QueryResponse]]:
         """Runs one scatter/gather request. Clients should set a deadline; without
         one the root applies its configured default, and a deadline longer than
-        the configured maximum is capped. Errors: INVALID_ARGUMENT (bad payload
-        or options), DEADLINE_EXCEEDED (no time left for the shards and the
-        merge), UNAVAILABLE (coverage below min_coverage, naming the missing
-        shards, or the merge unreachable), RESOURCE_EXHAUSTED (the root is at
-        its in-flight limit; retry later).
+        the configured maximum is capped. Errors: INVALID_ARGUMENT (a body that
+        does not parse, a bad payload or options), DEADLINE_EXCEEDED (no time
+        left for the shards and the merge), UNAVAILABLE (coverage below
+        min_coverage, naming the missing shards, or the merge unreachable),
+        RESOURCE_EXHAUSTED (the root is at its in-flight limit: retry later; or
+        the payload, or the shards' answers with it, is too large for the root
+        to forward: the message names the limit, and a retry cannot succeed).
         """
 
 def add_RootServicer_to_server(servicer: RootServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
