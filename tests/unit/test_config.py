@@ -34,7 +34,7 @@ def test_partial_coverage_gets_a_coverage_wait_by_default() -> None:
 
     assert parse_root_config(_doc()).coverage_wait == CoverageWaitConfig()  # every shard: no wait
     assert parse_root_config(_doc(min_coverage=0.0)).coverage_wait == CoverageWaitConfig()  # a lower root
-    assert parse_root_config(_doc(min_coverage=0.5)).coverage_wait == CoverageWaitConfig(0.020, 1.0)
+    assert parse_root_config(_doc(min_coverage=0.5)).coverage_wait == CoverageWaitConfig(0.020, 2.0)
     assert parse_root_config(_doc(min_coverage=0.5, coverage_wait_factor=0.5)).coverage_wait == CoverageWaitConfig(
         0.020, 0.5
     )
