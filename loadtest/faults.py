@@ -63,6 +63,7 @@ import statistics
 import sys
 import threading
 import time
+import tomllib
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -503,12 +504,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics-interval", type=float, default=0.05, help="s between /metrics polls")
     parser.add_argument("--only", nargs="*", choices=[p.name for p in phases()], help="run only these phases")
     parser.add_argument("--json", type=Path, help="also write every number to this file")
+    parser.add_argument(
+        "--client-deadline-ms",
+        type=float,
+        help="each request's client deadline (default none: the root's 500 ms applies); late answers are then errors",
+    )
+    parser.add_argument(
+        "--root-set",
+        action="append",
+        default=[],
+        metavar="KEY=TOML",
+        help="another [root] setting, e.g. partial_coverage_wait=false (repeatable)",
+    )
     args = parser.parse_args(argv)
+    root_config: dict[str, object] = dict(ROOT)
+    for item in args.root_set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--root-set wants KEY=VALUE, got {item!r}")
+        try:
+            root_config[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError as exc:
+            parser.error(f"--root-set {item!r}: the value is not TOML: {exc}")
+    client_timeout = None if args.client_deadline_ms is None else args.client_deadline_ms / 1000
     if args.repeats < 1 or min(args.fault_seconds, args.steady_seconds, args.after_seconds) < 0:
         parser.error("--repeats must be >= 1 and the durations >= 0")
     schedule = [p for p in phases() if not args.only or p.name in args.only]
 
-    spec = probe_spec(SHARDS, REPLICAS, leaf_flags=["--base-latency-ms", str(args.base_latency_ms)], root=ROOT)
+    spec = probe_spec(SHARDS, REPLICAS, leaf_flags=["--base-latency-ms", str(args.base_latency_ms)], root=root_config)
     probe = probe_pb2.ProbeRequest()
     request = root_pb2.QueryRequest()
     request.payload.Pack(probe)
@@ -525,13 +548,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(root.address, request, IN_FLIGHT, 2.0)  # warm up channels and the latency windows
         print(
             f"{SHARDS} shards x {REPLICAS} replicas of the probe leaf (~{args.base_latency_ms:g} ms a call), "
-            f"root {ROOT}, {IN_FLIGHT} in flight, no client deadline; late = over {LATE * 1000:.0f} ms",
+            f"root {root_config}, {IN_FLIGHT} in flight, "
+            + ("no client deadline" if client_timeout is None else f"client deadline {args.client_deadline_ms:g} ms")
+            + f"; late = over {LATE * 1000:.0f} ms",
             flush=True,
         )
         load = threading.Thread(
             target=run,
             args=(root.address, requests(), IN_FLIGHT),
-            kwargs={"timeout": None, "observe": answers},
+            kwargs={"timeout": client_timeout, "observe": answers},
             name="faults-load",
             daemon=True,
         )
@@ -551,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         samples = list(poller.samples)
         if poller.failed:
             print(f"faults: {poller.failed} /metrics polls failed", file=sys.stderr)
-    report(runs, answers, samples, args.json)
+    report(runs, answers, samples, args.json, root_config)
     if args.answers is not None:
         began = runs[0].steady_at if runs else 0.0
         with args.answers.open("w") as out:
@@ -577,7 +602,13 @@ def timeline(pr: PhaseRun, began: float) -> dict[str, Any]:
     }
 
 
-def report(runs: Sequence[PhaseRun], answers: Answers, samples: Sequence[Sample], json_path: Path | None) -> None:
+def report(
+    runs: Sequence[PhaseRun],
+    answers: Answers,
+    samples: Sequence[Sample],
+    json_path: Path | None,
+    root_config: dict[str, object] | None = None,
+) -> None:
     windows: list[WindowStats] = []
     victims: list[VictimStats] = []
     goals: dict[str, list[bool]] = {}
@@ -621,7 +652,7 @@ def report(runs: Sequence[PhaseRun], answers: Answers, samples: Sequence[Sample]
     if json_path is not None:
         began = runs[0].steady_at if runs else 0.0
         document: dict[str, Any] = {
-            "root": ROOT,
+            "root": root_config if root_config is not None else ROOT,
             "schedule": [timeline(pr, began) for pr in runs],
             "windows": [asdict(w) for w in windows],
             "victims": [asdict(v) for v in victims],

@@ -265,7 +265,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         raise ConfigError(f"root.grace_seconds must be >= 0, got {grace:g}")
     workers = int(positive("root.workers", root.get("workers", int, 1)))
     coverage_wait = _policy(CoverageWaitConfig, root, _COVERAGE_WAIT_KEYS)
-    if coverage_wait.extra_wait is None and 0.0 < min_coverage < 1.0:
+    if coverage_wait.extra_wait is None and 0.0 < min_coverage < 1.0 and root.get("partial_coverage_wait", bool, True):
         # Partial results are allowed: do not hold the fast shards' answer for a hung one
         # until the deadline (root/policies/coverage_wait.py, "the default").
         coverage_wait = CoverageWaitConfig(

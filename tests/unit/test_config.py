@@ -39,6 +39,8 @@ def test_partial_coverage_gets_a_coverage_wait_by_default() -> None:
         0.020, 0.5
     )
     assert parse_root_config(_doc(min_coverage=0.5, coverage_wait_ms=5)).coverage_wait == CoverageWaitConfig(0.005)
+    off = parse_root_config(_doc(min_coverage=0.5, partial_coverage_wait=False))
+    assert off.coverage_wait == CoverageWaitConfig()
     assert parse_root_config(_doc()).deadlines.adaptive_reserve
     assert not parse_root_config(_doc(adaptive_reserve=False)).deadlines.adaptive_reserve
 
