@@ -31,7 +31,11 @@ def render(snapshot: RootSnapshot) -> bytes:
         for replica in replicas:
             if replica.ejected and replica.ejected_until is not None:
                 back_in = replica.ejected_until - snapshot.now
-                health = f'<td class="bad">ejected, back in {back_in:.0f} s</td>'
+                health = f'<td class="bad">ejected, probed; back in {back_in:.0f} s at the latest</td>'
+            elif replica.down:
+                health = '<td class="warn">NOT_SERVING (loading or draining)</td>'
+            elif replica.suspect:
+                health = '<td class="warn">suspect: lost a race, avoided</td>'
             elif replica.consecutive_failures:
                 health = f'<td class="warn">{replica.consecutive_failures} failures in a row</td>'
             else:

@@ -192,7 +192,7 @@ def test_pages_render_from_a_snapshot_alone() -> None:
     hedged = snap.shards[0]
     assert hedged.hedges_won >= 1
     assert f"{hedged.hedges_sent / hedged.calls:.1%} ({hedged.hedges_won} won)" in page
-    assert re.search(r"ejected, back in (29|30) s", page)
+    assert re.search(r"ejected, probed; back in (29|30) s at the latest", page)
     text = generate_latest(registry(snap)).decode()
     assert f'scatter_root_hedges_won_total{{shard="0"}} {float(hedged.hedges_won)}' in text
     assert 'scatter_root_replica_ejected{replica="d:1",shard="1"} 1.0' in text
