@@ -55,6 +55,9 @@ DEFAULT_MAX_DEADLINE_MS = 30_000.0
 # the client, which the root cannot measure (2-9 ms here under load), and a
 # GC pause; the merge itself (~1 ms for a top-k) is measured and added.
 DEFAULT_MERGE_RESERVE_MS = 10.0
+# A headless Service's records change as pods come and go; CoreDNS serves
+# them with a 5 s TTL by default, so looking again every 5 s follows it.
+DEFAULT_DISCOVERY_REFRESH_MS = 5000.0
 # Honest default: every shard must answer; partial results are opt-in.
 DEFAULT_MIN_COVERAGE = 1.0
 # At ~1 ms of root CPU per request, 512 in flight is already half a second of
@@ -66,11 +69,21 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ShardConfig:
-    """One shard: the addresses of its replicas, in preference order."""
+    """One shard: the addresses of its replicas, or where to discover them (root.discovery)."""
 
-    replicas: tuple[str, ...]
+    replicas: tuple[str, ...]  # static addresses; empty when discovered
     # Leaf shards beneath it: 1 for a leaf, more for another root (a subtree).
     leaves: int = 1
+    dns: str = ""  # "name:port": every A/AAAA record of name is a replica, re-resolved
+    file: str = ""  # a file of addresses, one per line, re-read when it changes
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """How discovered replica sets are refreshed ([discovery])."""
+
+    refresh: float = DEFAULT_DISCOVERY_REFRESH_MS / 1000  # seconds between lookups, and config file checks
+    dns_server: str = ""  # "host:port" to ask instead of the system's resolvers
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,7 @@ class RootConfig:
     total_shards: int = 0
     tls: ServerTls | None = None  # serving Root.Query; None: plaintext
     upstream_tls: ClientTls | None = None  # calling leaves and the merge; None: plaintext
+    discovery: DiscoveryConfig = DiscoveryConfig()
 
     @property
     def shard_count(self) -> int:
@@ -313,6 +327,18 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
             raise ConfigError(f"upstream_{exc}") from None
     upstream_table.finish()
 
+    discovery_table = doc.table("discovery")
+    refresh_ms = discovery_table.get("refresh_ms", float, DEFAULT_DISCOVERY_REFRESH_MS)
+    if not 10.0 <= refresh_ms <= 3_600_000.0:
+        raise ConfigError(f"discovery.refresh_ms must be in [10, 3600000], got {refresh_ms:g}")
+    dns_server = discovery_table.get("dns_server", str, "")
+    if dns_server:
+        host, sep, port = dns_server.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f'discovery.dns_server: expected "host:port", got {dns_server!r}')
+    discovery_table.finish()
+    discovery = DiscoveryConfig(refresh_ms / 1000, dns_server)
+
     doc.used.add("shards")
     raw_shards = data.get("shards")
     if not isinstance(raw_shards, list) or not raw_shards:
@@ -320,6 +346,28 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     shards = []
     for i, raw in enumerate(raw_shards):
         shard = Table(raw, f"shards[{i}]")
+        sources = [key for key in ("replicas", "dns", "file") if isinstance(raw, dict) and key in raw]
+        if len(sources) > 1:
+            raise ConfigError(
+                f'shards[{i}]: give one of replicas = [...], dns = "name:port" or file = "path"'
+                f" (got {', '.join(sources)})"
+            )
+        if sources and sources[0] != "replicas":
+            leaves = int(positive(f"shards[{i}].leaves", shard.get("leaves", int, 1)))
+            if sources[0] == "dns":
+                name = shard.require("dns", str)
+                host, sep, port = name.rpartition(":")
+                if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                    raise ConfigError(f'shards[{i}].dns: expected "name:port", got {name!r}')
+                shard.finish()
+                shards.append(ShardConfig((), leaves, dns=name))
+            else:
+                path = shard.require("file", str)
+                if not path:
+                    raise ConfigError(f"shards[{i}].file: expected a file of replica addresses")
+                shard.finish()
+                shards.append(ShardConfig((), leaves, file=path))
+            continue
         replicas = shard.require("replicas", list)
         if not replicas:
             raise ConfigError(f"shards[{i}].replicas: at least one replica address is required")
@@ -360,6 +408,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         total_shards=total_shards,
         tls=tls,
         upstream_tls=upstream_tls,
+        discovery=discovery,
     )
 
 

@@ -64,6 +64,21 @@ def root_families(snapshot: RootSnapshot) -> Iterable[Metric]:
         for shard in shards:
             family.add_metric([str(shard.index)], getattr(shard, field))
         yield family
+    changes = CounterMetricFamily(
+        "scatter_root_membership_changes",
+        "Replica sets applied to a shard since start (discovery or a config reload).",
+        labels=["shard"],
+    )
+    failures = CounterMetricFamily(
+        "scatter_root_discovery_failures",
+        "Replica lookups of a shard that failed (the last good set was kept).",
+        labels=["shard"],
+    )
+    for shard in shards:
+        changes.add_metric([str(shard.index)], shard.membership_changes)
+        failures.add_metric([str(shard.index)], shard.discovery_failures)
+    yield changes
+    yield failures
     results = CounterMetricFamily(
         "scatter_root_shard_results", "Shard outcomes, by status.", labels=["shard", "status"]
     )

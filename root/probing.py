@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 import grpc
 
+from root.policies import ReplicaSet
 from root.scatter import Shard
 from root.transport import Replica
 
@@ -54,7 +55,14 @@ POLL_EVERY = 0.1
 
 
 class Prober:
-    """Start with ``start()`` on the root's loop; ``close()`` stops it and every probe in flight."""
+    """Start with ``start()`` on the root's loop; ``close()`` stops it and every probe in flight.
+
+    Membership may change (``root.membership`` swaps a shard's replicas and
+    chooser together); ``sync(shard)`` then starts watching the new replicas
+    and stops watching the removed ones. Everything reaches the chooser by
+    address, or through the chooser a probe was asked by, never by a
+    position that a swap could have moved.
+    """
 
     def __init__(self, shards: Sequence[Shard], probe_interval: float | None) -> None:
         self.shards = list(shards)
@@ -62,40 +70,59 @@ class Prober:
         self.tick = TICK if probe_interval is None else min(TICK, probe_interval / 10)
         self._task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
-        self._watches: list[asyncio.Task[None]] = []
+        self._watches: dict[tuple[int, str], asyncio.Task[None]] = {}  # (shard position, address) -> its watch
+        self._started = False
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self.interval is not None and any(len(shard.replicas) > 1 for shard in self.shards):
-            self._task = loop.create_task(self._run())
+        self._started = True
+        if self.interval is not None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
         for shard in self.shards:
-            if len(shard.replicas) > 1:  # with one replica there is no choice to inform
-                for index in range(len(shard.replicas)):
-                    self._watches.append(loop.create_task(self._watch(shard, index)))
+            self.sync(shard)
 
-    async def _watch(self, shard: Shard, index: int) -> None:
-        replica = shard.replicas[index]
-        chooser = shard.policy.chooser
+    def sync(self, shard: Shard) -> None:
+        """Watch exactly the shard's current replicas."""
+        if not self._started:
+            return
+        position = self.shards.index(shard)
+        current = {replica.address: replica for replica in shard.replicas}
+        for key in [k for k in self._watches if k[0] == position and k[1] not in current]:
+            self._watches.pop(key).cancel()
+        loop = asyncio.get_running_loop()
+        for address, replica in current.items():
+            if (position, address) not in self._watches:
+                self._watches[(position, address)] = loop.create_task(self._watch(shard, replica))
+
+    async def _watch(self, shard: Shard, replica: Replica) -> None:
+        def report(serving: bool) -> None:
+            chooser = shard.policy.chooser
+            index = chooser.index(replica.address)
+            if index is not None:
+                chooser.health(index, serving)
+
         while True:
             try:
                 async for serving in replica.watch_health():
-                    chooser.health(index, serving)
+                    report(serving)
                     if not serving:
                         break  # close the watch: a draining server waits for it
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                     log.info("replica %s has no health service: not watched", replica.address)
+                    report(True)  # nothing to wait for: a new replica may take calls
                     return
             await self._until_serving(replica)
-            chooser.health(index, True)
+            report(True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.tick)
             for shard in self.shards:
-                for index in shard.policy.chooser.due_probes():
-                    task = loop.create_task(self._probe(shard, index))
+                chooser = shard.policy.chooser
+                replicas = shard.replicas  # swapped together with the chooser
+                for index in chooser.due_probes():
+                    task = loop.create_task(self._probe(chooser, index, replicas[index]))
                     self._probes.add(task)
                     task.add_done_callback(self._probes.discard)
 
@@ -108,16 +135,16 @@ class Prober:
                 return
             await asyncio.sleep(max(0.0, POLL_EVERY - (asyncio.get_running_loop().time() - began)))
 
-    async def _probe(self, shard: Shard, index: int) -> None:
+    async def _probe(self, chooser: ReplicaSet, index: int, replica: Replica) -> None:
         healthy = False
         try:
             assert self.interval is not None
-            healthy = await shard.replicas[index].serving(self.interval)
+            healthy = await replica.serving(self.interval)
         finally:
-            shard.policy.chooser.probe_result(index, healthy)
+            chooser.probe_result(index, healthy)  # the set that asked; kept replicas share their state
 
     async def close(self) -> None:
-        tasks = [*self._probes, *self._watches, *([self._task] if self._task is not None else [])]
+        tasks = [*self._probes, *self._watches.values(), *([self._task] if self._task is not None else [])]
         for task in tasks:
             task.cancel()
         for task in tasks:

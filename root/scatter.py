@@ -64,6 +64,9 @@ class Shard:
         self.policy = policy
         self.leaves = leaves  # leaf shards this shard stands for: more than 1 when it is a subtree
         self.latency = Histogram()  # time to a good answer, for metrics
+        # Replica sets applied (root.membership) and discovery lookups that failed (root.discovery).
+        self.membership_changes = 0
+        self.discovery_failures = 0
         # The ExecuteRequest fields that never change for this shard, encoded once.
         self.execute_fields = wire.execute_shard_fields(index, count)
 
@@ -99,6 +102,9 @@ class Scatter:
         self.loop = asyncio.get_running_loop()
         self.shards = shards
         self.plans = [AttemptPlan(shard.policy) for shard in shards]
+        # This request's view of each shard's replicas, taken with its policy: a membership
+        # change (root.membership) swaps both for the requests that start after it.
+        self.replicas = [shard.replicas for shard in shards]
         self.outcomes: list[ShardOutcome | None] = [None] * len(shards)
         self.hedges_below: list[int] = [0] * len(shards)  # hedges a subtree reported
         # (wake time, shard position) of every plan's next wake-up; stale entries
@@ -247,7 +253,7 @@ class Scatter:
         request = wire.execute_request(
             self.payload_field, shard.execute_fields, action.attempt, action.kind is HEDGE, self.request_id_field
         )
-        replica = shard.replicas[action.replica]
+        replica = self.replicas[i][action.replica]
         task = self.loop.create_task(replica.call(request, self.deadline - now, self.metadata))
         task.add_done_callback(self._attempt_done)
         self.tasks[task] = (i, action.attempt)
@@ -264,7 +270,7 @@ class Scatter:
         report = shard_pb2.ShardReport(
             shard_index=shard.index,
             status=end.status,  # type: ignore[arg-type]
-            replica=shard.replicas[end.replica].address if end.replica >= 0 else "",
+            replica=self.replicas[i][end.replica].address if end.replica >= 0 else "",
             latency=wire.duration(elapsed),
             attempts=plan.attempts,
             hedge_won=end.hedge_won,

@@ -86,7 +86,7 @@ def add_root_service(server: grpc.aio.Server, service: RootService) -> None:
 
 async def serve(config: RootConfig, worker: int = 0) -> None:
     service = RootService(config, build_shards(config))
-    service.prober.start()
+    await service.start()
     host = ServiceHost(
         ServeOptions(
             address=config.listen,

@@ -9,6 +9,7 @@ merge's payload reaches the client without being decoded.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +21,8 @@ from google.protobuf import any_pb2
 
 from protos.scatter_gather.v1 import leaf_pb2, root_pb2, shard_pb2
 from root import wire
-from root.config import RootConfig
+from root.config import RootConfig, ShardConfig
+from root.discovery import Discovery
 from root.errors import (
     DeadlineTooShort,
     InvalidRequest,
@@ -30,6 +32,7 @@ from root.errors import (
     WrongShard,
     merge_failure,
 )
+from root.membership import Membership
 from root.policies import (
     AdmissionConfig,
     AdmissionLimit,
@@ -40,7 +43,7 @@ from root.policies import (
 )
 from root.probing import Prober
 from root.scatter import Scatter, Shard
-from root.transport import MergeChannel, channel_options
+from root.transport import MergeChannel, Replica, channel_options
 from scatter_common.bodies import Undecodable
 from scatter_common.metrics import Histogram
 from scatter_common.payload import MAX_TYPE_URL_LENGTH
@@ -68,12 +71,21 @@ class RootService:
         # (first leaf shard, leaf shards) per shard, when some shard is a subtree.
         self.spans = config.leaf_spans() if any(s.leaves > 1 for s in config.shards) else None
         self.answer_times = AnswerTimes()  # the measured part of the deadline reserve
-        self.prober = Prober(self.shards, config.replicas.probe_interval)  # started by serve(), on the loop
+        self.prober = Prober(self.shards, config.replicas.probe_interval)  # started by start(), on the loop
+        options = channel_options(config.max_message_bytes)
+        self.membership = Membership(
+            lambda address: Replica(address, options, config.upstream_tls), self.prober, config.deadlines.maximum
+        )
+        self.discovery = Discovery(self.shards, config.shards, config.discovery, self.membership)
+
         # The largest payload field the root's own channels can carry (root.wire, "sizes").
         framing = max(
             wire.EXECUTE_FRAMING_BYTES,
             wire.merge_framing_bytes(
-                [(shard.index, max((r.address for r in shard.replicas), key=len, default="")) for shard in self.shards],
+                [
+                    (shard.index, _longest_address(shard, conf))
+                    for shard, conf in zip(self.shards, config.shards, strict=True)
+                ],
                 (i for shard in self.shards for i in range(shard.index, shard.index + shard.leaves)),
                 config.shard_count,
             ),
@@ -83,7 +95,20 @@ class RootService:
         self.first_shard = config.shard_offset
         self.leaf_shards = sum(shard.leaves for shard in config.shards)
 
+    async def start(self) -> None:
+        """Start the background work on the running loop: probes, health watches, discovery.
+
+        Each discovered shard is looked up once first, so the first requests find replicas.
+        """
+        self.prober.start()
+        await asyncio.gather(
+            *(self.discovery.refresh(i) for i, shard in enumerate(self.config.shards) if shard.dns or shard.file)
+        )
+        self.discovery.start()
+
     async def close(self) -> None:
+        await self.discovery.close()
+        await self.membership.close()
         await self.prober.close()
         await self.merge.close()
         for shard in self.shards:
@@ -279,6 +304,17 @@ class RootService:
     def _execute_response(result: Gathered) -> bytes:
         hedges = sum(report.hedges for report in result.reports)
         return wire.execute_response(result.payload_field, result.coverage, hedges)
+
+
+# A discovered replica's address can be any "name:port" (a DNS name is at most 253 bytes).
+LONGEST_DISCOVERED_ADDRESS = 253 + len(":65535")
+
+
+def _longest_address(shard: Shard, config: ShardConfig) -> str:
+    """The longest replica address a report of this shard may name, for the size limits."""
+    if config.dns or config.file:
+        return "x" * LONGEST_DISCOVERED_ADDRESS
+    return max((r.address for r in shard.replicas), key=len, default="")
 
 
 @dataclass(slots=True)

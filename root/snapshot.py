@@ -74,6 +74,8 @@ class ShardSnapshot:
     duration: HistogramSnapshot  # first attempt to answer, answered calls
     latencies: LatencySamples  # the hedge delay's window of successful attempts
     replicas: tuple[ReplicaStatus, ...]
+    membership_changes: int = 0  # replica sets applied since start (discovery, reload)
+    discovery_failures: int = 0  # lookups that failed and kept the last set
 
     def outcome(self, status: int) -> int:
         return dict(self.outcomes).get(status, 0)
@@ -119,6 +121,8 @@ def take_snapshot(service: RootService) -> RootSnapshot:
                 duration=shard.latency.snapshot(),
                 latencies=shard.policy.latencies.samples(),
                 replicas=shard.policy.chooser.status(),
+                membership_changes=shard.membership_changes,
+                discovery_failures=shard.discovery_failures,
             )
         )
     return RootSnapshot(

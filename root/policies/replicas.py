@@ -260,7 +260,7 @@ class _Replica:
         "unanswered",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, down: bool = False) -> None:
         self.outstanding = 0
         self.ewma = 0.0
         self.sampled_at = -math.inf  # clock time of the newest EWMA sample; -inf: none yet
@@ -271,7 +271,7 @@ class _Replica:
         self.ejections = 0
         self.attempts = 0
         self.suspect = False  # the newest news is a fault (rule 4)
-        self.down = False  # its health service says NOT_SERVING
+        self.down = down  # its health service says NOT_SERVING
         self.unanswered = 0  # attempts in a row that ran longer than its EWMA and got no answer
         self.probe_at = math.inf  # when the next probe is due (ejected, or a suspect)
         self.probed_at = -math.inf  # when the last probe went out
@@ -290,6 +290,7 @@ class ReplicaSet:
         "_alpha",
         "_base",
         "_clock",
+        "_config",
         "_cursor",
         "_decay_after",
         "_max_ejected",
@@ -302,13 +303,32 @@ class ReplicaSet:
         "addresses",
     )
 
-    def __init__(self, addresses: Sequence[str], clock: Clock, config: ReplicaConfig = ReplicaConfig()) -> None:
-        if not addresses:
-            raise ValueError("a shard needs at least one replica address")
+    def __init__(
+        self,
+        addresses: Sequence[str],
+        clock: Clock,
+        config: ReplicaConfig = ReplicaConfig(),
+        *,
+        carry: ReplicaSet | None = None,
+    ) -> None:
+        """``carry``: a set this one replaces (membership changed, or its config did): replicas
+        at an address it has keep their state (the same object, so calls still in flight on
+        the old set count for the new one too); new addresses start down, and get calls once
+        their health says SERVING. Empty ``addresses``: a discovered shard with none yet."""
         self.addresses: tuple[str, ...] = tuple(addresses)
+        if len(set(self.addresses)) != len(self.addresses):
+            raise ValueError("the same replica address appears twice")
         n = len(self.addresses)
         self._clock = clock
-        self._reps = [_Replica() for _ in range(n)]
+        self._config = config
+        if carry is None:
+            self._reps = [_Replica() for _ in range(n)]
+        else:
+            kept = dict(zip(carry.addresses, carry._reps, strict=True))
+            self._reps = [kept.get(address) or _Replica(down=True) for address in self.addresses]
+            for address, r in kept.items():
+                if address not in self.addresses:
+                    r.down = True  # removed: plans still in flight on the old set avoid it
         self._cursor = 0
         self._alpha = config.ewma_alpha
         self._stale_after = config.ewma_stale_after
@@ -324,10 +344,21 @@ class ReplicaSet:
         while self._base * 2.0 ** (k - 1) < self._max_time:
             k += 1
         self._max_times = k
-        self._max_ejected = 0 if n == 1 else min(n - 1, max(1, math.floor(n * config.max_ejection_percent / 100)))
+        self._max_ejected = 0 if n <= 1 else min(n - 1, max(1, math.floor(n * config.max_ejection_percent / 100)))
 
     def __len__(self) -> int:
         return len(self._reps)
+
+    @property
+    def config(self) -> ReplicaConfig:
+        return self._config
+
+    def index(self, address: str) -> int | None:
+        """The position of the replica at ``address`` in this set, None if it has none."""
+        try:
+            return self.addresses.index(address)
+        except ValueError:
+            return None
 
     def pick(self, exclude: AbstractSet[int] = _NOTHING, last_resort: bool = True) -> int | None:
         """The replica for the next attempt, or None if every one is excluded.

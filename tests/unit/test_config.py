@@ -45,6 +45,28 @@ def test_partial_coverage_gets_a_coverage_wait_by_default() -> None:
     assert not parse_root_config(_doc(adaptive_reserve=False)).deadlines.adaptive_reserve
 
 
+def test_discovered_shards() -> None:
+    doc = _doc()
+    doc["shards"] = [{"dns": "leaf-0.leaves.svc:50051"}, {"file": "/etc/scatter/shard-1"}, {"replicas": ["a:1"]}]
+    doc["discovery"] = {"refresh_ms": 200, "dns_server": "127.0.0.1:5353"}
+    config = parse_root_config(doc)
+    assert [(s.replicas, s.dns, s.file) for s in config.shards] == [
+        ((), "leaf-0.leaves.svc:50051", ""),
+        ((), "", "/etc/scatter/shard-1"),
+        (("a:1",), "", ""),
+    ]
+    assert (config.discovery.refresh, config.discovery.dns_server) == (0.2, "127.0.0.1:5353")
+    for shards, message in [
+        ([{"dns": "leaf-0"}], r'shards\[0\].dns: expected "name:port"'),
+        ([{"dns": "a:1", "replicas": ["b:1"]}], r"shards\[0\]: give one of .*got replicas, dns"),
+        ([{"file": ""}], r"shards\[0\].file: expected a file"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            parse_root_config({**_doc(), "shards": shards})
+    with pytest.raises(ConfigError, match=r"discovery.refresh_ms must be in \[10, 3600000\], got 1"):
+        parse_root_config({**_doc(), "discovery": {"refresh_ms": 1}})
+
+
 def test_values_are_read_in_ms() -> None:
     config = parse_root_config(
         _doc(default_deadline_ms=250, max_deadline_ms=2000, merge_reserve_ms=5, min_coverage=0.5)

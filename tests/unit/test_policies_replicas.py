@@ -627,9 +627,30 @@ def test_defaults() -> None:
     assert (c.ewma_alpha, c.ewma_stale_after, c.probe_interval) == (0.25, 1.0, 0.5)
 
 
-def test_needs_a_replica() -> None:
-    with pytest.raises(ValueError, match="at least one replica"):
-        ReplicaSet([], FakeClock())
+def test_an_empty_set_picks_nothing_and_addresses_are_unique() -> None:
+    assert ReplicaSet([], FakeClock()).pick() is None
+    with pytest.raises(ValueError, match="appears twice"):
+        ReplicaSet(["a:1", "a:1"], FakeClock())
+
+
+def test_a_new_set_carries_the_state_of_kept_replicas_and_new_ones_start_down() -> None:
+    clock = FakeClock()
+    old = ReplicaSet(["a:1", "b:1"], clock)
+    old.start(0)
+    old.finish(0, 0.004, True)
+    fail(old, 1, 5)  # b ejected
+    old.start(0)  # a call in flight on the old set
+    new = ReplicaSet(["b:1", "c:1", "a:1"], clock, carry=old)
+    b, c, a = new.status()
+    assert (a.ewma, a.outstanding, b.ejected, c.down) == (0.004, 1, True, True)
+    assert new.pick() == 2  # a: b is ejected, c not healthy yet
+    old.finish(0, 0.004, True)  # the call in flight ends on the old set: the new one sees it
+    assert new.status()[2].outstanding == 0
+    new.health(1, True)
+    assert new.status()[1].down is False
+    smaller = ReplicaSet(["c:1"], clock, carry=new)
+    assert smaller.index("c:1") == 0 and smaller.index("a:1") is None
+    assert new.status()[2].down  # a was removed: plans still on the old set avoid it
 
 
 @pytest.mark.parametrize(
