@@ -74,7 +74,7 @@ class ShardConfig:
     replicas: tuple[str, ...]  # static addresses; empty when discovered
     # Leaf shards beneath it: 1 for a leaf, more for another root (a subtree).
     leaves: int = 1
-    dns: str = ""  # "name:port": every A/AAAA record of name is a replica, re-resolved
+    dns: str = ""  # "name:port" (A/AAAA records on port) or "_service._proto.name" (SRV), re-resolved
     file: str = ""  # a file of addresses, one per line, re-read when it changes
 
 
@@ -357,8 +357,12 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
             if sources[0] == "dns":
                 name = shard.require("dns", str)
                 host, sep, port = name.rpartition(":")
-                if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                    raise ConfigError(f'shards[{i}].dns: expected "name:port", got {name!r}')
+                srv = not sep and name.startswith("_") and "." in name
+                if not srv and (not sep or not host or not port.isdigit() or not 0 < int(port) < 65536):
+                    raise ConfigError(
+                        f'shards[{i}].dns: expected "name:port" (A/AAAA records) or'
+                        f' "_service._proto.name" (SRV records), got {name!r}'
+                    )
                 shard.finish()
                 shards.append(ShardConfig((), leaves, dns=name))
             else:

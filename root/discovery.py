@@ -10,7 +10,10 @@ A shard's replicas come from one of (``[[shards]]`` in the root config):
 - ``replicas = ["host:port", ...]``: static, as written (no task here);
 - ``dns = "name:port"``: every A and AAAA record of ``name`` is a replica
   on ``port`` (a Kubernetes headless Service per shard: one record per
-  ready pod). Asked of the system's resolvers, or of ``[discovery]
+  ready pod); ``dns = "_service._proto.name"`` (no port): every SRV record
+  is a replica at its target's addresses and its own port (the same
+  Service's named port, ``_grpc._tcp.leaf-0.leaves.NS.svc``; also how
+  replicas on one host with different ports are found). Asked of the system's resolvers, or of ``[discovery]
   dns_server`` when set. We use dnspython's resolver rather than
   ``getaddrinfo``: it can be pointed at any server (tests, a sidecar DNS),
   it never blocks the loop, and it says NXDOMAIN apart from a timeout;
@@ -61,9 +64,8 @@ def _resolver(server: str) -> dns.asyncresolver.Resolver:
     return resolver
 
 
-async def lookup_dns(resolver: dns.asyncresolver.Resolver, name: str, timeout: float) -> tuple[str, ...]:
-    """The replica addresses behind ``name:port``: its A records, then its AAAA records, sorted."""
-    host, _, port = name.rpartition(":")
+async def _addresses(resolver: dns.asyncresolver.Resolver, host: str, port: int, timeout: float) -> list[str]:
+    """``ip:port`` for every A and AAAA record of ``host``."""
     found: list[str] = []
     problems: list[str] = []
     for kind in ("A", "AAAA"):
@@ -79,6 +81,23 @@ async def lookup_dns(resolver: dns.asyncresolver.Resolver, name: str, timeout: f
             found.append(f"[{address}]:{port}" if kind == "AAAA" else f"{address}:{port}")
     if not found:
         raise LookupFailed(f"{host} has no A or AAAA records ({', '.join(problems)})")
+    return found
+
+
+async def lookup_dns(resolver: dns.asyncresolver.Resolver, name: str, timeout: float) -> tuple[str, ...]:
+    """The replica addresses behind ``name:port`` (A/AAAA records) or ``_service._proto.name`` (SRV), sorted."""
+    host, sep, port = name.rpartition(":")
+    if sep and port.isdigit():
+        return tuple(sorted(set(await _addresses(resolver, host, int(port), timeout))))
+    try:
+        answer = await resolver.resolve(name, "SRV", lifetime=timeout, search=True)
+    except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN) as exc:
+        raise LookupFailed(f"{name} has no SRV records ({type(exc).__name__})") from None
+    except dns.exception.DNSException as exc:
+        raise LookupFailed(f"DNS lookup of {name} (SRV) failed: {exc}") from None
+    found: list[str] = []
+    for record in answer:
+        found += await _addresses(resolver, record.target.to_text(), record.port, timeout)
     return tuple(sorted(set(found)))
 
 
