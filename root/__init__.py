@@ -15,8 +15,25 @@ This package imports ``protos`` and ``scatter_common`` only: never an SDK,
 the demo, the benchmarks or the command (``tests/test_boundaries.py``).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from root.config import RootConfig, load_root_config, parse_root_config
 from root.errors import ConfigError
-from root.server import main, serve
+
+if TYPE_CHECKING:
+    from root.server import main, serve
+
+
+def __getattr__(name: str) -> object:
+    # root.server is imported when first asked for, not with the package: `python -m
+    # root.server` would otherwise find it imported already and warn (runpy).
+    if name in ("main", "serve"):
+        from root import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'root' has no attribute {name!r}")
+
 
 __all__ = ["ConfigError", "RootConfig", "load_root_config", "main", "parse_root_config", "serve"]

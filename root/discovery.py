@@ -136,7 +136,7 @@ class Discovery:
         self.config = config
         self.membership = membership
         self.resolver = _resolver(config.dns_server)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[int, asyncio.Task[None]] = {}  # shard position -> its lookup loop
 
     async def lookup(self, config: ShardConfig) -> tuple[str, ...]:
         if config.dns:
@@ -157,20 +157,39 @@ class Discovery:
         return True
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
         for position, config in enumerate(self.configs):
             if config.dns or config.file:
-                self._tasks.append(loop.create_task(self._run(position)))
+                self._start(position, first_lookup_done=True)
 
-    async def _run(self, position: int) -> None:
+    def _start(self, position: int, first_lookup_done: bool) -> None:
+        self._tasks[position] = asyncio.get_running_loop().create_task(self._run(position, first_lookup_done))
+
+    async def _run(self, position: int, first_lookup_done: bool) -> None:
+        if first_lookup_done:
+            await asyncio.sleep(self.config.refresh)
         while True:
             await self.refresh(position)
             await asyncio.sleep(self.config.refresh)
 
-    async def close(self) -> None:
-        for task in self._tasks:
+    def reconfigure(self, position: int, config: ShardConfig) -> None:
+        """The shard at ``position`` has a new source (a config reload): look there from now on."""
+        task = self._tasks.pop(position, None)
+        if task is not None:
             task.cancel()
-        for task in self._tasks:
+        self.configs[position] = config
+        if config.dns or config.file:
+            self._start(position, first_lookup_done=False)
+
+    def set_config(self, config: DiscoveryConfig) -> None:
+        """New ``[discovery]`` settings (a config reload): the next lookups use them."""
+        self.config = config
+        self.resolver = _resolver(config.dns_server)
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()

@@ -24,6 +24,7 @@ from root.config import RootConfig, load_root_config
 from root.errors import ConfigError
 from root.metrics import root_families
 from root.policies import HedgeBudget, HedgeDelay, LatencyWindow, ReplicaSet, ShardPolicy
+from root.reload import ConfigWatcher
 from root.scatter import Shard
 from root.service import RootService
 from root.snapshot import snapshot_reader
@@ -84,9 +85,19 @@ def add_root_service(server: grpc.aio.Server, service: RootService) -> None:
     )
 
 
-async def serve(config: RootConfig, worker: int = 0) -> None:
+async def serve(config: RootConfig, worker: int = 0, config_path: str | None = None) -> None:
     service = RootService(config, build_shards(config))
     await service.start()
+    # SIGHUP or a changed file reloads the config (root.reload).
+    watcher = ConfigWatcher(config_path, service) if config_path is not None else None
+    if watcher is not None:
+        watcher.start()
+
+    async def stop() -> None:
+        if watcher is not None:
+            await watcher.close()
+        await service.close()
+
     host = ServiceHost(
         ServeOptions(
             address=config.listen,
@@ -108,7 +119,7 @@ async def serve(config: RootConfig, worker: int = 0) -> None:
         bound = metrics.start(worker_metrics_address(config.metrics_listen, worker))
         print(f"scatter: root status page on http://{bound}/ (metrics: /metrics)", file=sys.stderr, flush=True)
     try:
-        await serve_until_signal(host, role="root", on_stop=service.close)
+        await serve_until_signal(host, role="root", on_stop=stop)
     finally:
         if metrics is not None:
             metrics.stop()
@@ -138,7 +149,7 @@ def run_workers(argv: list[str], workers: int) -> int:
             if proc.poll() is None:
                 proc.send_signal(signum)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: each worker reloads its config
         signal.signal(sig, forward)
     status = 0
     while procs:
@@ -179,7 +190,7 @@ def main(argv: list[str]) -> int:
         config = dataclasses.replace(config, workers=args.workers)
     if config.workers > 1 and args.worker is None:
         return run_workers(argv, config.workers)
-    loop.run(serve(config, args.worker or 0))
+    loop.run(serve(config, args.worker or 0, args.config))
     return 0
 
 

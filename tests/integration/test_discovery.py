@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import sys
 import threading
 import time
@@ -130,15 +131,17 @@ class Cluster:
     tmp: Path
     root: Proc | None = None
 
-    def start_root(self, shard0: dict[str, Any], discovery: dict[str, Any]) -> Proc:
-        config = {
+    def root_config(self, shard0: dict[str, Any], discovery: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
             "root": {"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0", "default_deadline_ms": 2000},
             "merge": {"address": self.merge.address},
-            "discovery": {"refresh_ms": REFRESH_MS, **discovery},
+            "discovery": {"refresh_ms": REFRESH_MS, **(discovery or {})},
             "shards": [shard0, {"replicas": [self.leaf1.address]}],
         }
+
+    def start_root(self, shard0: dict[str, Any], discovery: dict[str, Any] | None = None) -> Proc:
         path = self.tmp / "root.toml"
-        path.write_text(tomli_w.dumps(config))
+        path.write_text(tomli_w.dumps(self.root_config(shard0, discovery)))
         self.root = start_healthy([sys.executable, "-m", "root.server", "--config", str(path), "--log-level", "INFO"])
         return self.root
 
@@ -236,3 +239,48 @@ def test_file_discovery_follows_the_file_and_keeps_the_last_good_set(cluster: Cl
     assert not load.failures, load.failures[:3]
     assert cluster.metric("scatter_root_discovery_failures_total") >= 1
     assert "not an address at all" in root.output() or "shard0.replicas:1" in root.output()
+
+
+def test_sighup_and_a_changed_file_reload_the_config_and_a_bad_one_is_refused(cluster: Cluster) -> None:
+    a, b, _ = cluster.leaves0
+    root = cluster.start_root({"replicas": [a.address]})
+    path = cluster.tmp / "root.toml"
+
+    def rewrite(document: dict[str, Any]) -> None:
+        staged = cluster.tmp / "root.toml.new"
+        staged.write_text(tomli_w.dumps(document))
+        staged.replace(path)
+
+    with Load(root.address) as load:
+        wait_until(lambda: len(load.answers) >= 20, 20, "answers")
+        changed = time.monotonic()
+        grown = cluster.root_config({"replicas": [a.address, b.address]})
+        grown["hedging"] = {"max_attempts": 2}
+        rewrite(grown)
+        wait_until(lambda: "root config reloaded" in root.output(), 10, "the reload")
+        wait_until(lambda: load.replicas_since(changed) >= {a.address, b.address}, 10, "b answered")
+        assert "shard 0 replicas" in root.output() and "hedging" in root.output()
+
+        bad = cluster.root_config({"replicas": [a.address, b.address]})
+        bad["root"]["default_deadline_ms"] = -5
+        rewrite(bad)
+        wait_until(lambda: "refused" in root.output(), 10, "the refusal")
+        assert "default_deadline_ms" in root.output()
+
+        resharded = cluster.root_config({"replicas": [a.address, b.address]})
+        resharded["shards"].append({"replicas": [cluster.leaf1.address]})
+        rewrite(resharded)
+        wait_until(lambda: "resharding needs a restart" in root.output(), 10, "the resharding refusal")
+
+        moved = cluster.root_config({"replicas": [a.address, b.address]})
+        moved["root"]["listen"] = "127.0.0.1:1"  # what the process was started with stays
+        rewrite(moved)
+        wait_until(lambda: "listen kept until a restart" in root.output(), 10, "the restart-only warning")
+
+        root.send_signal(signal.SIGHUP)  # the same file again: only the restart-only warning again
+        wait_until(lambda: "reloaded (SIGHUP): listen kept until a restart" in root.output(), 10, "the SIGHUP reload")
+        after = time.monotonic()
+        time.sleep(0.5)
+        assert load.replicas_since(after) >= {a.address, b.address}
+    assert not load.failures, load.failures[:3]
+    assert "Traceback" not in root.output()
