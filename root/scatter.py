@@ -42,6 +42,7 @@ from root.policies import (
 )
 from root.transport import AttemptResult, Replica
 from scatter_common.metrics import Histogram
+from scatter_common.otel import Span, Tracing
 from scatter_common.tracing import HEADER, TraceContext
 
 NO_COVERAGE_WAIT = CoverageWaitConfig()
@@ -52,6 +53,21 @@ OK = shard_pb2.SHARD_STATUS_OK
 # uvloop's loop.time() is cached per loop iteration and has 1 ms resolution,
 # too coarse for leaf calls of a few milliseconds.
 clock = time.monotonic
+
+
+def _cancel_reason(actions: list[Action] | tuple[Action, ...]) -> str:
+    """Why the plan cancelled attempts, from how its shard ended in the same actions (for traces)."""
+    for action in actions:
+        if type(action) is End:
+            return _REASONS.get(action.status, "the shard ended")
+    return "the request was cancelled"
+
+
+_REASONS: dict[int, str] = {
+    OK: "lost the race",
+    shard_pb2.SHARD_STATUS_TIMEOUT: "the shard deadline",
+    shard_pb2.SHARD_STATUS_SKIPPED: "the coverage wait",
+}
 
 
 class Shard:
@@ -98,6 +114,8 @@ class Scatter:
         min_coverage: float = 1.0,
         coverage_wait: CoverageWaitConfig = NO_COVERAGE_WAIT,
         trace: TraceContext | None = None,
+        tracing: Tracing | None = None,
+        parent: Span | None = None,
     ):
         self.loop = asyncio.get_running_loop()
         self.shards = shards
@@ -130,6 +148,10 @@ class Scatter:
             else CoverageWait(coverage_wait, [shard.leaves for shard in shards], min_coverage, start)
         )
         self.stop_at = math.inf  # the coverage wait's end, once min_coverage is reached
+        # OpenTelemetry, when on: one span per attempt, the child of the request's span.
+        self.tracing = tracing if parent is not None else None
+        self.parent = parent
+        self.spans: dict[tuple[int, int], Span] = {}
 
     async def run(self) -> list[ShardOutcome]:
         """Every shard's outcome, in shard order."""
@@ -213,6 +235,8 @@ class Scatter:
         del self.running[key]
         i, attempt = key
         code, body = task.result()
+        if self.tracing is not None:
+            self._end_span(i, attempt, code, "")
         now = clock()
         if code == "OK":
             assert isinstance(body, bytes)
@@ -241,6 +265,8 @@ class Scatter:
                 task = self.running.pop((i, action.attempt))
                 del self.tasks[task]
                 task.cancel()
+                if self.tracing is not None:
+                    self._end_span(i, action.attempt, "CANCELLED", _cancel_reason(actions))
             else:
                 assert type(action) is End
                 self._end(i, action, now, payload, subtree)
@@ -254,10 +280,38 @@ class Scatter:
             self.payload_field, shard.execute_fields, action.attempt, action.kind is HEDGE, self.request_id_field
         )
         replica = self.replicas[i][action.replica]
-        task = self.loop.create_task(replica.call(request, self.deadline - now, self.metadata))
+        metadata = self.metadata
+        tracing = self.tracing
+        if tracing is not None:
+            span = tracing.child_span(
+                "Leaf.Execute",
+                self.parent,
+                attributes={
+                    "scatter.shard": shard.index,
+                    "scatter.replica": replica.address,
+                    "scatter.attempt": action.attempt,
+                    "scatter.attempt_kind": action.kind.value,
+                },
+            )
+            self.spans[(i, action.attempt)] = span
+            metadata = ((HEADER, tracing.traceparent(span)),)
+        task = self.loop.create_task(replica.call(request, self.deadline - now, metadata))
         task.add_done_callback(self._attempt_done)
         self.tasks[task] = (i, action.attempt)
         self.running[(i, action.attempt)] = task
+
+    def _end_span(self, i: int, attempt: int, code: str, cancelled_because: str) -> None:
+        span = self.spans.pop((i, attempt), None)
+        if span is None:
+            return
+        assert self.tracing is not None
+        span.set_attribute("rpc.grpc.status_code", code)
+        if cancelled_because:
+            span.set_attribute("scatter.cancelled", True)
+            span.set_attribute("scatter.cancel_reason", cancelled_because)
+        elif code != "OK":
+            self.tracing.error(span, code)
+        span.end()
 
     def _end(self, i: int, end: End, now: float, payload: bytes, subtree: shard_pb2.Coverage | None) -> None:
         shard = self.shards[i]

@@ -46,6 +46,7 @@ from root.scatter import Scatter, Shard
 from root.transport import MergeChannel, Replica, channel_options
 from scatter_common.bodies import Undecodable
 from scatter_common.metrics import Histogram
+from scatter_common.otel import Span, Tracing
 from scatter_common.payload import MAX_TYPE_URL_LENGTH
 from scatter_common.tracing import HEADER, TraceContext, traceparent_of
 
@@ -71,6 +72,7 @@ class RootService:
         # (first leaf shard, leaf shards) per shard, when some shard is a subtree.
         self.spans = config.leaf_spans() if any(s.leaves > 1 for s in config.shards) else None
         self.answer_times = AnswerTimes()  # the measured part of the deadline reserve
+        self.tracing = Tracing.from_environment("scatter-root")  # None unless OTEL_* asks for it
         self.prober = Prober(self.shards, config.replicas.probe_interval)  # started by start(), on the loop
         options = channel_options(config.max_message_bytes)
         self.membership = Membership(
@@ -107,6 +109,8 @@ class RootService:
         self.discovery.start()
 
     async def close(self) -> None:
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
         await self.discovery.close()
         await self.membership.close()
         await self.prober.close()
@@ -121,7 +125,7 @@ class RootService:
         context: grpc.aio.ServicerContext[root_pb2.QueryRequest, bytes],
     ) -> bytes:
         """Root.Query: returns a serialized QueryResponse or aborts with a status."""
-        return await self._handle(request, context, self._query_terms, self._query_response)
+        return await self._handle(request, context, self._query_terms, self._query_response, "Root.Query")
 
     async def execute(
         self,
@@ -136,7 +140,7 @@ class RootService:
         ExecuteResponse. The parent's deadline, already less its own merge
         reserve, is this root's deadline, so each level keeps its reserve.
         """
-        return await self._handle(request, context, self._execute_terms, self._execute_response)
+        return await self._handle(request, context, self._execute_terms, self._execute_response, "Leaf.Execute")
 
     def _query_terms(self, request: root_pb2.QueryRequest) -> tuple[any_pb2.Any, float]:
         """(payload, min_coverage) of a Query."""
@@ -170,9 +174,16 @@ class RootService:
         context: grpc.aio.ServicerContext[Any, bytes],
         terms: Callable[[Any], tuple[any_pb2.Any, float]],
         answer: Callable[[Gathered], bytes],
+        method: str,
     ) -> bytes:
         arrived = time.monotonic()
-        trace = TraceContext.from_header(traceparent_of(context.invocation_metadata()))
+        header = traceparent_of(context.invocation_metadata())
+        trace = TraceContext.from_header(header)
+        tracing = self.tracing
+        span = None
+        if tracing is not None:
+            span = tracing.server_span(method, header)
+            trace = TraceContext(tracing.trace_id(span), trace.flags)  # one id: logs, request_id, the trace
         code = "OK"
         try:
             if isinstance(request, Undecodable):
@@ -182,7 +193,7 @@ class RootService:
                 limit = self.config.max_in_flight
                 raise Overloaded(f"root is at its limit of {limit} requests in flight; retry with backoff")
             try:
-                gathered = await self._gather(payload, min_coverage, context.time_remaining(), arrived, trace)
+                gathered = await self._gather(payload, min_coverage, context.time_remaining(), arrived, trace, span)
                 response = answer(gathered)
             finally:
                 self.admission.release()
@@ -205,6 +216,12 @@ class RootService:
             raise  # unreachable: abort raises
         finally:
             self.requests_by_code[code] = self.requests_by_code.get(code, 0) + 1
+            if span is not None:
+                assert tracing is not None
+                span.set_attribute("rpc.grpc.status_code", code)
+                if code != "OK":
+                    tracing.error(span, code)
+                span.end()
 
     async def _gather(
         self,
@@ -213,8 +230,9 @@ class RootService:
         client_remaining: float | None,
         arrived: float,
         trace: TraceContext,
+        span: Span | None = None,
     ) -> Gathered:
-        """Budget, scatter, coverage and merge of one request."""
+        """Budget, scatter, coverage and merge of one request (``span``: its trace span, if tracing)."""
         request_id = trace.trace_id
         if not payload.type_url:
             raise InvalidRequest("the request payload is empty: pack your request message into it")
@@ -246,6 +264,8 @@ class RootService:
             min_coverage,
             self.config.coverage_wait,
             trace,
+            self.tracing if span is not None else None,
+            span,
         ).run()
         # When the answer's clock starts: the shards' deadline, or their last answer if sooner.
         shards_due = min(time.monotonic(), start + budget.shards)
@@ -255,6 +275,9 @@ class RootService:
             coverage = build_coverage(reports)
         else:
             coverage = build_coverage(reports, [o.subtree for o in outcomes], self.spans)
+        if span is not None:
+            span.set_attribute("scatter.coverage.answered", coverage.answered)
+            span.set_attribute("scatter.coverage.total", coverage.total)
         require_coverage(coverage, min_coverage)
 
         coverage_bytes = coverage.SerializeToString()
@@ -276,10 +299,23 @@ class RootService:
         remaining = start + budget.total - time.monotonic()
         if remaining <= 0:
             raise DeadlineTooShort("deadline passed while waiting for the shards; no time left for the merge")
+        merge_span = None
+        if span is not None:
+            assert self.tracing is not None
+            merge_span = self.tracing.child_span("Merge.Merge", span)
+            merge_header = self.tracing.traceparent(merge_span)
+        else:
+            merge_header = trace.child_header()
         try:
-            merged = await self.merge.call(merge_request, timeout=remaining, metadata=((HEADER, trace.child_header()),))
+            merged = await self.merge.call(merge_request, timeout=remaining, metadata=((HEADER, merge_header),))
         except grpc.aio.AioRpcError as exc:
+            if merge_span is not None:
+                assert self.tracing is not None
+                self.tracing.error(merge_span, exc.code().name)
             raise merge_failure(exc.code().name, self.merge_address, exc.details() or "") from exc
+        finally:
+            if merge_span is not None:
+                merge_span.end()
         elapsed = time.monotonic() - start
         self.latency.observe(elapsed)
         self.coverage.observe(coverage.answered / coverage.total if coverage.total else 1.0)

@@ -32,8 +32,9 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
 from scatter_common.metrics import Histogram
+from scatter_common.otel import Tracing
 from scatter_common.payload import type_url, unpack
-from scatter_common.tracing import trace_id_of
+from scatter_common.tracing import trace_id_of, traceparent_of
 from sdk_core.callables import is_async_callable
 from sdk_core.errors import BadResult, NotReady, Overloaded, SdkError, to_status
 
@@ -153,11 +154,13 @@ class HandlerRunner:
         self.latency = Histogram()
         self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.tracing: Tracing | None = None  # OpenTelemetry, when the environment asks (open())
 
     def open(self, max_concurrency: int) -> None:
         """Start serving calls on the running loop with at most ``max_concurrency`` at once."""
         self._max_concurrency = max_concurrency
         self._loop = asyncio.get_running_loop()
+        self.tracing = Tracing.from_environment(f"scatter-{self._role}")
         if not self._is_async:
             # Threads start lazily, up to the limit, and are reused: no thread per call.
             self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix=self._role)
@@ -168,9 +171,43 @@ class HandlerRunner:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        if self.tracing is not None:
+            self.tracing.shutdown()
+            self.tracing = None
 
     async def call(self, request: R, context: ServicerContext, prepare: Prepare[R]) -> Message:
         """Answer one call: the handler's message, or abort the call with the mapped status."""
+        tracing = self.tracing
+        if tracing is None:
+            return await self._call(request, context, prepare)
+        attributes = {
+            name: getattr(request, field)
+            for name, field in (
+                ("scatter.shard", "shard_index"),
+                ("scatter.attempt", "attempt"),
+                ("scatter.hedge", "hedge"),
+                ("scatter.request_id", "request_id"),
+            )
+            if hasattr(request, field)
+        }
+        span = tracing.server_span(
+            "Leaf.Execute" if self._role == "leaf" else "Merge.Merge",
+            traceparent_of(context.invocation_metadata()),
+            attributes,
+        )
+        try:
+            result = await self._call(request, context, prepare)
+        except asyncio.CancelledError:
+            span.set_attribute("scatter.cancelled", True)
+            raise
+        except BaseException as exc:
+            tracing.error(span, f"{type(exc).__name__}: {exc}"[:200])
+            raise
+        finally:
+            span.end()
+        return result
+
+    async def _call(self, request: R, context: ServicerContext, prepare: Prepare[R]) -> Message:
         stats = self.stats
         stats.calls += 1
         failure: Exception
