@@ -114,6 +114,9 @@ class RootConfig:
     tls: ServerTls | None = None  # serving Root.Query; None: plaintext
     upstream_tls: ClientTls | None = None  # calling leaves and the merge; None: plaintext
     discovery: DiscoveryConfig = DiscoveryConfig()
+    # A trace UI's address for one trace, e.g. "http://jaeger:16686/trace/{trace_id}": the status
+    # page links each slow request to its trace. "" links nothing.
+    trace_url: str = ""
 
     @property
     def shard_count(self) -> int:
@@ -266,6 +269,12 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     max_ms = root.get("max_deadline_ms", float, max(DEFAULT_MAX_DEADLINE_MS, default_ms))
     reserve_ms = root.get("merge_reserve_ms", float, min(DEFAULT_MERGE_RESERVE_MS, default_ms / 2))
     adaptive_reserve = root.get("adaptive_reserve", bool, True)
+    trace_url = root.get("trace_url", str, "")
+    if trace_url and ("{trace_id}" not in trace_url or not trace_url.startswith(("http://", "https://"))):
+        raise ConfigError(
+            f"root.trace_url must be an http(s) address with {{trace_id}} in it, e.g."
+            f' "http://jaeger:16686/trace/{{trace_id}}"; got {trace_url!r}'
+        )
     deadlines = DeadlinePolicy(default_ms / 1000, max_ms / 1000, reserve_ms / 1000, adaptive_reserve)
     min_coverage = root.get("min_coverage", float, DEFAULT_MIN_COVERAGE)
     if not 0.0 <= min_coverage <= 1.0:
@@ -413,6 +422,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         tls=tls,
         upstream_tls=upstream_tls,
         discovery=discovery,
+        trace_url=trace_url,
     )
 
 

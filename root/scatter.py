@@ -25,6 +25,7 @@ import heapq
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from protos.scatter_gather.v1 import shard_pb2
 from root import wire
@@ -40,6 +41,7 @@ from root.policies import (
     ShardCounters,
     ShardPolicy,
 )
+from root.slowlog import AttemptEvent
 from root.transport import AttemptResult, Replica
 from scatter_common.metrics import Histogram
 from scatter_common.otel import Span, Tracing
@@ -152,6 +154,8 @@ class Scatter:
         self.tracing = tracing if parent is not None else None
         self.parent = parent
         self.spans: dict[tuple[int, int], Span] = {}
+        # Every attempt: [shard position, attempt, replica, kind, start, end, outcome], for the slow log.
+        self.timeline: dict[tuple[int, int], list[Any]] = {}
 
     async def run(self) -> list[ShardOutcome]:
         """Every shard's outcome, in shard order."""
@@ -238,6 +242,8 @@ class Scatter:
         if self.tracing is not None:
             self._end_span(i, attempt, code, "")
         now = clock()
+        event = self.timeline[key]
+        event[5], event[6] = now, code
         if code == "OK":
             assert isinstance(body, bytes)
             payload, subtree, subtree_hedges = wire.leaf_response(body)
@@ -265,6 +271,8 @@ class Scatter:
                 task = self.running.pop((i, action.attempt))
                 del self.tasks[task]
                 task.cancel()
+                event = self.timeline[(i, action.attempt)]
+                event[5], event[6] = now, "CANCELLED"
                 if self.tracing is not None:
                     self._end_span(i, action.attempt, "CANCELLED", _cancel_reason(actions))
             else:
@@ -295,10 +303,30 @@ class Scatter:
             )
             self.spans[(i, action.attempt)] = span
             metadata = ((HEADER, tracing.traceparent(span)),)
+        self.timeline[(i, action.attempt)] = [i, action.attempt, action.replica, action.kind, now, math.nan, ""]
         task = self.loop.create_task(replica.call(request, self.deadline - now, metadata))
         task.add_done_callback(self._attempt_done)
         self.tasks[task] = (i, action.attempt)
         self.running[(i, action.attempt)] = task
+
+    def attempts(self) -> tuple[AttemptEvent, ...]:
+        """This request's attempts so far, in milliseconds from its arrival (for the slow log)."""
+        start = self.start
+        events = []
+        for i, attempt, replica, kind, began, ended, outcome in self.timeline.values():
+            shard = self.shards[i]
+            events.append(
+                AttemptEvent(
+                    shard=shard.index,
+                    attempt=attempt,
+                    replica=self.replicas[i][replica].address,
+                    kind=kind.value,
+                    start_ms=(began - start) * 1000,
+                    end_ms=(ended - start) * 1000 if ended == ended else math.nan,
+                    outcome=outcome or "RUNNING",
+                )
+            )
+        return tuple(events)
 
     def _end_span(self, i: int, attempt: int, code: str, cancelled_because: str) -> None:
         span = self.spans.pop((i, attempt), None)

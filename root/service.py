@@ -43,6 +43,7 @@ from root.policies import (
 )
 from root.probing import Prober
 from root.scatter import Scatter, Shard
+from root.slowlog import SlowLog, SlowRequest
 from root.transport import MergeChannel, Replica, channel_options
 from scatter_common.bodies import Undecodable
 from scatter_common.metrics import Histogram
@@ -72,6 +73,7 @@ class RootService:
         # (first leaf shard, leaf shards) per shard, when some shard is a subtree.
         self.spans = config.leaf_spans() if any(s.leaves > 1 for s in config.shards) else None
         self.answer_times = AnswerTimes()  # the measured part of the deadline reserve
+        self.slow = SlowLog()  # the slowest recent requests, for the status page
         self.tracing = Tracing.from_environment("scatter-root")  # None unless OTEL_* asks for it
         self.prober = Prober(self.shards, config.replicas.probe_interval)  # started by start(), on the loop
         options = channel_options(config.max_message_bytes)
@@ -180,6 +182,7 @@ class RootService:
         header = traceparent_of(context.invocation_metadata())
         trace = TraceContext.from_header(header)
         tracing = self.tracing
+        scattered: list[Scatter] = []  # the request's fan-out, once it has one: for the slow log
         span = None
         if tracing is not None:
             span = tracing.server_span(method, header)
@@ -193,7 +196,9 @@ class RootService:
                 limit = self.config.max_in_flight
                 raise Overloaded(f"root is at its limit of {limit} requests in flight; retry with backoff")
             try:
-                gathered = await self._gather(payload, min_coverage, context.time_remaining(), arrived, trace, span)
+                gathered = await self._gather(
+                    payload, min_coverage, context.time_remaining(), arrived, trace, span, scattered
+                )
                 response = answer(gathered)
             finally:
                 self.admission.release()
@@ -216,6 +221,8 @@ class RootService:
             raise  # unreachable: abort raises
         finally:
             self.requests_by_code[code] = self.requests_by_code.get(code, 0) + 1
+            if scattered:
+                self._offer_slow(scattered[0], trace.trace_id, arrived, code)
             if span is not None:
                 assert tracing is not None
                 span.set_attribute("rpc.grpc.status_code", code)
@@ -231,6 +238,7 @@ class RootService:
         arrived: float,
         trace: TraceContext,
         span: Span | None = None,
+        scattered: list[Scatter] | None = None,
     ) -> Gathered:
         """Budget, scatter, coverage and merge of one request (``span``: its trace span, if tracing)."""
         request_id = trace.trace_id
@@ -255,7 +263,7 @@ class RootService:
                 "its leaves and its merge"
             )
 
-        outcomes = await Scatter(
+        scatter = Scatter(
             self.shards,
             payload_field,
             request_id,
@@ -266,7 +274,10 @@ class RootService:
             trace,
             self.tracing if span is not None else None,
             span,
-        ).run()
+        )
+        if scattered is not None:
+            scattered.append(scatter)
+        outcomes = await scatter.run()
         # When the answer's clock starts: the shards' deadline, or their last answer if sooner.
         shards_due = min(time.monotonic(), start + budget.shards)
         reports = [outcome.report for outcome in outcomes]
@@ -329,6 +340,26 @@ class RootService:
             request_id,
             shards_due,
         )
+
+    def _offer_slow(self, scatter: Scatter, request_id: str, arrived: float, code: str) -> None:
+        now = time.monotonic()
+        elapsed = now - arrived
+
+        def record() -> SlowRequest:
+            answered = sum(
+                1 for o in scatter.outcomes if o is not None and o.report.status == shard_pb2.SHARD_STATUS_OK
+            )
+            return SlowRequest(
+                request_id=request_id,
+                at=time.time() - elapsed,
+                elapsed_ms=elapsed * 1000,
+                code=code,
+                answered=answered,
+                total=len(scatter.shards),
+                attempts=scatter.attempts(),
+            )
+
+        self.slow.offer(elapsed, now, record)
 
     @staticmethod
     def _query_response(result: Gathered) -> bytes:

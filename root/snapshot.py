@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 from root.policies import LatencySamples, ReplicaStatus
 from root.service import RootService
+from root.slowlog import SlowRequest
 from scatter_common.metrics import HistogramSnapshot, call_on_loop
 
 # A loop that has not run a callback for 2 s is wedged: every request on it
@@ -99,6 +100,8 @@ class RootSnapshot:
     in_flight: int
     shed: int
     shards: tuple[ShardSnapshot, ...]
+    slowest: tuple[SlowRequest, ...] = ()  # the slowest recent requests, slowest first (root.slowlog)
+    trace_url: str = ""  # [root] trace_url: a trace UI's address, "{trace_id}" in it
 
 
 def take_snapshot(service: RootService) -> RootSnapshot:
@@ -140,6 +143,8 @@ def take_snapshot(service: RootService) -> RootSnapshot:
         in_flight=service.admission.in_flight,
         shed=service.admission.shed,
         shards=tuple(shards),
+        slowest=service.slow.slowest(time.monotonic()),
+        trace_url=config.trace_url,
     )
 
 
