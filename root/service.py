@@ -43,7 +43,7 @@ from root.policies import (
 )
 from root.probing import Prober
 from root.scatter import Scatter, Shard
-from root.slowlog import SlowLog, SlowRequest
+from root.slowlog import AttemptEvent, SlowLog, SlowRequest
 from root.transport import MergeChannel, Replica, channel_options
 from scatter_common.bodies import Undecodable
 from scatter_common.metrics import Histogram
@@ -192,12 +192,13 @@ class RootService:
             if isinstance(request, Undecodable):
                 raise InvalidRequest(request.message)
             payload, min_coverage = terms(request)
+            explain = isinstance(request, root_pb2.QueryRequest) and request.options.explain
             if not self.admission.try_acquire():
                 limit = self.config.max_in_flight
                 raise Overloaded(f"root is at its limit of {limit} requests in flight; retry with backoff")
             try:
                 gathered = await self._gather(
-                    payload, min_coverage, context.time_remaining(), arrived, trace, span, scattered
+                    payload, min_coverage, context.time_remaining(), arrived, trace, span, scattered, explain
                 )
                 response = answer(gathered)
             finally:
@@ -239,6 +240,7 @@ class RootService:
         trace: TraceContext,
         span: Span | None = None,
         scattered: list[Scatter] | None = None,
+        explain: bool = False,
     ) -> Gathered:
         """Budget, scatter, coverage and merge of one request (``span``: its trace span, if tracing)."""
         request_id = trace.trace_id
@@ -281,6 +283,8 @@ class RootService:
         # When the answer's clock starts: the shards' deadline, or their last answer if sooner.
         shards_due = min(time.monotonic(), start + budget.shards)
         reports = [outcome.report for outcome in outcomes]
+        if explain:
+            _explain(reports, scatter.attempts())
         check_leaf_verdicts({o.report.shard_index: o.invalid for o in outcomes if o.invalid is not None})
         if self.spans is None:
             coverage = build_coverage(reports)
@@ -371,6 +375,25 @@ class RootService:
     def _execute_response(result: Gathered) -> bytes:
         hedges = sum(report.hedges for report in result.reports)
         return wire.execute_response(result.payload_field, result.coverage, hedges)
+
+
+_KINDS = {
+    "first": shard_pb2.ATTEMPT_KIND_FIRST,
+    "hedge": shard_pb2.ATTEMPT_KIND_HEDGE,
+    "failover": shard_pb2.ATTEMPT_KIND_FAILOVER,
+}
+
+
+def _explain(reports: list[shard_pb2.ShardReport], attempts: Sequence[AttemptEvent]) -> None:
+    """Every attempt into its shard's report (QueryOptions.explain), in the order they started."""
+    by_shard = {report.shard_index: report for report in reports}
+    for event in sorted(attempts, key=lambda e: e.start_ms):
+        added = by_shard[event.shard].attempt_reports.add(
+            attempt=event.attempt, replica=event.replica, kind=_KINDS[event.kind], outcome=event.outcome
+        )
+        added.started.FromNanoseconds(round(event.start_ms * 1e6))
+        if event.end_ms == event.end_ms:
+            added.ended.FromNanoseconds(round(event.end_ms * 1e6))
 
 
 # A discovered replica's address can be any "name:port" (a DNS name is at most 253 bytes).

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 from root.policies import LatencySamples, ReplicaStatus
 from root.service import RootService
-from root.slowlog import SlowRequest
+from root.slowlog import SlowRequest as SlowRequest  # re-exported: the status page reads only this module
 from scatter_common.metrics import HistogramSnapshot, call_on_loop
 
 # A loop that has not run a callback for 2 s is wedged: every request on it

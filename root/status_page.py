@@ -12,8 +12,7 @@ import html
 import time
 
 from protos.scatter_gather.v1 import shard_pb2
-from root.slowlog import SlowRequest
-from root.snapshot import RootSnapshot
+from root.snapshot import RootSnapshot, SlowRequest
 
 
 def _ms(seconds: float | None) -> str:

@@ -2,7 +2,8 @@
 
 The request message is given as JSON (protobuf's JSON mapping) and packed
 into QueryRequest.payload; the answer is printed as JSON with its coverage
-and per-shard timings. A message type is found in the generated modules of
+and per-shard timings; with ``--explain`` the root also reports every
+attempt, drawn on stderr as a text timeline. A message type is found in the generated modules of
 its package under ``protos`` (``probe.v1.X`` in ``protos/probe/v1/``) or in
 a module named with ``--import`` (``scatter.messages``); an answer of a type
 found nowhere is printed encoded (type URL and base64).
@@ -19,7 +20,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
+from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc, shard_pb2
 from scatter.messages import find_message, import_modules
 from scatter_common.tls import ClientTls, sync_channel
 
@@ -46,6 +47,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("json", help='the request message as JSON, e.g. \'{"query": "json"}\'')
     parser.add_argument("--deadline-ms", type=float, default=2000.0, help="deadline of the call (default 2000)")
     parser.add_argument("--min-coverage", type=float, help="override the root's min_coverage for this request")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="ask for every attempt of every shard, and draw them on stderr (the JSON stays on stdout)",
+    )
     parser.add_argument("--import", dest="imports", action="append", default=[], help="module defining the type")
     parser.add_argument("--tls-ca", default="", help="PEM CA that signed the root's certificate: use TLS")
     parser.add_argument("--tls-cert", default="", help="PEM client certificate, for mutual TLS")
@@ -75,6 +81,8 @@ def main(argv: list[str]) -> int:
     request.payload.Pack(message)
     if args.min_coverage is not None:
         request.options.min_coverage = args.min_coverage
+    if args.explain:
+        request.options.explain = True
     use_tls = bool(args.tls_ca or args.tls_cert)
     try:
         tls = ClientTls(args.tls_ca, args.tls_cert, args.tls_key) if use_tls else None
@@ -89,4 +97,39 @@ def main(argv: list[str]) -> int:
             print(f"scatter query: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
     print(json.dumps(_as_json(response), indent=2))
+    if args.explain:
+        print(explain(response), file=sys.stderr)
     return 0
+
+
+BAR = 40  # characters of the time axis
+
+
+def explain(response: root_pb2.QueryResponse) -> str:
+    """The request's attempts, shard by shard, as text: when each started and ended, and how."""
+    total_ms = response.latency.ToNanoseconds() / 1e6
+    ends = [a.ended.ToNanoseconds() / 1e6 for s in response.shards for a in s.attempt_reports]
+    axis = max([total_ms, *ends]) or 1.0
+    lines = [
+        f"request {response.request_id}: {total_ms:.1f} ms, "
+        f"{response.coverage.answered}/{response.coverage.total} shards answered"
+    ]
+    width = max([len(a.replica) for s in response.shards for a in s.attempt_reports] or [0])
+    for shard in response.shards:
+        status = shard_pb2.ShardStatus.Name(shard.status).removeprefix("SHARD_STATUS_")
+        won = " (a hedge won)" if shard.hedge_won else ""
+        reason = f": {shard.error}" if shard.error else ""
+        lines.append(f"shard {shard.shard_index}  {status}{won}{reason}")
+        for a in shard.attempt_reports:
+            start = a.started.ToNanoseconds() / 1e6
+            end = a.ended.ToNanoseconds() / 1e6 if a.HasField("ended") else total_ms
+            first = min(BAR - 1, int(start / axis * BAR))
+            last = max(first + 1, min(BAR, round(end / axis * BAR)))
+            mark = "=" if a.outcome == "OK" else ("-" if a.outcome == "CANCELLED" else "x")
+            bar = " " * first + mark * (last - first) + " " * (BAR - last)
+            kind = shard_pb2.AttemptKind.Name(a.kind).removeprefix("ATTEMPT_KIND_").lower()
+            lines.append(
+                f"  #{a.attempt} {kind:<8} {a.replica:<{width}} {start:7.1f} -{end:7.1f} ms  {a.outcome:<11} |{bar}|"
+            )
+    lines.append(f"  (= answered, - cancelled: lost or cut off, x failed; the axis is {axis:.1f} ms)")
+    return "\n".join(lines)

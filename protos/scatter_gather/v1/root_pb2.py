@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from protos.scatter_gather.v1 import shard_pb2 as scatter__gather_dot_v1_dot_shard__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cscatter_gather/v1/root.proto\x12\x11scatter_gather.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1dscatter_gather/v1/shard.proto\"g\n\x0cQueryRequest\x12%\n\x07payload\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x30\n\x07options\x18\x02 \x01(\x0b\x32\x1f.scatter_gather.v1.QueryOptions\":\n\x0cQueryOptions\x12\x19\n\x0cmin_coverage\x18\x01 \x01(\x01H\x00\x88\x01\x01\x42\x0f\n\r_min_coverage\"\xd5\x01\n\rQueryResponse\x12%\n\x07payload\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12-\n\x08\x63overage\x18\x02 \x01(\x0b\x32\x1b.scatter_gather.v1.Coverage\x12.\n\x06shards\x18\x03 \x03(\x0b\x32\x1e.scatter_gather.v1.ShardReport\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x05 \x01(\t2R\n\x04Root\x12J\n\x05Query\x12\x1f.scatter_gather.v1.QueryRequest\x1a .scatter_gather.v1.QueryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cscatter_gather/v1/root.proto\x12\x11scatter_gather.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1dscatter_gather/v1/shard.proto\"g\n\x0cQueryRequest\x12%\n\x07payload\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x30\n\x07options\x18\x02 \x01(\x0b\x32\x1f.scatter_gather.v1.QueryOptions\"K\n\x0cQueryOptions\x12\x19\n\x0cmin_coverage\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07\x65xplain\x18\x02 \x01(\x08\x42\x0f\n\r_min_coverage\"\xd5\x01\n\rQueryResponse\x12%\n\x07payload\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12-\n\x08\x63overage\x18\x02 \x01(\x0b\x32\x1b.scatter_gather.v1.Coverage\x12.\n\x06shards\x18\x03 \x03(\x0b\x32\x1e.scatter_gather.v1.ShardReport\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x05 \x01(\t2R\n\x04Root\x12J\n\x05Query\x12\x1f.scatter_gather.v1.QueryRequest\x1a .scatter_gather.v1.QueryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,9 +37,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYREQUEST']._serialized_start=141
   _globals['_QUERYREQUEST']._serialized_end=244
   _globals['_QUERYOPTIONS']._serialized_start=246
-  _globals['_QUERYOPTIONS']._serialized_end=304
-  _globals['_QUERYRESPONSE']._serialized_start=307
-  _globals['_QUERYRESPONSE']._serialized_end=520
-  _globals['_ROOT']._serialized_start=522
-  _globals['_ROOT']._serialized_end=604
+  _globals['_QUERYOPTIONS']._serialized_end=321
+  _globals['_QUERYRESPONSE']._serialized_start=324
+  _globals['_QUERYRESPONSE']._serialized_end=537
+  _globals['_ROOT']._serialized_start=539
+  _globals['_ROOT']._serialized_end=621
 # @@protoc_insertion_point(module_scope)

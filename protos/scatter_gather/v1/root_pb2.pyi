@@ -60,18 +60,26 @@ class QueryOptions(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MIN_COVERAGE_FIELD_NUMBER: _builtins.int
+    EXPLAIN_FIELD_NUMBER: _builtins.int
     min_coverage: _builtins.float
     """Smallest fraction of shards, in [0, 1], that must answer for the request
     to succeed. Unset: the root's configured min_coverage.
+    """
+    explain: _builtins.bool
+    """Also report every attempt of every shard (ShardReport.attempt_reports):
+    which replica, why, when it started and ended, how it ended. For
+    explaining one slow request (`scatter query --explain`); it makes the
+    answer a little larger.
     """
     def __init__(
         self,
         *,
         min_coverage: _builtins.float | None = ...,
+        explain: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_min_coverage", b"_min_coverage", "min_coverage", b"min_coverage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_coverage", b"_min_coverage", "min_coverage", b"min_coverage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_coverage", b"_min_coverage", "explain", b"explain", "min_coverage", b"min_coverage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_coverage: _TypeAlias = _typing.Literal["min_coverage"]  # noqa: Y015
     _WhichOneofArgType__min_coverage: _TypeAlias = _typing.Literal["_min_coverage", b"_min_coverage"]  # noqa: Y015

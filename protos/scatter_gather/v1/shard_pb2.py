@@ -26,21 +26,25 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dscatter_gather/v1/shard.proto\x12\x11scatter_gather.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\"\xd3\x01\n\x0bShardReport\x12\x13\n\x0bshard_index\x18\x01 \x01(\r\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.scatter_gather.v1.ShardStatus\x12\x0f\n\x07replica\x18\x03 \x01(\t\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\r\x12\x11\n\thedge_won\x18\x06 \x01(\x08\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x0e\n\x06hedges\x18\x08 \x01(\r\"d\n\x0bShardResult\x12.\n\x06report\x18\x01 \x01(\x0b\x32\x1e.scatter_gather.v1.ShardReport\x12%\n\x07payload\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\"c\n\x0cMissingShard\x12\x13\n\x0bshard_index\x18\x01 \x01(\r\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.scatter_gather.v1.ShardStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\"]\n\x08\x43overage\x12\r\n\x05total\x18\x01 \x01(\r\x12\x10\n\x08\x61nswered\x18\x02 \x01(\r\x12\x30\n\x07missing\x18\x03 \x03(\x0b\x32\x1f.scatter_gather.v1.MissingShard*\xaa\x01\n\x0bShardStatus\x12\x1c\n\x18SHARD_STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fSHARD_STATUS_OK\x10\x01\x12\x18\n\x14SHARD_STATUS_TIMEOUT\x10\x02\x12\x16\n\x12SHARD_STATUS_ERROR\x10\x03\x12\x1c\n\x18SHARD_STATUS_UNAVAILABLE\x10\x04\x12\x18\n\x14SHARD_STATUS_SKIPPED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dscatter_gather/v1/shard.proto\x12\x11scatter_gather.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\"\xc6\x01\n\rAttemptReport\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\r\x12\x0f\n\x07replica\x18\x02 \x01(\t\x12,\n\x04kind\x18\x03 \x01(\x0e\x32\x1e.scatter_gather.v1.AttemptKind\x12*\n\x07started\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05\x65nded\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07outcome\x18\x06 \x01(\t\"\x8e\x02\n\x0bShardReport\x12\x13\n\x0bshard_index\x18\x01 \x01(\r\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.scatter_gather.v1.ShardStatus\x12\x0f\n\x07replica\x18\x03 \x01(\t\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\r\x12\x11\n\thedge_won\x18\x06 \x01(\x08\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x0e\n\x06hedges\x18\x08 \x01(\r\x12\x39\n\x0f\x61ttempt_reports\x18\t \x03(\x0b\x32 .scatter_gather.v1.AttemptReport\"d\n\x0bShardResult\x12.\n\x06report\x18\x01 \x01(\x0b\x32\x1e.scatter_gather.v1.ShardReport\x12%\n\x07payload\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\"c\n\x0cMissingShard\x12\x13\n\x0bshard_index\x18\x01 \x01(\r\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.scatter_gather.v1.ShardStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\"]\n\x08\x43overage\x12\r\n\x05total\x18\x01 \x01(\r\x12\x10\n\x08\x61nswered\x18\x02 \x01(\r\x12\x30\n\x07missing\x18\x03 \x03(\x0b\x32\x1f.scatter_gather.v1.MissingShard*\xaa\x01\n\x0bShardStatus\x12\x1c\n\x18SHARD_STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fSHARD_STATUS_OK\x10\x01\x12\x18\n\x14SHARD_STATUS_TIMEOUT\x10\x02\x12\x16\n\x12SHARD_STATUS_ERROR\x10\x03\x12\x1c\n\x18SHARD_STATUS_UNAVAILABLE\x10\x04\x12\x18\n\x14SHARD_STATUS_SKIPPED\x10\x05*v\n\x0b\x41ttemptKind\x12\x1c\n\x18\x41TTEMPT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41TTEMPT_KIND_FIRST\x10\x01\x12\x16\n\x12\x41TTEMPT_KIND_HEDGE\x10\x02\x12\x19\n\x15\x41TTEMPT_KIND_FAILOVER\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.scatter_gather.v1.shard_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SHARDSTATUS']._serialized_start=624
-  _globals['_SHARDSTATUS']._serialized_end=794
-  _globals['_SHARDREPORT']._serialized_start=112
-  _globals['_SHARDREPORT']._serialized_end=323
-  _globals['_SHARDRESULT']._serialized_start=325
-  _globals['_SHARDRESULT']._serialized_end=425
-  _globals['_MISSINGSHARD']._serialized_start=427
-  _globals['_MISSINGSHARD']._serialized_end=526
-  _globals['_COVERAGE']._serialized_start=528
-  _globals['_COVERAGE']._serialized_end=621
+  _globals['_SHARDSTATUS']._serialized_start=884
+  _globals['_SHARDSTATUS']._serialized_end=1054
+  _globals['_ATTEMPTKIND']._serialized_start=1056
+  _globals['_ATTEMPTKIND']._serialized_end=1174
+  _globals['_ATTEMPTREPORT']._serialized_start=112
+  _globals['_ATTEMPTREPORT']._serialized_end=310
+  _globals['_SHARDREPORT']._serialized_start=313
+  _globals['_SHARDREPORT']._serialized_end=583
+  _globals['_SHARDRESULT']._serialized_start=585
+  _globals['_SHARDRESULT']._serialized_end=685
+  _globals['_MISSINGSHARD']._serialized_start=687
+  _globals['_MISSINGSHARD']._serialized_end=786
+  _globals['_COVERAGE']._serialized_start=788
+  _globals['_COVERAGE']._serialized_end=881
 # @@protoc_insertion_point(module_scope)

@@ -61,6 +61,88 @@ ended) or did not call it at all.
 """
 Global___ShardStatus: _TypeAlias = ShardStatus  # noqa: Y015
 
+class _AttemptKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AttemptKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AttemptKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ATTEMPT_KIND_UNSPECIFIED: _AttemptKind.ValueType  # 0
+    ATTEMPT_KIND_FIRST: _AttemptKind.ValueType  # 1
+    """The shard's first call in this request."""
+    ATTEMPT_KIND_HEDGE: _AttemptKind.ValueType  # 2
+    """A backup call, sent because no answer came within the hedge delay."""
+    ATTEMPT_KIND_FAILOVER: _AttemptKind.ValueType  # 3
+    """A call sent at once because the previous one failed with a code that
+    another replica may not (UNAVAILABLE, RESOURCE_EXHAUSTED by default).
+    """
+
+class AttemptKind(_AttemptKind, metaclass=_AttemptKindEnumTypeWrapper):
+    """Why the root started an attempt."""
+
+ATTEMPT_KIND_UNSPECIFIED: AttemptKind.ValueType  # 0
+ATTEMPT_KIND_FIRST: AttemptKind.ValueType  # 1
+"""The shard's first call in this request."""
+ATTEMPT_KIND_HEDGE: AttemptKind.ValueType  # 2
+"""A backup call, sent because no answer came within the hedge delay."""
+ATTEMPT_KIND_FAILOVER: AttemptKind.ValueType  # 3
+"""A call sent at once because the previous one failed with a code that
+another replica may not (UNAVAILABLE, RESOURCE_EXHAUSTED by default).
+"""
+Global___AttemptKind: _TypeAlias = AttemptKind  # noqa: Y015
+
+@_typing.final
+class AttemptReport(_message.Message):
+    """One leaf call of one shard, reported only to a client that asked for it
+    (QueryOptions.explain).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    REPLICA_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    STARTED_FIELD_NUMBER: _builtins.int
+    ENDED_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    attempt: _builtins.int
+    """The attempt's number, 1-based, as sent in ExecuteRequest.attempt."""
+    replica: _builtins.str
+    """Address of the replica called."""
+    kind: Global___AttemptKind.ValueType
+    """Why it was started."""
+    outcome: _builtins.str
+    """How it ended: the gRPC status code name of its answer ("OK",
+    "UNAVAILABLE", ...), or "CANCELLED" when the root cancelled it because
+    another attempt won, the shard's deadline passed or the coverage wait
+    gave up on it.
+    """
+    @_builtins.property
+    def started(self) -> _duration_pb2.Duration:
+        """When it started, from the request's arrival at the root."""
+
+    @_builtins.property
+    def ended(self) -> _duration_pb2.Duration:
+        """When it ended, from the request's arrival at the root."""
+
+    def __init__(
+        self,
+        *,
+        attempt: _builtins.int = ...,
+        replica: _builtins.str = ...,
+        kind: Global___AttemptKind.ValueType = ...,
+        started: _duration_pb2.Duration | None = ...,
+        ended: _duration_pb2.Duration | None = ...,
+        outcome: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ended", b"ended", "started", b"started"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "ended", b"ended", "kind", b"kind", "outcome", b"outcome", "replica", b"replica", "started", b"started"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttemptReport: _TypeAlias = AttemptReport  # noqa: Y015
+
 @_typing.final
 class ShardReport(_message.Message):
     """How the root obtained (or failed to obtain) one shard's answer. Sent to the
@@ -77,6 +159,7 @@ class ShardReport(_message.Message):
     HEDGE_WON_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     HEDGES_FIELD_NUMBER: _builtins.int
+    ATTEMPT_REPORTS_FIELD_NUMBER: _builtins.int
     shard_index: _builtins.int
     """Index of the shard, 0 <= shard_index < Coverage.total."""
     status: Global___ShardStatus.ValueType
@@ -101,6 +184,12 @@ class ShardReport(_message.Message):
         moment the shard was given up).
         """
 
+    @_builtins.property
+    def attempt_reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttemptReport]:
+        """Every attempt of this shard, in the order they started; empty unless
+        the request asked for it (QueryOptions.explain).
+        """
+
     def __init__(
         self,
         *,
@@ -112,10 +201,11 @@ class ShardReport(_message.Message):
         hedge_won: _builtins.bool = ...,
         error: _builtins.str = ...,
         hedges: _builtins.int = ...,
+        attempt_reports: _abc.Iterable[Global___AttemptReport] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["latency", b"latency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "error", b"error", "hedge_won", b"hedge_won", "hedges", b"hedges", "latency", b"latency", "replica", b"replica", "shard_index", b"shard_index", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_reports", b"attempt_reports", "attempts", b"attempts", "error", b"error", "hedge_won", b"hedge_won", "hedges", b"hedges", "latency", b"latency", "replica", b"replica", "shard_index", b"shard_index", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
