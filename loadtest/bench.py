@@ -43,6 +43,7 @@ CLOSED_LOOP: dict[str, tuple[str, str]] = {
         "loadtest.faults",
         "a replica and a shard hung, killed, then a rolling restart, under steady load: errors, coverage, recovery",
     ),
+    "memory": ("loadtest.memory", "32 concurrent 4 MiB requests, then over-limit ones: root RSS before, peak, after"),
     "demo-scale": ("loadtest.demo_scale", "the demo search over 1M synthetic documents: build, memory, latency"),
 }
 

@@ -88,7 +88,7 @@ class Scatter:
     def __init__(
         self,
         shards: list[Shard],
-        payload_field: bytes,
+        payload_field: wire.Payload,
         request_id: str,
         start: float,
         deadline: float,
