@@ -75,7 +75,7 @@ async def send(address: str, bodies: Sequence[bytes], concurrent: bool, timeout:
     options = [("grpc.max_send_message_length", 64 * MIB), ("grpc.max_receive_message_length", 64 * MIB)]
     codes: Counter[str] = Counter()
     async with grpc.aio.insecure_channel(address, options=options) as channel:
-        query = channel.unary_unary(QUERY_METHOD)
+        query: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(QUERY_METHOD)
 
         async def one(body: bytes) -> None:
             try:

@@ -25,6 +25,7 @@ import heapq
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 
 from protos.scatter_gather.v1 import shard_pb2
 from root import wire
@@ -117,6 +118,7 @@ class Scatter:
         self.metadata = ((HEADER, trace.child_header()),) if trace is not None else ()
         self.payload_field = payload_field
         self.request_id_field = wire.execute_request_id_field(request_id)
+        self.request_size = len(payload_field) + wire.EXECUTE_FRAMING_BYTES  # at most: what the transport needs
         # Counted in leaf shards, like coverage; None when the wait is off (the common case, free).
         self.coverage_wait = (
             None
@@ -244,11 +246,18 @@ class Scatter:
 
     def _launch(self, i: int, action: Launch, now: float) -> None:
         shard = self.shards[i]
-        request = wire.execute_request(
-            self.payload_field, shard.execute_fields, action.attempt, action.kind is HEDGE, self.request_id_field
+        # Built by the transport when it sends (for a large payload, only once the
+        # channel is free: root.transport.send), so no copy waits in a queue.
+        request = partial(
+            wire.execute_request,
+            self.payload_field,
+            shard.execute_fields,
+            action.attempt,
+            action.kind is HEDGE,
+            self.request_id_field,
         )
         replica = shard.replicas[action.replica]
-        task = self.loop.create_task(replica.call(request, self.deadline - now, self.metadata))
+        task = self.loop.create_task(replica.call(request, self.request_size, self.deadline - now, self.metadata))
         task.add_done_callback(self._attempt_done)
         self.tasks[task] = (i, action.attempt)
         self.running[(i, action.attempt)] = task

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import grpc
 
@@ -289,17 +290,18 @@ class RootService:
 
         coverage_bytes = coverage.SerializeToString()
         report_bytes = [report.SerializeToString() for report in reports]  # once, for the merge and the answer
-        merge_request = wire.merge_request(
+        merge_parts = wire.merge_request_parts(
             payload_field,
             zip(report_bytes, (outcome.payload for outcome in outcomes), strict=True),
             coverage_bytes,
             request_id,
         )
-        if len(merge_request) > self.config.max_message_bytes:
+        merge_size = sum(map(len, merge_parts))
+        if merge_size > self.config.max_message_bytes:
             answers = sum(len(outcome.payload) for outcome in outcomes)
             raise TooLarge(
                 f"the shards answered {answers} bytes in all, and with the request that makes a "
-                f"{len(merge_request)}-byte merge request, over max_message_bytes = "
+                f"{merge_size}-byte merge request, over max_message_bytes = "
                 f"{self.config.max_message_bytes}: ask the shards for less, or raise max_message_bytes "
                 "on the root and its merge"
             )
@@ -307,7 +309,10 @@ class RootService:
         if remaining <= 0:
             raise DeadlineTooShort("deadline passed while waiting for the shards; no time left for the merge")
         try:
-            merged = await self.merge.call(merge_request, timeout=remaining, metadata=((HEADER, trace.child_header()),))
+            # Joined when it is sent, and dropped once written (root.transport.send).
+            merged = await self.merge.call(
+                partial(b"".join, merge_parts), merge_size, remaining, ((HEADER, trace.child_header()),)
+            )
         except grpc.aio.AioRpcError as exc:
             raise merge_failure(exc.code().name, self.merge_address, exc.details() or "") from exc
         elapsed = time.monotonic() - start

@@ -262,6 +262,13 @@ def merge_request(payload: Payload, results: Iterable[tuple[bytes, bytes]], cove
     """A MergeRequest: ``payload`` from ``payload_field``, ``results`` as (encoded
     ShardReport, the leaf's encoded Any or b"" when it has none) in shard order,
     ``coverage`` an encoded Coverage."""
+    return b"".join(merge_request_parts(payload, results, coverage, request_id))
+
+
+def merge_request_parts(
+    payload: Payload, results: Iterable[tuple[bytes, bytes]], coverage: bytes, request_id: str
+) -> list[Payload]:
+    """The pieces ``merge_request`` joins: their lengths sum to its size, before any copy of the payload."""
     parts: list[Payload] = [payload]
     for report, answer in results:
         result = _tagged(_RESULT_REPORT_KEY, report)
@@ -271,7 +278,7 @@ def merge_request(payload: Payload, results: Iterable[tuple[bytes, bytes]], cove
     parts.append(_tagged(_MERGE_COVERAGE_KEY, coverage))
     if request_id:
         parts.append(_tagged(_MERGE_REQUEST_ID_KEY, request_id.encode()))
-    return b"".join(parts)
+    return parts
 
 
 def merge_payload_field(raw_merge_response: bytes) -> bytes:
