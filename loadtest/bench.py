@@ -43,6 +43,8 @@ CLOSED_LOOP: dict[str, tuple[str, str]] = {
         "loadtest.faults",
         "a replica and a shard hung, killed, then a rolling restart, under steady load: errors, coverage, recovery",
     ),
+    "memory": ("loadtest.memory", "32 concurrent 4 MiB requests, then over-limit ones: root RSS before, peak, after"),
+    "shed": ("loadtest.shed", "root CPU per rejection, and admitted p99 under 2x overload against capacity"),
     "demo-scale": ("loadtest.demo_scale", "the demo search over 1M synthetic documents: build, memory, latency"),
 }
 

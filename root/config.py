@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from root.errors import ConfigError
 from root.policies import (
+    DEFAULT_MAX_IN_FLIGHT_BYTES,
     PARTIAL_COVERAGE_WAIT,
     PARTIAL_COVERAGE_WAIT_FACTOR,
     CoverageWaitConfig,
@@ -98,6 +99,7 @@ class RootConfig:
     )
     min_coverage: float = DEFAULT_MIN_COVERAGE
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    max_in_flight_bytes: int = DEFAULT_MAX_IN_FLIGHT_BYTES  # request bodies admitted at once (root.policies.admission)
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     workers: int = 1
@@ -283,6 +285,14 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     max_message_bytes = int(
         positive("root.max_message_bytes", root.get("max_message_bytes", int, DEFAULT_MAX_MESSAGE_BYTES))
     )
+    # The byte cap of admission (root/policies/admission.py: derived from a memory budget). It must
+    # hold the largest message the root accepts, or such a request would only ever pass alone.
+    max_in_flight_bytes = root.get("max_in_flight_bytes", int, max(DEFAULT_MAX_IN_FLIGHT_BYTES, max_message_bytes))
+    if max_in_flight_bytes < max_message_bytes:
+        raise ConfigError(
+            f"root.max_in_flight_bytes ({max_in_flight_bytes}) must be >= root.max_message_bytes "
+            f"({max_message_bytes}): the root must be able to admit its largest request beside others"
+        )
     grace = root.get("grace_seconds", float, DEFAULT_GRACE_SECONDS)
     if grace < 0:
         raise ConfigError(f"root.grace_seconds must be >= 0, got {grace:g}")
@@ -408,6 +418,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         deadlines=deadlines,
         min_coverage=min_coverage,
         max_in_flight=max_in_flight,
+        max_in_flight_bytes=max_in_flight_bytes,
         max_message_bytes=max_message_bytes,
         grace_seconds=grace,
         workers=workers,

@@ -25,6 +25,7 @@ import heapq
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from protos.scatter_gather.v1 import shard_pb2
@@ -109,7 +110,7 @@ class Scatter:
     def __init__(
         self,
         shards: list[Shard],
-        payload_field: bytes,
+        payload_field: wire.Payload,
         request_id: str,
         start: float,
         deadline: float,
@@ -143,6 +144,7 @@ class Scatter:
         self.metadata = ((HEADER, trace.child_header()),) if trace is not None else ()
         self.payload_field = payload_field
         self.request_id_field = wire.execute_request_id_field(request_id)
+        self.request_size = len(payload_field) + wire.EXECUTE_FRAMING_BYTES  # at most: what the transport needs
         # Counted in leaf shards, like coverage; None when the wait is off (the common case, free).
         self.coverage_wait = (
             None
@@ -284,8 +286,15 @@ class Scatter:
 
     def _launch(self, i: int, action: Launch, now: float) -> None:
         shard = self.shards[i]
-        request = wire.execute_request(
-            self.payload_field, shard.execute_fields, action.attempt, action.kind is HEDGE, self.request_id_field
+        # Built by the transport when it sends (for a large payload, only once the
+        # channel is free: root.transport.send), so no copy waits in a queue.
+        request = partial(
+            wire.execute_request,
+            self.payload_field,
+            shard.execute_fields,
+            action.attempt,
+            action.kind is HEDGE,
+            self.request_id_field,
         )
         replica = self.replicas[i][action.replica]
         metadata = self.metadata
@@ -304,7 +313,7 @@ class Scatter:
             self.spans[(i, action.attempt)] = span
             metadata = ((HEADER, tracing.traceparent(span)),)
         self.timeline[(i, action.attempt)] = [i, action.attempt, action.replica, action.kind, now, math.nan, ""]
-        task = self.loop.create_task(replica.call(request, self.deadline - now, metadata))
+        task = self.loop.create_task(replica.call(request, self.request_size, self.deadline - now, metadata))
         task.add_done_callback(self._attempt_done)
         self.tasks[task] = (i, action.attempt)
         self.running[(i, action.attempt)] = task

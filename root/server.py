@@ -19,7 +19,6 @@ import time
 import grpc
 from prometheus_client import CollectorRegistry
 
-from protos.scatter_gather.v1 import leaf_pb2, root_pb2
 from root.config import RootConfig, load_root_config
 from root.errors import ConfigError
 from root.metrics import root_families
@@ -31,7 +30,6 @@ from root.snapshot import snapshot_reader
 from root.status_page import render
 from root.transport import Replica, channel_options
 from scatter_common import logs, loop
-from scatter_common.bodies import Undecodable, deserializer
 from scatter_common.metrics import FamiliesCollector, MetricsServer
 from scatter_common.serving import ServeOptions, ServiceHost, serve_until_signal
 
@@ -64,18 +62,21 @@ def build_shards(config: RootConfig) -> list[Shard]:
 def add_root_service(server: grpc.aio.Server, service: RootService) -> None:
     """Root.Query, and Leaf.Execute so a root can be a shard of a higher root.
 
-    Requests are decoded by ``scatter_common.bodies.deserializer``: a body
-    that does not parse reaches the handler as ``Undecodable`` (answered
-    INVALID_ARGUMENT, logged in one line, counted), where grpc's own would
-    answer UNKNOWN with a traceback. Responses are registered without a
-    serializer: the handlers return the serialized message, spliced from the
+    Both are registered with raw bytes in and out (no deserializer, no
+    serializer). In: admission counts and refuses a request by its body's
+    size before anything reads the body, so a refusal costs no parse (issue
+    13); the handler then reads the body itself (``root.wire.query_request``
+    for a Query, ``scatter_common.bodies.deserializer`` for the rest: a body
+    that does not parse is INVALID_ARGUMENT, logged in one line and counted,
+    where grpc's own deserializer would answer UNKNOWN with a traceback).
+    Out: the handlers return the serialized message, spliced from the
     merge's bytes (see root.wire).
     """
-    query: grpc.RpcMethodHandler[root_pb2.QueryRequest | Undecodable, bytes] = grpc.unary_unary_rpc_method_handler(
-        service.query, request_deserializer=deserializer(root_pb2.QueryRequest), response_serializer=None
+    query: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
+        service.query, request_deserializer=None, response_serializer=None
     )
-    execute: grpc.RpcMethodHandler[leaf_pb2.ExecuteRequest | Undecodable, bytes] = grpc.unary_unary_rpc_method_handler(
-        service.execute, request_deserializer=deserializer(leaf_pb2.ExecuteRequest), response_serializer=None
+    execute: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
+        service.execute, request_deserializer=None, response_serializer=None
     )
     server.add_generic_rpc_handlers(
         [
@@ -87,6 +88,7 @@ def add_root_service(server: grpc.aio.Server, service: RootService) -> None:
 
 async def serve(config: RootConfig, worker: int = 0, config_path: str | None = None) -> None:
     service = RootService(config, build_shards(config))
+    service.allocator.configure()
     await service.start()
     # SIGHUP or a changed file reloads the config (root.reload).
     watcher = ConfigWatcher(config_path, service) if config_path is not None else None

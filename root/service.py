@@ -14,10 +14,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
 import grpc
-from google.protobuf import any_pb2
 
 from protos.scatter_gather.v1 import leaf_pb2, root_pb2, shard_pb2
 from root import wire
@@ -26,13 +25,13 @@ from root.discovery import Discovery
 from root.errors import (
     DeadlineTooShort,
     InvalidRequest,
-    Overloaded,
     RootError,
     TooLarge,
     WrongShard,
     merge_failure,
 )
 from root.membership import Membership
+from root.memory import LARGE_REQUEST_BYTES, Allocator
 from root.policies import (
     AdmissionConfig,
     AdmissionLimit,
@@ -45,7 +44,7 @@ from root.probing import Prober
 from root.scatter import Scatter, Shard
 from root.slowlog import AttemptEvent, SlowLog, SlowRequest
 from root.transport import MergeChannel, Replica, channel_options
-from scatter_common.bodies import Undecodable
+from scatter_common.bodies import Undecodable, deserializer
 from scatter_common.metrics import Histogram
 from scatter_common.otel import Span, Tracing
 from scatter_common.payload import MAX_TYPE_URL_LENGTH
@@ -55,6 +54,8 @@ log = logging.getLogger("scatter.root")
 
 # Coverage fractions worth telling apart: full, nearly full, half or worse.
 COVERAGE_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+# Refusals at admission are summed into at most one log line per this many seconds.
+SHED_LOG_INTERVAL = 1.0
 
 
 class RootService:
@@ -65,7 +66,12 @@ class RootService:
         self.shards = list(shards)
         self.merge_address = config.merge_address
         self.merge = MergeChannel(config.merge_address, channel_options(config.max_message_bytes), config.upstream_tls)
-        self.admission = AdmissionLimit(AdmissionConfig(config.max_in_flight))
+        self.admission = AdmissionLimit(AdmissionConfig(config.max_in_flight, config.max_in_flight_bytes))
+        self.allocator = Allocator()  # configured by serve(): a process-wide setting
+        self._next_shed_log = 0.0
+        self._shed_logged = 0
+        self._parse_query = deserializer(root_pb2.QueryRequest)
+        self._parse_execute = deserializer(leaf_pb2.ExecuteRequest)
         self.requests_by_code: dict[str, int] = {}
         self.latency = Histogram()  # arrival to answer, successful requests
         self.coverage = Histogram(COVERAGE_BUCKETS)  # answered / total of successful requests
@@ -81,7 +87,6 @@ class RootService:
             lambda address: Replica(address, options, config.upstream_tls), self.prober, config.deadlines.maximum
         )
         self.discovery = Discovery(self.shards, config.shards, config.discovery, self.membership)
-
         # The largest payload field the root's own channels can carry (root.wire, "sizes").
         framing = max(
             wire.EXECUTE_FRAMING_BYTES,
@@ -121,19 +126,11 @@ class RootService:
             for replica in shard.replicas:
                 await replica.close()
 
-    async def query(
-        self,
-        request: root_pb2.QueryRequest | Undecodable,
-        context: grpc.aio.ServicerContext[root_pb2.QueryRequest, bytes],
-    ) -> bytes:
-        """Root.Query: returns a serialized QueryResponse or aborts with a status."""
+    async def query(self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        """Root.Query: the request body in, a serialized QueryResponse out (or a status)."""
         return await self._handle(request, context, self._query_terms, self._query_response, "Root.Query")
 
-    async def execute(
-        self,
-        request: leaf_pb2.ExecuteRequest | Undecodable,
-        context: grpc.aio.ServicerContext[leaf_pb2.ExecuteRequest, bytes],
-    ) -> bytes:
+    async def execute(self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         """Leaf.Execute: this root as one shard of a higher root (a two-level tree).
 
         The whole subtree answers as one leaf: the payload is this root's
@@ -144,21 +141,45 @@ class RootService:
         """
         return await self._handle(request, context, self._execute_terms, self._execute_response, "Leaf.Execute")
 
-    def _query_terms(self, request: root_pb2.QueryRequest) -> tuple[any_pb2.Any, float]:
-        """(payload, min_coverage) of a Query."""
+    def _query_terms(self, raw: bytes) -> Terms:
+        """(payload field, type URL, min_coverage, explain) of a Query body.
+
+        The payload field is read from the body's framing (``wire.query_request``:
+        no parse, no copy); a body it does not read is parsed, and one that
+        does not parse is INVALID_ARGUMENT.
+        """
         min_coverage = self.config.min_coverage
+        parts = wire.query_request(raw)
+        if parts is not None:
+            payload_field, type_url, options_bytes = parts
+            if not options_bytes:
+                return payload_field, type_url, min_coverage, False
+            try:
+                options = root_pb2.QueryOptions.FromString(options_bytes)
+            except Exception:  # the parse below has the last word, and the message
+                options = None
+            if options is not None:
+                if options.HasField("min_coverage"):
+                    min_coverage = options.min_coverage
+                return payload_field, type_url, min_coverage, options.explain
+        request = self._parse_query(raw)
+        if isinstance(request, Undecodable):
+            raise InvalidRequest(request.message)
         if request.HasField("options") and request.options.HasField("min_coverage"):
             min_coverage = request.options.min_coverage
-        return request.payload, min_coverage
+        return wire.payload_field(request.payload), request.payload.type_url, min_coverage, request.options.explain
 
-    def _execute_terms(self, request: leaf_pb2.ExecuteRequest) -> tuple[any_pb2.Any, float]:
-        """(payload, min_coverage) of an Execute, once it asks for the shards this root serves.
+    def _execute_terms(self, raw: bytes) -> Terms:
+        """(payload field, type URL, min_coverage) of an Execute, once it asks for the shards this root serves.
 
         The rule a leaf applies (leaf.proto): shard_index is the first leaf
         shard beneath this root, and a non-zero shard_count is the whole
         dataset's; any other request comes from a mis-wired tree, and
         answering it would return these shards' data as another's.
         """
+        request = self._parse_execute(raw)
+        if isinstance(request, Undecodable):
+            raise InvalidRequest(request.message)
         count = self.config.shard_count
         if request.shard_index != self.first_shard or (request.shard_count and request.shard_count != count):
             last = self.first_shard + self.leaf_shards - 1
@@ -168,16 +189,51 @@ class RootService:
                 f"{self.first_shard}); the request is for {asked}: check the parent root's shards and "
                 "this root's shard_offset and total_shards"
             )
-        return request.payload, self.config.min_coverage
+        return wire.payload_field(request.payload), request.payload.type_url, self.config.min_coverage, False
+
+    def _shed(self, size: int, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        """Refuse a request at admission: RESOURCE_EXHAUSTED, before its body is read.
+
+        The cheapest answer grpc allows: the status is set and the handler
+        returns (grpc sends no message with a non-OK status), with no
+        exception, no trace context and no log line per refusal (a line per
+        shed request is a flood exactly when the root is overloaded); refusals
+        are counted (``scatter_root_shed``) and summed in one log line a second.
+        """
+        admission = self.admission
+        if admission.over_bytes:
+            message = (
+                f"root is at its limit of {admission.max_in_flight_bytes} bytes of requests in flight "
+                f"(max_in_flight_bytes; {admission.in_flight_bytes} in flight, this request is {size}): "
+                "retry with backoff"
+            )
+        else:
+            message = f"root is at its limit of {admission.max_in_flight} requests in flight; retry with backoff"
+        context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        context.set_details(message)
+        codes = self.requests_by_code
+        codes["RESOURCE_EXHAUSTED"] = codes.get("RESOURCE_EXHAUSTED", 0) + 1
+        now = time.monotonic()
+        if now >= self._next_shed_log:
+            self._next_shed_log = now + SHED_LOG_INTERVAL
+            log.info("shed %d requests since the last such line: %s", admission.shed - self._shed_logged, message)
+            self._shed_logged = admission.shed
+        return b""
 
     async def _handle(
         self,
-        request: Any,
-        context: grpc.aio.ServicerContext[Any, bytes],
-        terms: Callable[[Any], tuple[any_pb2.Any, float]],
+        raw: bytes,
+        context: grpc.aio.ServicerContext[bytes, bytes],
+        terms: Callable[[bytes], Terms],
         answer: Callable[[Gathered], bytes],
         method: str,
     ) -> bytes:
+        size = len(raw)
+        if not self.admission.try_acquire(size):
+            return self._shed(size, context)
+        large = size >= LARGE_REQUEST_BYTES
+        if large:
+            self.allocator.large_request_started()
         arrived = time.monotonic()
         header = traceparent_of(context.invocation_metadata())
         trace = TraceContext.from_header(header)
@@ -189,20 +245,24 @@ class RootService:
             trace = TraceContext(tracing.trace_id(span), trace.flags)  # one id: logs, request_id, the trace
         code = "OK"
         try:
-            if isinstance(request, Undecodable):
-                raise InvalidRequest(request.message)
-            payload, min_coverage = terms(request)
-            explain = isinstance(request, root_pb2.QueryRequest) and request.options.explain
-            if not self.admission.try_acquire():
-                limit = self.config.max_in_flight
-                raise Overloaded(f"root is at its limit of {limit} requests in flight; retry with backoff")
             try:
+                payload_field, type_url, min_coverage, explain = terms(raw)
                 gathered = await self._gather(
-                    payload, min_coverage, context.time_remaining(), arrived, trace, span, scattered, explain
+                    payload_field,
+                    type_url,
+                    min_coverage,
+                    context.time_remaining(),
+                    arrived,
+                    trace,
+                    span,
+                    scattered,
+                    explain,
                 )
                 response = answer(gathered)
             finally:
-                self.admission.release()
+                self.admission.release(size)
+                if large:
+                    self.allocator.large_request_done()
             now = time.monotonic()
             self.answer_times.record(now - gathered.shards_due, now)
             remaining = context.time_remaining()
@@ -233,7 +293,8 @@ class RootService:
 
     async def _gather(
         self,
-        payload: any_pb2.Any,
+        payload_field: wire.Payload,
+        type_url: str,
         min_coverage: float,
         client_remaining: float | None,
         arrived: float,
@@ -244,18 +305,17 @@ class RootService:
     ) -> Gathered:
         """Budget, scatter, coverage and merge of one request (``span``: its trace span, if tracing)."""
         request_id = trace.trace_id
-        if not payload.type_url:
+        if not type_url:
             raise InvalidRequest("the request payload is empty: pack your request message into it")
-        if len(payload.type_url) > MAX_TYPE_URL_LENGTH:
+        if len(type_url) > MAX_TYPE_URL_LENGTH:
             raise InvalidRequest(
-                f"the payload's type URL is {len(payload.type_url)} characters, over the limit of "
+                f"the payload's type URL is {len(type_url)} characters, over the limit of "
                 f"{MAX_TYPE_URL_LENGTH}: it must name a message type (type.googleapis.com/package.Message)"
             )
         if not 0.0 <= min_coverage <= 1.0:
             raise InvalidRequest(f"options.min_coverage must be in [0, 1], got {min_coverage:g}")
         budget = self.config.deadlines.budget(client_remaining, self.answer_times.reserve(arrived))
         start = arrived  # on the monotonic clock, like everything in the scatter
-        payload_field = wire.payload_field(payload)
         if len(payload_field) > self.max_payload_bytes:
             raise TooLarge(
                 f"the request payload is {len(payload_field)} bytes; this root forwards at most "
@@ -297,17 +357,18 @@ class RootService:
 
         coverage_bytes = coverage.SerializeToString()
         report_bytes = [report.SerializeToString() for report in reports]  # once, for the merge and the answer
-        merge_request = wire.merge_request(
+        merge_parts = wire.merge_request_parts(
             payload_field,
             zip(report_bytes, (outcome.payload for outcome in outcomes), strict=True),
             coverage_bytes,
             request_id,
         )
-        if len(merge_request) > self.config.max_message_bytes:
+        merge_size = sum(map(len, merge_parts))
+        if merge_size > self.config.max_message_bytes:
             answers = sum(len(outcome.payload) for outcome in outcomes)
             raise TooLarge(
                 f"the shards answered {answers} bytes in all, and with the request that makes a "
-                f"{len(merge_request)}-byte merge request, over max_message_bytes = "
+                f"{merge_size}-byte merge request, over max_message_bytes = "
                 f"{self.config.max_message_bytes}: ask the shards for less, or raise max_message_bytes "
                 "on the root and its merge"
             )
@@ -322,7 +383,10 @@ class RootService:
         else:
             merge_header = trace.child_header()
         try:
-            merged = await self.merge.call(merge_request, timeout=remaining, metadata=((HEADER, merge_header),))
+            # Joined when it is sent, and dropped once written (root.transport.send).
+            merged = await self.merge.call(
+                partial(b"".join, merge_parts), merge_size, remaining, ((HEADER, merge_header),)
+            )
         except grpc.aio.AioRpcError as exc:
             if merge_span is not None:
                 assert self.tracing is not None
@@ -377,6 +441,24 @@ class RootService:
         return wire.execute_response(result.payload_field, result.coverage, hedges)
 
 
+@dataclass(slots=True)
+class Gathered:
+    """One request's merged answer and the evidence of how it was obtained."""
+
+    payload_field: bytes  # field 1 (the merged Any), the opening of a QueryResponse or ExecuteResponse
+    coverage: shard_pb2.Coverage
+    coverage_bytes: bytes
+    reports: list[shard_pb2.ShardReport]
+    report_bytes: list[bytes]
+    elapsed: float
+    request_id: str
+    shards_due: float  # monotonic: the shard deadline, or the last shard's answer if that came first
+
+
+# (payload field, payload type URL, min_coverage, explain) of one request: what the fan-out needs of it.
+Terms = tuple[wire.Payload, str, float, bool]
+
+
 _KINDS = {
     "first": shard_pb2.ATTEMPT_KIND_FIRST,
     "hedge": shard_pb2.ATTEMPT_KIND_HEDGE,
@@ -405,17 +487,3 @@ def _longest_address(shard: Shard, config: ShardConfig) -> str:
     if config.dns or config.file:
         return "x" * LONGEST_DISCOVERED_ADDRESS
     return max((r.address for r in shard.replicas), key=len, default="")
-
-
-@dataclass(slots=True)
-class Gathered:
-    """One request's merged answer and the evidence of how it was obtained."""
-
-    payload_field: bytes  # field 1 (the merged Any), the opening of a QueryResponse or ExecuteResponse
-    coverage: shard_pb2.Coverage
-    coverage_bytes: bytes
-    reports: list[shard_pb2.ShardReport]
-    report_bytes: list[bytes]
-    elapsed: float
-    request_id: str
-    shards_due: float  # monotonic: the shard deadline, or the last shard's answer if that came first

@@ -5,7 +5,7 @@ options of every channel it opens (message size limits, a capped reconnect
 backoff), one long-lived channel per leaf replica and one to the merge, and
 the calls on them, raw bytes in and out (the root splices messages; see
 ``root.wire``). The fan-out (``root.scatter``) sees only
-``Replica.call(bytes, timeout, metadata) -> AttemptResult``: the seam where
+``Replica.call(build, size, timeout, metadata) -> AttemptResult``: the seam where
 tests and benchmarks can put another transport.
 
 Not here: what to call and when (``root.policies``), message layout
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -50,6 +50,49 @@ RECONNECT_OPTIONS = [
 AttemptResult = tuple[str, bytes | str]  # ("OK", response bytes) or (code name, details)
 Metadata = tuple[tuple[str, str], ...]
 
+# A request at least this large is sent as a one-message stream (see ``send``);
+# a smaller one as a plain unary call, one batch cheaper in CPU.
+STREAMED_REQUEST_BYTES = 64 * 1024
+
+
+async def send(
+    unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes],
+    streamed: grpc.aio.StreamUnaryMultiCallable[bytes, bytes],
+    gate: asyncio.Lock,
+    build: Callable[[], bytes],
+    size: int,
+    timeout: float,
+    metadata: Metadata,
+) -> bytes:
+    """One unary call of the request ``build()`` makes (``size`` bytes); raises ``grpc.aio.AioRpcError``.
+
+    grpc.aio keeps a unary call's request bytes until the answer is in, so
+    a 4 MiB payload sent to F shards, hedges included, stayed F times in
+    memory for as long as the leaves worked on it (issue 13). A large
+    request is therefore sent on the same method as a client stream of one
+    message, which is the same HTTP/2 exchange (the server sees a unary
+    call): write it, half-close, await the answer; grpc lets go of the
+    message once it is written. And it is built only once the channel's
+    ``gate`` is free: one large request is being written per channel at a
+    time (the connection carries them one after another anyway), so the
+    copies that wait for a slow or hung peer are never made, and the one
+    copy being written is the only one.
+    """
+    if size < STREAMED_REQUEST_BYTES:
+        return await unary(build(), timeout=timeout, metadata=metadata)
+    call = streamed(timeout=timeout, metadata=metadata)
+    try:
+        async with gate:
+            try:
+                await call.write(build())
+                await call.done_writing()
+            except asyncio.InvalidStateError:
+                pass  # the call ended before the request was written: its status says why
+        return await call
+    except asyncio.CancelledError:
+        call.cancel()
+        raise
+
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
     """Options of every channel the root opens (to leaves and to the merge)."""
@@ -77,6 +120,8 @@ class Replica:
         self.address = address
         self.channel = aio_channel(address, tls, options)
         self.execute: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(EXECUTE_METHOD)
+        self._streamed: grpc.aio.StreamUnaryMultiCallable[bytes, bytes] = self.channel.stream_unary(EXECUTE_METHOD)
+        self._gate = asyncio.Lock()
         self._health: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(HEALTH_METHOD)
         self._watch: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = self.channel.unary_stream(WATCH_METHOD)
         self._keeper: asyncio.Task[None] | None = None
@@ -90,10 +135,13 @@ class Replica:
             await self.channel.wait_for_state_change(state)
             state = self.channel.get_state(try_to_connect=True)
 
-    async def call(self, request: bytes, timeout: float, metadata: Metadata) -> AttemptResult:
-        """One Leaf.Execute attempt; a failed call is its status name and details, never an exception."""
+    async def call(self, build: Callable[[], bytes], size: int, timeout: float, metadata: Metadata) -> AttemptResult:
+        """One Leaf.Execute attempt of the request ``build()`` makes (``size`` bytes, see ``send``).
+
+        A failed call is its status name and details, never an exception.
+        """
         try:
-            return "OK", await self.execute(request, timeout=timeout, metadata=metadata)
+            return "OK", await send(self.execute, self._streamed, self._gate, build, size, timeout, metadata)
         except grpc.aio.AioRpcError as exc:
             return exc.code().name, exc.details() or ""
 
@@ -141,7 +189,13 @@ class MergeChannel:
     def __init__(self, address: str, options: list[tuple[str, int]], tls: ClientTls | None = None) -> None:
         self.address = address
         self.channel = aio_channel(address, tls, options)
-        self.call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(MERGE_METHOD)
+        self._unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(MERGE_METHOD)
+        self._streamed: grpc.aio.StreamUnaryMultiCallable[bytes, bytes] = self.channel.stream_unary(MERGE_METHOD)
+        self._gate = asyncio.Lock()
+
+    async def call(self, build: Callable[[], bytes], size: int, timeout: float, metadata: Metadata) -> bytes:
+        """One Merge.Merge of the request ``build()`` makes (``size`` bytes, see ``send``)."""
+        return await send(self._unary, self._streamed, self._gate, build, size, timeout, metadata)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -10,7 +10,10 @@ and concatenated encodings merge, so the root builds
     ExecuteResponse = [the merge's Any, as sent] + [coverage, hedges]   (a root serving as a leaf)
 
 from byte strings, copying each payload once into the outgoing message, and
-reads ExecuteResponse and MergeResponse without parsing them.
+reads QueryRequest (its framing only), ExecuteResponse and MergeResponse
+without parsing them. The client's payload field is held as it arrived (the
+request body, or a view into it) and is never copied but into the messages
+the root sends.
 
 Rules of this file:
 
@@ -78,8 +81,10 @@ def _one_byte(key: bytes) -> bytes:
     return key
 
 
-# Field 1 of ExecuteRequest and of MergeRequest: one payload field serves both.
+# Field 1 of QueryRequest, ExecuteRequest and MergeRequest: the client's payload
+# field opens the leaf and merge requests exactly as the client encoded it.
 _PAYLOAD = _same_number(
+    root_pb2.QueryRequest.PAYLOAD_FIELD_NUMBER,
     leaf_pb2.ExecuteRequest.PAYLOAD_FIELD_NUMBER,
     merge_pb2.MergeRequest.PAYLOAD_FIELD_NUMBER,
 )
@@ -95,6 +100,10 @@ _LEAF_PAYLOAD_KEY = _one_byte(tag(leaf_pb2.ExecuteResponse.PAYLOAD_FIELD_NUMBER)
 _MERGE_PAYLOAD_KEY = _one_byte(tag(merge_pb2.MergeResponse.PAYLOAD_FIELD_NUMBER))
 
 _PAYLOAD_KEY = tag(_PAYLOAD)
+_QUERY_PAYLOAD_KEY = _one_byte(_PAYLOAD_KEY)
+_QUERY_OPTIONS_KEY = _one_byte(tag(root_pb2.QueryRequest.OPTIONS_FIELD_NUMBER))
+_ANY_TYPE_URL_KEY = _one_byte(tag(any_pb2.Any.TYPE_URL_FIELD_NUMBER))
+_ANY_VALUE_KEY = _one_byte(tag(any_pb2.Any.VALUE_FIELD_NUMBER))
 _EXECUTE_REQUEST_ID_KEY = tag(leaf_pb2.ExecuteRequest.REQUEST_ID_FIELD_NUMBER)
 _ATTEMPT_KEY = tag(leaf_pb2.ExecuteRequest.ATTEMPT_FIELD_NUMBER, _VARINT)
 _HEDGE = tag(leaf_pb2.ExecuteRequest.HEDGE_FIELD_NUMBER, _VARINT) + varint(1)  # hedge = true
@@ -111,6 +120,83 @@ _QUERY_REQUEST_ID_KEY = tag(root_pb2.QueryResponse.REQUEST_ID_FIELD_NUMBER)
 # attempt (and hedge) fields of every attempt number whose varint is one byte:
 # max_attempts is at most 5, so the hot path never encodes one.
 _ATTEMPT_FIELDS = [(_ATTEMPT_KEY + varint(n), _ATTEMPT_KEY + varint(n) + _HEDGE) for n in range(0x80)]
+
+
+# A payload field as the root holds it: the client's request body itself when the
+# payload is all of it, else a view into that body (never a copy: grpc keeps the
+# body alive for the whole call anyway, so a copy would be a second one).
+Payload = bytes | memoryview
+
+
+# -- the client's request ---------------------------------------------------------
+
+
+def _len_field(raw: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
+    """(one-byte key, start, end) of the length-delimited field at ``pos``, or None if it is anything else."""
+    key = raw[pos]
+    if key & 0x80 or key & 0x07 != _LEN_DELIMITED:
+        return None
+    length, shift, pos = 0, 0, pos + 1
+    while pos < end and shift < 35:
+        byte = raw[pos]
+        pos += 1
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (key, pos, pos + length) if pos + length <= end else None
+        shift += 7
+    return None
+
+
+def query_request(raw: bytes) -> tuple[Payload, str, bytes] | None:
+    """(payload field, payload type URL, encoded QueryOptions or b"") of a QueryRequest, without parsing it.
+
+    The fast path reads only the framing: a payload field (an Any of a type
+    URL and a value, each at most once) and at most one options field. The
+    payload's value is never looked at, and never copied. Anything else (an
+    unknown or repeated field, a type URL that is not UTF-8, a body that does
+    not parse) returns None: the caller parses the body with protobuf, which
+    has the last word.
+    """
+    end = len(raw)
+    pos = 0
+    payload: tuple[int, int, int] | None = None
+    options = b""
+    seen_options = False
+    while pos < end:
+        found = _len_field(raw, pos, end)
+        if found is None:
+            return None
+        key, start, stop = found
+        if key == _QUERY_PAYLOAD_KEY[0] and payload is None:
+            payload = (pos, start, stop)
+        elif key == _QUERY_OPTIONS_KEY[0] and not seen_options:
+            options, seen_options = raw[start:stop], True
+        else:
+            return None
+        pos = stop
+    if payload is None:
+        return None
+    field_start, pos, end = payload
+    type_url: bytes | None = None
+    has_value = False
+    while pos < end:
+        found = _len_field(raw, pos, end)
+        if found is None:
+            return None
+        key, start, stop = found
+        if key == _ANY_TYPE_URL_KEY[0] and type_url is None:
+            type_url = raw[start:stop]
+        elif key == _ANY_VALUE_KEY[0] and not has_value:
+            has_value = True
+        else:
+            return None
+        pos = stop
+    try:
+        url = type_url.decode() if type_url is not None else ""
+    except UnicodeDecodeError:
+        return None
+    whole = field_start == 0 and end == len(raw)
+    return (raw if whole else memoryview(raw)[field_start:end]), url, options
 
 
 # -- requests to the leaves -----------------------------------------------------
@@ -131,7 +217,7 @@ def execute_request_id_field(request_id: str) -> bytes:
     return _tagged(_EXECUTE_REQUEST_ID_KEY, request_id.encode()) if request_id else b""
 
 
-def execute_request(payload: bytes, shard_fields: bytes, attempt: int, hedge: bool, request_id_field: bytes) -> bytes:
+def execute_request(payload: Payload, shard_fields: bytes, attempt: int, hedge: bool, request_id_field: bytes) -> bytes:
     """One attempt's ExecuteRequest from the pieces above; ``attempt`` counts from 1."""
     if attempt < 0x80:
         attempt_fields = _ATTEMPT_FIELDS[attempt][hedge]
@@ -172,11 +258,18 @@ def leaf_response(raw: bytes) -> tuple[bytes, shard_pb2.Coverage | None, int]:
 # -- the merge --------------------------------------------------------------------
 
 
-def merge_request(payload: bytes, results: Iterable[tuple[bytes, bytes]], coverage: bytes, request_id: str) -> bytes:
+def merge_request(payload: Payload, results: Iterable[tuple[bytes, bytes]], coverage: bytes, request_id: str) -> bytes:
     """A MergeRequest: ``payload`` from ``payload_field``, ``results`` as (encoded
     ShardReport, the leaf's encoded Any or b"" when it has none) in shard order,
     ``coverage`` an encoded Coverage."""
-    parts = [payload]
+    return b"".join(merge_request_parts(payload, results, coverage, request_id))
+
+
+def merge_request_parts(
+    payload: Payload, results: Iterable[tuple[bytes, bytes]], coverage: bytes, request_id: str
+) -> list[Payload]:
+    """The pieces ``merge_request`` joins: their lengths sum to its size, before any copy of the payload."""
+    parts: list[Payload] = [payload]
     for report, answer in results:
         result = _tagged(_RESULT_REPORT_KEY, report)
         if answer:
@@ -185,7 +278,7 @@ def merge_request(payload: bytes, results: Iterable[tuple[bytes, bytes]], covera
     parts.append(_tagged(_MERGE_COVERAGE_KEY, coverage))
     if request_id:
         parts.append(_tagged(_MERGE_REQUEST_ID_KEY, request_id.encode()))
-    return b"".join(parts)
+    return parts
 
 
 def merge_payload_field(raw_merge_response: bytes) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from root.policies import HedgeBudget, HedgeDelay, HedgingConfig, LatencyWindow, ReplicaSet, ShardPolicy
 from root.scatter import Scatter, Shard
@@ -25,7 +25,7 @@ class FakeReplica(Replica):
         self.hang = hang
         self.calls = 0
 
-    async def call(self, request: bytes, timeout: float, metadata: Metadata) -> AttemptResult:
+    async def call(self, build: Callable[[], bytes], size: int, timeout: float, metadata: Metadata) -> AttemptResult:
         self.calls += 1
         if self.hang:
             await asyncio.sleep(3600)

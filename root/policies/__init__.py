@@ -14,7 +14,7 @@ every decision to an exact virtual time (``tests/test_policies_*.py``).
   (adaptive coverage), counted in leaf shards.
 - ``attempts``: ``AttemptPlan``, every rule about one shard's attempts (the
   composition of the above, sans I/O).
-- ``admission``: ``AdmissionLimit``, shed beyond a number of requests in flight.
+- ``admission``: ``AdmissionLimit``, shed beyond a number of requests, or of their bytes, in flight.
 - ``deadlines``: ``DeadlinePolicy``, the time budget of one request, and
   ``AnswerTimes``, the measured part of its reserve.
 - ``coverage``: the Coverage of one request and whether it is enough.
@@ -22,7 +22,7 @@ every decision to an exact virtual time (``tests/test_policies_*.py``).
 Import from this package; the module layout may change.
 """
 
-from root.policies.admission import AdmissionConfig, AdmissionLimit
+from root.policies.admission import DEFAULT_MAX_IN_FLIGHT_BYTES, AdmissionConfig, AdmissionLimit
 from root.policies.attempts import Action, AttemptKind, AttemptPlan, Cancel, End, Launch, ShardCounters, ShardPolicy
 from root.policies.budget import HedgeBudget, HedgeBudgetConfig
 from root.policies.clock import Clock
@@ -46,6 +46,7 @@ from root.policies.replicas import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_IN_FLIGHT_BYTES",
     "PARTIAL_COVERAGE_WAIT",
     "PARTIAL_COVERAGE_WAIT_FACTOR",
     "Action",

@@ -31,3 +31,18 @@ def test_defaults_and_validation() -> None:
     with pytest.raises(ValueError) as info:
         AdmissionConfig(max_in_flight=0)
     assert str(info.value) == "admission.max_in_flight must be >= 1, got 0"
+
+
+def test_bytes_in_flight_are_capped_but_a_request_alone_is_always_admitted() -> None:
+    limit = AdmissionLimit(AdmissionConfig(max_in_flight=10, max_in_flight_bytes=100))
+    assert limit.try_acquire(150)  # alone: admitted whatever its size
+    assert not limit.try_acquire(1)
+    assert (limit.shed, limit.shed_bytes, limit.over_bytes) == (1, 1, True)
+    limit.release(150)
+    assert limit.try_acquire(60) and limit.try_acquire(40)
+    assert not limit.try_acquire(1)
+    limit.release(40)
+    assert limit.try_acquire(40)
+    assert (limit.in_flight, limit.in_flight_bytes, limit.shed_bytes) == (2, 100, 2)
+    with pytest.raises(RuntimeError):
+        limit.release(101)

@@ -19,6 +19,7 @@ PUBLIC = {
     "AdmissionConfig",
     "AdmissionLimit",
     "AnswerTimes",
+    "DEFAULT_MAX_IN_FLIGHT_BYTES",
     "PARTIAL_COVERAGE_WAIT",
     "PARTIAL_COVERAGE_WAIT_FACTOR",
     "Budget",

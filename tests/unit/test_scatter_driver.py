@@ -1,7 +1,7 @@
 """The fan-out driver (root.scatter) with the transport and the clock faked.
 
 The replicas are in-process fakes behind the transport seam
-(``Replica.call(bytes, timeout, metadata) -> AttemptResult``) and the
+(``Replica.call(build, size, timeout, metadata) -> AttemptResult``) and the
 driver's clock is a ``FakeClock`` that only the fakes move, so the times in
 the reports are exact. No network, no sleeping: the loop only runs the tasks.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
@@ -46,7 +46,9 @@ class FakeReplica:
         self.response = response.SerializeToString()
         self.requests: list[leaf_pb2.ExecuteRequest] = []
 
-    async def call(self, request: bytes, timeout: float, metadata: object) -> AttemptResult:
+    async def call(self, build: Callable[[], bytes], size: int, timeout: float, metadata: object) -> AttemptResult:
+        request = build()
+        assert len(request) <= size  # the size the transport is told is an upper bound
         self.requests.append(leaf_pb2.ExecuteRequest.FromString(request))
         if isinstance(self.clock, FakeClock):
             self.clock.advance(self.takes)
@@ -136,7 +138,7 @@ class FailingReplica:
         self.address = address
         self.code = code
 
-    async def call(self, request: bytes, timeout: float, metadata: object) -> AttemptResult:
+    async def call(self, build: Callable[[], bytes], size: int, timeout: float, metadata: object) -> AttemptResult:
         return self.code, "it failed"
 
     async def close(self) -> None:

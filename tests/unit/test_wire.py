@@ -194,3 +194,40 @@ def test_merge_framing_bounds_a_merge_request_without_answers() -> None:
     assert 0 < len(request) - len(payload) <= framing
     # More shards, more framing: it grows with the fan-out.
     assert wire.merge_framing_bytes([*shards, (3, replica)], range(4), 4) > framing
+
+
+@pytest.mark.parametrize("with_options", [False, True])
+def test_query_request_reads_the_payload_field_without_copying_it(with_options: bool) -> None:
+    payload = _payload(300)
+    request = root_pb2.QueryRequest(payload=payload)
+    if with_options:
+        request.options.min_coverage = 0.5
+    raw = request.SerializeToString()
+    parts = wire.query_request(raw)
+    assert parts is not None
+    field_bytes, type_url, options = parts
+    assert bytes(field_bytes) == wire.payload_field(payload)
+    assert type_url == payload.type_url
+    assert root_pb2.QueryOptions.FromString(options) == request.options
+    if not with_options:
+        assert field_bytes is raw  # the body itself: no copy
+    else:
+        assert isinstance(field_bytes, memoryview) and field_bytes.obj is raw
+    # What the leaves get is protobuf's own encoding either way.
+    spliced = wire.execute_request(field_bytes, wire.execute_shard_fields(1, 2), 1, False, b"")
+    assert leaf_pb2.ExecuteRequest.FromString(spliced).payload == payload
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",  # no payload: the parser decides (an empty payload)
+        root_pb2.QueryRequest(payload=_payload(3)).SerializeToString() * 2,  # a repeated field merges
+        root_pb2.QueryRequest(payload=_payload(3)).SerializeToString() + b"\x18\x01",  # an unknown field
+        b"\x0a\x05\x0a\x03\xff\xfe\xfd",  # a type URL that is not UTF-8
+        b"\x0a\x10\x0a\x03abc",  # a length past the end
+        b"\xff\xff\xff\xff\x0f",  # not a message at all
+    ],
+)
+def test_query_request_leaves_anything_unusual_to_the_parser(raw: bytes) -> None:
+    assert wire.query_request(raw) is None

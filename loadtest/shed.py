@@ -1,0 +1,137 @@
+"""What shedding costs the root: CPU per rejection, and admitted latency under 2x overload.
+
+    scatter bench shed [--shards 4] [--max-in-flight 8] [--duration 8] [--baseline CHECKOUT]
+
+Starts the probe application (leaves answering at once) with a root whose
+``max_in_flight`` is small, then per root:
+
+1. *Rejection cost*: ``--max-in-flight`` requests held at the leaves (a
+   long delay) keep the root at its limit while a closed loop of 16 sends
+   requests that are all refused; root CPU (/proc/PID/stat, all threads)
+   per refusal, less the CPU of the same seconds with only the held
+   requests.
+2. *Capacity*: a closed loop of ``--max-in-flight`` users (all admitted):
+   throughput C and its p99 (the unloaded value).
+3. *2x overload*: Poisson arrivals at 2 C for ``--duration`` s: the
+   admitted requests' p99, against the unloaded one.
+
+``--baseline CHECKOUT`` measures a second root, started from another
+checkout (its code on PYTHONPATH) on the same leaves and merge, the same way
+and alternated with ours: old and new side by side. A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import tomllib
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+import grpc
+from google.protobuf import duration_pb2
+
+from loadtest.closed_loop import run
+from loadtest.deployments import probe_spec
+from loadtest.open_loop import run_open
+from loadtest.processes import processes
+from loadtest.procfs import cpu_seconds
+from protos.probe.v1 import probe_pb2
+from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
+from scatter.runtime import Deployment, free_port
+
+HOLD_SECONDS = 30.0  # how long the held requests stay at the leaves: longer than phase 1
+
+
+def query(delay_s: float = 0.0) -> root_pb2.QueryRequest:
+    request = root_pb2.QueryRequest()
+    request.payload.Pack(probe_pb2.ProbeRequest(value=1, delay=duration_pb2.Duration(seconds=int(delay_s))))
+    return request
+
+
+async def _held_and_rejected(address: str, held: int, pid: int, seconds: float) -> tuple[float, int]:
+    """(root CPU us per rejection, rejections) with ``held`` requests parked at the leaves."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = root_pb2_grpc.RootStub(channel)
+        parked = [asyncio.ensure_future(stub.Query(query(HOLD_SECONDS), timeout=HOLD_SECONDS + 5)) for _ in range(held)]
+        await asyncio.sleep(1.0)  # admitted and at the leaves
+        before = cpu_seconds(pid)
+        await asyncio.sleep(seconds)
+        idle = cpu_seconds(pid) - before
+        rejected = 0
+        end = time.perf_counter() + seconds
+
+        async def reject() -> None:
+            nonlocal rejected
+            while time.perf_counter() < end:
+                try:
+                    await stub.Query(query(), timeout=2)
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        rejected += 1
+
+        before = cpu_seconds(pid)
+        await asyncio.gather(*(reject() for _ in range(16)))
+        used = cpu_seconds(pid) - before - idle
+        for call in parked:
+            call.cancel()
+    return used * 1e6 / max(rejected, 1), rejected
+
+
+def measure(name: str, address: str, pid: int, args: argparse.Namespace) -> None:
+    per_rejection, rejected = asyncio.run(_held_and_rejected(address, args.max_in_flight, pid, args.duration / 2))
+    time.sleep(1.0)
+    run(address, query(), args.max_in_flight, 1.0)  # warm up
+    capacity = run(address, query(), args.max_in_flight, args.duration)
+    rate = 2 * capacity.throughput
+    overload = run_open(address, query(), rate, args.duration)
+    shed = overload.failures.get("RESOURCE_EXHAUSTED", 0)
+    offered = len(overload.latencies) + sum(overload.failures.values())
+    p99_unloaded, p99_overload = capacity.percentile_ms(0.99), overload.percentile_ms(0.99)
+    print(
+        f"| {name:<8} | {per_rejection:6.0f} ({rejected}) | {capacity.throughput:6.0f} | {p99_unloaded:7.2f} | "
+        f"{rate:6.0f} | {overload.throughput:6.0f} | {shed / max(offered, 1) * 100:5.1f}% | {p99_overload:7.2f} | "
+        f"{p99_overload / p99_unloaded:5.2f}x |",
+        flush=True,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scatter bench shed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--max-in-flight", type=int, default=8, help="the root's max_in_flight")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
+    parser.add_argument("--repeats", type=int, default=1, help="new/baseline alternations")
+    parser.add_argument("--baseline", type=Path, help="a checkout whose root to measure beside this one")
+    parser.add_argument("--out", type=Path, help="logs folder (default bench-results/shed-TIMESTAMP)")
+    args = parser.parse_args(argv)
+    out = args.out or Path("bench-results") / f"shed-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    spec = probe_spec(args.shards, 1, root={"max_in_flight": args.max_in_flight, "default_deadline_ms": 2000})
+    print(
+        f"fan-out {args.shards} x 1, leaves answering at once, root max_in_flight = {args.max_in_flight}, "
+        f"{args.duration:g} s per measurement\n"
+    )
+    print(
+        "| root | root CPU us per rejection (rejections) | capacity req/s | p99 ms at capacity | "
+        "offered req/s | admitted req/s | shed | admitted p99 ms | p99 vs capacity |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    with Deployment(spec, log_dir=out / "logs") as dep, ExitStack() as stack:
+        roots = [("new", dep.root_address, dep.children["root"].pid)]
+        if args.baseline is not None:
+            document = tomllib.loads((dep.run_dir / "root.toml").read_text())
+            document["root"]["listen"] = f"127.0.0.1:{free_port()}"
+            document["root"].pop("metrics_listen", None)
+            group = stack.enter_context(processes(dep.spec.directory, dep.run_dir))
+            base = group.start_root("baseline-root", document, env={"PYTHONPATH": str(args.baseline.resolve())})
+            roots.append(("baseline", base.address, base.pid))
+        for _ in range(args.repeats):
+            for name, address, pid in roots:
+                assert pid is not None
+                measure(name, address, pid, args)
+    return 0
