@@ -20,7 +20,7 @@ from google.protobuf import any_pb2
 
 from protos.scatter_gather.v1 import leaf_pb2, root_pb2, shard_pb2
 from root import wire
-from root.config import RootConfig
+from root.config import RootConfig, payload_limit
 from root.errors import (
     DeadlineTooShort,
     InvalidRequest,
@@ -69,16 +69,8 @@ class RootService:
         self.spans = config.leaf_spans() if any(s.leaves > 1 for s in config.shards) else None
         self.answer_times = AnswerTimes()  # the measured part of the deadline reserve
         self.prober = Prober(self.shards, config.replicas.probe_interval)  # started by serve(), on the loop
-        # The largest payload field the root's own channels can carry (root.wire, "sizes").
-        framing = max(
-            wire.EXECUTE_FRAMING_BYTES,
-            wire.merge_framing_bytes(
-                [(shard.index, max((r.address for r in shard.replicas), key=len, default="")) for shard in self.shards],
-                (i for shard in self.shards for i in range(shard.index, shard.index + shard.leaves)),
-                config.shard_count,
-            ),
-        )
-        self.max_payload_bytes = max(0, config.max_message_bytes - framing)
+        # The largest payload field the root's own channels can carry (>= 1: the config checked it).
+        self.max_payload_bytes = max(0, payload_limit(config))
         # The leaf shards this root serves when it is a shard of a higher root.
         self.first_shard = config.shard_offset
         self.leaf_shards = sum(shard.leaves for shard in config.shards)
