@@ -43,10 +43,10 @@ def check_certificates(path: str) -> None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
         context.load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:  # before OSError, which it is
+        raise ValueError(f"{path!r} is not a PEM certificate ({exc.reason or exc})") from None
     except OSError as exc:
         raise ValueError(f"cannot read {path!r}: {exc.strerror or exc}") from None
-    except ssl.SSLError as exc:
-        raise ValueError(f"{path!r} is not a PEM certificate ({exc.reason or exc})") from None
     if not context.cert_store_stats()["x509"]:
         raise ValueError(f"{path!r} holds no PEM certificate")
 

@@ -40,9 +40,13 @@ def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> 
     try:
         _, stderr = proc.communicate(timeout=TIMEOUT)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        if proc.poll() is None:  # it started instead of refusing: SIGTERM (scatter up stops its children), then kill
+            proc.terminate()
+            try:
+                proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
     return proc.returncode, stderr
 
 
@@ -99,7 +103,7 @@ def test_root_refuses_bad_files(tmp_path: Path, doc: dict[str, Any] | bytes | No
 
 @pytest.mark.parametrize("key", ["listen", "metrics_listen"])
 def test_root_refuses_an_address_in_use(tmp_path: Path, busy_port: int, key: str) -> None:
-    doc = _root_doc(listen="127.0.0.1:0", **{key: f"127.0.0.1:{busy_port}"})
+    doc = _root_doc(**{"listen": "127.0.0.1:0", key: f"127.0.0.1:{busy_port}"})
     assert_refused(*root_server(tmp_path, doc), f"root.{key}: cannot listen on 127.0.0.1:{busy_port}")
 
 
@@ -130,7 +134,7 @@ def scatter_up(path: Path, **env: str) -> tuple[int, str]:
         ("[root]\nlisten = 'no-such-host.invalid:0'\n", '"{python}", "leaf.py"', "root.listen: cannot listen"),
         ("[root]\nlisten = '[2001:db8::1]:0'\n", '"{python}", "leaf.py"', "root.listen: cannot listen"),
         ("[replicas]\nbase_ejection_time_ms = 1e300\n", '"{python}", "leaf.py"', "replicas.base_ejection_time_ms"),
-        ("[root]\nmax_message_bytes = 100\n", '"{python}", "leaf.py"', "root.max_message_bytes = 100 leaves no room"),
+        ("[root]\nmax_message_bytes = 10\n", '"{python}", "leaf.py"', "root.max_message_bytes = 10 leaves no room"),
     ],
 )
 def test_scatter_up_refuses_bad_files(tmp_path: Path, extra: str, leaf: str, names: str) -> None:
@@ -156,9 +160,9 @@ def leaf(*args: str, **env: str) -> tuple[int, str]:
     ("args", "env", "names"),
     [
         (("--drain-delay-seconds", "5000"), {}, "--drain-delay-seconds: expected a number of seconds in [0, 3600]"),
-        (("--drain-delay-seconds", "nan"), {}, "--drain-delay-seconds: expected a number of seconds"),
+        (("--drain-delay-seconds", "1e400"), {}, "--drain-delay-seconds: expected a number of seconds"),
         (("--grace-seconds", "inf"), {}, "--grace-seconds: expected a number of seconds in [0, 86400]"),
-        ((), {"SCATTER_GRACE_SECONDS": "nan"}, "SCATTER_GRACE_SECONDS='nan'"),
+        ((), {"SCATTER_GRACE_SECONDS": "inf"}, "SCATTER_GRACE_SECONDS='inf'"),
         (("--max-message-bytes", str(2**31)), {}, "--max-message-bytes: expected an integer 1..2147483647"),
         ((), {"SCATTER_LOG_FORMAT": "xml"}, "SCATTER_LOG_FORMAT='xml': expected 'text' or 'json'"),
         (("--host", "no-such-host.invalid"), {}, "--host/--port/--address"),
