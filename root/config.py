@@ -19,14 +19,15 @@ held in seconds. Example::
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from root import wire
 from root.errors import ConfigError
 from root.policies import (
     DEFAULT_MAX_IN_FLIGHT_BYTES,
@@ -40,9 +41,11 @@ from root.policies import (
     ReplicaConfig,
     delay_percentile_for,
 )
+from root.policies._validate import FieldError, check_float, check_int
+from root.policies.admission import DEFAULT_MAX_IN_FLIGHT
 from scatter_common.addresses import AddressError, validate
 from scatter_common.serving import DEFAULT_GRACE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES
-from scatter_common.tls import ClientTls, ServerTls
+from scatter_common.tls import ClientTls, ServerTls, check_certificates, check_key_pair
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 # One second covers an interactive search with room for a hedge or two;
@@ -61,9 +64,32 @@ DEFAULT_MERGE_RESERVE_MS = 10.0
 DEFAULT_DISCOVERY_REFRESH_MS = 5000.0
 # Honest default: every shard must answer; partial results are opt-in.
 DEFAULT_MIN_COVERAGE = 1.0
-# At ~1 ms of root CPU per request, 512 in flight is already half a second of
-# queued work per core; beyond that, shedding beats queueing.
-DEFAULT_MAX_IN_FLIGHT = 512
+
+# -- ranges: what the file may say, beyond each policy's own rules ---------------------
+#
+# Every number must be finite (NaN passes every comparison, so one NaN would
+# silently switch a check off: a NaN max_deadline_ms removed the cap), and
+# within these ceilings, each where a larger value breaks something.
+
+# Every duration: no timer of the root, the runtime or an ejection needs more
+# than a day, and near the float range they overflow (2.0 ** k in the
+# ejection backoff, grpc's int64 nanosecond deadlines).
+MAX_DURATION_MS = 86_400_000.0
+MAX_SECONDS = MAX_DURATION_MS / 1000
+# TOML's integers are 64-bit; Python's are not, and float() of a larger one overflows.
+MAX_INT = 2**63 - 1
+# grpc's message limits are C ints: 2**31 or more is an OverflowError at start.
+MAX_MESSAGE_BYTES = 2**31 - 1
+# Root processes on one port: more than any machine has cores for.
+MAX_WORKERS = 1024
+# ExecuteRequest.shard_index and shard_count are uint32.
+MAX_SHARD_INDEX = 2**32 - 1
+# The latency window is allocated whole (16 bytes a sample, per shard): 100k
+# samples is 1.6 MB a shard and a hundred times the default.
+MAX_LATENCY_WINDOW = 100_000
+# The hedge reserve holds min_per_second x budget_ttl tokens in integer
+# millionths; a million hedges a second is far beyond any root.
+MAX_MIN_PER_SECOND = 1e6
 
 T = TypeVar("T")
 
@@ -135,7 +161,12 @@ class RootConfig:
 
 
 class Table:
-    """A TOML table being read: typed lookups, and a check that nothing else was written."""
+    """A TOML table being read: typed lookups, and a check that nothing else was written.
+
+    Every number read is finite and within TOML's 64-bit integers, whatever
+    the key; ``number`` adds the key's own range. Errors name the key as
+    written (``hedging.min_delay_ms``) and show the value as written.
+    """
 
     def __init__(self, data: Mapping[str, Any], path: str) -> None:
         if not isinstance(data, Mapping):
@@ -153,6 +184,8 @@ class Table:
             return default
         value = self.data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise ConfigError(f"{self.where(key)} must be a 64-bit integer, got {value!r}")
         # TOML has no implicit bool->int; an int is fine where a float is wanted.
         ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
@@ -160,7 +193,44 @@ class Table:
         if not ok:
             names = " or ".join(k.__name__ for k in kinds)
             raise ConfigError(f"{self.where(key)}: expected {names}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{self.where(key)} must be a finite number, got {value!r}")
         return value  # type: ignore[no-any-return]
+
+    def number(
+        self,
+        key: str,
+        kind: type[T],
+        default: T,
+        *,
+        low: float,
+        high: float | None = None,
+        low_open: bool = False,
+        high_open: bool = False,
+    ) -> T:
+        """An int or float in its range (``high`` None: none but TOML's own), in the unit written."""
+        value = self.get(key, kind, default)
+        try:
+            if kind is int:
+                check_int(self.where(key), value, low=int(low), high=None if high is None else int(high))
+            else:
+                check_float(
+                    self.where(key),
+                    value,
+                    low=low,
+                    high=math.inf if high is None else high,
+                    low_open=low_open,
+                    high_open=high_open,
+                )
+        except FieldError as exc:
+            raise ConfigError(exc.render(number=_number, value=self.written(key, value))) from None
+        return value
+
+    def written(self, key: str, value: object) -> str:
+        """``key``'s value as the file has it, or ``value`` marked as the default."""
+        if key in self.data:
+            return repr(self.data[key])
+        return f"{_number(value) if isinstance(value, float) else repr(value)} (the default)"
 
     def require(self, key: str, kind: type[T]) -> T:
         if key not in self.data:
@@ -196,68 +266,155 @@ class Table:
                 raise ConfigError(f"unknown key {self.where(key)!r}{hint}")
 
 
-def positive(path: str, value: float) -> float:
-    if value <= 0:
-        raise ConfigError(f"{path} must be > 0, got {value:g}")
-    return value
+def _number(value: float) -> str:
+    """A number for a message: as many digits as it has (``:g`` shows 1.0000001 as 1), no float noise."""
+    return f"{value:.12g}"
 
 
 _MS = 0.001
-# TOML key -> (dataclass field, TOML type, scale). Durations are written in ms.
-_HEDGING_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
-    "enabled": ("enabled", bool, 1),
-    "max_attempts": ("max_attempts", int, 1),
-    "hedging_delay_ms": ("hedging_delay", float, _MS),
-    "delay_percentile": ("delay_percentile", float, 1),
-    "min_delay_ms": ("min_delay", float, _MS),
-    "max_delay_ms": ("max_delay", float, _MS),
-    "initial_delay_ms": ("initial_delay", float, _MS),
-    "min_samples": ("min_samples", int, 1),
-    "non_fatal_status_codes": ("non_fatal_status_codes", list, 1),
+
+
+@dataclass(frozen=True)
+class Key:
+    """How one TOML key becomes one field of a policy configuration."""
+
+    field: str  # the policy dataclass's field
+    kind: type | tuple[type, ...]
+    scale: float = 1  # the field's unit per unit written: 0.001 for a key in ms held in seconds
+    high: float | None = None  # the file's own ceiling, in the unit written (None: the policy's rule only)
+    zero_is_off: bool = False  # 0 in the file is None in the field: the feature is off
+
+
+def _ms(name: str, *, zero_is_off: bool = False) -> Key:
+    """A duration written in milliseconds, held in seconds."""
+    return Key(name, float, _MS, MAX_DURATION_MS, zero_is_off)
+
+
+# TOML key -> how it is read. The policies hold every rule on their fields;
+# these tables say how the file spells them, so that an error can too.
+_DEADLINE_KEYS = {
+    "default_deadline_ms": _ms("default"),
+    "max_deadline_ms": _ms("maximum"),
+    "merge_reserve_ms": _ms("merge_reserve"),
+    "adaptive_reserve": Key("adaptive_reserve", bool),
 }
-_BUDGET_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
-    "max_extra_load": ("max_extra_load", float, 1),
-    "min_per_second": ("min_per_second", float, 1),
-    "budget_ttl_ms": ("ttl", float, _MS),
-    "budget_slices": ("slices", int, 1),
+_HEDGING_KEYS = {
+    "enabled": Key("enabled", bool),
+    "max_attempts": Key("max_attempts", int),
+    "hedging_delay_ms": _ms("hedging_delay"),
+    "delay_percentile": Key("delay_percentile", float),
+    "min_delay_ms": _ms("min_delay"),
+    "max_delay_ms": _ms("max_delay"),
+    "initial_delay_ms": _ms("initial_delay"),
+    "min_samples": Key("min_samples", int),
+    "non_fatal_status_codes": Key("non_fatal_status_codes", list),
 }
-_WINDOW_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
-    "latency_window": ("size", int, 1),
-    "latency_recompute_every": ("recompute_every", int, 1),
-    "latency_max_age_ms": ("max_age", float, _MS),
-    "latency_keep_newest": ("keep_newest", int, 1),
+_BUDGET_KEYS = {
+    "max_extra_load": Key("max_extra_load", float),
+    "min_per_second": Key("min_per_second", float, high=MAX_MIN_PER_SECOND),
+    "budget_ttl_ms": _ms("ttl"),
+    "budget_slices": Key("slices", int),
 }
-_COVERAGE_WAIT_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
-    "coverage_wait_ms": ("extra_wait", float, _MS),
-    "coverage_wait_factor": ("extra_wait_factor", float, 1),
+_WINDOW_KEYS = {
+    "latency_window": Key("size", int, high=MAX_LATENCY_WINDOW),
+    "latency_recompute_every": Key("recompute_every", int),
+    "latency_max_age_ms": _ms("max_age"),
+    "latency_keep_newest": Key("keep_newest", int),
 }
-_REPLICA_KEYS: dict[str, tuple[str, type | tuple[type, ...], float]] = {
-    "consecutive_failures": ("consecutive_failures", int, 1),
-    "base_ejection_time_ms": ("base_ejection_time", float, _MS),
-    "max_ejection_time_ms": ("max_ejection_time", float, _MS),
-    "max_ejection_percent": ("max_ejection_percent", float, 1),
-    "decay_after_successes": ("decay_after_successes", int, 1),
-    "ewma_alpha": ("ewma_alpha", float, 1),
-    "ewma_stale_after_ms": ("ewma_stale_after", float, _MS),
-    "probe_interval_ms": ("probe_interval", float, _MS),
+_COVERAGE_WAIT_KEYS = {
+    "coverage_wait_ms": _ms("extra_wait"),
+    "coverage_wait_factor": Key("extra_wait_factor", float),
+}
+_REPLICA_KEYS = {
+    "consecutive_failures": Key("consecutive_failures", int, zero_is_off=True),
+    "base_ejection_time_ms": _ms("base_ejection_time"),
+    "max_ejection_time_ms": _ms("max_ejection_time"),
+    "max_ejection_percent": Key("max_ejection_percent", float),
+    "decay_after_successes": Key("decay_after_successes", int),
+    "ewma_alpha": Key("ewma_alpha", float),
+    "ewma_stale_after_ms": _ms("ewma_stale_after"),
+    "probe_interval_ms": _ms("probe_interval", zero_is_off=True),
 }
 
 
-def _policy(cls: type[T], table: Table, keys: dict[str, tuple[str, type | tuple[type, ...], float]]) -> T:
-    """Build a policy config from the keys of ``table`` it owns (others are left unread)."""
-    kwargs: dict[str, Any] = {}
-    for key, (name, kind, scale) in keys.items():
-        value = table.get(key, kind, None)
-        if value is not None:
-            kwargs[name] = value * scale if scale != 1 else value
-    if kwargs.get("consecutive_failures") == 0:
-        kwargs["consecutive_failures"] = None  # 0 turns ejection off
-    if kwargs.get("probe_interval") == 0:
-        kwargs["probe_interval"] = None  # 0 turns probing off
+def _key_named(name: str, keys: Mapping[str, Key]) -> str | None:
+    """The TOML key of the field a policy's error names ("hedging.min_delay" -> "min_delay_ms").
+
+    A policy names a field by its section and the key without its unit, or by
+    its field name; tests/unit/test_config.py checks that every key is found.
+    """
+    last = name.rpartition(".")[2]
+    for key, spec in keys.items():
+        if last in (spec.field, key.removesuffix("_ms")):
+            return key
+    return None
+
+
+def _as_written(exc: FieldError, table: Table, keys: Mapping[str, Key]) -> str:
+    """A policy's error said again with the file's key names, units and values."""
+    key = _key_named(exc.name, keys)
+    if key is None:
+        return str(exc)
+    spec = keys[key]
+
+    def rename(name: str) -> str:
+        found = _key_named(name, keys)
+        return table.where(found) if found is not None else name
+
+    value = exc.value / spec.scale if isinstance(exc.value, float) and spec.scale != 1 else exc.value
+    message = exc.render(rename, per_unit=1 / spec.scale, number=_number, value=table.written(key, value))
+    return f"{message} (0 turns it off)" if spec.zero_is_off else message
+
+
+def _policy(cls: type[T], table: Table, keys: Mapping[str, Key], defaults: Mapping[str, Any] | None = None) -> T:
+    """Build a policy config from the keys of ``table`` it owns (others are left unread).
+
+    ``defaults``: field values (in the field's unit) for keys not written,
+    where the file's default differs from the dataclass's.
+    """
+    kwargs: dict[str, Any] = dict(defaults or {})
+    for key, spec in keys.items():
+        value = table.get(key, spec.kind, None)
+        if value is None:
+            continue
+        if spec.high is not None and value > spec.high:
+            raise ConfigError(f"{table.where(key)} must be <= {_number(spec.high)}, got {table.written(key, value)}")
+        if spec.zero_is_off and value == 0:
+            kwargs[spec.field] = None
+        else:
+            kwargs[spec.field] = value * spec.scale if spec.scale != 1 else value
     try:
         return cls(**kwargs)
+    except FieldError as exc:
+        raise ConfigError(_as_written(exc, table, keys)) from None
     except (ValueError, TypeError) as exc:
         raise ConfigError(str(exc)) from None
+
+
+# A discovered replica's address can be any "name:port" (a DNS name is at most 253 bytes): the
+# size limits assume the longest, since a report of that shard may name it.
+LONGEST_DISCOVERED_ADDRESS = 253 + len(":65535")
+
+
+def payload_limit(config: RootConfig) -> int:
+    """The largest payload field the root's own channels can carry (root.wire, "sizes").
+
+    ``max_message_bytes`` less the most the root adds around a payload in an
+    ExecuteRequest or in the MergeRequest, for these shards and addresses.
+    """
+    spans = config.leaf_spans()
+    framing = max(
+        wire.EXECUTE_FRAMING_BYTES,
+        wire.merge_framing_bytes(
+            [
+                (first, "x" * LONGEST_DISCOVERED_ADDRESS if shard.dns or shard.file else max(shard.replicas, key=len))
+                for (first, _), shard in zip(spans, config.shards, strict=True)
+            ],
+            (i for first, count in spans for i in range(first, first + count)),
+            config.shard_count,
+        ),
+    )
+    return config.max_message_bytes - framing
 
 
 def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
@@ -265,51 +422,50 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     doc = Table(data, "")
     root = doc.table("root")
     listen = root.address("listen", DEFAULT_LISTEN, listen=True)
-    default_ms = positive(
-        root.where("default_deadline_ms"), root.get("default_deadline_ms", float, DEFAULT_DEADLINE_MS)
+    # A default that follows another key is computed from that key as written;
+    # the policy then checks them all, and its errors are said as written.
+    default_ms = root.get("default_deadline_ms", float, DEFAULT_DEADLINE_MS)
+    deadlines = _policy(
+        DeadlinePolicy,
+        root,
+        _DEADLINE_KEYS,
+        {
+            "default": DEFAULT_DEADLINE_MS * _MS,
+            "maximum": max(DEFAULT_MAX_DEADLINE_MS, default_ms) * _MS,
+            "merge_reserve": min(DEFAULT_MERGE_RESERVE_MS, default_ms / 2) * _MS,
+        },
     )
-    max_ms = root.get("max_deadline_ms", float, max(DEFAULT_MAX_DEADLINE_MS, default_ms))
-    reserve_ms = root.get("merge_reserve_ms", float, min(DEFAULT_MERGE_RESERVE_MS, default_ms / 2))
-    adaptive_reserve = root.get("adaptive_reserve", bool, True)
     trace_url = root.get("trace_url", str, "")
     if trace_url and ("{trace_id}" not in trace_url or not trace_url.startswith(("http://", "https://"))):
         raise ConfigError(
             f"root.trace_url must be an http(s) address with {{trace_id}} in it, e.g."
             f' "http://jaeger:16686/trace/{{trace_id}}"; got {trace_url!r}'
         )
-    deadlines = DeadlinePolicy(default_ms / 1000, max_ms / 1000, reserve_ms / 1000, adaptive_reserve)
-    min_coverage = root.get("min_coverage", float, DEFAULT_MIN_COVERAGE)
-    if not 0.0 <= min_coverage <= 1.0:
-        raise ConfigError(f"root.min_coverage must be in [0, 1], got {min_coverage:g}")
-    max_in_flight = int(positive("root.max_in_flight", root.get("max_in_flight", int, DEFAULT_MAX_IN_FLIGHT)))
-    max_message_bytes = int(
-        positive("root.max_message_bytes", root.get("max_message_bytes", int, DEFAULT_MAX_MESSAGE_BYTES))
-    )
+    min_coverage = root.number("min_coverage", float, DEFAULT_MIN_COVERAGE, low=0.0, high=1.0)
+    max_in_flight = root.number("max_in_flight", int, DEFAULT_MAX_IN_FLIGHT, low=1)
+    max_message_bytes = root.number("max_message_bytes", int, DEFAULT_MAX_MESSAGE_BYTES, low=1, high=MAX_MESSAGE_BYTES)
     # The byte cap of admission (root/policies/admission.py: derived from a memory budget). It must
     # hold the largest message the root accepts, or such a request would only ever pass alone.
-    max_in_flight_bytes = root.get("max_in_flight_bytes", int, max(DEFAULT_MAX_IN_FLIGHT_BYTES, max_message_bytes))
+    max_in_flight_bytes = root.number(
+        "max_in_flight_bytes", int, max(DEFAULT_MAX_IN_FLIGHT_BYTES, max_message_bytes), low=1, high=2**62
+    )
     if max_in_flight_bytes < max_message_bytes:
         raise ConfigError(
             f"root.max_in_flight_bytes ({max_in_flight_bytes}) must be >= root.max_message_bytes "
             f"({max_message_bytes}): the root must be able to admit its largest request beside others"
         )
-    grace = root.get("grace_seconds", float, DEFAULT_GRACE_SECONDS)
-    if grace < 0:
-        raise ConfigError(f"root.grace_seconds must be >= 0, got {grace:g}")
-    workers = int(positive("root.workers", root.get("workers", int, 1)))
-    coverage_wait = _policy(CoverageWaitConfig, root, _COVERAGE_WAIT_KEYS)
-    if coverage_wait.extra_wait is None and 0.0 < min_coverage < 1.0 and root.get("partial_coverage_wait", bool, True):
+    grace = root.number("grace_seconds", float, DEFAULT_GRACE_SECONDS, low=0.0, high=MAX_SECONDS)
+    workers = root.number("workers", int, 1, low=1, high=MAX_WORKERS)
+    partial_coverage_wait = root.get("partial_coverage_wait", bool, True)
+    coverage_defaults: dict[str, float] = {}
+    if "coverage_wait_ms" not in root.data and 0.0 < min_coverage < 1.0 and partial_coverage_wait:
         # Partial results are allowed: do not hold the fast shards' answer for a hung one
         # until the deadline (root/policies/coverage_wait.py, "the default").
-        coverage_wait = CoverageWaitConfig(
-            extra_wait=PARTIAL_COVERAGE_WAIT,
-            extra_wait_factor=root.get("coverage_wait_factor", float, PARTIAL_COVERAGE_WAIT_FACTOR),
-        )
+        coverage_defaults = {"extra_wait": PARTIAL_COVERAGE_WAIT, "extra_wait_factor": PARTIAL_COVERAGE_WAIT_FACTOR}
+    coverage_wait = _policy(CoverageWaitConfig, root, _COVERAGE_WAIT_KEYS, coverage_defaults)
     metrics_listen = root.address("metrics_listen", "", listen=True) if root.get("metrics_listen", str, "") else ""
-    shard_offset = root.get("shard_offset", int, 0)
-    if shard_offset < 0:
-        raise ConfigError(f"root.shard_offset must be >= 0, got {shard_offset}")
-    total_shards = root.get("total_shards", int, 0)
+    shard_offset = root.number("shard_offset", int, 0, low=0, high=MAX_SHARD_INDEX)
+    total_shards = root.number("total_shards", int, 0, low=0, high=MAX_SHARD_INDEX)
     root.finish()
 
     merge = doc.table("merge")
@@ -318,10 +474,9 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
 
     hedging_table = doc.table("hedging")
     budget = _policy(HedgeBudgetConfig, hedging_table, _BUDGET_KEYS)
-    hedging = _policy(HedgingConfig, hedging_table, _HEDGING_KEYS)
-    if hedging_table.get("delay_percentile", float, None) is None:
-        # Designed with the budget: hedge half of what it allows (hedging.py).
-        hedging = dataclasses.replace(hedging, delay_percentile=delay_percentile_for(budget.max_extra_load))
+    # Designed with the budget: hedge half of what it allows (hedging.py).
+    percentile = {"delay_percentile": delay_percentile_for(budget.max_extra_load)}
+    hedging = _policy(HedgingConfig, hedging_table, _HEDGING_KEYS, percentile)
     latency_window = _policy(LatencyWindowConfig, hedging_table, _WINDOW_KEYS)
     hedging_table.finish()
     replicas_table = doc.table("replicas")
@@ -334,6 +489,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         tls_table.require("cert_file", str)
         tls_table.require("key_file", str)
         tls = ServerTls(tls_table.file("cert_file"), tls_table.file("key_file"), tls_table.file("client_ca_file"))
+        _check_pem(tls_table, "cert_file", "key_file", "client_ca_file")
     tls_table.finish()
     upstream_table = doc.table("upstream_tls")
     upstream_tls = None
@@ -344,12 +500,11 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
             )
         except ValueError as exc:
             raise ConfigError(f"upstream_{exc}") from None
+        _check_pem(upstream_table, "cert_file", "key_file", "ca_file")
     upstream_table.finish()
 
     discovery_table = doc.table("discovery")
-    refresh_ms = discovery_table.get("refresh_ms", float, DEFAULT_DISCOVERY_REFRESH_MS)
-    if not 10.0 <= refresh_ms <= 3_600_000.0:
-        raise ConfigError(f"discovery.refresh_ms must be in [10, 3600000], got {refresh_ms:g}")
+    refresh_ms = discovery_table.number("refresh_ms", float, DEFAULT_DISCOVERY_REFRESH_MS, low=10.0, high=3_600_000.0)
     dns_server = discovery_table.get("dns_server", str, "")
     if dns_server:
         host, sep, port = dns_server.rpartition(":")
@@ -372,7 +527,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
                 f" (got {', '.join(sources)})"
             )
         if sources and sources[0] != "replicas":
-            leaves = int(positive(f"shards[{i}].leaves", shard.get("leaves", int, 1)))
+            leaves = shard.number("leaves", int, 1, low=1, high=MAX_SHARD_INDEX)
             if sources[0] == "dns":
                 name = shard.require("dns", str)
                 host, sep, port = name.rpartition(":")
@@ -404,14 +559,18 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
                 raise ConfigError(f"shards[{i}].replicas[{j}]: {exc}") from None
         if len(set(checked)) != len(checked):
             raise ConfigError(f"shards[{i}].replicas: the same address appears twice")
-        leaves = int(positive(f"shards[{i}].leaves", shard.get("leaves", int, 1)))
+        leaves = shard.number("leaves", int, 1, low=1, high=MAX_SHARD_INDEX)
         shard.finish()
         shards.append(ShardConfig(tuple(checked), leaves))
     doc.finish()
     end = shard_offset + sum(s.leaves for s in shards)
     if total_shards and total_shards < end:
         raise ConfigError(f"root.total_shards ({total_shards}) is below shard_offset + shards ({end})")
-    return RootConfig(
+    if end > MAX_SHARD_INDEX:
+        raise ConfigError(
+            f"root.shard_offset + shards ({end}) is over {MAX_SHARD_INDEX}, the most a shard index can be"
+        )
+    config = RootConfig(
         shards=tuple(shards),
         merge_address=merge_address,
         listen=listen,
@@ -435,17 +594,55 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         discovery=discovery,
         trace_url=trace_url,
     )
+    if payload_limit(config) < 1:
+        framing = max_message_bytes - payload_limit(config)
+        raise ConfigError(
+            f"root.max_message_bytes = {max_message_bytes} leaves no room for a payload: the leaf and merge "
+            f"requests of these {len(shards)} shards add up to {framing} bytes around it; "
+            f"write at least {framing + 1} (the leaves' and the merge's limits too)"
+        )
+    return config
+
+
+def _check_pem(table: Table, cert_key: str, key_key: str, ca_key: str) -> None:
+    """The TLS files of ``table`` parse as what they must be: refused now, not on every call."""
+    cert, key, ca = (str(table.data.get(k, "")) for k in (cert_key, key_key, ca_key))
+    try:
+        if cert:
+            check_certificates(cert)
+    except ValueError as exc:
+        raise ConfigError(f"{table.where(cert_key)}: {exc}") from None
+    try:
+        if cert and key:
+            check_key_pair(cert, key)
+    except ValueError as exc:
+        raise ConfigError(f"{table.where(key_key)}: {exc}") from None
+    try:
+        if ca:
+            check_certificates(ca)
+    except ValueError as exc:
+        raise ConfigError(f"{table.where(ca_key)}: {exc}") from None
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """A TOML file's document; a missing or malformed file is a ConfigError naming it."""
+    """A TOML file's document; a file that cannot be read or parsed is a ConfigError naming it."""
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a configuration") from None
 
 
 def load_root_config(path: str | Path) -> RootConfig:

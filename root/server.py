@@ -19,7 +19,7 @@ import time
 import grpc
 from prometheus_client import CollectorRegistry
 
-from root.config import RootConfig, load_root_config
+from root.config import MAX_WORKERS, RootConfig, load_root_config
 from root.errors import ConfigError
 from root.metrics import root_families
 from root.policies import HedgeBudget, HedgeDelay, LatencyWindow, ReplicaSet, ShardPolicy
@@ -30,6 +30,7 @@ from root.snapshot import snapshot_reader
 from root.status_page import render
 from root.transport import Replica, channel_options
 from scatter_common import logs, loop
+from scatter_common.addresses import ListenError
 from scatter_common.metrics import FamiliesCollector, MetricsServer
 from scatter_common.serving import ServeOptions, ServiceHost, serve_until_signal
 
@@ -118,10 +119,15 @@ async def serve(config: RootConfig, worker: int = 0, config_path: str | None = N
         registry = CollectorRegistry(auto_describe=True)
         registry.register(FamiliesCollector(lambda: root_families(snapshot())))
         metrics = MetricsServer(registry, {"/": lambda: ("text/html; charset=utf-8", render(snapshot()))})
-        bound = metrics.start(worker_metrics_address(config.metrics_listen, worker))
+        try:
+            bound = metrics.start(worker_metrics_address(config.metrics_listen, worker))
+        except ListenError as exc:
+            raise ConfigError(f"root.metrics_listen: {exc}") from None
         print(f"scatter: root status page on http://{bound}/ (metrics: /metrics)", file=sys.stderr, flush=True)
     try:
         await serve_until_signal(host, role="root", on_stop=stop)
+    except ListenError as exc:
+        raise ConfigError(f"root.listen: {exc}") from None
     finally:
         if metrics is not None:
             metrics.stop()
@@ -174,26 +180,41 @@ def main(argv: list[str]) -> int:
         "--workers", type=int, help="root processes sharing the port (overrides [root] workers; default 1)"
     )
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by run_workers
-    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    parser.add_argument("--log-level", default="WARNING", type=_level, help="logging level (default WARNING)")
     parser.add_argument(
         "--log-format", choices=["text", "json"], help="text (default) or json lines ($SCATTER_LOG_FORMAT)"
     )
     args = parser.parse_args(argv)
-    logs.configure(args.log_level, args.log_format)
+    try:
+        logs.configure(args.log_level, args.log_format)
+    except logs.LogConfigError as exc:
+        print(f"scatter root: {exc}", file=sys.stderr)
+        return 2
     try:
         config = load_root_config(args.config)
     except ConfigError as exc:
         print(f"scatter root: {exc}", file=sys.stderr)
         return 2
     if args.workers is not None:
-        if args.workers < 1:
-            print(f"scatter root: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+        if not 1 <= args.workers <= MAX_WORKERS:
+            print(f"scatter root: --workers must be in [1, {MAX_WORKERS}], got {args.workers}", file=sys.stderr)
             return 2
         config = dataclasses.replace(config, workers=args.workers)
     if config.workers > 1 and args.worker is None:
         return run_workers(argv, config.workers)
-    loop.run(serve(config, args.worker or 0, args.config))
+    try:
+        loop.run(serve(config, args.worker or 0, args.config))
+    except ConfigError as exc:  # an address in the file that cannot be bound
+        print(f"scatter root: {args.config}: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _level(text: str) -> str:
+    try:
+        return logs.level(text)
+    except logs.LogConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 if __name__ == "__main__":

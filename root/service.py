@@ -20,7 +20,7 @@ import grpc
 
 from protos.scatter_gather.v1 import leaf_pb2, root_pb2, shard_pb2
 from root import wire
-from root.config import RootConfig, ShardConfig
+from root.config import RootConfig, payload_limit
 from root.discovery import Discovery
 from root.errors import (
     DeadlineTooShort,
@@ -87,19 +87,8 @@ class RootService:
             lambda address: Replica(address, options, config.upstream_tls), self.prober, config.deadlines.maximum
         )
         self.discovery = Discovery(self.shards, config.shards, config.discovery, self.membership)
-        # The largest payload field the root's own channels can carry (root.wire, "sizes").
-        framing = max(
-            wire.EXECUTE_FRAMING_BYTES,
-            wire.merge_framing_bytes(
-                [
-                    (shard.index, _longest_address(shard, conf))
-                    for shard, conf in zip(self.shards, config.shards, strict=True)
-                ],
-                (i for shard in self.shards for i in range(shard.index, shard.index + shard.leaves)),
-                config.shard_count,
-            ),
-        )
-        self.max_payload_bytes = max(0, config.max_message_bytes - framing)
+        # The largest payload field the root's own channels can carry (>= 1: the config checked it).
+        self.max_payload_bytes = max(0, payload_limit(config))
         # The leaf shards this root serves when it is a shard of a higher root.
         self.first_shard = config.shard_offset
         self.leaf_shards = sum(shard.leaves for shard in config.shards)
@@ -476,14 +465,3 @@ def _explain(reports: list[shard_pb2.ShardReport], attempts: Sequence[AttemptEve
         added.started.FromNanoseconds(round(event.start_ms * 1e6))
         if event.end_ms == event.end_ms:
             added.ended.FromNanoseconds(round(event.end_ms * 1e6))
-
-
-# A discovered replica's address can be any "name:port" (a DNS name is at most 253 bytes).
-LONGEST_DISCOVERED_ADDRESS = 253 + len(":65535")
-
-
-def _longest_address(shard: Shard, config: ShardConfig) -> str:
-    """The longest replica address a report of this shard may name, for the size limits."""
-    if config.dns or config.file:
-        return "x" * LONGEST_DISCOVERED_ADDRESS
-    return max((r.address for r in shard.replicas), key=len, default="")

@@ -16,6 +16,14 @@ class AddressError(ValueError):
     """An address that grpc could not use; the message says what form is expected."""
 
 
+class ListenError(OSError):
+    """A well-formed address that cannot be bound now: in use, not this machine's, unresolvable.
+
+    Raised by the gRPC server and the metrics server when they start; the
+    caller knows which key or flag named the address and says so.
+    """
+
+
 def validate(address: str, *, listen: bool = False) -> str:
     """Return ``address`` unchanged if it is usable, else raise AddressError.
 

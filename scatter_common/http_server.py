@@ -31,7 +31,7 @@ than loopback logs a warning: the pages show the deployment's addresses and
 health to whoever can connect.
 
 Call order: construct, ``start(address)`` (returns the bound address;
-raises OSError if it cannot listen), ``stop()`` once.
+raises ``ListenError`` if it cannot listen), ``stop()`` once.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scatter_common.addresses import is_loopback
+from scatter_common.addresses import ListenError, is_loopback
 
 __all__ = [
     "HTTP_BACKLOG",
@@ -156,7 +156,8 @@ class HttpServer:
                     asyncio.start_server(self._connection, host, port, backlog=HTTP_BACKLOG, limit=HTTP_MAX_HEAD_BYTES)
                 )
             except OSError as exc:
-                bound.set_exception(OSError(exc.errno, f"cannot listen on {host}:{port} for metrics: {exc.strerror}"))
+                reason = exc.strerror or str(exc)
+                bound.set_exception(ListenError(f"cannot listen on {host}:{port} for metrics: {reason}"))
                 return
             bound.set_result(server.sockets[0].getsockname()[1])
             loop.run_forever()

@@ -39,15 +39,47 @@ class TextFormatter(logging.Formatter):
         return f"{text} [request {request_id}]" if request_id else text
 
 
-def configure(level: str = "INFO", log_format: str | None = None) -> None:
-    """Set up the root logger once; ``log_format`` defaults to $SCATTER_LOG_FORMAT or "text"."""
-    chosen = (log_format or os.environ.get("SCATTER_LOG_FORMAT") or "text").lower()
-    if chosen not in ("text", "json"):
-        raise ValueError(f"log format must be 'text' or 'json', got {chosen!r}")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FORMATS = ("text", "json")
+FORMAT_VARIABLE = "SCATTER_LOG_FORMAT"
+
+
+class LogConfigError(ValueError):
+    """A log level or format that does not exist; the message names where it came from."""
+
+
+def level(text: str) -> str:
+    """A level name, any case, as ``LEVELS`` spells it; else LogConfigError (an argparse ``type``)."""
+    name = text.upper()
+    if name not in LEVELS:
+        raise LogConfigError(f"expected one of {', '.join(LEVELS)} (any case), got {text!r}")
+    return name
+
+
+def chosen_format(log_format: str | None = None) -> str:
+    """``log_format``, else $SCATTER_LOG_FORMAT, else "text"; LogConfigError naming the source if neither is known."""
+    if log_format is not None:
+        if log_format.lower() not in FORMATS:
+            raise LogConfigError(f"log format must be 'text' or 'json', got {log_format!r}")
+        return log_format.lower()
+    from_env = os.environ.get(FORMAT_VARIABLE) or "text"
+    if from_env.lower() not in FORMATS:
+        raise LogConfigError(f"environment variable {FORMAT_VARIABLE}={from_env!r}: expected 'text' or 'json'")
+    return from_env.lower()
+
+
+def configure(level_name: str = "INFO", log_format: str | None = None) -> None:
+    """Set up the root logger once; ``log_format`` defaults to $SCATTER_LOG_FORMAT or "text".
+
+    Raises LogConfigError for an unknown level or format (also when logging
+    was configured already, so a bad $SCATTER_LOG_FORMAT is never ignored).
+    """
+    chosen = chosen_format(log_format)
+    name = level(level_name)
     root = logging.getLogger()
     if root.handlers:
         return  # the user's program configured logging itself
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter(TEXT_FORMAT))
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    root.setLevel(name)

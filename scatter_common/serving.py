@@ -27,7 +27,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from scatter_common.addresses import validate
+from scatter_common.addresses import ListenError, validate
 from scatter_common.tls import ServerTls, warn_if_exposed
 
 log = logging.getLogger("scatter")
@@ -111,10 +111,10 @@ class ServiceHost:
             else:
                 port = self.server.add_secure_port(address, self.options.tls.credentials())
         except RuntimeError as exc:
-            raise OSError(f"cannot listen on {address}: {exc}") from exc
+            raise ListenError(f"cannot listen on {address}: {exc}") from exc
         if not address.startswith("unix:"):
             if port == 0:
-                raise OSError(f"cannot listen on {address}: address in use or not available")
+                raise ListenError(f"cannot listen on {address}: address in use or not available")
             address = f"{address.rsplit(':', 1)[0]}:{port}"
         self.address = address
         await self.server.start()

@@ -10,13 +10,18 @@ Two sides, one module:
   certificate it presents.
 
 Files are read once, when the process starts, and a missing or unreadable
-file is a configuration error naming the file. Plaintext stays the default
+file is a configuration error naming the file. ``check_certificates`` and
+``check_key_pair`` parse them with OpenSSL first, so a file that is not PEM
+(or a key that is not the certificate's) is refused when the configuration
+is read, not on every call (grpc accepts any bytes, then fails each
+handshake). Plaintext stays the default
 for loopback; ``warn_if_exposed`` says so loudly when a process binds a
 non-loopback address without TLS.
 """
 
 from __future__ import annotations
 
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,37 @@ def _read(path: str, what: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise ValueError(f"{what}: cannot read {path!r}: {exc.strerror or exc}") from None
+
+
+def check_certificates(path: str) -> None:
+    """``path`` holds one or more PEM certificates (a certificate chain, or CA certificates); else ValueError."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:  # before OSError, which it is
+        raise ValueError(f"{path!r} is not a PEM certificate ({exc.reason or exc})") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    if not context.cert_store_stats()["x509"]:
+        raise ValueError(f"{path!r} holds no PEM certificate")
+
+
+def _no_password() -> bytes:
+    return b""  # grpc cannot use an encrypted key: refuse one, never prompt for its password
+
+
+def check_key_pair(cert_path: str, key_path: str) -> None:
+    """``key_path`` holds the unencrypted PEM private key of the certificate in ``cert_path``; else ValueError."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert_path, key_path, password=_no_password)
+    except OSError as exc:
+        if isinstance(exc, ssl.SSLError):
+            raise ValueError(
+                f"{key_path!r} is not an unencrypted PEM private key of the certificate {cert_path!r}"
+                f" ({exc.reason or exc})"
+            ) from None
+        raise ValueError(f"cannot read {key_path!r}: {exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ or the variable it came from, raised before anything binds.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from scatter_common.serving import (
     DEFAULT_MAX_MESSAGE_BYTES,
     ServeOptions,
 )
-from scatter_common.tls import ServerTls
+from scatter_common.tls import ServerTls, check_certificates, check_key_pair
 
 # Loopback unless asked: a process reachable from the network should be a decision.
 DEFAULT_HOST = "127.0.0.1"
@@ -35,6 +36,13 @@ DEFAULT_PORT = 0
 # point the root is better served by a quick refusal (it fails over or
 # hedges to another replica) than by a queue here. It also bounds memory.
 DEFAULT_MAX_CONCURRENCY = 64
+# Ranges of the flags, each where a larger value breaks something: grpc's
+# message limits are C ints (2**31 is an OverflowError at start); the grace
+# period and the drain delay become timers, and no drain needs a day.
+MAX_MESSAGE_BYTES = 2**31 - 1
+MAX_GRACE_SECONDS = 86_400.0
+MAX_DRAIN_DELAY_SECONDS = 3600.0
+MAX_CONCURRENCY = 100_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,14 +78,16 @@ class ServerOptions:
                 validate(self.metrics_address, listen=True)
         except AddressError as exc:
             raise ValueError(f"address: {exc}") from exc
-        if self.max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
-        if self.grace_seconds < 0:
-            raise ValueError(f"grace_seconds must be >= 0, got {self.grace_seconds}")
-        if not 0 <= self.drain_delay_seconds <= 3600:
-            raise ValueError(f"drain_delay_seconds must be in [0, 3600], got {self.drain_delay_seconds}")
-        if self.max_message_bytes < 1:
-            raise ValueError(f"max_message_bytes must be >= 1, got {self.max_message_bytes}")
+        if not 1 <= self.max_concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"max_concurrency must be in [1, {MAX_CONCURRENCY}], got {self.max_concurrency}")
+        if not 0 <= self.grace_seconds <= MAX_GRACE_SECONDS:  # also refuses NaN
+            raise ValueError(f"grace_seconds must be in [0, {MAX_GRACE_SECONDS:g}], got {self.grace_seconds}")
+        if not 0 <= self.drain_delay_seconds <= MAX_DRAIN_DELAY_SECONDS:
+            raise ValueError(
+                f"drain_delay_seconds must be in [0, {MAX_DRAIN_DELAY_SECONDS:g}], got {self.drain_delay_seconds}"
+            )
+        if not 1 <= self.max_message_bytes <= MAX_MESSAGE_BYTES:
+            raise ValueError(f"max_message_bytes must be in [1, {MAX_MESSAGE_BYTES}], got {self.max_message_bytes}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls_cert and tls_key go together (--tls-cert/--tls-key)")
         if self.tls_client_ca and not self.tls_cert:
@@ -110,12 +120,33 @@ class ServerOptions:
         parser = FlagParser(prog, cls.description, SERVER_FLAGS + cls.role_flags)
         values, explicit = parser.parse(argv, environ, allow_extra_args=allow_extra_args)
         cls.check_flags(parser, values)
+        _check_tls_flags(parser, values)
         role_fields = {flag.dest: values[flag.dest] for flag in cls.role_flags}
-        return cls(**parser.server_fields(values, explicit), **role_fields)
+        try:
+            return cls(**parser.server_fields(values, explicit), **role_fields)
+        except ValueError as exc:  # a rule across flags that no converter could see
+            parser.error(str(exc))
 
     @classmethod
     def check_flags(cls, parser: FlagParser, values: Mapping[str, Any]) -> None:
         """Cross-field checks of parsed values; call ``parser.error`` to refuse them. None here."""
+
+
+def _check_tls_flags(parser: FlagParser, values: Mapping[str, Any]) -> None:
+    """The TLS files parse as PEM (and the key is the certificate's): refused now, not on every call."""
+    cert, key, ca = values["tls_cert"], values["tls_key"], values["tls_client_ca"]
+    checks: list[tuple[str, Callable[[], None]]] = []
+    if cert:
+        checks.append(("--tls-cert (SCATTER_TLS_CERT)", lambda: check_certificates(cert)))
+        if key:
+            checks.append(("--tls-key (SCATTER_TLS_KEY)", lambda: check_key_pair(cert, key)))
+    if ca:
+        checks.append(("--tls-client-ca (SCATTER_TLS_CLIENT_CA)", lambda: check_certificates(ca)))
+    for name, check in checks:
+        try:
+            check()
+        except ValueError as exc:
+            parser.error(f"{name}: {exc}")
 
 
 def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -132,14 +163,19 @@ def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     return convert
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:  # also rejects NaN
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
+def seconds_in(low: float, high: float) -> Callable[[str], float]:
+    """A converter of a number of seconds in [low, high]; NaN and the infinities are refused."""
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"expected a number of seconds in [{low:g}, {high:g}], got {text!r}")
+        return value
+
+    return convert
 
 
 def _host(text: str) -> str:
@@ -185,7 +221,7 @@ SERVER_FLAGS: tuple[Flag, ...] = (
     Flag(
         "--max-concurrency",
         "SCATTER_MAX_CONCURRENCY",
-        int_in(1),
+        int_in(1, MAX_CONCURRENCY),
         DEFAULT_MAX_CONCURRENCY,
         "calls handled at once; more are refused with RESOURCE_EXHAUSTED",
         "N",
@@ -193,7 +229,7 @@ SERVER_FLAGS: tuple[Flag, ...] = (
     Flag(
         "--grace-seconds",
         "SCATTER_GRACE_SECONDS",
-        _non_negative_float,
+        seconds_in(0, MAX_GRACE_SECONDS),
         DEFAULT_GRACE_SECONDS,
         "on SIGTERM, time in-flight calls get to finish",
         "S",
@@ -201,7 +237,7 @@ SERVER_FLAGS: tuple[Flag, ...] = (
     Flag(
         "--drain-delay-seconds",
         "SCATTER_DRAIN_DELAY_SECONDS",
-        _non_negative_float,
+        seconds_in(0, MAX_DRAIN_DELAY_SECONDS),
         DEFAULT_DRAIN_DELAY_SECONDS,
         "on SIGTERM, time to keep taking calls while reporting NOT_SERVING, before the grace period",
         "S",
@@ -227,7 +263,7 @@ SERVER_FLAGS: tuple[Flag, ...] = (
     Flag(
         "--max-message-bytes",
         "SCATTER_MAX_MESSAGE_BYTES",
-        int_in(1),
+        int_in(1, MAX_MESSAGE_BYTES),
         DEFAULT_MAX_MESSAGE_BYTES,
         "largest message sent or received",
         "BYTES",

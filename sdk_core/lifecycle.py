@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from scatter_common import logs, loop
+from scatter_common.addresses import ListenError
 from scatter_common.metrics import FamiliesCollector, MetricsServer, histogram_family
 from scatter_common.serving import Hook, ServiceHost, serve_until_signal
 from sdk_core.calls import HandlerRunner
@@ -37,7 +38,10 @@ async def serve_handler(
         registry = CollectorRegistry(auto_describe=True)
         registry.register(FamiliesCollector(lambda: call_families(role, runner)))
         metrics = MetricsServer(registry)
-        bound = metrics.start(metrics_address)
+        try:
+            bound = metrics.start(metrics_address)
+        except ListenError as exc:
+            raise ListenError(f"--metrics-address (SCATTER_METRICS_ADDRESS): {exc}") from None
         print(f"scatter: {role} metrics on http://{bound}/metrics", file=sys.stderr, flush=True)
 
     async def start() -> None:
@@ -49,6 +53,10 @@ async def serve_handler(
 
     try:
         await serve_until_signal(host, role=role, on_start=start, on_stop=on_stop)
+    except ListenError as exc:
+        if host.address:
+            raise
+        raise ListenError(f"--host/--port/--address (SCATTER_HOST, SCATTER_PORT, SCATTER_ADDRESS): {exc}") from None
     finally:
         if metrics is not None:
             metrics.stop()
@@ -77,9 +85,16 @@ def call_families(role: str, runner: HandlerRunner) -> Iterable[Metric]:
 def run_main(main: Coroutine[Any, Any, None], *, role: str, log: logging.Logger) -> int:
     """Run a process's main coroutine; return its exit status."""
     # A no-op when the user's program configured logging itself.
-    logs.configure("INFO")
+    try:
+        logs.configure("INFO")
+    except logs.LogConfigError as exc:
+        print(f"scatter: {role}: {exc}", file=sys.stderr, flush=True)
+        return 2
     try:
         loop.run(main)
+    except ListenError as exc:  # an address from a flag or the environment that cannot be bound
+        print(f"scatter: {role}: {exc}", file=sys.stderr, flush=True)
+        return 2
     except OSError as exc:
         log.error("%s cannot serve: %s", role, exc)
         return 1

@@ -29,7 +29,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from root.errors import ConfigError, DeadlineTooShort
+from root.errors import DeadlineTooShort
+from root.policies._validate import FieldError, check_at_least, check_float
 from root.policies.latency import LatencyWindow, LatencyWindowConfig
 
 # Below this, a shard call cannot even cross loopback and back (a gRPC unary
@@ -53,16 +54,15 @@ class DeadlinePolicy:
     adaptive_reserve: bool = True
 
     def __post_init__(self) -> None:
-        if self.default <= 0:
-            raise ConfigError(f"default_deadline_ms must be > 0, got {self.default * 1000:g}")
-        if self.maximum < self.default:
-            raise ConfigError(
-                f"max_deadline_ms ({self.maximum * 1000:g}) must be >= default_deadline_ms ({self.default * 1000:g})"
-            )
-        if not 0 <= self.merge_reserve < self.default:
-            raise ConfigError(
-                f"merge_reserve_ms must be in [0, default_deadline_ms), got {self.merge_reserve * 1000:g}"
-            )
+        check_float("deadlines.default", self.default, low=0.0, low_open=True)
+        check_float("deadlines.maximum", self.maximum, low=0.0, low_open=True)
+        check_at_least("deadlines.maximum", self.maximum, "deadlines.default", self.default)
+        check_float("deadlines.merge_reserve", self.merge_reserve, low=0.0)
+        if self.merge_reserve >= self.default:
+            raise FieldError(
+                "deadlines.merge_reserve", self.merge_reserve, "must be below {ref0} ({0})", (self.default,),
+                ("deadlines.default",),
+            )  # fmt: skip
 
     def budget(self, client_remaining: float | None, measured: float = 0.0) -> Budget:
         """The budget for a request whose client allows ``client_remaining`` seconds (None: no deadline).

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from root.policies._validate import check_float, check_int
+from root.policies._validate import check_at_least, check_between, check_float, check_int
 from root.policies.latency import LatencyWindow
 from scatter_common.status import STATUS
 
@@ -107,16 +107,16 @@ class HedgingConfig:
         check_float("hedging.delay_percentile", self.delay_percentile, low=0.0, high=1.0, low_open=True)
         check_float("hedging.min_delay", self.min_delay, low=0.0)
         check_float("hedging.max_delay", self.max_delay, low=0.0)
-        if self.max_delay < self.min_delay:
-            raise ValueError(
-                f"hedging.max_delay must be >= hedging.min_delay ({self.min_delay:g}), got {self.max_delay!r}"
-            )
+        check_at_least("hedging.max_delay", self.max_delay, "hedging.min_delay", self.min_delay)
         check_float("hedging.initial_delay", self.initial_delay, low=0.0)
-        if not self.min_delay <= self.initial_delay <= self.max_delay:
-            raise ValueError(
-                f"hedging.initial_delay must be in [hedging.min_delay, hedging.max_delay]"
-                f" = [{self.min_delay:g}, {self.max_delay:g}], got {self.initial_delay!r}"
-            )
+        check_between(
+            "hedging.initial_delay",
+            self.initial_delay,
+            "hedging.min_delay",
+            self.min_delay,
+            "hedging.max_delay",
+            self.max_delay,
+        )
         check_int("hedging.min_samples", self.min_samples, low=1)
         codes = self.non_fatal_status_codes
         if isinstance(codes, str) or not isinstance(codes, tuple | list | frozenset | set):

@@ -125,7 +125,7 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-from root.policies._validate import check_float, check_int
+from root.policies._validate import check_at_least, check_float, check_int
 from root.policies.clock import Clock
 from scatter_common.status import STATUS
 
@@ -206,11 +206,9 @@ class ReplicaConfig:
             check_int("replicas.consecutive_failures", self.consecutive_failures, low=1)
         check_float("replicas.base_ejection_time", self.base_ejection_time, low=0.0, low_open=True)
         check_float("replicas.max_ejection_time", self.max_ejection_time, low=0.0, low_open=True)
-        if self.max_ejection_time < self.base_ejection_time:
-            raise ValueError(
-                "replicas.max_ejection_time must be >= replicas.base_ejection_time"
-                f" ({self.base_ejection_time:g}), got {self.max_ejection_time!r}"
-            )
+        check_at_least(
+            "replicas.max_ejection_time", self.max_ejection_time, "replicas.base_ejection_time", self.base_ejection_time
+        )
         check_float("replicas.max_ejection_percent", self.max_ejection_percent, low=0.0, high=100.0)
         check_int("replicas.decay_after_successes", self.decay_after_successes, low=1)
         check_float("replicas.ewma_alpha", self.ewma_alpha, low=0.0, high=1.0, low_open=True)

@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 
 from scatter.runtime import ConfigError, Deployment, StartupError, load_deployment
+from scatter.runtime.spec import check_can_start
+from scatter_common import logs
 
 
 def main(argv: list[str]) -> int:
@@ -19,8 +21,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--log-dir", type=Path, help="folder for the children's logs (default: a temporary one)")
     args = parser.parse_args(argv)
     try:
+        logs.chosen_format()  # the children inherit $SCATTER_LOG_FORMAT: refuse a bad one before starting them
         spec = load_deployment(args.config)
-    except ConfigError as exc:
+        check_can_start(spec)
+    except (ConfigError, logs.LogConfigError) as exc:
         print(f"scatter up: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
@@ -35,7 +39,7 @@ def main(argv: list[str]) -> int:
             print(f"scatter up: root serving on {dep.root_address} (Ctrl-C to stop)", flush=True)
             stop.wait()
             print("scatter up: stopping...", flush=True)
-    except StartupError as exc:
+    except (StartupError, OSError) as exc:  # OSError: a child that could not be started at all
         print(f"scatter up: {exc}", file=sys.stderr)
         return 1
     print("scatter up: stopped")

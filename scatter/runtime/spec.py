@@ -26,14 +26,18 @@ its address and shard in its environment.
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from root.config import Table, parse_root_config, positive, read_toml
+from root.config import MAX_DURATION_MS, Table, parse_root_config, read_toml
 from root.errors import ConfigError
+from scatter_common.tls import check_certificates, check_key_pair
 
 # A leaf that loads a large index may take a while; a minute is generous
 # for the demo and still fails a broken command in bounded time.
@@ -121,17 +125,17 @@ def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec
     merge.finish()
     leaves = doc.table("leaves")
     leaves_spec = _process(leaves)
-    shards = int(positive("leaves.shards", leaves.get("shards", int, 1)))
-    replicas = int(positive("leaves.replicas", leaves.get("replicas", int, 1)))
+    shards = leaves.number("shards", int, 1, low=1)
+    replicas = leaves.number("replicas", int, 1, low=1)
     leaves.finish()
     runtime = doc.table("runtime")
-    ready = positive("runtime.ready_timeout_ms", runtime.get("ready_timeout_ms", float, DEFAULT_READY_TIMEOUT_MS))
-    backoff = positive(
-        "runtime.restart_backoff_ms", runtime.get("restart_backoff_ms", float, DEFAULT_RESTART_BACKOFF_MS)
-    )
-    max_backoff = positive(
-        "runtime.max_restart_backoff_ms",
-        runtime.get("max_restart_backoff_ms", float, DEFAULT_MAX_RESTART_BACKOFF_MS),
+    ready, backoff, max_backoff = (
+        runtime.number(key, float, default, low=0.0, low_open=True, high=MAX_DURATION_MS)
+        for key, default in (
+            ("ready_timeout_ms", DEFAULT_READY_TIMEOUT_MS),
+            ("restart_backoff_ms", DEFAULT_RESTART_BACKOFF_MS),
+            ("max_restart_backoff_ms", DEFAULT_MAX_RESTART_BACKOFF_MS),
+        )
     )
     runtime.finish()
     tls_table = doc.table("tls")
@@ -143,12 +147,21 @@ def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec
             if not path.is_file():
                 raise ConfigError(f"tls.{key}: no such file {str(path)!r}")
             paths[key] = str(path)
+        for key in ("cert_file", "key_file", "ca_file"):
+            try:
+                if key == "key_file":
+                    check_key_pair(paths["cert_file"], paths["key_file"])
+                else:
+                    check_certificates(paths[key])
+            except ValueError as exc:
+                raise ConfigError(f"tls.{key}: {exc}") from None
         tls = DeploymentTls(**paths, mutual=tls_table.get("mutual", bool, False))
     tls_table.finish()
     tree_table = doc.table("tree")
     tree = None
     if tree_table.data:
-        groups = int(positive("tree.groups", tree_table.require("groups", int)))
+        tree_table.require("groups", int)
+        groups = tree_table.number("groups", int, 1, low=1)
         if groups > shards:
             raise ConfigError(f"tree.groups ({groups}) must not exceed leaves.shards ({shards})")
         combiner = tree_table.table("combiner")
@@ -174,9 +187,70 @@ def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec
     )
     # Validate the root part now, with placeholder addresses, so a typo in
     # [root] fails before any process starts.
-    placeholder = [[f"127.0.0.1:{1 + s * replicas + r}" for r in range(replicas)] for s in range(shards)]
+    # Five-digit ports, as wide as the runtime's, so the framing counted is the same.
+    placeholder = [[f"127.0.0.1:{10000 + (s * replicas + r) % 55000}" for r in range(replicas)] for s in range(shards)]
     parse_root_config(spec.root_document("127.0.0.1:1", placeholder))
     return spec
+
+
+def check_can_start(spec: DeploymentSpec) -> None:
+    """What ``scatter up`` checks before it starts anything; a ConfigError naming the key if it cannot.
+
+    Not part of reading the file: a deployment exported to run elsewhere
+    (``scatter export``) names programs of its containers, not of this machine.
+    """
+    processes = [("merge.command", spec.merge), ("leaves.command", spec.leaves)]
+    if spec.tree is not None:
+        processes.append(("tree.combiner.command", spec.tree.combiner))
+    for where, process in processes:
+        _check_program(where, process.command[0], spec.directory, process.env)
+    _check_listen(spec)
+
+
+def _check_program(where: str, program: str, directory: Path, env: Mapping[str, str]) -> None:
+    """The program of a command can be run here: else a ConfigError naming the key, not a crash loop.
+
+    Found as ``subprocess`` will look for it: a path relative to the file's
+    folder (the children's working directory), else on the children's PATH.
+    A program with a placeholder other than {python} and {config_dir} is
+    known only per child and is left to the supervisor.
+    """
+    try:
+        program = program.format(python=sys.executable, config_dir=directory)
+    except (KeyError, IndexError, ValueError):
+        return
+    if os.sep in program:
+        path = directory / program
+        if not path.is_file():
+            raise ConfigError(f"{where}: no such program {str(path)!r}")
+        if not os.access(path, os.X_OK):
+            raise ConfigError(f"{where}: {str(path)!r} is not executable (chmod +x, or run it with {{python}})")
+    elif shutil.which(program, path=env.get("PATH", os.environ.get("PATH", os.defpath))) is None:
+        raise ConfigError(f"{where}: {program!r} is not a program on PATH")
+
+
+def _check_listen(spec: DeploymentSpec) -> None:
+    """The root's ``listen`` and ``metrics_listen`` can be bound now: a ConfigError naming the key if not.
+
+    A moment's bind of each (SO_REUSEADDR, as grpc binds), before any child
+    starts: a port in use or a host that is not this machine's is said in
+    one line, not as a root that exits while its leaves are already up.
+    """
+    section = spec.root.get("root", {})
+    for key in ("listen", "metrics_listen"):
+        address = section.get(key)
+        if not isinstance(address, str) or not address or address.startswith("unix:"):
+            continue
+        host, _, port = address.rpartition(":")
+        try:
+            family, kind, proto, _, sockaddr = socket.getaddrinfo(
+                host.strip("[]"), int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(sockaddr)
+        except OSError as exc:
+            raise ConfigError(f"root.{key}: cannot listen on {address}: {exc.strerror or exc}") from None
 
 
 def load_deployment(path: str | Path) -> DeploymentSpec:

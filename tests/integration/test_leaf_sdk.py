@@ -156,7 +156,7 @@ def test_extra_args_pass_through_only_when_asked() -> None:
 def test_options_are_validated_on_construction() -> None:
     with pytest.raises(ValueError, match=r"shard_index must be in 0\.\.1, got 2"):
         LeafOptions(shard_index=2, shard_count=2)
-    with pytest.raises(ValueError, match="max_concurrency must be >= 1"):
+    with pytest.raises(ValueError, match=r"max_concurrency must be in \[1, 100000\], got 0"):
         LeafOptions(max_concurrency=0)
 
 

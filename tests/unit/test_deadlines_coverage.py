@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from protos.scatter_gather.v1 import shard_pb2
-from root.errors import ConfigError, DeadlineTooShort, InsufficientCoverage, InvalidRequest
+from root.errors import DeadlineTooShort, InsufficientCoverage, InvalidRequest
 from root.policies.coverage import build_coverage, check_leaf_verdicts, require_coverage
 from root.policies.deadlines import AnswerTimes, Budget, DeadlinePolicy
 
@@ -58,14 +58,16 @@ def test_answer_times_reserve_is_the_p99_of_recent_samples() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((0.0, 1.0, 0.0), "default_deadline_ms must be > 0"),
-        ((2.0, 1.0, 0.0), "max_deadline_ms"),
-        ((1.0, 2.0, 1.0), "merge_reserve_ms"),
-        ((1.0, 2.0, -0.1), "merge_reserve_ms"),
+        ((0.0, 1.0, 0.0), r"deadlines.default must be > 0, got 0.0"),
+        ((float("nan"), 1.0, 0.0), r"deadlines.default must be a finite number, got nan"),
+        ((2.0, 1.0, 0.0), r"deadlines.maximum must be >= deadlines.default \(2\), got 1.0"),
+        ((1.0, float("nan"), 0.0), r"deadlines.maximum must be a finite number, got nan"),
+        ((1.0, 2.0, 1.0), r"deadlines.merge_reserve must be below deadlines.default \(1\), got 1.0"),
+        ((1.0, 2.0, -0.1), r"deadlines.merge_reserve must be >= 0, got -0.1"),
     ],
 )
 def test_policy_validation(args: tuple[float, float, float], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ValueError, match=message):
         DeadlinePolicy(*args)
 
 

@@ -30,6 +30,7 @@ from protos.scatter_gather.v1 import shard_pb2
 from root.config import RootConfig, ShardConfig
 from root.metrics import root_families
 from root.policies import FailureKind, HedgeBudget, HedgeBudgetConfig, LatencyWindow, LatencyWindowConfig, ShardCounters
+from root.policies.admission import DEFAULT_MAX_IN_FLIGHT
 from root.service import RootService
 from root.snapshot import RootSnapshot, snapshot_reader, take_snapshot
 from root.status_page import render
@@ -85,7 +86,7 @@ def test_snapshot_copies_every_counter() -> None:
 
     snap, live = with_service(body)
     assert snap.requests_by_code == (("OK", 3),)
-    assert (snap.in_flight, snap.shed, snap.max_in_flight) == (1, 0, 512)
+    assert (snap.in_flight, snap.shed, snap.max_in_flight) == (1, 0, DEFAULT_MAX_IN_FLIGHT)
     assert sum(snap.duration.counts) == 3 and snap.duration.total == pytest.approx(0.009)
     assert sum(snap.coverage.counts) == 3
     # Every ShardCounters counter, as it was when the snapshot was taken; a new
