@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from scatter.runtime import Deployment, StartupError, check_health, parse_deployment
 from tests._cluster import PROBE_DIR, probe_cluster
+from tests._procs import running
 
 
 def scatter(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -34,6 +36,24 @@ def test_crashed_child_is_restarted() -> None:
             assert time.monotonic() < deadline, "the supervisor did not restart the crashed leaf"
             time.sleep(0.05)
         assert child.restarts == 1
+
+
+def test_child_revived_from_a_thread_outlives_that_thread() -> None:
+    # Children die with their supervisor (a parent-death signal), which Linux ties to the
+    # thread that forked them: one revived from a short-lived thread must survive its end.
+    with probe_cluster(shards=1, replicas=1) as dep:
+        dep.kill("leaf-0-0")
+        reviver = threading.Thread(target=dep.revive, args=("leaf-0-0",))
+        reviver.start()
+        reviver.join(timeout=60)
+        child = dep.children["leaf-0-0"]
+        assert child.pid is not None and check_health(child.address) == "SERVING"
+        started = int(Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # a SIGKILL would come at once; give it a second
+            assert running(child.pid, started), "the revived leaf died with the thread that revived it"
+            time.sleep(0.05)
+        assert child.running()
 
 
 def test_broken_command_fails_startup_with_its_log() -> None:
