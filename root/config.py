@@ -100,6 +100,9 @@ class RootConfig:
     total_shards: int = 0
     tls: ServerTls | None = None  # serving Root.Query; None: plaintext
     upstream_tls: ClientTls | None = None  # calling leaves and the merge; None: plaintext
+    # Clients get the leaves' and the merge's own error details (addresses, exception
+    # text) instead of what failed and what to do; the log has them either way.
+    detailed_errors: bool = False
 
     @property
     def shard_count(self) -> int:
@@ -277,6 +280,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     if shard_offset < 0:
         raise ConfigError(f"root.shard_offset must be >= 0, got {shard_offset}")
     total_shards = root.get("total_shards", int, 0)
+    detailed_errors = root.get("detailed_errors", bool, False)
     root.finish()
 
     merge = doc.table("merge")
@@ -360,6 +364,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         total_shards=total_shards,
         tls=tls,
         upstream_tls=upstream_tls,
+        detailed_errors=detailed_errors,
     )
 
 
