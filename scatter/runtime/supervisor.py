@@ -13,16 +13,18 @@ No child outlives the supervisor, however it ends (docs/operations.md,
 (the CLI's SIGINT/SIGTERM handler) makes a startup in progress give up
 within one health-check poll, and a second one cuts the grace period short.
 If the supervisor itself is SIGKILLed, the kernel kills every child: each
-is started with PR_SET_PDEATHSIG = SIGKILL (Linux), set between fork and
-exec, so it holds for any command (a Node or C++ leaf, a shell script)
-without a wrapper process and without the child's cooperation. The choices
-turned down: a pipe the children watch needs code in every child (or a
-wrapper process per child, which hides the real pid from SIGSTOP fault
-tests and from the operator); a watchdog process holding the children's
-pids can itself be killed and races pid reuse. The parent-death signal is
-tied to the *thread* that forked the child, so every child of a deployment
-is started by one spawner thread that lives until the last child is
-stopped (see ``_Spawner``).
+is started with PR_SET_PDEATHSIG = SIGKILL (Linux), set by a tiny program
+that then execs the command (``_die_with_parent.py``), so it holds for any
+command (a Node or C++ leaf, a shell script) without the child's
+cooperation, and the pid the supervisor holds is the command's own. The
+choices turned down: a pipe the children watch needs code in every child,
+or a wrapper process per child that stays between the supervisor and the
+command (hiding its pid from SIGSTOP fault tests and from the operator); a
+watchdog process holding the children's pids can itself be killed and
+races pid reuse; a ``preexec_fn`` hangs with grpc loaded (see that file).
+The parent-death signal is tied to the *thread* that forked the child, so
+every child of a deployment is started by one spawner thread that lives
+until the last child is stopped (see ``_Spawner``).
 
 Synchronous on purpose: it manages a handful of processes, and a plain
 ``with Deployment(spec) as dep:`` is easy to use from the CLI and the tests.
@@ -32,7 +34,6 @@ Every process is tracked by its own Popen handle, never found by name.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import queue
 import random
@@ -77,31 +78,17 @@ class StartupInterrupted(Exception):
     """``interrupt()`` was called (a signal) before the deployment was up; it has been stopped."""
 
 
-# prctl(2): PR_SET_PDEATHSIG, from <linux/prctl.h>.
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+# Execs a command with a parent-death signal (Linux); elsewhere commands run as they are.
+_DIE_WITH_PARENT = str(Path(__file__).with_name("_die_with_parent.py"))
+_PDEATHSIG = sys.platform.startswith("linux")
 
 
-def _die_with(parent: int) -> Callable[[], None] | None:
-    """A preexec_fn that makes the child die when the supervisor does (Linux); None elsewhere.
-
-    Runs in the child between fork and exec, so it holds for any program the
-    command execs. The kernel clears the setting when the program is set-uid
-    or has file capabilities. If the supervisor died between the fork and
-    the prctl, no signal will come: the child sees it has been reparented
-    and exits at once.
-    """
-    if _libc is None:
-        return None
-    prctl = _libc.prctl  # looked up now: the child only calls it
-
-    def preexec() -> None:
-        if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
+def _dying_with(parent: int, argv: Sequence[str]) -> list[str]:
+    """``argv`` run so that the kernel SIGKILLs it when process ``parent`` dies."""
+    if not _PDEATHSIG:
+        return list(argv)
+    # -I -S: a bare interpreter, nothing but the standard library (about 15 ms).
+    return [sys.executable, "-I", "-S", _DIE_WITH_PARENT, str(parent), *argv]
 
 
 class _Spawner:
@@ -205,19 +192,18 @@ class Child:
         self.spawn: Callable[[Callable[[], subprocess.Popen[bytes]]], subprocess.Popen[bytes]] = _call
 
     def start(self) -> None:
-        parent = os.getpid()
+        argv = _dying_with(os.getpid(), self.argv)
 
         def popen() -> subprocess.Popen[bytes]:
             with open(self.log_path, "ab") as log:
                 return subprocess.Popen(
-                    self.argv,
+                    argv,
                     cwd=self.cwd,
                     env={**os.environ, **self.env},
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # Ctrl-C in a terminal reaches the supervisor only
-                    preexec_fn=_die_with(parent),  # only a prctl: see _die_with
                 )
 
         self.proc = self.spawn(popen)

@@ -67,6 +67,17 @@ def test_broken_command_fails_startup_with_its_log() -> None:
         pass
 
 
+def test_missing_command_fails_startup_with_its_log() -> None:
+    document = {
+        "merge": {"command": ["{python}", "merge.py"]},
+        "leaves": {"command": ["/nonexistent/leaf", "--port", "{port}"]},
+        "runtime": {"ready_timeout_ms": 10_000},
+    }
+    pattern = r"leaf-0-0 exited with code 127 before it was ready:\n.*cannot run '/nonexistent/leaf'"
+    with pytest.raises(StartupError, match=pattern), Deployment(parse_deployment(document, PROBE_DIR)):
+        pass
+
+
 def test_scatter_up_reports_config_errors(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[merge]\ncommand = ["m"]\n[leaves]\ncommand = ["l"]\nshard = 2\n')
