@@ -145,6 +145,9 @@ class RootConfig:
     # A trace UI's address for one trace, e.g. "http://jaeger:16686/trace/{trace_id}": the status
     # page links each slow request to its trace. "" links nothing.
     trace_url: str = ""
+    # Clients get the leaves' and the merge's own error details (addresses, exception
+    # text) instead of what failed and what to do; the log has them either way.
+    detailed_errors: bool = False
 
     @property
     def shard_count(self) -> int:
@@ -466,6 +469,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     metrics_listen = root.address("metrics_listen", "", listen=True) if root.get("metrics_listen", str, "") else ""
     shard_offset = root.number("shard_offset", int, 0, low=0, high=MAX_SHARD_INDEX)
     total_shards = root.number("total_shards", int, 0, low=0, high=MAX_SHARD_INDEX)
+    detailed_errors = root.get("detailed_errors", bool, False)
     root.finish()
 
     merge = doc.table("merge")
@@ -593,6 +597,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         upstream_tls=upstream_tls,
         discovery=discovery,
         trace_url=trace_url,
+        detailed_errors=detailed_errors,
     )
     if payload_limit(config) < 1:
         framing = max_message_bytes - payload_limit(config)

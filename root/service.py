@@ -29,6 +29,7 @@ from root.errors import (
     TooLarge,
     WrongShard,
     merge_failure,
+    shard_error,
 )
 from root.membership import Membership
 from root.memory import LARGE_REQUEST_BYTES, Allocator
@@ -56,6 +57,13 @@ log = logging.getLogger("scatter.root")
 COVERAGE_BUCKETS = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 # Refusals at admission are summed into at most one log line per this many seconds.
 SHED_LOG_INTERVAL = 1.0
+# Failed shards named in one log line; a request that loses a thousand logs the first ones.
+LOGGED_SHARD_FAILURES = 10
+_ROOT_WORDED = (shard_pb2.SHARD_STATUS_TIMEOUT, shard_pb2.SHARD_STATUS_SKIPPED)
+# A detail withheld from a client is logged at WARNING (the root's default level) at most
+# this often, at INFO otherwise: the client was told the log has it, and a shard that is
+# down for every request must not write a warning per request.
+WITHHELD_WARNING_INTERVAL = 1.0
 
 
 class RootService:
@@ -92,6 +100,7 @@ class RootService:
         # The leaf shards this root serves when it is a shard of a higher root.
         self.first_shard = config.shard_offset
         self.leaf_shards = sum(shard.leaves for shard in config.shards)
+        self._warned_at = -WITHHELD_WARNING_INTERVAL  # monotonic time of the last withheld-detail warning
 
     async def start(self) -> None:
         """Start the background work on the running loop: probes, health watches, discovery.
@@ -266,8 +275,18 @@ class RootService:
             return response
         except RootError as exc:
             code = exc.code
-            log.info("request failed: %s %s", exc.code, exc.message, extra={"request_id": trace.trace_id})
-            await context.abort(grpc.StatusCode[exc.code], exc.message)
+            level = self._detail_level() if exc.detail != exc.message else logging.INFO
+            log.log(level, "request failed: %s %s", exc.code, exc.detail, extra={"request_id": trace.trace_id})
+            await context.abort(grpc.StatusCode[exc.code], self._client_message(exc, trace))
+            raise  # unreachable: abort raises
+        except Exception:
+            # A bug of the root's: the traceback is the log's; the client gets a code and an id.
+            code = "INTERNAL"
+            log.exception("request failed unexpectedly", extra={"request_id": trace.trace_id})
+            await context.abort(
+                grpc.StatusCode.INTERNAL,
+                f"the root failed unexpectedly; its log has the detail (request {trace.trace_id})",
+            )
             raise  # unreachable: abort raises
         finally:
             self.requests_by_code[code] = self.requests_by_code.get(code, 0) + 1
@@ -279,6 +298,49 @@ class RootService:
                 if code != "OK":
                     tracing.error(span, code)
                 span.end()
+
+    def _detail_level(self) -> int:
+        """WARNING for a withheld detail, at most every WITHHELD_WARNING_INTERVAL; else INFO."""
+        now = time.monotonic()
+        if now - self._warned_at < WITHHELD_WARNING_INTERVAL:
+            return logging.INFO
+        self._warned_at = now
+        return logging.WARNING
+
+    def _client_message(self, exc: RootError, trace: TraceContext) -> str:
+        """What the client reads: the message, or with ``detailed_errors`` the log's detail.
+
+        When something was withheld the message names the request, so an
+        operator finds the log line that has it."""
+        if exc.detail == exc.message:
+            return exc.message
+        if self.config.detailed_errors:
+            return exc.detail
+        return f"{exc.message} (request {trace.trace_id})"
+
+    def _withhold_details(self, reports: list[shard_pb2.ShardReport], request_id: str) -> None:
+        """Log the failed shards' reasons as the replicas gave them; unless ``detailed_errors``,
+        leave the client and the merge the shard, the code and what to do (``shard_error``)."""
+        # A shard that timed out or was cut off has the root's own words, nothing to withhold.
+        failed = [r for r in reports if r.error and r.status not in _ROOT_WORDED]
+        if not failed:
+            return
+        named = "; ".join(
+            f"shard {r.shard_index} {shard_pb2.ShardStatus.Name(r.status).removeprefix('SHARD_STATUS_')}"
+            f" from {r.replica or 'no replica'}: {r.error}"
+            for r in failed[:LOGGED_SHARD_FAILURES]
+        )
+        more = len(failed) - LOGGED_SHARD_FAILURES
+        log.log(
+            self._detail_level(),
+            "shards failed: %s%s",
+            named,
+            f"; and {more} more" if more > 0 else "",
+            extra={"request_id": request_id},
+        )
+        if not self.config.detailed_errors:
+            for report in failed:
+                report.error = shard_error(report.status, report.error)
 
     async def _gather(
         self,
@@ -334,6 +396,7 @@ class RootService:
         reports = [outcome.report for outcome in outcomes]
         if explain:
             _explain(reports, scatter.attempts())
+        self._withhold_details(reports, request_id)
         check_leaf_verdicts({o.report.shard_index: o.invalid for o in outcomes if o.invalid is not None})
         if self.spans is None:
             coverage = build_coverage(reports)

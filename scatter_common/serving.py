@@ -136,6 +136,24 @@ class ServiceHost:
         await self.server.stop(self.options.grace_seconds)
 
 
+async def _start_unless_stopped(starting: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Run the start hook; a signal meanwhile cancels it (a leaf loading a large index
+    would otherwise hold its supervisor's SIGTERM until loaded). True once it finished."""
+    hook = asyncio.ensure_future(starting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((hook, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if hook.done():
+        hook.result()  # its exception, if it failed
+        return True
+    hook.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await hook
+    return False
+
+
 async def serve_until_signal(
     host: ServiceHost,
     *,
@@ -152,8 +170,9 @@ async def serve_until_signal(
     address = await host.start()
     print(f"scatter: {role} listening on {address}", file=sys.stderr, flush=True)
     try:
-        if on_start is not None:
-            await on_start()
+        if on_start is not None and not await _start_unless_stopped(on_start(), stop):
+            log.info("%s stopped while starting", role)
+            return
         await host.set_serving(True)
         log.info("%s serving on %s", role, address)
         await stop.wait()

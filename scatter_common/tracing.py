@@ -15,8 +15,45 @@ import re
 from dataclasses import dataclass
 
 HEADER = "traceparent"
-_VALID = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+# W3C Trace Context, "traceparent Header Field Values": version 00 is exactly
+# these four fields; a higher version starts with them and may add more after
+# a dash. Lowercase hex only ("Vendors MUST ... lowercase"), so no re.I and no
+# .lower(): an uppercase header is invalid and restarts the trace.
+_FIELDS = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_VERSION_00_LENGTH = 55
+_INVALID_VERSION = "ff"
+_ZERO_TRACE = "0" * 32
+_ZERO_PARENT = "0" * 16
 _SAMPLED = "01"
+
+
+def parse_traceparent(value: str | None) -> tuple[str, str] | None:
+    """(trace id, flags) of a valid ``traceparent`` value, or None.
+
+    The spec's rules: version ff is invalid; version 00 has nothing after
+    the flags; a higher version is parsed for the fields this version knows
+    (the 55 characters, then the end or a dash), the rest ignored, and only
+    the sampled bit of its flags is kept, the one flag whose meaning we know;
+    an all-zero trace id or parent id is invalid. Surrounding whitespace is
+    dropped (HTTP's optional whitespace around a field value).
+    """
+    if not value:
+        return None
+    value = value.strip()
+    match = _FIELDS.match(value)
+    if match is None:
+        return None
+    version, trace_id, parent_id, flags = match.groups()
+    if version == _INVALID_VERSION or trace_id == _ZERO_TRACE or parent_id == _ZERO_PARENT:
+        return None
+    if version == "00":
+        if len(value) != _VERSION_00_LENGTH:
+            return None
+    else:
+        if len(value) > _VERSION_00_LENGTH and value[_VERSION_00_LENGTH] != "-":
+            return None
+        flags = f"{int(flags, 16) & 1:02x}"
+    return trace_id, flags
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +64,9 @@ class TraceContext:
     @classmethod
     def from_header(cls, value: str | None) -> TraceContext:
         """The caller's trace, or a new one when ``value`` is absent or invalid."""
-        if value:
-            match = _VALID.match(value.strip().lower())
-            if match and match[1] != "ff" and match[2] != "0" * 32 and match[3] != "0" * 16:
-                return cls(match[2], match[4])
+        parsed = parse_traceparent(value)
+        if parsed is not None:
+            return cls(*parsed)
         return cls(os.urandom(16).hex())
 
     def child_header(self) -> str:
@@ -48,5 +84,5 @@ def traceparent_of(metadata: object) -> str | None:
 
 def trace_id_of(metadata: object) -> str:
     """The trace id in a call's metadata, or "" when it carries no valid ``traceparent``."""
-    match = _VALID.match((traceparent_of(metadata) or "").strip().lower())
-    return match[2] if match else ""
+    parsed = parse_traceparent(traceparent_of(metadata))
+    return parsed[0] if parsed else ""

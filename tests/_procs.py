@@ -228,3 +228,31 @@ def connected(pid: int, address: str) -> bool:
             if fields[3] == _TCP_ESTABLISHED and fields[9] in inodes and _proc_net_address(fields[2]) == peer:
                 return True
     return False
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent pid, start time in clock ticks) of ``pid`` from /proc/PID/stat, or None if gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) ": comm may hold spaces
+    return fields[0], int(fields[1]), int(fields[19])
+
+
+def children_of(pid: int) -> dict[int, int]:
+    """The live children of ``pid`` (Linux procfs): child pid -> its start time, which tells a
+    process from a later one that reuses its pid."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _stat(int(entry))
+            if stat is not None and stat[1] == pid and stat[0] not in "ZX":
+                found[int(entry)] = stat[2]
+    return found
+
+
+def running(pid: int, started: int) -> bool:
+    """Whether the process ``pid`` that started at ``started`` still runs (a zombie does not)."""
+    stat = _stat(pid)
+    return stat is not None and stat[2] == started and stat[0] not in "ZX"

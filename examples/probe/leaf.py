@@ -14,7 +14,7 @@ import os
 import random
 from pathlib import Path
 
-from leaf_sdk import LeafContext, LeafInfo, serve_leaf
+from leaf_sdk import InvalidRequest, LeafContext, LeafInfo, serve_leaf
 from protos.probe.v1 import probe_pb2
 
 parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
@@ -25,6 +25,7 @@ parser.add_argument("--seed", type=int, default=0, help="seed of the stall draws
 parser.add_argument("--start-delay-ms", type=float, default=0.0, help="startup time before SERVING")
 args, sdk_argv = parser.parse_known_args()
 
+UINT64_MAX = 2**64 - 1
 REPLICA = os.environ.get("SCATTER_REPLICA_ID") or str(os.getpid())
 rng = random.Random()
 
@@ -48,9 +49,14 @@ async def handle(request: probe_pb2.ProbeRequest, ctx: LeafContext) -> probe_pb2
     await asyncio.sleep(seconds)  # cancelled, not finished, when the root gives up on this call
     if ctx.shard_index in request.fail_shards:
         raise RuntimeError(f"shard {ctx.shard_index} was asked to fail")
+    value = ctx.shard_index + 1 + request.value
+    if value > UINT64_MAX:
+        raise InvalidRequest(
+            f"value {request.value} is too large: shard {ctx.shard_index} answers value + {ctx.shard_index + 1}, "
+            "over the uint64 maximum"
+        )
     if request.marker_dir:
         Path(request.marker_dir, f"{request.value}-{ctx.shard_index}-{REPLICA}.done").touch()  # noqa: ASYNC240 (test hook, tiny)
-    value = ctx.shard_index + 1 + request.value
     return probe_pb2.ProbePartial(
         shard_index=ctx.shard_index, value=value, replica=REPLICA, remaining_ms=(remaining or 0.0) * 1000
     )

@@ -7,7 +7,8 @@ Public face, for the demo, the benchmarks and the tests:
   ``DeploymentSpec`` (raising ``ConfigError`` with the field to fix);
 - ``Deployment(spec)`` starts it, waits for health, restarts crashed
   children and stops every process by its own handle (a context manager);
-  ``StartupError`` when it cannot come up;
+  ``StartupError`` when it cannot come up, ``StartupInterrupted`` when
+  ``interrupt()`` (a signal) stopped it while it was coming up;
 - ``Child`` is one supervised process, ``free_port`` and ``check_health``
   the two probes the supervisor itself uses, ``stop_children`` how it
   stops a group of children (SIGTERM, a bounded wait, SIGKILL).
@@ -19,6 +20,7 @@ from scatter.runtime.supervisor import (
     Child,
     Deployment,
     StartupError,
+    StartupInterrupted,
     check_health,
     free_port,
     stop_children,
@@ -30,6 +32,7 @@ __all__ = [
     "Deployment",
     "DeploymentSpec",
     "StartupError",
+    "StartupInterrupted",
     "check_health",
     "free_port",
     "load_deployment",

@@ -8,6 +8,24 @@ with exponential backoff. Stopping sends SIGTERM to the root first (so it
 drains while its leaves still answer), then to the rest, and SIGKILLs what
 has not exited after the grace period.
 
+No child outlives the supervisor, however it ends (docs/operations.md,
+"Signals"). A signal stops the deployment at any moment: ``interrupt()``
+(the CLI's SIGINT/SIGTERM handler) makes a startup in progress give up
+within one health-check poll, and a second one cuts the grace period short.
+If the supervisor itself is SIGKILLed, the kernel kills every child: each
+is started with PR_SET_PDEATHSIG = SIGKILL (Linux), set by a tiny program
+that then execs the command (``_die_with_parent.py``), so it holds for any
+command (a Node or C++ leaf, a shell script) without the child's
+cooperation, and the pid the supervisor holds is the command's own. The
+choices turned down: a pipe the children watch needs code in every child,
+or a wrapper process per child that stays between the supervisor and the
+command (hiding its pid from SIGSTOP fault tests and from the operator); a
+watchdog process holding the children's pids can itself be killed and
+races pid reuse; a ``preexec_fn`` hangs with grpc loaded (see that file).
+The parent-death signal is tied to the *thread* that forked the child, so
+every child of a deployment is started by one spawner thread that lives
+until the last child is stopped (see ``_Spawner``).
+
 Synchronous on purpose: it manages a handful of processes, and a plain
 ``with Deployment(spec) as dep:`` is easy to use from the CLI and the tests.
 Every process is tracked by its own Popen handle, never found by name.
@@ -17,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import random
 import signal
 import socket
@@ -26,10 +45,11 @@ import tempfile
 import threading
 import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import tomli_w
@@ -44,8 +64,74 @@ _WATCH_INTERVAL = 0.1
 _STABLE_AFTER = 10.0
 
 
+# A second signal while stopping: children still running after this long are SIGKILLed.
+_HURRY_POLL = 0.05
+
+T = TypeVar("T")
+
+
 class StartupError(RuntimeError):
     """A child did not become healthy; the message includes the end of its log."""
+
+
+class StartupInterrupted(Exception):
+    """``interrupt()`` was called (a signal) before the deployment was up; it has been stopped."""
+
+
+# Execs a command with a parent-death signal (Linux); elsewhere commands run as they are.
+_DIE_WITH_PARENT = str(Path(__file__).with_name("_die_with_parent.py"))
+_PDEATHSIG = sys.platform.startswith("linux")
+
+
+def _dying_with(parent: int, argv: Sequence[str]) -> list[str]:
+    """``argv`` run so that the kernel SIGKILLs it when process ``parent`` dies."""
+    if not _PDEATHSIG:
+        return list(argv)
+    # -I -S: a bare interpreter, nothing but the standard library (about 15 ms).
+    return [sys.executable, "-I", "-S", _DIE_WITH_PARENT, str(parent), *argv]
+
+
+class _Spawner:
+    """The one thread that starts every child of a deployment.
+
+    Linux sends the parent-death signal when the thread that forked the
+    child ends, not the process (prctl(2)): a child restarted by the watcher
+    thread, or revived from a test's worker thread, would be SIGKILLed the
+    moment that thread finished, drain or no drain. This thread lives until
+    ``close()``, after every child has been stopped.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+
+    def run(self, job: Callable[[], T]) -> T:
+        """Run ``job`` on the spawner thread and return its result (or raise its exception)."""
+        with self._guard:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="scatter-spawner", daemon=True)
+                self._thread.start()
+        if threading.current_thread() is self._thread:
+            return job()
+        done: Future[T] = Future()
+        self._jobs.put((job, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            job, done = item
+            try:
+                done.set_result(job())
+            except BaseException as exc:  # handed to the caller, re-raised there
+                done.set_exception(exc)
+
+    def close(self) -> None:
+        with self._guard:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._jobs.put(None)
+            thread.join()
 
 
 # Ports handed to children come from below Linux's ephemeral range (32768-60999
@@ -102,18 +188,25 @@ class Child:
         self.paused = False  # True while a test or an operator holds it down
         self.metrics_address = ""  # http host:port of /metrics, when assigned
         self.tls: ClientTls | None = None  # how the supervisor's health checks reach it
+        # Runs the Popen; a Deployment sets its spawner thread (see _Spawner).
+        self.spawn: Callable[[Callable[[], subprocess.Popen[bytes]]], subprocess.Popen[bytes]] = _call
 
     def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv,
-                cwd=self.cwd,
-                env={**os.environ, **self.env},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C in a terminal reaches the supervisor only
-            )
+        argv = _dying_with(os.getpid(), self.argv)
+
+        def popen() -> subprocess.Popen[bytes]:
+            with open(self.log_path, "ab") as log:
+                return subprocess.Popen(
+                    argv,
+                    cwd=self.cwd,
+                    env={**os.environ, **self.env},
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C in a terminal reaches the supervisor only
+                )
+
+        self.proc = self.spawn(popen)
         self.started_at = time.monotonic()
 
     @property
@@ -136,9 +229,11 @@ class Child:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def wait_healthy(self, timeout: float) -> None:
+    def wait_healthy(self, timeout: float, interrupted: threading.Event | None = None) -> None:
         deadline = time.monotonic() + timeout
         while True:
+            if interrupted is not None and interrupted.is_set():
+                raise StartupInterrupted(f"interrupted while waiting for {self.name}")
             if not self.running():
                 code = self.proc.returncode if self.proc else None
                 raise StartupError(f"{self.name} exited with code {code} before it was ready:\n{self.log_tail()}")
@@ -151,11 +246,16 @@ class Child:
             time.sleep(0.05)
 
 
-def stop_children(children: Sequence[Child], grace: float) -> None:
+def _call(job: Callable[[], T]) -> T:
+    return job()
+
+
+def stop_children(children: Sequence[Child], grace: float, hurry: threading.Event | None = None) -> None:
     """SIGTERM every child at once, wait up to ``grace`` seconds in all, then SIGKILL what is left.
 
     Each child is stopped by its own handle. A paused (SIGSTOPped) child is
-    continued first: a stopped process cannot handle SIGTERM.
+    continued first: a stopped process cannot handle SIGTERM. Once ``hurry``
+    is set (a second Ctrl-C), what is left is SIGKILLed at once.
     """
     for child in children:
         if child.paused:
@@ -165,11 +265,18 @@ def stop_children(children: Sequence[Child], grace: float) -> None:
     for child in children:
         if child.proc is None:
             continue
-        try:
-            child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.proc.kill()
-            child.proc.wait()
+        while True:
+            left = deadline - time.monotonic()
+            if hurry is not None and hurry.is_set():
+                left = 0.0
+            try:
+                child.proc.wait(timeout=max(0.0, min(left, _HURRY_POLL) if hurry is not None else left))
+                break
+            except subprocess.TimeoutExpired:
+                if left <= 0:
+                    child.proc.kill()
+                    child.proc.wait()
+                    break
 
 
 class Deployment:
@@ -185,6 +292,9 @@ class Deployment:
         self.children: dict[str, Child] = {}
         self.root_address = ""
         self._stopping = threading.Event()
+        self._interrupted = threading.Event()  # a signal: give up starting, then stop
+        self._hurry = threading.Event()  # a second signal: SIGKILL what is still running
+        self._spawner = _Spawner()
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self.client_tls: ClientTls | None = None
@@ -226,6 +336,7 @@ class Deployment:
         )
         child.metrics_address = metrics
         child.tls = self.client_tls
+        child.spawn = self._spawner.run
         self.children[name] = child
         return child
 
@@ -236,6 +347,18 @@ class Deployment:
             self.stop()
             raise
         return self
+
+    def interrupt(self) -> None:
+        """Stop soon, from a signal handler or another thread: the first call makes a startup
+        in progress raise ``StartupInterrupted`` (``__enter__`` then stops what it started);
+        a second one makes ``stop`` SIGKILL at once instead of waiting out the grace period."""
+        if self._interrupted.is_set():
+            self._hurry.set()
+        self._interrupted.set()
+
+    def _check_interrupted(self) -> None:
+        if self._interrupted.is_set():
+            raise StartupInterrupted("interrupted while starting")
 
     def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
         self.stop()
@@ -267,9 +390,10 @@ class Deployment:
         combiners = [self._child(f"combiner-{g}", spec.tree.combiner.command, spec.tree.combiner.env) for g in
                      range(len(groups))] if spec.tree is not None else []  # fmt: skip
         for child in self.children.values():
+            self._check_interrupted()
             child.start()
         for child in list(self.children.values()):
-            child.wait_healthy(spec.ready_timeout)
+            child.wait_healthy(spec.ready_timeout, self._interrupted)
 
         addresses = [[c.address for c in shard] for shard in leaves]
         document = spec.root_document(merge.address, addresses)
@@ -282,12 +406,12 @@ class Deployment:
                 mid_doc["root"] = {**spec.tree.root, "shard_offset": first, "total_shards": spec.shards}
                 mids.append(self._start_root(f"root-{g}", mid_doc))
             for mid in mids:
-                mid.wait_healthy(spec.ready_timeout)
+                mid.wait_healthy(spec.ready_timeout, self._interrupted)
             document["shards"] = [
                 {"replicas": [mid.address], "leaves": count} for mid, (_, count) in zip(mids, groups, strict=True)
             ]
         root = self._start_root("root", document)
-        root.wait_healthy(spec.ready_timeout)
+        root.wait_healthy(spec.ready_timeout, self._interrupted)
         self.root_address = root.address
         self._watcher = threading.Thread(target=self._watch, name="scatter-supervisor", daemon=True)
         self._watcher.start()
@@ -327,7 +451,9 @@ class Deployment:
         )
         root.metrics_address = str(section["metrics_listen"])
         root.tls = self.client_tls
+        root.spawn = self._spawner.run
         self.children[name] = root
+        self._check_interrupted()
         root.start()
         return root
 
@@ -353,7 +479,10 @@ class Deployment:
                     elif now >= restart_at[name]:
                         del restart_at[name]
                         child.restarts += 1
-                        child.start()
+                        try:
+                            child.start()
+                        except OSError as exc:  # e.g. the command was removed: try again later
+                            self._say(f"{name} could not be restarted: {exc}")
 
     def _say(self, message: str) -> None:
         if not self.quiet:
@@ -390,7 +519,7 @@ class Deployment:
                 child.start()
             child.paused = False
         if wait:
-            child.wait_healthy(self.spec.ready_timeout)
+            child.wait_healthy(self.spec.ready_timeout, self._interrupted)
 
     # -- stopping ----------------------------------------------------------------
 
@@ -400,7 +529,8 @@ class Deployment:
         if self._watcher is not None:
             self._watcher.join()
         root = self.children.get("root")
-        stop_children([root] if root else [], grace)
-        stop_children([c for n, c in self.children.items() if n != "root"], grace)
+        stop_children([root] if root else [], grace, self._hurry)
+        stop_children([c for n, c in self.children.items() if n != "root"], grace, self._hurry)
+        self._spawner.close()  # after the last child: its exit would SIGKILL them (see _Spawner)
         if self._tmp is not None:
             self._tmp.cleanup()

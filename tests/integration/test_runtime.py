@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from scatter.runtime import Deployment, StartupError, check_health, parse_deployment
 from tests._cluster import PROBE_DIR, probe_cluster
+from tests._procs import running
 
 
 def scatter(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -36,6 +38,24 @@ def test_crashed_child_is_restarted() -> None:
         assert child.restarts == 1
 
 
+def test_child_revived_from_a_thread_outlives_that_thread() -> None:
+    # Children die with their supervisor (a parent-death signal), which Linux ties to the
+    # thread that forked them: one revived from a short-lived thread must survive its end.
+    with probe_cluster(shards=1, replicas=1) as dep:
+        dep.kill("leaf-0-0")
+        reviver = threading.Thread(target=dep.revive, args=("leaf-0-0",))
+        reviver.start()
+        reviver.join(timeout=60)
+        child = dep.children["leaf-0-0"]
+        assert child.pid is not None and check_health(child.address) == "SERVING"
+        started = int(Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # a SIGKILL would come at once; give it a second
+            assert running(child.pid, started), "the revived leaf died with the thread that revived it"
+            time.sleep(0.05)
+        assert child.running()
+
+
 def test_broken_command_fails_startup_with_its_log() -> None:
     document = {
         "merge": {"command": ["{python}", "merge.py"]},
@@ -43,6 +63,17 @@ def test_broken_command_fails_startup_with_its_log() -> None:
         "runtime": {"ready_timeout_ms": 10_000},
     }
     pattern = r"leaf-0-0 exited with code 3 before it was ready:\n.*no index here"
+    with pytest.raises(StartupError, match=pattern), Deployment(parse_deployment(document, PROBE_DIR)):
+        pass
+
+
+def test_missing_command_fails_startup_with_its_log() -> None:
+    document = {
+        "merge": {"command": ["{python}", "merge.py"]},
+        "leaves": {"command": ["/nonexistent/leaf", "--port", "{port}"]},
+        "runtime": {"ready_timeout_ms": 10_000},
+    }
+    pattern = r"leaf-0-0 exited with code 127 before it was ready:\n.*cannot run '/nonexistent/leaf'"
     with pytest.raises(StartupError, match=pattern), Deployment(parse_deployment(document, PROBE_DIR)):
         pass
 

@@ -58,7 +58,12 @@ MERGE_BEFORE = {
 def test_merge_failures_reach_the_client_as_the_table_says(code: str) -> None:
     failure = errors.merge_failure(code, "127.0.0.1:1", "boom")
     assert failure.code == status.STATUS[code].client == MERGE_BEFORE.get(code, "INTERNAL")
-    assert failure.message == f"merge at 127.0.0.1:1 failed with {code}: boom"
+    # The log's detail names the merge and its words; the client's message neither, except
+    # the merge's own verdict on the request (INVALID_ARGUMENT), written for the client.
+    assert failure.detail == f"merge at 127.0.0.1:1 failed with {code}: boom"
+    assert "127.0.0.1" not in failure.message
+    assert ("boom" in failure.message) == (code == "INVALID_ARGUMENT")
+    assert failure.message.startswith("the merge ")
 
 
 def test_only_invalid_argument_is_a_verdict_on_the_request() -> None:

@@ -79,7 +79,10 @@ class ProbeRequest(_message.Message):
     STALL_PROBABILITY_FIELD_NUMBER: _builtins.int
     STALL_FIELD_NUMBER: _builtins.int
     value: _builtins.int
-    """A number every shard adds to its answer (lets a client check the merge)."""
+    """A number every shard adds to its answer (lets a client check the merge).
+    A value whose shard answer or sum does not fit a uint64 is refused with
+    INVALID_ARGUMENT, by the leaf or the merge.
+    """
     marker_dir: _builtins.str
     """When set, a leaf that finishes its work (not cancelled) creates the file
     MARKER_DIR/VALUE-SHARD-REPLICA.done: evidence of which calls ran to the end.
