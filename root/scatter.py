@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ from root.transport import AttemptResult, Replica
 from scatter_common.metrics import Histogram
 from scatter_common.otel import Span, Tracing
 from scatter_common.tracing import HEADER, TraceContext
+
+log = logging.getLogger("scatter.root")
 
 NO_COVERAGE_WAIT = CoverageWaitConfig()
 HEDGE = AttemptKind.HEDGE
@@ -240,7 +243,13 @@ class Scatter:
             return  # a loser, already accounted for when it was cancelled
         del self.running[key]
         i, attempt = key
-        code, body = task.result()
+        failure = task.exception()
+        body: bytes | str
+        if failure is not None:  # a transport bug: the attempt failed, the request goes on
+            log.warning("attempt %d of shard %d raised %r", attempt, self.shards[i].index, failure)
+            code, body = "UNKNOWN", f"the root's call failed: {type(failure).__name__}"
+        else:
+            code, body = task.result()
         if self.tracing is not None:
             self._end_span(i, attempt, code, "")
         now = clock()

@@ -144,6 +144,10 @@ class Replica:
             return "OK", await send(self.execute, self._streamed, self._gate, build, size, timeout, metadata)
         except grpc.aio.AioRpcError as exc:
             return exc.code().name, exc.details() or ""
+        except grpc.aio.UsageError:
+            # The channel was closed: the replica left the shard (root.membership) while a
+            # request that started before still had it as its last resort.
+            return "UNAVAILABLE", f"replica {self.address} was removed from the shard"
 
     async def serving(self, timeout: float) -> bool:
         """Whether the replica's health service answers SERVING within ``timeout`` seconds."""

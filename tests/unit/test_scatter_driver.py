@@ -193,3 +193,32 @@ def test_a_code_made_non_fatal_by_the_operator_fails_over_and_ends_unavailable()
     (outcome,) = run([failing_shard("INTERNAL", 2, hedging)], now, now + 5.0)
     assert (outcome.report.status, outcome.report.attempts) == (shard_pb2.SHARD_STATUS_UNAVAILABLE, 2)
     assert outcome.report.error == "INTERNAL: it failed"
+
+
+class RaisingReplica(FailingReplica):
+    """A transport that raises instead of returning a status (a bug): the request must go on."""
+
+    async def call(self, build: Callable[[], bytes], size: int, timeout: float, metadata: object) -> AttemptResult:
+        raise RuntimeError("boom")
+
+
+def test_an_attempt_that_raises_is_a_failed_attempt_not_a_failed_request() -> None:
+    now = time.monotonic()
+    shard = failing_shard("UNKNOWN", 2, HedgingConfig())
+    shard.replicas = [RaisingReplica("10.0.0.0:1", ""), FailingReplica("10.0.0.1:1", "UNAVAILABLE")]  # type: ignore[list-item]
+    (outcome,) = run([shard], now, now + 5.0)
+    assert outcome.report.status == shard_pb2.SHARD_STATUS_ERROR
+    assert "the root's call failed: RuntimeError" in outcome.report.error
+
+
+def test_a_call_on_a_closed_channel_is_unavailable() -> None:
+    """A replica removed from its shard has its channel closed; a request that still had it fails over."""
+    from root.transport import Replica, channel_options
+
+    async def call_closed() -> AttemptResult:
+        replica = Replica("127.0.0.1:1", channel_options(1024))
+        await replica.close()
+        return await replica.call(lambda: b"", 0, 1.0, ())
+
+    code, detail = asyncio.run(call_closed())
+    assert code == "UNAVAILABLE" and "removed" in str(detail)
