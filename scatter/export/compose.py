@@ -90,6 +90,7 @@ def compose(target: Target, source: str = "DEPLOYMENT.toml", out: str = "compose
         leaf: Doc = {
             **_base(target, target.leaf),
             "entrypoint": _command(target.leaf, "leaves.command", shard=str(shard)),
+            "working_dir": target.workdir,
             "environment": _escape(
                 {
                     **target.leaf.env,
@@ -110,6 +111,7 @@ def compose(target: Target, source: str = "DEPLOYMENT.toml", out: str = "compose
             services[f"{name}-init"] = {
                 **_base(target, target.init),
                 "entrypoint": _command(target.init, "deploy.init.command", shard=str(shard)),
+                "working_dir": target.workdir,
                 "environment": _escape(
                     {**target.init.env, "SCATTER_SHARD_INDEX": str(shard), "SCATTER_SHARD_COUNT": str(target.shards)}
                 ),
@@ -123,6 +125,7 @@ def compose(target: Target, source: str = "DEPLOYMENT.toml", out: str = "compose
     services["merge"] = {
         **_base(target, target.merge),
         "entrypoint": _command(target.merge, "merge.command"),
+        "working_dir": target.workdir,
         "environment": _escape({**target.merge.env, "SCATTER_ADDRESS": target.merge_address, **common}),
         "volumes": [f"merge-socket:{socket_dir}"],
         "healthcheck": _health(target, target.merge_address),

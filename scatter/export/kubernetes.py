@@ -188,6 +188,7 @@ def _leaf_documents(target: Target, shard: int) -> list[tuple[str, Doc]]:
                 "image": target.init.image,
                 "imagePullPolicy": target.pull_policy,
                 "command": fill(target.init.command, **values),
+                "workingDir": target.workdir,
                 "env": env[:1] + _env({**target.init.env, "SCATTER_SHARD_INDEX": str(shard),
                                        "SCATTER_SHARD_COUNT": str(target.shards)}),
                 "resources": _resources(target.init),
@@ -202,6 +203,7 @@ def _leaf_documents(target: Target, shard: int) -> list[tuple[str, Doc]]:
         "image": target.leaf.image,
         "imagePullPolicy": target.pull_policy,
         "command": fill(target.leaf.command, **values),
+        "workingDir": target.workdir,
         "env": env,
         "ports": [
             {"name": "grpc", "containerPort": target.leaf_port},
@@ -290,6 +292,7 @@ def _root_documents(target: Target) -> list[tuple[str, Doc]]:
         "imagePullPolicy": target.pull_policy,
         "restartPolicy": "Always",
         "command": fill(target.merge.command),
+        "workingDir": target.workdir,
         "env": _env(
             {
                 **target.merge.env,

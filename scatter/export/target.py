@@ -111,6 +111,7 @@ class Target:
     merge_metrics_port: int
     merge_socket: str
     data_dir: str
+    workdir: str  # the leaves', merge's and init's working directory, as the deployment file's folder locally
     root_config_path: str
     pull_policy: str
     uid: int
@@ -357,6 +358,7 @@ def build_target(spec: DeploymentSpec, images: Images = Images(), namespace: str
         merge_metrics_port=merge_metrics,
         merge_socket=merge_socket,
         data_dir=data_dir,
+        workdir=workdir,
         root_config_path=root_config_path,
         pull_policy=pull_policy,
         uid=uid,
