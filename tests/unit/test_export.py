@@ -26,6 +26,7 @@ import pytest
 from root.config import parse_root_config
 from root.errors import ConfigError
 from scatter.export import Images, Target, build_target, compose_file, kubernetes_manifests, kubernetes_stream
+from scatter.export.target import fill, translate
 from scatter.runtime import DeploymentSpec, load_deployment, parse_deployment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -449,3 +450,11 @@ def test_compose_escapes_dollars_and_refuses_replica_numbers(tmp_path: Path) -> 
     spec = _probe_spec(tmp_path, '[deploy]\nimage = "x:1"\n[deploy.leaves]\ncommand = ["leaf", "{replica}"]\n')
     with pytest.raises(ConfigError, match="replica"):
         compose_file(build_target(spec))
+
+
+def test_placeholders_map_to_the_container_and_braces_stay_escaped() -> None:
+    values = {"python": "python", "config_dir": "/app", "shard": "{shard}", "shards": "4"}
+    command = translate(["{python}", "{config_dir}/x", "--s={shard}/{shards}", "{{literal}}"], "w", values)
+    assert fill(command, shard="2") == ["python", "/app/x", "--s=2/4", "{literal}"]
+    with pytest.raises(ConfigError, match=r"placeholder \{replica\}"):
+        translate(["{replica}"], "merge.command", {"python": "python"})
