@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "scatter.commands"
 # name -> (target "module:function" taking argv and returning an exit code, one-line help)
 BUILTIN: dict[str, tuple[str, str]] = {
     "up": ("scatter.runtime.cli:main", "start a local deployment (root, merge, leaves) from a TOML file"),
+    "export": ("scatter.export.cli:main", "write Kubernetes manifests or a Compose file for a deployment file"),
     "root": ("root.server:main", "run one root server from a TOML config"),
     "query": ("scatter.query:main", "send one request to a root and print the JSON answer"),
     "conformance": ("scatter.conformance.cli:main", "check a leaf or merge in any language against the contract"),

@@ -17,6 +17,9 @@ and leaves are commands to start instead of addresses to call.
     [runtime]
     ready_timeout_ms = 60000
 
+    [deploy]                    # for `scatter export` only (scatter.export)
+    image = "myapp:1.0"
+
 Commands run in the file's folder. Placeholders: {python} (this Python),
 {config_dir}, and for leaves {shard}, {shards}, {replica}. Every child also
 gets SCATTER_HOST, SCATTER_PORT, and leaves SCATTER_SHARD_INDEX,
@@ -88,6 +91,9 @@ class DeploymentSpec:
     root_command: tuple[str, ...] = (sys.executable, "-m", "scatter.cli", "root")
     tls: DeploymentTls | None = None
     tree: TreeSpec | None = None
+    # [deploy]: what a cluster needs that a local run does not (image, namespace,
+    # resources...). ``scatter up`` ignores it; ``scatter export`` validates it.
+    deploy: Mapping[str, Any] = field(default_factory=dict)
 
     def root_document(self, merge_address: str, leaf_addresses: list[list[str]]) -> dict[str, Any]:
         """The root config document with the addresses the runtime assigned."""
@@ -115,7 +121,7 @@ def _process(table: Table) -> ProcessSpec:
 
 
 # Sections that belong to the root's own configuration, passed through.
-_ROOT_SECTIONS = ("root", "hedging", "replicas")
+_ROOT_SECTIONS = ("root", "hedging", "replicas", "discovery")
 
 
 def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec:
@@ -171,6 +177,7 @@ def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec
     tree_table.finish()
     root_doc = {name: data[name] for name in _ROOT_SECTIONS if name in data}
     doc.used.update(_ROOT_SECTIONS)
+    deploy = doc.get("deploy", dict, {})
     doc.finish()
     spec = DeploymentSpec(
         root=root_doc,
@@ -184,6 +191,7 @@ def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec
         max_restart_backoff=max_backoff / 1000,
         tls=tls,
         tree=tree,
+        deploy=deploy,
     )
     # Validate the root part now, with placeholder addresses, so a typo in
     # [root] fails before any process starts.

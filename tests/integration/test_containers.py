@@ -18,85 +18,39 @@ started detached, and stopped and removed by its id.
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
 from demo_search.cli import search_once
-
-REPO = Path(__file__).resolve().parents[2]
-DOCKER = REPO / "deploy" / "docker"
-BASE_IMAGE = os.environ.get("SCATTER_TEST_BASE_IMAGE", "localhost/scatter-base:bookworm")
-IMAGE = "localhost/scatter-gather:test"
-# Lower than podman's defaults: runc cannot raise them above this host's hard limits.
-ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
-BASE_TIMEOUT = 600.0  # debootstrap: ~1.5 min here
-BUILD_TIMEOUT = 600.0  # ~25 s here, pip downloads included
-READY_TIMEOUT = 90.0
+from tests._podman import (
+    BASE_TIMEOUT,
+    BUILD_TIMEOUT,
+    DOCKER,
+    READY_TIMEOUT,
+    ULIMITS,
+    build_image,
+    podman,
+    prune_images,
+    skip_without_podman,
+)
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(BASE_TIMEOUT + BUILD_TIMEOUT + 300),
-    pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed (apt-get install podman runc)"),
+    skip_without_podman(),
 ]
-
-
-def _podman() -> list[str]:
-    runtime = os.environ.get("SCATTER_TEST_OCI_RUNTIME") or ("runc" if shutil.which("runc") else "")
-    return ["podman", *(["--runtime", runtime] if runtime else [])]
-
-
-def podman(*args: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*_podman(), *args], capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        pytest.fail(f"podman {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}", pytrace=False)
-    return result
-
-
-def _ensure_base_image() -> None:
-    if podman("image", "exists", BASE_IMAGE, check=False).returncode == 0:
-        return
-    if BASE_IMAGE != "localhost/scatter-base:bookworm":
-        podman("pull", BASE_IMAGE, timeout=BASE_TIMEOUT)
-        return
-    if shutil.which("debootstrap") is None or os.geteuid() != 0:
-        pytest.fail(
-            f"no {BASE_IMAGE}: run deploy/docker/local-base.sh as root (apt-get install debootstrap), "
-            "or set SCATTER_TEST_BASE_IMAGE to a python:3.11-slim image podman can pull",
-            pytrace=False,
-        )
-    result = subprocess.run(
-        [str(DOCKER / "local-base.sh"), BASE_IMAGE], capture_output=True, text=True, timeout=BASE_TIMEOUT
-    )
-    assert result.returncode == 0, f"local-base.sh failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
-
-
-# Every image this test builds carries this label, so the ones a rebuild
-# leaves untagged can be pruned without touching anybody else's images.
-TEST_LABEL = "org.scatter-gather.test-build=1"
 
 
 @pytest.fixture(scope="module")
 def image() -> Iterator[str]:
-    _ensure_base_image()
-    started = time.monotonic()
-    podman(
-        "build", *ULIMITS, "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--label", TEST_LABEL,
-        "-f", str(DOCKER / "Dockerfile"), "-t", IMAGE, str(REPO),
-        timeout=BUILD_TIMEOUT,
-    )  # fmt: skip
-    print(f"image built in {time.monotonic() - started:.1f} s")
-    yield IMAGE
-    podman("image", "prune", "-f", "--filter", f"label={TEST_LABEL}", check=False, timeout=120)
+    yield build_image()
+    prune_images()
 
 
 def _free_port() -> int:

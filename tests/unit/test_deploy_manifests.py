@@ -1,12 +1,10 @@
-"""Offline checks of deploy/: Kubernetes schemas, the root config against the pods, compose, the Dockerfile.
+"""Offline checks of deploy/docker/: compose against its root.toml, the image's tags, the Dockerfile.
 
-No cluster and no container engine: the manifests are validated against the
-Kubernetes API schemas that kubernetes-validate ships, the root's ConfigMap is
-read by our own config loader and must name exactly the pods the StatefulSet
-creates, the compose file must agree with its root.toml the same way, the
-entrypoint's ordinal arithmetic runs for real under /bin/sh, and hadolint
-lints the Dockerfile. A missing tool fails the test with the command that
-installs it (these tools are in the ``test`` extra).
+No cluster and no container engine: the compose file must agree with its
+root.toml (the root's own config loader reads it), the entrypoint's ordinal
+arithmetic runs for real under /bin/sh, and hadolint lints the Dockerfile.
+deploy/k8s/ is the export of deploy/demo.toml, checked in tests/unit/test_export.py.
+A missing tool fails the test with the command that installs it (these tools are in the ``test`` extra).
 """
 
 from __future__ import annotations
@@ -88,180 +86,16 @@ def _project_version() -> str:
 
 
 # --- Kubernetes ---------------------------------------------------------------------------------------
-
-
-def test_manifests_exist() -> None:
-    kinds = sorted(d["kind"] for _, d in _documents())
-    leaves = ["Service", "StatefulSet", "PodDisruptionBudget"]
-    root = ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
-    assert kinds == sorted(["Namespace", *leaves, *root])
-
-
-@pytest.mark.parametrize("version", K8S_VERSIONS)
-def test_manifests_validate_against_the_kubernetes_schemas(version: str) -> None:
-    kubernetes_validate = _need("kubernetes_validate", "kubernetes-validate")
-    problems = []
-    for where, doc in _documents():
-        try:
-            # strict: an unknown field (a typo) is an error, as `kubectl apply` would report it
-            kubernetes_validate.validate(doc, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            problems.append(f"{where}: {'.'.join(map(str, exc.path))}: {exc.message}")
-    assert not problems, "\n".join(problems)
-
-
-def test_everything_lives_in_the_namespace() -> None:
-    namespace = _one("Namespace")["metadata"]["name"]
-    for where, doc in _documents():
-        if doc["kind"] != "Namespace":
-            assert doc["metadata"].get("namespace") == namespace, where
-
-
-def _root_config() -> Any:
-    return parse_root_config(tomllib.loads(_one("ConfigMap", "root-config")["data"]["root.toml"]))
-
-
-def test_root_config_names_exactly_the_statefulset_pods() -> None:
-    namespace = _one("Namespace")["metadata"]["name"]
-    sts = _one("StatefulSet")
-    pod = sts["spec"]["template"]["spec"]
-    leaf = _container(pod, "leaf")
-    env = _env(leaf)
-    shards, per_shard = int(env["SCATTER_SHARD_COUNT"]), int(env["SCATTER_REPLICAS_PER_SHARD"])
-    port = next(p["containerPort"] for p in leaf["ports"] if p["name"] == "grpc")
-    assert int(env["SCATTER_PORT"]) == port
-    assert sts["spec"]["replicas"] == shards * per_shard
-    assert int(_flag(_container(pod, "index")["args"], "--shards")) == shards
-
-    # ordinal = shard * per_shard + replica, as the image's entrypoint computes it
-    name, service = sts["metadata"]["name"], sts["spec"]["serviceName"]
-    expected = [
-        [f"{name}-{shard * per_shard + r}.{service}.{namespace}.svc.cluster.local:{port}" for r in range(per_shard)]
-        for shard in range(shards)
-    ]
-    assert [list(s.replicas) for s in _root_config().shards] == expected
-
-
-def test_headless_service_gives_the_leaves_their_dns_names() -> None:
-    sts = _one("StatefulSet")
-    service = _one("Service", sts["spec"]["serviceName"])
-    assert service["spec"]["clusterIP"] == "None"
-    labels = sts["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= labels.items()
-    assert sts["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    leaf = _container(sts["spec"]["template"]["spec"], "leaf")
-    (port,) = service["spec"]["ports"]
-    assert port["port"] == leaf["ports"][0]["containerPort"]
-    assert port["targetPort"] == leaf["ports"][0]["name"]
-
-
-def test_each_leaf_gets_its_shard_from_an_init_container_into_an_emptydir() -> None:
-    pod = _one("StatefulSet")["spec"]["template"]["spec"]
-    index, leaf = _container(pod, "index"), _container(pod, "leaf")
-    assert index in pod["initContainers"]
-    assert index["args"][0] == "index"
-    out = Path(_flag(index["args"], "--out"))
-    assert Path(_flag(leaf["args"], "--index")) == out
-    (mount,) = [m for m in index["volumeMounts"] if out.is_relative_to(m["mountPath"])]
-    assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == mount["name"])
-    assert {"name": mount["name"], "mountPath": mount["mountPath"], "readOnly": True} in leaf["volumeMounts"]
-    # the entrypoint takes the shard from the pod name
-    assert {"name": "SCATTER_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in leaf["env"]
-    assert "SCATTER_SHARD_INDEX" not in _env(leaf)
-
-
-def test_root_and_merge_share_a_unix_socket_on_an_emptydir() -> None:
-    pod = _one("Deployment", "root")["spec"]["template"]["spec"]
-    root, merge = _container(pod, "root"), _container(pod, "merge")
-    address = _root_config().merge_address
-    assert address.startswith("unix:/")
-    assert _flag(merge["args"], "--address") == address
-    # a native sidecar: starts before the root, stops after it
-    assert merge in pod["initContainers"] and merge["restartPolicy"] == "Always"
-    socket_dir = str(Path(address.removeprefix("unix:")).parent)
-    empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
-    for container in (root, merge):
-        assert any(m["mountPath"] == socket_dir and m["name"] in empty_dirs for m in container["volumeMounts"]), (
-            f"{container['name']} does not mount an emptyDir at {socket_dir}"
-        )
-
-
-def test_root_reads_the_configmap() -> None:
-    pod = _one("Deployment", "root")["spec"]["template"]["spec"]
-    root = _container(pod, "root")
-    assert root["args"][0] == "root"
-    path = Path(_env(root)["SCATTER_ROOT_CONFIG"])
-    (volume,) = [v for v in pod["volumes"] if v.get("configMap", {}).get("name") == "root-config"]
-    (mount,) = [m for m in root["volumeMounts"] if m["name"] == volume["name"]]
-    assert path == Path(mount["mountPath"]) / "root.toml"
-    port = next(p["containerPort"] for p in root["ports"] if p["name"] == "grpc")
-    assert _root_config().listen == f"0.0.0.0:{port}"
-    labels = _one("Deployment", "root")["spec"]["template"]["metadata"]["labels"]
-    assert _one("Service", "root")["spec"]["selector"].items() <= labels.items()
-
-
-def _serving_containers() -> Iterator[tuple[str, dict[str, Any]]]:
-    for kind in POD_KINDS:
-        pod = _one(kind)["spec"]["template"]["spec"]
-        for c in pod["containers"]:
-            yield f"{kind}/{c['name']}", c
-        for c in pod.get("initContainers", []):
-            if c.get("restartPolicy") == "Always":  # a sidecar serves too
-                yield f"{kind}/{c['name']}", c
-
-
-def test_probes_ask_the_grpc_health_service() -> None:
-    for where, container in _serving_containers():
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            if probe == "readinessProbe" and container.get("restartPolicy") == "Always":
-                continue  # a sidecar's readiness is not used: the pod's is the root's
-            spec = container.get(probe)
-            assert spec, f"{where} has no {probe}"
-            grpc_ports = [p["containerPort"] for p in container.get("ports", []) if p["name"] == "grpc"]
-            if grpc_ports:
-                assert spec["grpc"]["port"] == grpc_ports[0], f"{where} {probe}"
-            else:  # Unix socket only: the image's health check, same Health/Check call
-                command = spec["exec"]["command"]
-                assert command[:2] == ["scatter-entrypoint", "health"], f"{where} {probe}"
-                assert command[2] == _flag(container["args"], "--address")
-
-
-def test_every_container_has_requests_and_limits() -> None:
-    for kind in POD_KINDS:
-        for c in _containers(_one(kind)["spec"]["template"]["spec"]):
-            for bound in ("requests", "limits"):
-                assert set(c["resources"][bound]) == {"cpu", "memory"}, f"{kind}/{c['name']} {bound}"
-
-
-def test_containers_run_unprivileged_and_drain_within_the_grace_period() -> None:
-    for kind in POD_KINDS:
-        pod = _one(kind)["spec"]["template"]["spec"]
-        assert pod["securityContext"]["runAsNonRoot"] is True
-        for c in _containers(pod):
-            assert c["securityContext"]["allowPrivilegeEscalation"] is False, f"{kind}/{c['name']}"
-            assert c["securityContext"]["readOnlyRootFilesystem"] is True, f"{kind}/{c['name']}"
-            grace = _env(c).get("SCATTER_GRACE_SECONDS")
-            if grace is not None:
-                assert float(grace) < pod["terminationGracePeriodSeconds"], f"{kind}/{c['name']}"
-    root_pod = _one("Deployment")["spec"]["template"]["spec"]
-    assert _root_config().grace_seconds < root_pod["terminationGracePeriodSeconds"]
-
-
-def test_each_workload_has_a_disruption_budget() -> None:
-    budgets = [d for _, d in _documents() if d["kind"] == "PodDisruptionBudget"]
-    for kind in POD_KINDS:
-        labels = _one(kind)["spec"]["template"]["metadata"]["labels"]
-        matching = [b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()]
-        assert len(matching) == 1, f"{kind}: {len(matching)} PodDisruptionBudgets select its pods"
-    # one leaf at a time: every shard keeps a replica through a node drain
-    assert _one("PodDisruptionBudget", "leaves")["spec"]["maxUnavailable"] == 1
+# deploy/k8s/ is `scatter export kubernetes deploy/demo.toml`: tests/unit/test_export.py validates it
+# against the API schemas and checks its layout; here only that it runs this version's image.
 
 
 def test_images_are_this_version() -> None:
     image = f"scatter-gather:{_project_version()}"
-    for kind in POD_KINDS:
-        for c in _containers(_one(kind)["spec"]["template"]["spec"]):
-            assert c["image"] == image, f"{kind}/{c['name']}"
+    for _, doc in _documents():
+        if doc["kind"] in POD_KINDS:
+            for c in _containers(doc["spec"]["template"]["spec"]):
+                assert c["image"] == image, f"{doc['kind']}/{doc['metadata']['name']}/{c['name']}"
     for name, service in _compose()["services"].items():
         assert service["image"] == image, f"compose {name}"
 
@@ -361,16 +195,3 @@ def _run_entrypoint(tmp_path: Path, env: dict[str, str]) -> subprocess.Completed
         text=True,
         timeout=10,
     )
-
-
-def test_every_process_exposes_metrics() -> None:
-    """Leaves, root and merge serve Prometheus metrics on a named port the pod declares."""
-    config = tomllib.loads(_one("ConfigMap")["data"]["root.toml"])
-    assert config["root"]["metrics_listen"].endswith(":9100")
-    for where, container in _serving_containers():
-        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
-        env = {e["name"]: e.get("value") for e in container.get("env", [])}
-        metrics = [port for name, port in ports.items() if name.endswith("metrics")]
-        assert metrics, f"{where} declares no metrics port"
-        if "SCATTER_METRICS_ADDRESS" in env:
-            assert env["SCATTER_METRICS_ADDRESS"] == f"0.0.0.0:{metrics[0]}", where
