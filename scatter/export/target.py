@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from root.config import Table, positive
+from root.config import Table
 from root.errors import ConfigError
 from scatter.runtime import DeploymentSpec
 from scatter_common.serving import DEFAULT_GRACE_SECONDS
@@ -233,8 +233,9 @@ def build_target(spec: DeploymentSpec, images: Images = Images(), namespace: str
     uid = deploy.get("uid", int, DEFAULT_UID)
     if uid <= 0:
         raise ConfigError(f"deploy.uid must be > 0 (the pods run as non-root), got {uid}")
-    termination = int(positive("deploy.termination_grace_seconds", deploy.get(
-        "termination_grace_seconds", int, DEFAULT_TERMINATION_GRACE_SECONDS)))  # fmt: skip
+    termination = deploy.number(
+        "termination_grace_seconds", int, DEFAULT_TERMINATION_GRACE_SECONDS, low=0, low_open=True, high=86400
+    )
     health_command = _strings(deploy, "health_command") or DEFAULT_HEALTH_COMMAND
     log_format = deploy.get("log_format", str, DEFAULT_LOG_FORMAT)
     if log_format not in ("json", "text"):
@@ -255,7 +256,7 @@ def build_target(spec: DeploymentSpec, images: Images = Images(), namespace: str
     base = {"python": "python", "config_dir": workdir}
 
     leaves = deploy.table("leaves")
-    replicas = int(positive("deploy.leaves.replicas", leaves.get("replicas", int, spec.replicas)))
+    replicas = leaves.number("replicas", int, spec.replicas, low=1, high=10_000)
     leaf_port = _port(leaves, "port", DEFAULT_LEAF_PORT)
     leaf_metrics = _port(leaves, "metrics_port", DEFAULT_METRICS_PORT)
     if leaf_metrics == leaf_port:
@@ -321,7 +322,7 @@ def build_target(spec: DeploymentSpec, images: Images = Images(), namespace: str
         _env(root_table),
         _resources(root_table, "root"),
     )  # fmt: skip
-    root_replicas = int(positive("deploy.root.replicas", root_table.get("replicas", int, DEFAULT_ROOT_REPLICAS)))
+    root_replicas = root_table.number("replicas", int, DEFAULT_ROOT_REPLICAS, low=1, high=10_000)
     pre_stop = root_table.get("pre_stop_seconds", int, DEFAULT_PRE_STOP_SECONDS)
     if pre_stop < 0:
         raise ConfigError(f"deploy.root.pre_stop_seconds must be >= 0, got {pre_stop}")
