@@ -17,6 +17,7 @@ from google.protobuf import any_pb2
 
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import leaf_pb2, root_pb2
+from root import wire
 from scatter.runtime import Deployment
 from tests._cluster import Client, probe_cluster
 from tests._http import fetch, sample
@@ -55,19 +56,10 @@ def padded(total: int) -> root_pb2.QueryRequest:
     request.payload.Pack(probe_pb2.ProbeRequest(value=1))
     base = request.payload.value
     for pad in range(max(0, total - 64), total):
-        request.payload.value = base + b"\xfa\x3f" + _varint(pad) + b"x" * pad  # field 1023, length-delimited
+        request.payload.value = base + b"\xfa\x3f" + wire.varint(pad) + b"x" * pad  # field 1023, length-delimited
         if len(request.SerializeToString()) == total:
             return request
     raise AssertionError(f"cannot build a request of exactly {total} bytes")
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def shard_calls(cluster: Deployment) -> float:
