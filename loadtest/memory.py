@@ -33,7 +33,6 @@ from loadtest.processes import processes
 from loadtest.procfs import memory_kib
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
-from root import wire
 from scatter.runtime import Deployment, free_port
 
 MIB = 1024 * 1024
@@ -46,11 +45,20 @@ def padded_request(total: int, delay_ms: float) -> bytes:
     request.payload.Pack(probe_pb2.ProbeRequest(value=1, delay=duration_pb2.Duration(nanos=int(delay_ms * 1e6))))
     base = request.payload.value
     for pad in range(total, max(0, total - 256), -1):
-        request.payload.value = base + b"\xfa\x3f" + wire.varint(pad) + b"x" * pad  # field 1023, length-delimited
+        request.payload.value = base + b"\xfa\x3f" + _varint(pad) + b"x" * pad  # field 1023, length-delimited
         body = request.SerializeToString()
         if len(body) == total:
             return body
     raise ValueError(f"cannot build a request of exactly {total} bytes")
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def reset_peak(pid: int) -> bool:
