@@ -167,8 +167,8 @@ class KitOptions:
     def worst_case(self) -> float:
         """Seconds a whole run can take at most, whatever the server does (plus scheduling noise).
 
-        Connection and SERVING waits; learning the shard (bounded to ``timeout`` per index and
-        per count, and to ``2 * timeout`` in all when the leaf answers quickly); then every check
+        Connection and SERVING waits; resolving the sample's types by reflection (one ``timeout``
+        per type, four allowed); learning the shard (``2 * timeout`` in all); then every check
         is bounded: a call per check with ``timeout``, the concurrency checks' burst and barrier,
         and the release checks' measurements (a baseline, a loaded one, then polls for
         ``release_bound`` plus one more measurement, each ``probe_timeout``) for cancellation and deadline.
@@ -177,7 +177,8 @@ class KitOptions:
         calls = 12 * self.timeout + 2 * (self.deadline_bound + self.timeout)  # one-call checks, short-deadline
         bursts = 2 * self.timeout  # concurrent: one burst; the release checks' barrier
         release = 2 * (3 * self.probe_timeout + self.release_bound + self.timeout) + self.probe_deadline
-        return self.connect_timeout + self.serving_timeout + learn + calls + bursts + release
+        types = 4 * self.timeout
+        return self.connect_timeout + self.serving_timeout + types + learn + calls + bursts + release
 
 
 class ShardUnknown(ValueError):
