@@ -310,7 +310,7 @@ def test_cli_exit_codes_and_output(
     assert report["passed"] is False and report["role"] == "merge" and report["shard"] is None
     assert sum(report["summary"].values()) == len(report["checks"]) == len(MERGE_CHECKS)
     assert all(f"`{key}`" in DOCS for key in JSON_KEYS)  # docs/any-language.md documents every key
-    assert {c["name"] for c in report["checks"] if c["status"] == "FAIL"} >= {"empty-results", "health-overall"}
+    assert {c["name"] for c in report["checks"] if c["status"] == "FAIL"} >= {"empty-results", "health-service"}
     assert all(c["duty"].startswith("MUST ") for c in report["checks"] if c["status"] == "FAIL")  # from merge.proto
 
     bad = tmp_path / "bad.json"
