@@ -175,8 +175,8 @@ class KitOptions:
         """
         learn = 2 * self.timeout
         calls = 12 * self.timeout + 2 * (self.deadline_bound + self.timeout)  # one-call checks, short-deadline
-        bursts = 2 * self.timeout  # concurrent: one burst; the release checks' barrier
-        release = 2 * (3 * self.probe_timeout + self.release_bound + self.timeout) + self.probe_deadline
+        bursts = self.timeout  # concurrent: one burst
+        release = 2 * (3 * self.probe_timeout + self.release_bound) + self.probe_timeout + self.probe_deadline
         types = 4 * self.timeout
         return self.connect_timeout + self.serving_timeout + types + learn + calls + bursts + release
 
@@ -429,8 +429,9 @@ class _Run:
         started = [self.call.future(slow, timeout=max(30.0, self.options.timeout)) for _ in range(count)]
         # A delivery barrier, not a sleep: the calls of one channel reach the server in the order they
         # were started, so once a later call has been answered (whatever the answer: a server at its
-        # limit refuses it) the server has received every slow call.
-        _invoke(self.call, valid, self.options.timeout)
+        # limit refuses it) the server has received every slow call. A loaded server may be too slow to
+        # answer it at all: ``probe_timeout`` bounds the wait (that call was sent, after all the others).
+        _invoke(self.call, valid, self.options.probe_timeout)
         loaded = self.measure(valid)
         for future in started:
             future.cancel()
