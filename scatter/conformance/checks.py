@@ -169,9 +169,9 @@ class KitOptions:
 
         Connection and SERVING waits; resolving the sample's types by reflection (one ``timeout``
         per type, four allowed); learning the shard (``2 * timeout`` in all); then every check
-        is bounded: a call per check with ``timeout``, the concurrency checks' burst and barrier,
-        and the release checks' measurements (a baseline, a loaded one, then polls for
-        ``release_bound`` plus one more measurement, each ``probe_timeout``) for cancellation and deadline.
+        is bounded: a call per check with ``timeout``, the ``concurrent`` burst, and the release
+        checks' measurements, each ``probe_timeout`` (a baseline, a delivery barrier, a loaded one,
+        then polls for ``release_bound`` plus one more, for cancellation and again for the deadline).
         """
         learn = 2 * self.timeout
         calls = 12 * self.timeout + 2 * (self.deadline_bound + self.timeout)  # one-call checks, short-deadline
@@ -547,16 +547,18 @@ def run_leaf(
         if reachable.status is Status.FAIL:
             return [reachable], None
         resolver = TypeResolver(channel, imports, options.timeout)
-        payload = to_any(sample.request, resolver.find)
-        slow_payload = None if sample.slow_request is None else to_any(sample.slow_request, resolver.find)
         run = _Run(channel, LEAF_SERVICE, leaf_pb2_grpc.LeafStub(channel).Execute, options, resolver.find, LEAF_CHECKS)
         not_serving = _wait_serving(run, LEAF_CHECKS, reachable)
         if not_serving:
             return not_serving, None
+        payload = to_any(sample.request, resolver.find)
+        slow_payload = None if sample.slow_request is None else to_any(sample.slow_request, resolver.find)
         learned = shard_index is None or shard_count is None
         if learned:
             shard_index, shard_count = learn_shard(run.call, payload, shard_index, shard_count, options)
         assert shard_index is not None and shard_count is not None
+        if not learned:
+            _confirm_shard(run.call, payload, shard_index, shard_count, options)
         shard = Shard(shard_index, shard_count, learned)
 
         counter = iter(range(1, 1_000_000))
@@ -648,6 +650,20 @@ def learn_shard(
 _FLAGS = "--shard-index and --shard-count"
 
 
+def _confirm_shard(call: Call, payload: any_pb2.Any, index: int, count: int, options: KitOptions) -> None:
+    """A shard given by the flags that the leaf refuses as not its own stops the run with that said, instead of
+    failing every check that sends the sample request."""
+    request = leaf_pb2.ExecuteRequest(
+        payload=payload, shard_index=index, shard_count=count, attempt=1, request_id="conformance-shard"
+    )
+    outcome = _invoke(call, request, options.timeout)
+    if outcome.code is grpc.StatusCode.FAILED_PRECONDITION:
+        raise ShardUnknown(
+            f"the leaf does not serve shard {index} of {count} (FAILED_PRECONDITION: {outcome.details}); "
+            f"pass the shard it serves with {_FLAGS}, or omit both to learn it from the leaf"
+        )
+
+
 def _wait_serving(run: _Run, checks: Sequence[Check], reachable: CheckResult) -> list[CheckResult]:
     """Wait for SERVING; when it does not come, the rows of the run (the others SKIPPED, saying why), else []."""
     status, run.waited = run.wait_serving()
@@ -727,14 +743,14 @@ def check_merge(
         if reachable.status is Status.FAIL:
             return [reachable]
         resolver = TypeResolver(channel, imports, options.timeout)
-        payload = to_any(sample.request, resolver.find)
-        partials = [to_any(p, resolver.find) for p in sample.partials]
         run = _Run(
             channel, MERGE_SERVICE, merge_pb2_grpc.MergeStub(channel).Merge, options, resolver.find, MERGE_CHECKS
         )
         not_serving = _wait_serving(run, MERGE_CHECKS, reachable)
         if not_serving:
             return not_serving
+        payload = to_any(sample.request, resolver.find)
+        partials = [to_any(p, resolver.find) for p in sample.partials]
         declared = sample.merge_response_type
         timeout = shard_pb2.SHARD_STATUS_TIMEOUT
         every_failure = [timeout, shard_pb2.SHARD_STATUS_ERROR, shard_pb2.SHARD_STATUS_UNAVAILABLE]

@@ -193,10 +193,17 @@ def test_a_loading_leaf_is_waited_for_and_its_shard_learned() -> None:
     assert "learned from the leaf" in {r.name: r for r in results}["wrong-shard"].detail
 
 
-def test_a_shard_that_cannot_be_learned_names_the_flags(probe_leaf: Proc, sample_file: Path) -> None:
+def test_a_shard_that_cannot_be_learned_names_the_flags(
+    probe_leaf: Proc, sample_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # The probe leaf serves shard 1 of 2; told to try one shard only, the kit cannot find it.
     with pytest.raises(ShardUnknown, match="pass --shard-index and --shard-count"):
         check_leaf(probe_leaf.address, load_sample(sample_file), options=KitOptions(max_shards=1, timeout=10.0))
+    # Told a shard the leaf refuses: one message that says so, exit 2, not a failure per check.
+    argv = ["leaf", probe_leaf.address, "--sample", str(sample_file), "--shard-index", "0", "--shard-count", "2"]
+    assert conformance_main([*argv, "--timeout-ms", "10000"]) == 2
+    err = capsys.readouterr().err
+    assert "does not serve shard 0 of 2" in err and "omit both to learn it" in err, err
     # Told the index, it learns the count.
     results, shard = run_leaf(probe_leaf.address, load_sample(sample_file), shard_index=1, options=OPTIONS)
     assert shard is not None and (shard.index, shard.count) == (1, 2) and failed(results) == []
