@@ -404,7 +404,9 @@ class _Run:
                 return load, waited
             time.sleep(0.05)
 
-    def release_probe(self, valid: message.Message, slow: message.Message | None) -> tuple[CheckResult, CheckResult]:
+    def release_probe(
+        self, valid: message.Message, slow: message.Message | None, key: str = "slow_request"
+    ) -> tuple[CheckResult, CheckResult]:
         """``cancel-released`` and ``deadline-released``: does work stop when its call does?
 
         The kit cannot see inside the server, so it watches its capacity: the latency and refusals
@@ -417,7 +419,7 @@ class _Run:
         cancel, deadline = "cancel-released", "deadline-released"
         if slow is None:
             why = (
-                "the sample has no 'slow_request': without a request that keeps the server busy the kit "
+                f"the sample has no {key!r}: without a request that keeps the server busy the kit "
                 "cannot tell whether work stops when its call ends"
             )
             return self.skipped(cancel, why), self.skipped(deadline, why)
@@ -751,6 +753,8 @@ def check_merge(
             return not_serving
         payload = to_any(sample.request, resolver.find)
         partials = [to_any(p, resolver.find) for p in sample.partials]
+        slow_spec = sample.slow_merge_request
+        slow = None if slow_spec is None else _merge_request(to_any(slow_spec, resolver.find), partials, [], "slow")
         declared = sample.merge_response_type
         timeout = shard_pb2.SHARD_STATUS_TIMEOUT
         every_failure = [timeout, shard_pb2.SHARD_STATUS_ERROR, shard_pb2.SHARD_STATUS_UNAVAILABLE]
@@ -798,7 +802,7 @@ def check_merge(
             ),
             run.short_deadline("short-deadline", base, None),
             run.concurrent("concurrent", base),
-            *run.release_probe(base, None),
+            *run.release_probe(base, slow, "slow_merge_request"),
         ]
     _in_order(results, MERGE_CHECKS)
     return results

@@ -19,8 +19,9 @@ from scatter_common.tls import ClientTls
 _EPILOG = """\
 sample file (JSON): {"request": {"type": "pkg.v1.Request", "json": {...}}, "slow_request": {...},
   "leaf_response_type": "pkg.v1.Partial", "partials": [{"type": "pkg.v1.Partial", "json": {...}}, ...],
-  "merge_response_type": "pkg.v1.Response"}; only "request" is required. A payload may also be given
-  encoded: {"type_url": "type.googleapis.com/pkg.v1.Request", "value_base64": "..."}.
+  "merge_response_type": "pkg.v1.Response", "slow_merge_request": {...}}; only "request" is required.
+  The slow requests keep a leaf (a merge) busy for seconds: without them the release checks SKIP.
+  A payload may also be given encoded: {"type_url": "type.googleapis.com/pkg.v1.Request", "value_base64": "..."}.
 The kit waits for SERVING, learns a leaf's shard unless told, and takes about 2-5 s against a
 conforming server; against a misbehaving one at most KitOptions.worst_case() (about 150 s with the
 defaults, mostly the SERVING wait and one --timeout-ms per call), stated after the table.

@@ -104,8 +104,7 @@ NOWHERE_FAILS = {"reachable"}  # nothing listens (test_cli_exit_codes_and_output
 NEVER_SERVING_FAILS = {"health-overall"}  # test_a_server_that_never_reports_serving_is_not_checked
 # busy_server.py, by mode (test_release_checks_see_work_that_goes_on_without_a_limit)
 BUSY_FAILS = {"honour": set(), "ignore-cancel": {"cancel-released"}, "ignore-deadline": {"deadline-released"}}
-# A merge's cost is the application's: the kit has no slow merge request, so it cannot load a
-# merge and both release checks SKIP (docs/any-language.md says so).
+# The probe merge has no slow request (its sample no slow_merge_request): both release checks SKIP.
 MERGE_NEVER_RUN = {"cancel-released", "deadline-released"}
 RELEASE_SKIPPED = "the sample has no 'slow_request'"
 
@@ -114,6 +113,8 @@ BUSY_SAMPLE = {
     "request": PROBE_SAMPLE["request"],
     "slow_request": {"type": "probe.v1.ProbeRequest", "json": {"delay": "4s"}},
     "leaf_response_type": "probe.v1.ProbePartial",
+    "partials": PROBE_SAMPLE["partials"],
+    "slow_merge_request": {"type": "probe.v1.ProbeRequest", "json": {"delay": "4s"}},
 }
 
 
@@ -247,6 +248,16 @@ def test_release_checks_see_work_that_goes_on_without_a_limit(busy: tuple[str, P
         assert "fix: stop work" in {r.name: r for r in results}["cancel-released"].detail
 
 
+def test_release_checks_see_a_merge_that_works_on(busy: tuple[str, Proc]) -> None:
+    """The same for a merge, loaded by the sample's slow_merge_request."""
+    mode, proc = busy
+    results = check_merge(proc.address, parse_sample(BUSY_SAMPLE), options=OPTIONS)
+    report = "\n".join(f"{r.name}: {r.status} {r.detail}" for r in results)
+    assert set(failed(results)) == BUSY_FAILS[mode], report
+    if mode == "honour":
+        assert _statuses(results)["cancel-released"] is _statuses(results)["deadline-released"] is Status.PASS, report
+
+
 def test_release_checks_skip_without_a_slow_request(serial: Proc) -> None:
     """Without a slow_request the kit cannot load the server: SKIP with the reason, never a PASS."""
     sample = parse_sample({"request": PROBE_SAMPLE["request"]})
@@ -298,7 +309,7 @@ def test_every_check_that_can_fail_is_seen_failing() -> None:
     busy = set().union(*BUSY_FAILS.values())
     for checks, seen in (
         (LEAF_CHECKS, BROKEN_LEAF_FAILS | SERIAL_LEAF_FAILS | NOWHERE_FAILS | NEVER_SERVING_FAILS | busy),
-        (MERGE_CHECKS, BROKEN_MERGE_FAILS | SERIAL_MERGE_FAILS | NOWHERE_FAILS | NEVER_SERVING_FAILS | MERGE_NEVER_RUN),
+        (MERGE_CHECKS, BROKEN_MERGE_FAILS | SERIAL_MERGE_FAILS | NOWHERE_FAILS | NEVER_SERVING_FAILS | busy),
     ):
         assert sorted(c.id for c in checks if c.can_fail) == sorted(seen)
 
