@@ -9,7 +9,18 @@ the comments of ``protos/scatter_gather/v1/leaf.proto`` and
 The kit imports no SDK: it speaks only the wire protocol.
 """
 
-from scatter.conformance.checks import LEAF_CHECKS, MERGE_CHECKS, Check, KitOptions, check_leaf, check_merge
+from scatter.conformance.checks import (
+    LEAF_CHECKS,
+    MERGE_CHECKS,
+    Check,
+    KitOptions,
+    Shard,
+    ShardUnknown,
+    check_leaf,
+    check_merge,
+    learn_shard,
+    run_leaf,
+)
 from scatter.conformance.report import CheckResult, Status, failed, table
 from scatter.conformance.sample import Sample, SampleError, load_sample, parse_sample
 
@@ -21,11 +32,15 @@ __all__ = [
     "KitOptions",
     "Sample",
     "SampleError",
+    "Shard",
+    "ShardUnknown",
     "Status",
     "check_leaf",
     "check_merge",
     "failed",
+    "learn_shard",
     "load_sample",
     "parse_sample",
+    "run_leaf",
     "table",
 ]

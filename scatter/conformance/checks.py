@@ -16,9 +16,10 @@ reading the sample (``sample``) and printing (``report``).
 
 from __future__ import annotations
 
+import contextlib
+import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -85,6 +86,7 @@ LEAF_CHECKS = (
     Check("short-deadline", _DEADLINE),
     Check("concurrent", _CONCURRENT),
     Check("cancel-released", _CANCEL),
+    Check("deadline-released", _DEADLINE),
 )
 
 # The merge's checks, in the order they run; duties from merge.proto, service Merge.
@@ -107,6 +109,7 @@ MERGE_CHECKS = (
     Check("short-deadline", _DEADLINE),
     Check("concurrent", _CONCURRENT),
     Check("cancel-released", _CANCEL),
+    Check("deadline-released", _DEADLINE),
 )
 
 # Bytes no protobuf parser accepts: field 1 with wire type 7, which does not exist.
@@ -116,32 +119,70 @@ OK = grpc.StatusCode.OK
 
 @dataclass(frozen=True)
 class KitOptions:
-    """Bounds of a run. The defaults suit a busy 2-core machine; raise them for a slow server."""
+    """Bounds of a run. The defaults suit a busy 2-core machine; raise them for a slow server.
+
+    ``worst_case()`` is what a whole run can take with these bounds, whatever the server does.
+    """
 
     # Every call's deadline: a conforming server answers the sample request well within it.
     timeout: float = 5.0
     # How long to wait for the first connection.
     connect_timeout: float = 5.0
+    # How long to wait for the server to report SERVING (a leaf loading its index) before checking.
+    serving_timeout: float = 30.0
     # A call with a short deadline must end within its deadline plus this (gRPC ends it client-side;
     # what the bound catches is a server that answers with something else after a while).
     deadline_bound: float = 1.0
     # Calls sent at once by the concurrency checks: a root fans out and hedges, so a replica sees bursts.
     concurrency: int = 32
-    # Calls started and cancelled before the release check; more than a typical concurrency limit
-    # minus ``concurrency``, so a server that keeps working on cancelled calls runs out of slots.
+    # Slow calls the release checks start (then cancel, or let run out of time) to load the server.
     cancel_calls: int = 64
-    # After those cancellations, how long the server may take to free what they held: the release
-    # check retries its concurrent calls until they all succeed or this has passed.
+    # After those calls were cancelled or ran out of time, how long the server may take to be
+    # back to its unloaded latency: the release checks measure it again until then.
     release_bound: float = 1.0
+    # Deadline of each call of a latency measurement in the release checks.
+    probe_timeout: float = 1.0
+    # Deadline of the slow calls of ``deadline-released``.
+    probe_deadline: float = 0.5
+    # Highest shard count tried when the shard is learned from the leaf.
+    max_shards: int = 256
     # How to reach a server that serves TLS (None: plaintext).
     tls: ClientTls | None = None
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "connect_timeout", "deadline_bound", "release_bound"):
+        for name in (
+            "timeout",
+            "connect_timeout",
+            "serving_timeout",
+            "deadline_bound",
+            "release_bound",
+            "probe_timeout",
+            "probe_deadline",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.concurrency < 1 or self.cancel_calls < 0:
-            raise ValueError("concurrency must be >= 1 and cancel_calls >= 0")
+        if self.concurrency < 1 or self.cancel_calls < 1 or self.max_shards < 1:
+            raise ValueError("concurrency, cancel_calls and max_shards must be >= 1")
+
+    def worst_case(self) -> float:
+        """Seconds a whole run can take at most, whatever the server does (plus scheduling noise).
+
+        Connection and SERVING waits; resolving the sample's types by reflection (one ``timeout``
+        per type, four allowed); learning the shard (``2 * timeout`` in all); then every check
+        is bounded: a call per check with ``timeout``, the ``concurrent`` burst, and the release
+        checks' measurements, each ``probe_timeout`` (a baseline, a delivery barrier, a loaded one,
+        then polls for ``release_bound`` plus one more, for cancellation and again for the deadline).
+        """
+        learn = 2 * self.timeout
+        calls = 12 * self.timeout + 2 * (self.deadline_bound + self.timeout)  # one-call checks, short-deadline
+        bursts = self.timeout  # concurrent: one burst
+        release = 2 * (3 * self.probe_timeout + self.release_bound) + self.probe_timeout + self.probe_deadline
+        types = 4 * self.timeout
+        return self.connect_timeout + self.serving_timeout + types + learn + calls + bursts + release
+
+
+class ShardUnknown(ValueError):
+    """The kit could not learn a leaf's shard; the message says which flag to pass."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +252,7 @@ class _Run:
         self.options = options
         self.find = find
         self.checks = {check.id: check for check in checks}
+        self.waited = 0.0  # seconds spent waiting for SERVING
 
     def passed(self, name: str, detail: str) -> CheckResult:
         return CheckResult(name, Status.PASS, detail)
@@ -224,9 +266,35 @@ class _Run:
 
     # -- checks shared by leaf and merge ------------------------------------
 
-    def health(self, name: str, service: str) -> CheckResult:
+    def skipped(self, name: str, reason: str) -> CheckResult:
+        return CheckResult(name, Status.SKIP, reason)
+
+    def wait_serving(self) -> tuple[str, float]:
+        """Poll Check("") until SERVING or ``serving_timeout``: the last status (or error code name) and the wait.
+
+        Stops at once when waiting cannot help: no health service, or "" unknown to it.
+        """
         stub = health_pb2_grpc.HealthStub(self.channel)
-        shown = service or '""'
+        start = time.monotonic()
+        deadline = start + self.options.serving_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                reply = stub.Check(
+                    health_pb2.HealthCheckRequest(), timeout=max(0.05, min(self.options.timeout, remaining))
+                )
+                status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            except grpc.RpcError as exc:
+                status = exc.code().name
+                if exc.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.NOT_FOUND):
+                    return status, time.monotonic() - start
+            if status == "SERVING" or time.monotonic() + 0.1 >= deadline:
+                return status, time.monotonic() - start
+            time.sleep(0.1)
+
+    def health(self, name: str, service: str, waited: float = 0.0) -> CheckResult:
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        shown = f'"{service}"'
         try:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.options.timeout)
         except grpc.RpcError as exc:
@@ -234,13 +302,27 @@ class _Run:
             if code is grpc.StatusCode.UNIMPLEMENTED:
                 return self.failed(name, "no grpc.health.v1.Health service", "serve the standard gRPC health service")
             fix = f"register {shown} with the health service and report SERVING once ready"
+            if code is grpc.StatusCode.NOT_FOUND and service:
+                fix += (
+                    f' (grpc++: the default health service of EnableDefaultHealthCheckService knows only "" until '
+                    f'you call server->GetHealthCheckService()->SetServingStatus("{service}", true); '
+                    "see docs/any-language.md)"
+                )
             details = f": {exc.details()}" if exc.details() else ""
             return self.failed(name, f"Check({shown}) failed with {code.name}{details}", fix)
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
         if status != "SERVING":
-            fix = f"report SERVING for {shown} once ready (and NOT_SERVING only while loading or draining)"
+            if not service:
+                detail = f"Check({shown}) still reports {status} after waiting {waited:.1f} s for SERVING"
+                fix = (
+                    "report SERVING once ready (NOT_SERVING only while loading or draining); a server that takes "
+                    "longer to load: raise --serving-timeout-ms"
+                )
+                return self.failed(name, detail, fix)
+            fix = f'report SERVING for {shown} once ready, the same status as for ""'
             return self.failed(name, f"Check({shown}) reports {status}", fix)
-        return self.passed(name, f"Check({shown}) reports SERVING")
+        after = f" (after {waited:.1f} s of waiting for it)" if waited >= 0.2 else ""
+        return self.passed(name, f"Check({shown}) reports SERVING{after}")
 
     def reflection(self, name: str) -> CheckResult:
         try:
@@ -307,34 +389,105 @@ class _Run:
         slowest = max(o.elapsed for o in outcomes)
         return self.passed(name, f"{count} concurrent calls succeeded within {slowest * 1000:.0f} ms")
 
-    def cancel_released(self, name: str, valid: message.Message, slow: message.Message | None) -> CheckResult:
-        started = [self.call.future(slow or valid, timeout=30.0) for _ in range(self.options.cancel_calls)]
+    def measure(self, valid: message.Message) -> _Load:
+        """``concurrency`` valid calls at once, each with ``probe_timeout``: how many failed, the median latency."""
+        outcomes = _invoke_many(self.call, valid, self.options.concurrency, self.options.probe_timeout)
+        bad = [o for o in outcomes if o.code is not OK]
+        return _Load(len(bad), statistics.median(o.elapsed for o in outcomes), bad[0].describe() if bad else "")
+
+    def recovery(self, valid: message.Message, baseline: _Load, since: float) -> tuple[_Load, float]:
+        """Measure until the server is back to ``baseline`` or ``release_bound`` has passed since ``since``."""
+        while True:
+            load = self.measure(valid)
+            waited = time.monotonic() - since
+            if not load.worse_than(baseline) or waited >= self.options.release_bound:
+                return load, waited
+            time.sleep(0.05)
+
+    def release_probe(
+        self, valid: message.Message, slow: message.Message | None, key: str = "slow_request"
+    ) -> tuple[CheckResult, CheckResult]:
+        """``cancel-released`` and ``deadline-released``: does work stop when its call does?
+
+        The kit cannot see inside the server, so it watches its capacity: the latency and refusals
+        of ``concurrency`` valid calls, unloaded (the baseline), while ``cancel_calls`` slow calls run
+        (loaded), and after those slow calls were cancelled (or, second, ran out of time). A server
+        whose slow calls visibly load it (a concurrency limit, busy workers, a busy CPU) must be back
+        to its baseline within ``release_bound``. When the slow calls do not load it visibly, or the
+        sample has no slow request, the kit cannot tell, and both checks are SKIPPED, saying why.
+        """
+        cancel, deadline = "cancel-released", "deadline-released"
+        if slow is None:
+            why = (
+                f"the sample has no {key!r}: without a request that keeps the server busy the kit "
+                "cannot tell whether work stops when its call ends"
+            )
+            return self.skipped(cancel, why), self.skipped(deadline, why)
+        baseline = self.measure(valid)
+        if baseline.failures:
+            why = f"{baseline.failures} of {self.options.concurrency} concurrent calls failed unloaded (see concurrent)"
+            return self.skipped(cancel, why), self.skipped(deadline, why)
+        count = self.options.cancel_calls
+        started = [self.call.future(slow, timeout=max(30.0, self.options.timeout)) for _ in range(count)]
         # A delivery barrier, not a sleep: the calls of one channel reach the server in the order they
         # were started, so once a later call has been answered (whatever the answer: a server at its
-        # limit refuses it) the server has received every call to be cancelled.
-        _invoke(self.call, valid, self.options.timeout)
+        # limit refuses it) the server has received every slow call. A loaded server may be too slow to
+        # answer it at all: ``probe_timeout`` bounds the wait (that call was sent, after all the others).
+        _invoke(self.call, valid, self.options.probe_timeout)
+        loaded = self.measure(valid)
         for future in started:
             future.cancel()
         cancelled_at = time.monotonic()
-        count = self.options.concurrency
-        while True:  # poll: the server may take a moment to see the cancellations and free the slots
-            outcomes = _invoke_many(self.call, valid, count, self.options.timeout)
-            bad = [o for o in outcomes if o.code is not OK]
-            waited = time.monotonic() - cancelled_at
-            if not bad or waited >= self.options.release_bound:
-                break
-            time.sleep(0.05)
-        what = f"after {len(started)} cancelled {'slow ' if slow is not None else ''}calls"
-        if bad:
-            detail = (
-                f"{what}, {len(bad)} of {count} concurrent calls still failed {waited * 1000:.0f} ms later, "
-                f"e.g. {bad[0].describe()}"
+        if not loaded.worse_than(baseline):
+            why = (
+                f"{count} slow calls in flight did not visibly load the server ({loaded} vs {baseline} unloaded): "
+                "it has no limit they reach, enough workers, or idle CPU, so the kit cannot tell from outside "
+                "whether work stops when its call ends; raise --cancel-calls past its limit or worker count, "
+                "or use a slow_request that keeps it busier"
             )
-            return self.failed(name, detail, "stop work and free its slot when a call is cancelled")
-        return self.passed(name, f"{what}, {count} concurrent calls succeeded within {waited * 1000:.0f} ms")
+            return self.skipped(cancel, why), self.skipped(deadline, why)
+        after, waited = self.recovery(valid, baseline, cancelled_at)
+        shape = f"unloaded {baseline}; with {count} slow calls in flight {loaded}"
+        if after.worse_than(baseline):
+            detail = f"{shape}; {waited * 1000:.0f} ms after cancelling them still {after}"
+            fix = "stop work and free its worker and slot when the call is cancelled (check the call's cancelled flag)"
+            return self.failed(cancel, detail, fix), self.skipped(
+                deadline, "not run: the server had not recovered from the cancelled calls of cancel-released"
+            )
+        cancel_result = self.passed(cancel, f"{shape}; {waited * 1000:.0f} ms after cancelling them {after}")
+        limit = self.options.probe_deadline
+        timed = [self.call.future(slow, timeout=limit) for _ in range(count)]
+        for future in timed:
+            with contextlib.suppress(grpc.RpcError, grpc.FutureCancelledError):
+                future.result()
+        expired_at = time.monotonic()
+        after, waited = self.recovery(valid, baseline, expired_at)
+        what = f"{count} slow calls with a {limit * 1000:g} ms deadline"
+        if after.worse_than(baseline):
+            detail = f"{shape}; {waited * 1000:.0f} ms after {what} ran out of time still {after}"
+            fix = "honour the gRPC deadline: stop work and free its worker and slot when the deadline passes"
+            return cancel_result, self.failed(deadline, detail, fix)
+        return cancel_result, self.passed(deadline, f"{waited * 1000:.0f} ms after {what} ran out of time {after}")
 
 
-@contextmanager
+@dataclass(frozen=True)
+class _Load:
+    """One latency measurement of the release checks."""
+
+    failures: int
+    median: float
+    example: str
+
+    def worse_than(self, baseline: _Load) -> bool:
+        """Refusals or timeouts, or a median latency over 3 times the baseline's plus 50 ms."""
+        return self.failures > 0 or self.median > 3 * baseline.median + 0.05
+
+    def __str__(self) -> str:
+        failed = f", {self.failures} failed (e.g. {self.example})" if self.failures else ""
+        return f"median {self.median * 1000:.0f} ms{failed}"
+
+
+@contextlib.contextmanager
 def _connect(address: str, options: KitOptions) -> Iterator[tuple[grpc.Channel, CheckResult]]:
     with sync_channel(address, options.tls) as channel:
         try:
@@ -353,31 +506,70 @@ def check_leaf(
     address: str,
     sample: Sample,
     *,
-    shard_index: int = 0,
-    shard_count: int = 1,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
     imports: tuple[str, ...] = (),
     options: KitOptions | None = None,
 ) -> list[CheckResult]:
     """Run the leaf checks against the leaf at ``address`` serving ``shard_index`` of ``shard_count``.
 
-    Raises SampleError when the sample's payloads cannot be encoded.
+    Either left None is learned from the leaf (``learn_shard``). Raises SampleError when the
+    sample's payloads cannot be encoded, ShardUnknown when the shard cannot be learned.
     """
+    return run_leaf(
+        address, sample, shard_index=shard_index, shard_count=shard_count, imports=imports, options=options
+    )[0]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The shard a leaf was checked as, and whether the kit learned it (rather than being told)."""
+
+    index: int
+    count: int
+    learned: bool
+
+
+def run_leaf(
+    address: str,
+    sample: Sample,
+    *,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+    imports: tuple[str, ...] = (),
+    options: KitOptions | None = None,
+) -> tuple[list[CheckResult], Shard | None]:
+    """``check_leaf``, also returning the shard checked (None when the run stopped before learning it)."""
     options = options or KitOptions()
+    if shard_index is not None and shard_count is not None and not 0 <= shard_index < shard_count:
+        raise ShardUnknown(
+            f"--shard-index must be in [0, {shard_count}) for --shard-count {shard_count}, got {shard_index}"
+        )
     with _connect(address, options) as (channel, reachable):
         if reachable.status is Status.FAIL:
-            return [reachable]
+            return [reachable], None
         resolver = TypeResolver(channel, imports, options.timeout)
+        run = _Run(channel, LEAF_SERVICE, leaf_pb2_grpc.LeafStub(channel).Execute, options, resolver.find, LEAF_CHECKS)
+        not_serving = _wait_serving(run, LEAF_CHECKS, reachable)
+        if not_serving:
+            return not_serving, None
         payload = to_any(sample.request, resolver.find)
         slow_payload = None if sample.slow_request is None else to_any(sample.slow_request, resolver.find)
-        run = _Run(channel, LEAF_SERVICE, leaf_pb2_grpc.LeafStub(channel).Execute, options, resolver.find, LEAF_CHECKS)
+        learned = shard_index is None or shard_count is None
+        if learned:
+            shard_index, shard_count = learn_shard(run.call, payload, shard_index, shard_count, options)
+        assert shard_index is not None and shard_count is not None
+        if not learned:
+            _confirm_shard(run.call, payload, shard_index, shard_count, options)
+        shard = Shard(shard_index, shard_count, learned)
 
         counter = iter(range(1, 1_000_000))
 
-        def execute(any_payload: any_pb2.Any | None, shard: int = shard_index) -> leaf_pb2.ExecuteRequest:
+        def execute(any_payload: any_pb2.Any | None, index: int = shard.index) -> leaf_pb2.ExecuteRequest:
             return leaf_pb2.ExecuteRequest(
                 payload=any_payload,
-                shard_index=shard,
-                shard_count=shard_count,
+                shard_index=index,
+                shard_count=shard.count,
                 attempt=1,
                 request_id=f"conformance-{next(counter)}",
             )
@@ -389,7 +581,7 @@ def check_leaf(
         garbage = any_pb2.Any(type_url=payload.type_url, value=GARBAGE)
         results = [
             reachable,
-            run.health("health-overall", ""),
+            run.health("health-overall", "", run.waited),
             run.health("health-service", LEAF_SERVICE),
             run.reflection("reflection"),
             run.typed(
@@ -401,13 +593,92 @@ def check_leaf(
             run.invalid_argument("wrong-type", execute(wrong), f"a {wrong_name} payload", expected),
             run.invalid_argument("undecodable", execute(garbage), "undecodable payload bytes"),
             run.invalid_argument("empty-payload", execute(None), "a request without a payload"),
-            _wrong_shard(run, execute(payload, shard=shard_count), shard_index, shard_count),
+            _wrong_shard(run, execute(payload, index=shard.count), shard),
             run.short_deadline("short-deadline", valid, slow),
             run.concurrent("concurrent", valid),
-            run.cancel_released("cancel-released", valid, slow),
+            *run.release_probe(valid, slow),
         ]
     _in_order(results, LEAF_CHECKS)
-    return results
+    return results, shard
+
+
+def learn_shard(
+    call: Call, payload: any_pb2.Any, index: int | None, count: int | None, options: KitOptions
+) -> tuple[int, int]:
+    """The shard a leaf serves, learned from its FAILED_PRECONDITION answers (the contract's wrong-shard duty).
+
+    The index: the first of 0, 1, ... the leaf answers (``shard_count`` unset, so only the index is
+    compared); the count: the first of index+1, index+2, ... it answers. At most ``max_shards`` of
+    each, and ``2 * timeout`` in all. Raises ShardUnknown, naming the flag to pass, when an answer
+    is neither OK nor FAILED_PRECONDITION or the bounds run out.
+    """
+    give_up = time.monotonic() + 2 * options.timeout
+
+    def first_ok(candidates: range, request: Callable[[int], leaf_pb2.ExecuteRequest], flag: str) -> int:
+        tried = candidates.start
+        for candidate in candidates:
+            tried = candidate + 1
+            remaining = give_up - time.monotonic()
+            if remaining <= 0:
+                break
+            outcome = _invoke(call, request(candidate), min(options.timeout, remaining))
+            if outcome.code is OK:
+                return candidate
+            if outcome.code is not grpc.StatusCode.FAILED_PRECONDITION:
+                raise ShardUnknown(
+                    f"cannot learn the leaf's shard: the sample request for {flag} {candidate} got "
+                    f"{outcome.describe()} (neither OK nor FAILED_PRECONDITION); pass {_FLAGS}"
+                )
+        raise ShardUnknown(
+            f"cannot learn the leaf's shard: it answered no {flag} in [{candidates.start}, {tried}) "
+            f"within {2 * options.timeout:g} s; pass {_FLAGS}"
+        )
+
+    def request(shard_index: int, shard_count: int) -> leaf_pb2.ExecuteRequest:
+        return leaf_pb2.ExecuteRequest(
+            payload=payload, shard_index=shard_index, shard_count=shard_count, attempt=1, request_id="conformance-shard"
+        )
+
+    if index is None:
+        top = count if count is not None else options.max_shards
+        index = first_ok(range(top), lambda i: request(i, 0), "--shard-index")
+    if count is None:
+        count = first_ok(
+            range(index + 1, max(index + 1, options.max_shards) + 1), lambda c: request(index, c), "--shard-count"
+        )
+    return index, count
+
+
+_FLAGS = "--shard-index and --shard-count"
+
+
+def _confirm_shard(call: Call, payload: any_pb2.Any, index: int, count: int, options: KitOptions) -> None:
+    """A shard given by the flags that the leaf refuses as not its own stops the run with that said, instead of
+    failing every check that sends the sample request."""
+    request = leaf_pb2.ExecuteRequest(
+        payload=payload, shard_index=index, shard_count=count, attempt=1, request_id="conformance-shard"
+    )
+    outcome = _invoke(call, request, options.timeout)
+    if outcome.code is grpc.StatusCode.FAILED_PRECONDITION:
+        raise ShardUnknown(
+            f"the leaf does not serve shard {index} of {count} (FAILED_PRECONDITION: {outcome.details}); "
+            f"pass the shard it serves with {_FLAGS}, or omit both to learn it from the leaf"
+        )
+
+
+def _wait_serving(run: _Run, checks: Sequence[Check], reachable: CheckResult) -> list[CheckResult]:
+    """Wait for SERVING; when it does not come, the rows of the run (the others SKIPPED, saying why), else []."""
+    status, run.waited = run.wait_serving()
+    if status in ("SERVING", "UNIMPLEMENTED", "NOT_FOUND"):  # the health checks say what is wrong with the latter
+        return []
+    overall = run.health("health-overall", "", run.waited)
+    if overall.status is Status.PASS:  # SERVING just now
+        return []
+    why = (
+        f"not run: the server did not report SERVING within {run.options.serving_timeout:g} s, and checking a "
+        "server that is still loading gives misleading failures"
+    )
+    return [reachable, overall, *(run.skipped(c.id, why) for c in checks[2:])]
 
 
 def _in_order(results: Sequence[CheckResult], checks: Sequence[Check]) -> None:
@@ -417,9 +688,10 @@ def _in_order(results: Sequence[CheckResult], checks: Sequence[Check]) -> None:
         raise AssertionError(f"the checks run ({ids}) are not the checks listed ({[c.id for c in checks]})")
 
 
-def _wrong_shard(run: _Run, request: leaf_pb2.ExecuteRequest, shard_index: int, shard_count: int) -> CheckResult:
+def _wrong_shard(run: _Run, request: leaf_pb2.ExecuteRequest, shard: Shard) -> CheckResult:
     outcome = _invoke(run.call, request, run.options.timeout)
-    what = f"a request for shard {request.shard_index} of {shard_count} (this leaf serves {shard_index})"
+    how = "learned from the leaf" if shard.learned else "as given"
+    what = f"a request for shard {request.shard_index} of {shard.count} (this leaf serves {shard.index}, {how})"
     if outcome.code is not grpc.StatusCode.FAILED_PRECONDITION:
         fix = "answer FAILED_PRECONDITION when shard_index is not yours (or shard_count, when set, differs)"
         return run.failed("wrong-shard", f"{what} got {outcome.describe()}", fix)
@@ -473,11 +745,16 @@ def check_merge(
         if reachable.status is Status.FAIL:
             return [reachable]
         resolver = TypeResolver(channel, imports, options.timeout)
-        payload = to_any(sample.request, resolver.find)
-        partials = [to_any(p, resolver.find) for p in sample.partials]
         run = _Run(
             channel, MERGE_SERVICE, merge_pb2_grpc.MergeStub(channel).Merge, options, resolver.find, MERGE_CHECKS
         )
+        not_serving = _wait_serving(run, MERGE_CHECKS, reachable)
+        if not_serving:
+            return not_serving
+        payload = to_any(sample.request, resolver.find)
+        partials = [to_any(p, resolver.find) for p in sample.partials]
+        slow_spec = sample.slow_merge_request
+        slow = None if slow_spec is None else _merge_request(to_any(slow_spec, resolver.find), partials, [], "slow")
         declared = sample.merge_response_type
         timeout = shard_pb2.SHARD_STATUS_TIMEOUT
         every_failure = [timeout, shard_pb2.SHARD_STATUS_ERROR, shard_pb2.SHARD_STATUS_UNAVAILABLE]
@@ -497,7 +774,7 @@ def check_merge(
         partial_coverage = _merge_request(payload, partials, [timeout], "conformance-partial")
         results = [
             reachable,
-            run.health("health-overall", ""),
+            run.health("health-overall", "", run.waited),
             run.health("health-service", MERGE_SERVICE),
             run.reflection("reflection"),
             typed("valid-request", valid, f"{len(partials)} OK shards", needs_partials=True),
@@ -525,7 +802,7 @@ def check_merge(
             ),
             run.short_deadline("short-deadline", base, None),
             run.concurrent("concurrent", base),
-            run.cancel_released("cancel-released", base, None),
+            *run.release_probe(base, slow, "slow_merge_request"),
         ]
     _in_order(results, MERGE_CHECKS)
     return results

@@ -48,11 +48,41 @@ def table(title: str, results: Sequence[CheckResult]) -> str:
     return "\n".join(lines)
 
 
-def as_json(role: str, address: str, results: Sequence[CheckResult]) -> str:
-    """The results as JSON, for scripts: {"role", "address", "passed", "checks": [...]}; a failed
-    check also has its "duty"."""
+# The version of the JSON document ``as_json`` prints; docs/any-language.md ("--json") describes it.
+# Adding a key keeps the version; renaming, removing or changing the meaning of one bumps it.
+JSON_SCHEMA = "scatter.conformance/v1"
+
+
+def as_json(
+    role: str,
+    address: str,
+    results: Sequence[CheckResult],
+    *,
+    shard: tuple[int, int, bool] | None = None,
+    elapsed: float = 0.0,
+) -> str:
+    """The results as JSON, for scripts (schema ``JSON_SCHEMA``)::
+
+        {"schema": "scatter.conformance/v1", "role": "leaf"|"merge", "address": str, "passed": bool,
+         "shard": {"index": int, "count": int, "learned": bool} | null, "elapsed_seconds": float,
+         "summary": {"PASS": int, "FAIL": int, "WARN": int, "SKIP": int},
+         "checks": [{"name": str, "status": "PASS"|"FAIL"|"WARN"|"SKIP", "detail": str, "duty": str}]}
+
+    ``duty`` is present on a FAIL only; ``shard`` is null for a merge, or a leaf run that stopped before
+    the shard was known.
+    """
     checks = [
         {"name": r.name, "status": r.status.value, "detail": r.detail, **({"duty": r.duty} if r.duty else {})}
         for r in results
     ]
-    return json.dumps({"role": role, "address": address, "passed": not failed(results), "checks": checks}, indent=2)
+    document = {
+        "schema": JSON_SCHEMA,
+        "role": role,
+        "address": address,
+        "passed": not failed(results),
+        "shard": None if shard is None else {"index": shard[0], "count": shard[1], "learned": shard[2]},
+        "elapsed_seconds": round(elapsed, 3),
+        "summary": {status.value: sum(r.status is status for r in results) for status in Status},
+        "checks": checks,
+    }
+    return json.dumps(document, indent=2)

@@ -7,10 +7,13 @@ A sample describes one valid request of an application (JSON)::
       "slow_request": {"type": "probe.v1.ProbeRequest", "json": {"delay": "10s"}},
       "leaf_response_type": "probe.v1.ProbePartial",
       "partials": [{"type": "probe.v1.ProbePartial", "json": {"shard_index": 0, "value": 2}}],
-      "merge_response_type": "probe.v1.ProbeResponse"
+      "merge_response_type": "probe.v1.ProbeResponse",
+      "slow_merge_request": {"type": "busy.v1.Request", "json": {"rows": 1000000}}
     }
 
-Only ``request`` is required. Every payload is either ``{"type": NAME,
+Only ``request`` is required. ``slow_merge_request`` is a request payload the
+merge takes seconds over (with the sample's partials), if the application has one.
+Every payload is either ``{"type": NAME,
 "json": OBJECT}`` (protobuf's JSON mapping) or ``{"type_url": URL,
 "value_base64": BYTES}`` (already encoded: no type knowledge needed). A
 message type named by ``type`` is looked up in the generated modules of its
@@ -41,7 +44,14 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from scatter.messages import MessageClass, find_message, import_modules
 
 TYPE_URL_PREFIX = "type.googleapis.com/"
-_SAMPLE_KEYS = ("request", "slow_request", "leaf_response_type", "partials", "merge_response_type")
+_SAMPLE_KEYS = (
+    "request",
+    "slow_request",
+    "leaf_response_type",
+    "partials",
+    "merge_response_type",
+    "slow_merge_request",
+)
 # Files a foreign server may import without serving them by reflection.
 _WELL_KNOWN = ("any", "duration", "timestamp", "wrappers", "struct", "empty", "field_mask")
 
@@ -73,6 +83,7 @@ class Sample:
     leaf_response_type: str = ""
     partials: tuple[PayloadSpec, ...] = field(default_factory=tuple)
     merge_response_type: str = ""
+    slow_merge_request: PayloadSpec | None = None
 
 
 def _payload_spec(value: object, where: str) -> PayloadSpec:
@@ -121,12 +132,14 @@ def parse_sample(data: object) -> Sample:
     if not isinstance(partials, list):
         raise SampleError("partials: expected a list of payloads, one per shard")
     slow = data.get("slow_request")
+    slow_merge = data.get("slow_merge_request")
     return Sample(
         request=_payload_spec(data["request"], "request"),
         slow_request=None if slow is None else _payload_spec(slow, "slow_request"),
         leaf_response_type=_type_name(data, "leaf_response_type"),
         partials=tuple(_payload_spec(p, f"partials[{i}]") for i, p in enumerate(partials)),
         merge_response_type=_type_name(data, "merge_response_type"),
+        slow_merge_request=None if slow_merge is None else _payload_spec(slow_merge, "slow_merge_request"),
     )
 
 
