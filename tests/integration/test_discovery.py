@@ -280,7 +280,6 @@ def test_sighup_and_a_changed_file_reload_the_config_and_a_bad_one_is_refused(cl
         root.send_signal(signal.SIGHUP)  # the same file again: only the restart-only warning again
         wait_until(lambda: "reloaded (SIGHUP): listen kept until a restart" in root.output(), 10, "the SIGHUP reload")
         after = time.monotonic()
-        time.sleep(0.5)
-        assert load.replicas_since(after) >= {a.address, b.address}
+        wait_until(lambda: load.replicas_since(after) >= {a.address, b.address}, 10, "both replicas still used")
     assert not load.failures, load.failures[:3]
     assert "Traceback" not in root.output()

@@ -125,7 +125,7 @@ def test_a_faulty_replica_is_ejected_under_load_and_back_once_healthy(cluster: D
             cluster.pause(child)
         else:
             cluster.kill(child)
-        _wait_ejected(cluster, child, timeout=5.0)
+        _wait_ejected(cluster, child, timeout=10.0)  # within a second on a quiet machine; slack for a busy one
         if fault == "hang":
             cluster.resume(child)
         else:
