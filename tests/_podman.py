@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -95,3 +96,48 @@ def skip_without_podman() -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         shutil.which("podman") is None, reason="podman is not installed (apt-get install podman runc)"
     )
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, to publish a container's port on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Containers:
+    """Containers of one test, by name -> id: what both compose runners share.
+
+    A subclass fills ``ids`` as it starts containers and says, with
+    ``health_test``, which compose health check a container runs.
+    """
+
+    def __init__(self) -> None:
+        self.ids: dict[str, str] = {}
+
+    def health_test(self, name: str) -> list[str]:
+        """The compose ``healthcheck.test`` of container ``name`` (``["CMD", ...]``)."""
+        raise NotImplementedError
+
+    def wait_exit(self, name: str, timeout: float) -> int:
+        return int(podman("wait", self.ids[name], timeout=timeout).stdout.strip())
+
+    def wait_healthy(self, names: list[str]) -> None:
+        """Run each container's compose health check in it until it passes (`docker compose --wait`)."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        pending = list(names)
+        while pending and time.monotonic() < deadline:
+            test = self.health_test(pending[0])
+            assert test[0] == "CMD"
+            if podman("exec", self.ids[pending[0]], *test[1:], check=False, timeout=30).returncode == 0:
+                pending.pop(0)
+            else:
+                time.sleep(0.5)
+        assert not pending, f"not healthy after {READY_TIMEOUT:.0f} s: {pending}\n{self.logs()}"
+
+    def logs(self) -> str:
+        out = []
+        for name, cid in self.ids.items():
+            log = podman("logs", cid, check=False, timeout=30)
+            out.append(f"--- {name}\n{(log.stdout + log.stderr)[-1500:]}")
+        return "\n".join(out)

@@ -19,7 +19,6 @@ started detached, and stopped and removed by its id.
 from __future__ import annotations
 
 import secrets
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -32,9 +31,10 @@ from tests._podman import (
     BASE_TIMEOUT,
     BUILD_TIMEOUT,
     DOCKER,
-    READY_TIMEOUT,
     ULIMITS,
+    Containers,
     build_image,
+    free_port,
     podman,
     prune_images,
     skip_without_podman,
@@ -53,13 +53,7 @@ def image() -> Iterator[str]:
     prune_images()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Project:
+class Project(Containers):
     """compose.yaml's services as podman containers; every container is remembered by id."""
 
     def __init__(self, image: str) -> None:
@@ -71,8 +65,8 @@ class Project:
         self.image = image
         self.prefix = f"scatter-test-{secrets.token_hex(3)}"
         self.network = podman("network", "create", self.prefix).stdout.strip()
-        self.ids: dict[str, str] = {}
-        self.root_port = _free_port()
+        super().__init__()
+        self.root_port = free_port()
 
     def service(self, name: str) -> dict[str, Any]:
         return dict(self.compose["services"][name])
@@ -93,28 +87,8 @@ class Project:
         self.ids[name] = podman(*args, self.image, *s["command"]).stdout.strip()
         return self.ids[name]
 
-    def wait_exit(self, name: str, timeout: float) -> int:
-        return int(podman("wait", self.ids[name], timeout=timeout).stdout.strip())
-
-    def wait_healthy(self, names: list[str]) -> None:
-        """Run each service's compose health check in its container until it passes (`docker compose --wait`)."""
-        deadline = time.monotonic() + READY_TIMEOUT
-        pending = list(names)
-        while pending and time.monotonic() < deadline:
-            test = self.service(pending[0])["healthcheck"]["test"]
-            assert test[0] == "CMD"
-            if podman("exec", self.ids[pending[0]], *test[1:], check=False, timeout=30).returncode == 0:
-                pending.pop(0)
-            else:
-                time.sleep(0.5)
-        assert not pending, f"not healthy after {READY_TIMEOUT:.0f} s: {pending}\n{self.logs()}"
-
-    def logs(self) -> str:
-        out = []
-        for name, cid in self.ids.items():
-            log = podman("logs", cid, check=False, timeout=30)
-            out.append(f"--- {name}\n{(log.stdout + log.stderr)[-1500:]}")
-        return "\n".join(out)
+    def health_test(self, name: str) -> list[str]:
+        return list(self.service(name)["healthcheck"]["test"])
 
     def close(self) -> None:
         for cid in reversed(self.ids.values()):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,10 +31,11 @@ from scatter.runtime import load_deployment
 from tests._podman import (
     BASE_TIMEOUT,
     BUILD_TIMEOUT,
-    READY_TIMEOUT,
     REPO,
     ULIMITS,
+    Containers,
     build_image,
+    free_port,
     podman,
     prune_images,
     skip_without_podman,
@@ -50,17 +50,11 @@ def image() -> Iterator[str]:
     prune_images()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _unescape(value: str) -> str:
     return value.replace("$$", "$")  # compose's escape of a literal $
 
 
-class ExportedProject:
+class ExportedProject(Containers):
     """The exported compose file's services as podman containers, each remembered by id."""
 
     def __init__(self, image: str, tmp: Path) -> None:
@@ -70,8 +64,8 @@ class ExportedProject:
         self.metrics_port = target.root_metrics_port
         self.prefix = f"scatter-export-{secrets.token_hex(3)}"
         self.network = podman("network", "create", self.prefix).stdout.strip()
-        self.ids: dict[str, str] = {}
-        self.root_port = _free_port()
+        super().__init__()
+        self.root_port = free_port()
         self.configs: dict[str, Path] = {}
         for name, config in self.compose["configs"].items():
             self.configs[name] = tmp / f"{name}.toml"
@@ -118,28 +112,8 @@ class ExportedProject:
             if line.startswith("scatter_root_replica_attempts_total{") and all(label in line for label in labels)
         )
 
-    def wait_exit(self, name: str, timeout: float) -> int:
-        return int(podman("wait", self.ids[name], timeout=timeout).stdout.strip())
-
-    def wait_healthy(self, names: list[str]) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        pending = list(names)
-        while pending and time.monotonic() < deadline:
-            service = pending[0].rsplit("-", 1)[0]
-            test = self.compose["services"][service]["healthcheck"]["test"]
-            assert test[0] == "CMD"
-            if podman("exec", self.ids[pending[0]], *test[1:], check=False, timeout=30).returncode == 0:
-                pending.pop(0)
-            else:
-                time.sleep(0.5)
-        assert not pending, f"not healthy after {READY_TIMEOUT:.0f} s: {pending}\n{self.logs()}"
-
-    def logs(self) -> str:
-        out = []
-        for name, cid in self.ids.items():
-            log = podman("logs", cid, check=False, timeout=30)
-            out.append(f"--- {name}\n{(log.stdout + log.stderr)[-1500:]}")
-        return "\n".join(out)
+    def health_test(self, name: str) -> list[str]:
+        return list(self.compose["services"][name.rsplit("-", 1)[0]]["healthcheck"]["test"])
 
     def close(self) -> None:
         for cid in reversed(self.ids.values()):
