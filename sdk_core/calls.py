@@ -36,7 +36,7 @@ from scatter_common.otel import Tracing
 from scatter_common.payload import type_url, unpack
 from scatter_common.tracing import trace_id_of, traceparent_of
 from sdk_core.callables import is_async_callable
-from sdk_core.errors import BadResult, NotReady, Overloaded, SdkError, to_status
+from sdk_core.errors import BadResult, NotReady, Overloaded, SdkError, TooLate, to_status
 
 M = TypeVar("M", bound=Message)
 R = TypeVar("R")
@@ -246,9 +246,14 @@ class HandlerRunner:
                 self.latency.observe(time.monotonic() - started)
                 failure = exc
             else:
-                stats.ok += 1
                 self.latency.observe(time.monotonic() - started)
-                return result
+                if scope is None or not scope.cancelled:
+                    stats.ok += 1
+                    return result
+                # Done after the deadline (a sync handler that saw ``cancelled``): whether grpc would
+                # still deliver the answer is a race with its deadline timer; it never does.
+                stats.cancelled += 1
+                failure = TooLate(f"the {self._role} handler returned after the call's deadline")
             finally:
                 if not released_by_thread:
                     stats.in_flight -= 1

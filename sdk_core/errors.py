@@ -10,6 +10,7 @@ The hierarchy, and the code each maps to (most specific first)::
         ├── WrongShard     FAILED_PRECONDITION  a leaf asked for a shard it does not serve
         ├── Overloaded     RESOURCE_EXHAUSTED   at the concurrency limit; refused at once
         ├── NotReady       UNAVAILABLE          the start hook has not finished
+        ├── TooLate        DEADLINE_EXCEEDED    the handler returned after the call's deadline
         └── BadResult      INTERNAL             the handler returned something not a message
     anything else          INTERNAL             "TypeName: message"; logged with traceback
 
@@ -70,6 +71,14 @@ class NotReady(SdkError):
     """The start hook is still running (or the process is stopping)."""
 
 
+class TooLate(SdkError):
+    """The handler returned after its call's deadline passed: its answer would arrive for nobody.
+
+    gRPC itself ends such a call with DEADLINE_EXCEEDED when its deadline timer wins the race
+    with the answer; the SDK makes that the outcome every time, so a late answer never counts.
+    """
+
+
 class BadResult(SdkError):
     """The handler returned a value that is not a protobuf message."""
 
@@ -82,6 +91,7 @@ CODES: tuple[tuple[type[Exception], str], ...] = (
     (WrongShard, "FAILED_PRECONDITION"),
     (Overloaded, Overloaded.code),
     (NotReady, "UNAVAILABLE"),
+    (TooLate, "DEADLINE_EXCEEDED"),
     (BadResult, "INTERNAL"),
 )
 _TABLE = tuple((kind, grpc.StatusCode[name]) for kind, name in CODES)

@@ -1,0 +1,89 @@
+"""sdk_core.calls.HandlerRunner's verdict on a handler that finishes after its call's deadline.
+
+Over real gRPC the outcome of such a call is a race between grpc's deadline timer and the
+answer; here the context is a plain object with the three methods the runner reads, so the
+runner's own rule is what decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import grpc
+import pytest
+from google.protobuf import wrappers_pb2
+
+from sdk_core.calls import CallScope, CallStats, HandlerRunner
+
+
+class Aborted(Exception):
+    pass
+
+
+class Context:
+    """What HandlerRunner and CallScope read of a grpc.aio servicer context."""
+
+    def __init__(self, remaining: float | None) -> None:
+        self.remaining = remaining
+        self.status: tuple[grpc.StatusCode, str] | None = None
+
+    def time_remaining(self) -> float | None:
+        return self.remaining
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.status = (code, details)
+        raise Aborted
+
+
+def run(handler: object, remaining: float | None) -> tuple[object, Context, CallStats]:
+    stats = CallStats()
+    runner = HandlerRunner(handler, stats=stats, log=logging.getLogger("test"), role="leaf")  # type: ignore[arg-type]
+    context = Context(remaining)
+
+    def prepare(request: object, ctx: object) -> tuple[Sequence[object], CallScope]:
+        scope = CallScope(ctx)  # type: ignore[arg-type]
+        return (request, scope), scope
+
+    async def scenario() -> object:
+        runner.open(4)
+        runner.ready = True
+        try:
+            return await runner.call(wrappers_pb2.StringValue(value="q"), context, prepare)  # type: ignore[arg-type]
+        except Aborted:
+            return None
+        finally:
+            runner.close()
+
+    return asyncio.run(scenario()), context, stats
+
+
+def until_cancelled(request: wrappers_pb2.StringValue, scope: CallScope) -> wrappers_pb2.StringValue:
+    give_up = time.monotonic() + 5
+    while not scope.cancelled and time.monotonic() < give_up:
+        time.sleep(0.005)
+    return wrappers_pb2.StringValue(value="late")
+
+
+def at_once(request: wrappers_pb2.StringValue, scope: CallScope) -> wrappers_pb2.StringValue:
+    return wrappers_pb2.StringValue(value="in time")
+
+
+def test_an_answer_after_the_deadline_is_deadline_exceeded_not_ok() -> None:
+    result, context, stats = run(until_cancelled, remaining=0.05)
+    assert result is None
+    assert context.status == (grpc.StatusCode.DEADLINE_EXCEEDED, "the leaf handler returned after the call's deadline")
+    assert (stats.ok, stats.cancelled, stats.errors) == (0, 1, 0)
+
+
+@pytest.mark.parametrize("remaining", [None, 5.0])
+def test_an_answer_in_time_is_delivered(remaining: float | None) -> None:
+    result, context, stats = run(at_once, remaining=remaining)
+    assert result == wrappers_pb2.StringValue(value="in time")
+    assert context.status is None
+    assert (stats.ok, stats.cancelled) == (1, 0)
