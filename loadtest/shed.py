@@ -12,8 +12,17 @@ Starts the probe application (leaves answering at once) with a root whose
    requests.
 2. *Capacity*: a closed loop of ``--max-in-flight`` users (all admitted):
    throughput C and its p99 (the unloaded value).
-3. *2x overload*: Poisson arrivals at 2 C for ``--duration`` s: the
-   admitted requests' p99, against the unloaded one.
+3. *2x overload*: Poisson arrivals at 2 C for ``--duration`` s, sent from a
+   process of their own: the admitted requests' p99, against the unloaded
+   one. Meanwhile a *light client* in this process sends one request at a
+   time, 20 ms apart, and reports its own p99: what a well-behaved client
+   sees while others overload the root, without the overload generator's
+   own queueing (its process is as busy as the root at 2 C).
+
+Beside the roots, a *floor* row: ``loadtest.bare_root``, a grpc.aio server
+whose ``maximum_concurrent_rpcs`` refuses every call over the limit before
+any handler runs, measured as in 1. It is what grpc's Python layer costs per
+call, the least any handler-level refusal can cost.
 
 ``--baseline CHECKOUT`` measures a second root, started from another
 checkout (its code on PYTHONPATH) on the same leaves and merge, the same way
@@ -24,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import sys
 import time
 import tomllib
 from collections.abc import Sequence
@@ -33,7 +44,7 @@ from pathlib import Path
 import grpc
 from google.protobuf import duration_pb2
 
-from loadtest.closed_loop import run
+from loadtest.closed_loop import RunResult, run
 from loadtest.deployments import probe_spec
 from loadtest.open_loop import run_open
 from loadtest.processes import processes
@@ -43,6 +54,7 @@ from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
 from scatter.runtime import Deployment, free_port
 
 HOLD_SECONDS = 30.0  # how long the held requests stay at the leaves: longer than phase 1
+LIGHT_GAP = 0.02  # seconds between the light client's requests
 
 
 def query(delay_s: float = 0.0) -> root_pb2.QueryRequest:
@@ -80,22 +92,63 @@ async def _held_and_rejected(address: str, held: int, pid: int, seconds: float) 
     return used * 1e6 / max(rejected, 1), rejected
 
 
+def _overload(address: str, rate: float, seconds: float, results: multiprocessing.Queue[RunResult]) -> None:
+    results.put(run_open(address, query(), rate, seconds))
+
+
+def _light_client(address: str, seconds: float) -> list[float]:
+    """Latencies (ms) of one request at a time, LIGHT_GAP apart, for ``seconds``; refusals left out."""
+    latencies = []
+    with grpc.insecure_channel(address) as channel:
+        stub = root_pb2_grpc.RootStub(channel)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            began = time.perf_counter()
+            try:
+                stub.Query(query(), timeout=2)
+            except grpc.RpcError:
+                pass
+            else:
+                latencies.append((time.perf_counter() - began) * 1000)
+            time.sleep(LIGHT_GAP)
+    return sorted(latencies)
+
+
+def _percentile(sorted_ms: list[float], q: float) -> float:
+    return sorted_ms[int(q * (len(sorted_ms) - 1))] if sorted_ms else float("nan")
+
+
 def measure(name: str, address: str, pid: int, args: argparse.Namespace) -> None:
     per_rejection, rejected = asyncio.run(_held_and_rejected(address, args.max_in_flight, pid, args.duration / 2))
     time.sleep(1.0)
     run(address, query(), args.max_in_flight, 1.0)  # warm up
     capacity = run(address, query(), args.max_in_flight, args.duration)
     rate = 2 * capacity.throughput
-    overload = run_open(address, query(), rate, args.duration)
+    # spawn, not fork: this process holds grpc state, which a forked child must not inherit.
+    context = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue[RunResult] = context.Queue()
+    generator = context.Process(target=_overload, args=(address, rate, args.duration, results))
+    generator.start()
+    time.sleep(1.0)  # the generator's interpreter starts; then the light client runs inside the overload
+    light = _light_client(address, max(args.duration - 2.0, 1.0))
+    overload = results.get(timeout=args.duration + 60)
+    generator.join()
     shed = overload.failures.get("RESOURCE_EXHAUSTED", 0)
     offered = len(overload.latencies) + sum(overload.failures.values())
     p99_unloaded, p99_overload = capacity.percentile_ms(0.99), overload.percentile_ms(0.99)
+    p99_light = _percentile(light, 0.99)
     print(
         f"| {name:<8} | {per_rejection:6.0f} ({rejected}) | {capacity.throughput:6.0f} | {p99_unloaded:7.2f} | "
         f"{rate:6.0f} | {overload.throughput:6.0f} | {shed / max(offered, 1) * 100:5.1f}% | {p99_overload:7.2f} | "
-        f"{p99_overload / p99_unloaded:5.2f}x |",
+        f"{p99_overload / p99_unloaded:5.2f}x | {p99_light:7.2f} ({len(light)}) | {p99_light / p99_unloaded:5.2f}x |",
         flush=True,
     )
+
+
+def measure_floor(address: str, pid: int, args: argparse.Namespace) -> None:
+    per_rejection, rejected = asyncio.run(_held_and_rejected(address, args.max_in_flight, pid, args.duration / 2))
+    dash = "—"
+    print(f"| floor    | {per_rejection:6.0f} ({rejected}) | " + " | ".join([dash] * 9) + " |", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,9 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         "| root | root CPU us per rejection (rejections) | capacity req/s | p99 ms at capacity | "
-        "offered req/s | admitted req/s | shed | admitted p99 ms | p99 vs capacity |"
+        "offered req/s | admitted req/s | shed | admitted p99 ms | p99 vs capacity | "
+        "light client p99 ms (answers) | light p99 vs capacity |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     with Deployment(spec, log_dir=out / "logs") as dep, ExitStack() as stack:
         roots = [("new", dep.root_address, dep.children["root"].pid)]
         if args.baseline is not None:
@@ -130,8 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             group = stack.enter_context(processes(dep.spec.directory, dep.run_dir))
             base = group.start_root("baseline-root", document, env={"PYTHONPATH": str(args.baseline.resolve())})
             roots.append(("baseline", base.address, base.pid))
+        group = stack.enter_context(processes(dep.spec.directory, dep.run_dir))
+        floor_address = f"127.0.0.1:{free_port()}"
+        argv = [sys.executable, "-m", "loadtest.bare_root", "--listen", floor_address]
+        floor = group.start("bare-root", [*argv, "--max-in-flight", str(args.max_in_flight)], floor_address)
         for _ in range(args.repeats):
             for name, address, pid in roots:
                 assert pid is not None
                 measure(name, address, pid, args)
+            assert floor.pid is not None
+            measure_floor(floor.address, floor.pid, args)
     return 0

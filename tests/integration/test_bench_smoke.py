@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
@@ -31,7 +32,8 @@ from loadtest.queries import QueryStream, Vocabulary
 from loadtest.tally import Histogram, Tally, summarise
 from protos.demo_search.v1 import search_pb2
 from protos.probe.v1 import probe_pb2
-from protos.scatter_gather.v1 import root_pb2
+from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
+from tests._procs import PYTHON, start_process, wait_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 EVERY_SCENARIO = [*SCENARIOS, *CLOSED_LOOP]
@@ -204,3 +206,21 @@ def test_the_open_loop_sends_at_its_rate_and_drops_beyond_its_bound() -> None:
         bounded = run_open(dep.root_address, slow, rate=50.0, duration=0.5, seed=7, max_outstanding=2)
         assert 2 <= len(bounded.latencies) <= 4 and bounded.failures["dropped"] >= 10  # 2 at a time, 300 ms each
         assert bounded.latencies.min() >= 0.3  # from the scheduled arrival, at least the leaf's delay
+
+
+def test_the_bare_root_parks_its_limit_and_grpc_refuses_the_rest() -> None:
+    """The shed benchmark's floor: at its limit, grpc itself answers RESOURCE_EXHAUSTED."""
+    proc = start_process([PYTHON, "-m", "loadtest.bare_root", "--max-in-flight", "1"])
+    try:
+        wait_healthy(proc.address)
+        with grpc.insecure_channel(proc.address) as channel:
+            stub = root_pb2_grpc.RootStub(channel)
+            parked = stub.Query.future(root_pb2.QueryRequest(), timeout=10)
+            time.sleep(0.3)  # admitted and parked
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Query(root_pb2.QueryRequest(), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert not parked.done()
+            parked.cancel()
+    finally:
+        proc.stop()
