@@ -199,6 +199,8 @@ class _Files(DescriptorDatabase):
 
     def FindFileByName(self, name: str) -> descriptor_pb2.FileDescriptorProto:  # protobuf's API name
         if name not in self.names and name in _WELL_KNOWN_FILES:
+            # protobuf's own copy, from its generated module: in the default pool only once imported.
+            importlib.import_module(f"google.protobuf.{Path(name).stem}_pb2")
             proto = descriptor_pb2.FileDescriptorProto()
             descriptor_pool.Default().FindFileByName(name).CopyToProto(proto)
             self.add_once(proto)
@@ -268,7 +270,10 @@ class MessageTypes:
     modules at once, raising ``MessageTypeError``), then ``find`` names;
     ``close`` (or ``with``) closes the reflection channel. ``tls`` is how to
     reach the reflection address; ``timeout`` bounds each reflection call.
-    Not thread-safe: one thread at a time.
+    Not thread-safe: one thread at a time. ``find`` may block (a reflection
+    call, a module import): a server on an event loop resolves its types at
+    start, or calls ``find`` in a worker thread; a name once found costs a
+    dict lookup.
     """
 
     def __init__(self, sources: TypeSources = TypeSources(), *, tls: ClientTls | None = None, timeout: float = 5.0):

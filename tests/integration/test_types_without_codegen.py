@@ -21,15 +21,17 @@ import sys
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pool
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from scatter.conformance.cli import main as conformance
 from scatter.query import main as query
 from scatter.runtime import Deployment, load_deployment
-from scatter_common.message_types import MessageTypes, Reflection
+from scatter_common.message_types import MessageTypes, Reflection, TypeSources, compile_protos
 from tests._procs import FIXTURES, PYTHON, REPO, Proc, child_env, start_process
 
 PROTO_DIR = FIXTURES / "proto"
@@ -165,31 +167,58 @@ def test_the_kit_without_a_source_for_its_types(
     assert "unknown message type 'stock.v1.StockRequest'" in err and "it serves no server reflection" in err, err
 
 
-def test_reflection_v1_is_asked_first_and_v1alpha_when_it_is_missing(stock: Deployment) -> None:
-    """Python's reflection serves v1alpha only; a server with v1 only (served here under v1's name) works too."""
+def test_reflection_v1alpha_when_v1_is_missing(stock: Deployment) -> None:
+    """Python's reflection serves v1alpha only: the client falls back to it, and says so."""
     with grpc.insecure_channel(stock.children["merge"].address) as channel:
         client = Reflection(channel, timeout=5.0)
         assert "scatter_gather.v1.Merge" in client.services()
         assert client.version == "grpc.reflection.v1alpha"
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    servicer = reflection.ReflectionServicer(["grpc.reflection.v1.ServerReflection"])
+
+
+@pytest.fixture
+def v1_only_reflection() -> Iterator[str]:
+    """A server with reflection v1 only, of the stock types, that leaves out every imported file.
+
+    grpcio-reflection's servicer over a pool of the compiled stock files, registered under v1's
+    name; its answers keep only the file asked for, as a server may (the client fetches the rest).
+    """
+    pool = descriptor_pool.DescriptorPool()
+    for file in compile_protos([str(STOCK_PROTO)], [str(PROTO_DIR)]).file:
+        pool.Add(file)
+    servicer = reflection.ReflectionServicer(["grpc.reflection.v1.ServerReflection"], pool=pool)
+
+    def without_imports(requests: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        for response in servicer.ServerReflectionInfo(requests, context):
+            if response.HasField("file_descriptor_response"):  # (touching it would clear the oneof's other fields)
+                del response.file_descriptor_response.file_descriptor_proto[1:]
+            yield response
+
     handler = grpc.stream_stream_rpc_method_handler(
-        servicer.ServerReflectionInfo,
+        without_imports,
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
         response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
     )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     server.add_generic_rpc_handlers(
         [grpc.method_handlers_generic_handler("grpc.reflection.v1.ServerReflection", {"ServerReflectionInfo": handler})]
     )
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            client = Reflection(channel, timeout=5.0)
-            assert client.services() == ["grpc.reflection.v1.ServerReflection"]
-            assert client.version == "grpc.reflection.v1"
-    finally:
-        server.stop(None)
+    yield f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+def test_reflection_v1_and_imports_fetched_by_name(v1_only_reflection: str) -> None:
+    with grpc.insecure_channel(v1_only_reflection) as channel:
+        client = Reflection(channel, timeout=5.0)
+        assert client.services() == ["grpc.reflection.v1.ServerReflection"]
+        assert client.version == "grpc.reflection.v1"
+        assert [f.name for f in client.files_for("stock.v1.StockResponse")] == ["stock/v1/stock.proto"]
+    with MessageTypes(TypeSources(reflection=v1_only_reflection)) as types:
+        response = types.find("stock.v1.StockResponse")  # stock.proto imports item.proto and timestamp.proto
+        assert response is not None
+        assert response.DESCRIPTOR.fields_by_name["items"].message_type.full_name == "stock.v1.Item"
+        assert types.find("stock.v1.Item") is not None
 
 
 def test_the_fixture_types_are_not_generated() -> None:
