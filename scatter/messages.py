@@ -1,72 +1,81 @@
-"""Message classes by full name, for the command's tools that take a type on the command line.
+"""The command's flags for application message types, shared by ``scatter query`` and ``scatter conformance``.
 
-``scatter query --type probe.v1.ProbeRequest`` and the conformance kit's
-sample name application messages by their full protobuf name. A name is
-looked up in protobuf's default pool; when it is not there yet, only the
-generated modules of its own package are imported: a type of package
-``probe.v1`` lives in ``protos/probe/v1/*_pb2.py``, because the package
-path matches the package (docs/design.md; grpc's ``health.proto`` does the
-same). Modules the user names with ``--import`` are imported as they are.
-Nothing here imports every module under ``protos``: an application's protos
-cost nothing to a tool that does not use them, and a broken one cannot break
-an unrelated command.
+Both tools name application messages by their full protobuf name and find
+them with the one resolver, ``scatter_common.message_types.MessageTypes``
+(its docstring has the order of the sources). This module only turns the
+same four flags into its ``TypeSources``, and says what to pass when a
+type is found nowhere:
 
-What does not live here: the server's reflection (``scatter.conformance.sample``
-asks it for the types no local module defines).
+    --import MODULE       a Python module that defines types (Python users)
+    --proto FILE          a .proto file, compiled at run time (repeatable)
+    --proto-path DIR      a folder its imports are found in (repeatable)
+    --types-from WHERE    a leaf's or merge's address, to ask its server
+                          reflection; or a root's config file (*.toml),
+                          to ask the reflection of the merge it names
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterable
-from pathlib import Path
+import argparse
 
-from google.protobuf import descriptor_pool, message, message_factory
+from scatter_common.message_types import MessageTypeError, TypeSources
 
-import protos
+__all__ = ["UNKNOWN_TYPE_FIX", "add_type_flags", "type_sources"]
 
-__all__ = ["MessageClass", "find_message", "import_modules", "modules_for"]
-
-MessageClass = type[message.Message]
-
-_PROTOS = Path(protos.__file__).resolve().parent
-# The well-known types a request or an answer may use (google/protobuf/*.proto), imported on demand.
-_WELL_KNOWN = ("any", "duration", "timestamp", "wrappers", "struct", "empty", "field_mask")
+# What to do about a type found nowhere: the end of both tools' message.
+UNKNOWN_TYPE_FIX = (
+    "give its .proto file (--proto FILE, with --proto-path DIR for its imports), the address of a leaf or merge "
+    "that serves reflection for it (--types-from HOST:PORT), or a Python module that defines it (--import MODULE)"
+)
 
 
-def import_modules(names: Iterable[str]) -> None:
-    """Import the modules given with ``--import``; an ImportError names the one that failed."""
-    for name in names:
-        importlib.import_module(name)
+def add_type_flags(parser: argparse.ArgumentParser, reflection_default: str = "") -> None:
+    """Add ``--import``, ``--proto``, ``--proto-path`` and ``--types-from`` to ``parser``."""
+    group = parser.add_argument_group(
+        "message types", "where the application's message types come from (no generated code needed)"
+    )
+    group.add_argument(
+        "--proto", dest="protos", action="append", default=[], metavar="FILE", help=".proto file (repeatable)"
+    )
+    group.add_argument(
+        "--proto-path",
+        dest="proto_paths",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="folder where imports of the .proto files are found (repeatable; default: each file's folder)",
+    )
+    group.add_argument(
+        "--types-from",
+        default="",
+        metavar="WHERE",
+        help="ask the server reflection of this leaf or merge (HOST:PORT), or of the merge a root config "
+        f"(*.toml) names{reflection_default}",
+    )
+    group.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE", help="Python module defining types"
+    )
 
 
-def modules_for(full_name: str) -> list[str]:
-    """The generated modules that can define ``full_name``: those of its package, or []."""
-    *scopes, _ = full_name.split(".")
-    if not scopes or not all(part.isidentifier() for part in scopes):
-        return []
-    if scopes[:2] == ["google", "protobuf"]:
-        return [f"google.protobuf.{name}_pb2" for name in _WELL_KNOWN]
-    # The longest prefix that is a folder: a nested type (pkg.v1.Outer.Inner) lives in pkg/v1 too.
-    for end in range(len(scopes), 0, -1):
-        folder = _PROTOS.joinpath(*scopes[:end])
-        if folder.is_dir():
-            package = ".".join(["protos", *scopes[:end]])
-            return [f"{package}.{path.stem}" for path in sorted(folder.glob("*_pb2.py"))]
-    return []
+def type_sources(args: argparse.Namespace, reflection: str = "") -> TypeSources:
+    """The ``TypeSources`` of the parsed flags; ``reflection`` is the address used without ``--types-from``.
 
+    A ``--types-from`` ending in ``.toml`` is a root's config file: its
+    merge knows both the request and the response types. An unreadable or
+    invalid one is a MessageTypeError naming it.
+    """
+    where = str(args.types_from)
+    if where.endswith(".toml"):
+        from root.config import load_root_config  # only then: the root's config code is not small
+        from root.errors import ConfigError
 
-def _lookup(full_name: str) -> MessageClass | None:
-    try:
-        return message_factory.GetMessageClass(descriptor_pool.Default().FindMessageTypeByName(full_name))
-    except KeyError:
-        return None
-
-
-def find_message(full_name: str) -> MessageClass | None:
-    """The class of the message ``full_name``, importing only its package's modules; None if unknown."""
-    found = _lookup(full_name)
-    if found is None:
-        import_modules(modules_for(full_name))
-        found = _lookup(full_name)
-    return found
+        try:
+            where = load_root_config(where).merge_address
+        except ConfigError as exc:
+            raise MessageTypeError(f"--types-from {args.types_from}: not a usable root config: {exc}") from None
+    return TypeSources(
+        imports=tuple(args.imports),
+        proto_files=tuple(args.protos),
+        proto_paths=tuple(args.proto_paths),
+        reflection=where or reflection,
+    )

@@ -3,10 +3,13 @@
 The request message is given as JSON (protobuf's JSON mapping) and packed
 into QueryRequest.payload; the answer is printed as JSON with its coverage
 and per-shard timings; with ``--explain`` the root also reports every
-attempt, drawn on stderr as a text timeline. A message type is found in the generated modules of
-its package under ``protos`` (``probe.v1.X`` in ``protos/probe/v1/``) or in
-a module named with ``--import`` (``scatter.messages``); an answer of a type
-found nowhere is printed encoded (type URL and base64).
+attempt, drawn on stderr as a text timeline. Message types are found by
+``scatter_common.message_types`` from the flags of ``scatter.messages``:
+``.proto`` files (``--proto``), a leaf's or merge's server reflection
+(``--types-from``), the generated code of the type's package under
+``protos`` or a Python module (``--import``). No Python code needs to be
+generated for them. An answer of a type found nowhere is printed encoded
+(type URL and base64).
 """
 
 from __future__ import annotations
@@ -21,15 +24,22 @@ import grpc
 from google.protobuf import json_format
 
 from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc, shard_pb2
-from scatter.messages import find_message, import_modules
+from scatter.messages import UNKNOWN_TYPE_FIX, add_type_flags, type_sources
+from scatter_common.message_types import MessageTypeError, MessageTypes, pool_of
 from scatter_common.tls import ClientTls, sync_channel
 
 
-def _as_json(response: root_pb2.QueryResponse) -> dict[str, Any]:
-    """The response as protobuf's JSON mapping; a payload of a type no module defines stays encoded."""
+def _as_json(response: root_pb2.QueryResponse, types: MessageTypes) -> dict[str, Any]:
+    """The response as protobuf's JSON mapping; a payload of a type no source defines stays encoded."""
     payload = response.payload
-    if not payload.type_url or find_message(payload.type_url.rsplit("/", 1)[-1]) is not None:
+    if not payload.type_url:
         return json_format.MessageToDict(response)
+    try:
+        cls = types.find(payload.type_url.rsplit("/", 1)[-1])
+    except MessageTypeError:  # its package's generated module does not import: show the bytes
+        cls = None
+    if cls is not None:
+        return json_format.MessageToDict(response, descriptor_pool=pool_of(cls))
     rest = root_pb2.QueryResponse()
     rest.CopyFrom(response)
     rest.ClearField("payload")
@@ -52,28 +62,34 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="ask for every attempt of every shard, and draw them on stderr (the JSON stays on stdout)",
     )
-    parser.add_argument("--import", dest="imports", action="append", default=[], help="module defining the type")
+    add_type_flags(parser)
     parser.add_argument("--tls-ca", default="", help="PEM CA that signed the root's certificate: use TLS")
     parser.add_argument("--tls-cert", default="", help="PEM client certificate, for mutual TLS")
     parser.add_argument("--tls-key", default="", help="PEM key of --tls-cert")
     args = parser.parse_args(argv)
-
+    use_tls = bool(args.tls_ca or args.tls_cert)
     try:
-        import_modules(args.imports)
-        cls = find_message(args.type_name)
-    except ImportError as exc:
-        print(f"scatter query: cannot import a module for {args.type_name!r}: {exc}", file=sys.stderr)
+        tls = ClientTls(args.tls_ca, args.tls_cert, args.tls_key) if use_tls else None
+        types = MessageTypes(type_sources(args), tls=tls, timeout=args.deadline_ms / 1000)
+    except ValueError as exc:  # MessageTypeError is one
+        print(f"scatter query: {exc}", file=sys.stderr)
+        return 2
+    with types:
+        return _query(args, tls, types)
+
+
+def _query(args: argparse.Namespace, tls: ClientTls | None, types: MessageTypes) -> int:
+    try:
+        cls = types.find(args.type_name)
+    except MessageTypeError as exc:
+        print(f"scatter query: {exc}", file=sys.stderr)
         return 2
     if cls is None:
-        print(
-            f"scatter query: unknown message type {args.type_name!r}: not in the generated code of its package "
-            "under 'protos' nor in an --import module; use --import MODULE",
-            file=sys.stderr,
-        )
+        print(f"scatter query: {types.explain_unknown(args.type_name)}; {UNKNOWN_TYPE_FIX}", file=sys.stderr)
         return 2
     message = cls()
     try:
-        json_format.Parse(args.json, message)
+        json_format.Parse(args.json, message, descriptor_pool=pool_of(cls))
     except json_format.ParseError as exc:
         print(f"scatter query: the JSON is not a valid {args.type_name}: {exc}", file=sys.stderr)
         return 2
@@ -83,20 +99,13 @@ def main(argv: list[str]) -> int:
         request.options.min_coverage = args.min_coverage
     if args.explain:
         request.options.explain = True
-    use_tls = bool(args.tls_ca or args.tls_cert)
-    try:
-        tls = ClientTls(args.tls_ca, args.tls_cert, args.tls_key) if use_tls else None
-        channel = sync_channel(args.address, tls)
-    except ValueError as exc:
-        print(f"scatter query: {exc}", file=sys.stderr)
-        return 2
-    with channel:
+    with sync_channel(args.address, tls) as channel:
         try:
             response = root_pb2_grpc.RootStub(channel).Query(request, timeout=args.deadline_ms / 1000)
         except grpc.RpcError as exc:
             print(f"scatter query: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
-    print(json.dumps(_as_json(response), indent=2))
+    print(json.dumps(_as_json(response, types), indent=2))
     if args.explain:
         print(explain(response), file=sys.stderr)
     return 0

@@ -20,7 +20,7 @@ import contextlib
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeAlias
 
 import grpc
@@ -29,8 +29,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc, merge_pb2, merge_pb2_grpc, shard_pb2
 from scatter.conformance.report import CheckResult, Status
-from scatter.conformance.sample import Sample, TypeResolver, reflect_services, to_any
-from scatter.messages import MessageClass
+from scatter.conformance.sample import Sample, to_any
+from scatter_common.message_types import MessageClass, MessageTypes, Reflection, TypeSources
 from scatter_common.tls import ClientTls, sync_channel
 
 LEAF_SERVICE = leaf_pb2.DESCRIPTOR.services_by_name["Leaf"].full_name
@@ -325,14 +325,16 @@ class _Run:
         return self.passed(name, f"Check({shown}) reports SERVING{after}")
 
     def reflection(self, name: str) -> CheckResult:
+        reflection = Reflection(self.channel, self.options.timeout)
         try:
-            services = reflect_services(self.channel, self.options.timeout)
+            services = reflection.services()
         except grpc.RpcError as exc:
-            detail = f"server reflection unavailable ({exc.code().name})"
-            return CheckResult(name, Status.WARN, f"{detail}; serve grpc.reflection.v1alpha so grpcurl works")
+            detail = f"server reflection unavailable ({exc.code().name} for grpc.reflection.v1 and v1alpha)"
+            fix = "serve grpc.reflection.v1 or v1alpha, with your message types, so grpcurl and the kit find them"
+            return CheckResult(name, Status.WARN, f"{detail}; {fix}")
         if self.service not in services:
-            return CheckResult(name, Status.WARN, f"reflection lists {services}, not {self.service}")
-        return self.passed(name, f"reflection lists {self.service}")
+            return CheckResult(name, Status.WARN, f"{reflection.version} lists {services}, not {self.service}")
+        return self.passed(name, f"{reflection.version} lists {self.service}")
 
     def typed(self, name: str, outcome: _Outcome, declared: str, what: str) -> CheckResult:
         """PASS when ``outcome`` is OK with a payload whose type URL is set (and of type ``declared``)."""
@@ -487,6 +489,17 @@ class _Load:
         return f"median {self.median * 1000:.0f} ms{failed}"
 
 
+def _message_types(address: str, types: TypeSources | None, options: KitOptions) -> MessageTypes:
+    """The run's resolver, built before connecting (a .proto that does not compile stops the run at once).
+
+    Without ``types.reflection`` it asks the reflection of the server checked, on a channel of its own.
+    """
+    sources = types or TypeSources()
+    if not sources.reflection:
+        sources = replace(sources, reflection=address)
+    return MessageTypes(sources, tls=options.tls, timeout=options.timeout)
+
+
 @contextlib.contextmanager
 def _connect(address: str, options: KitOptions) -> Iterator[tuple[grpc.Channel, CheckResult]]:
     with sync_channel(address, options.tls) as channel:
@@ -508,17 +521,17 @@ def check_leaf(
     *,
     shard_index: int | None = None,
     shard_count: int | None = None,
-    imports: tuple[str, ...] = (),
+    types: TypeSources | None = None,
     options: KitOptions | None = None,
 ) -> list[CheckResult]:
     """Run the leaf checks against the leaf at ``address`` serving ``shard_index`` of ``shard_count``.
 
-    Either left None is learned from the leaf (``learn_shard``). Raises SampleError when the
-    sample's payloads cannot be encoded, ShardUnknown when the shard cannot be learned.
+    Either left None is learned from the leaf (``learn_shard``). ``types`` says where the sample's
+    message types come from (``_message_types``). Raises SampleError when the sample's payloads
+    cannot be encoded, MessageTypeError when a type source is unusable (a .proto that does not
+    compile), ShardUnknown when the shard cannot be learned.
     """
-    return run_leaf(
-        address, sample, shard_index=shard_index, shard_count=shard_count, imports=imports, options=options
-    )[0]
+    return run_leaf(address, sample, shard_index=shard_index, shard_count=shard_count, types=types, options=options)[0]
 
 
 @dataclass(frozen=True)
@@ -536,7 +549,7 @@ def run_leaf(
     *,
     shard_index: int | None = None,
     shard_count: int | None = None,
-    imports: tuple[str, ...] = (),
+    types: TypeSources | None = None,
     options: KitOptions | None = None,
 ) -> tuple[list[CheckResult], Shard | None]:
     """``check_leaf``, also returning the shard checked (None when the run stopped before learning it)."""
@@ -545,16 +558,15 @@ def run_leaf(
         raise ShardUnknown(
             f"--shard-index must be in [0, {shard_count}) for --shard-count {shard_count}, got {shard_index}"
         )
-    with _connect(address, options) as (channel, reachable):
+    with _message_types(address, types, options) as resolver, _connect(address, options) as (channel, reachable):
         if reachable.status is Status.FAIL:
             return [reachable], None
-        resolver = TypeResolver(channel, imports, options.timeout)
         run = _Run(channel, LEAF_SERVICE, leaf_pb2_grpc.LeafStub(channel).Execute, options, resolver.find, LEAF_CHECKS)
         not_serving = _wait_serving(run, LEAF_CHECKS, reachable)
         if not_serving:
             return not_serving, None
-        payload = to_any(sample.request, resolver.find)
-        slow_payload = None if sample.slow_request is None else to_any(sample.slow_request, resolver.find)
+        payload = to_any(sample.request, resolver)
+        slow_payload = None if sample.slow_request is None else to_any(sample.slow_request, resolver)
         learned = shard_index is None or shard_count is None
         if learned:
             shard_index, shard_count = learn_shard(run.call, payload, shard_index, shard_count, options)
@@ -736,25 +748,25 @@ def check_merge(
     address: str,
     sample: Sample,
     *,
-    imports: tuple[str, ...] = (),
+    types: TypeSources | None = None,
     options: KitOptions | None = None,
 ) -> list[CheckResult]:
-    """Run the merge checks against the merge at ``address``. Raises SampleError for a bad sample."""
+    """Run the merge checks against the merge at ``address``. Raises SampleError for a bad sample,
+    MessageTypeError for an unusable type source (``check_leaf``)."""
     options = options or KitOptions()
-    with _connect(address, options) as (channel, reachable):
+    with _message_types(address, types, options) as resolver, _connect(address, options) as (channel, reachable):
         if reachable.status is Status.FAIL:
             return [reachable]
-        resolver = TypeResolver(channel, imports, options.timeout)
         run = _Run(
             channel, MERGE_SERVICE, merge_pb2_grpc.MergeStub(channel).Merge, options, resolver.find, MERGE_CHECKS
         )
         not_serving = _wait_serving(run, MERGE_CHECKS, reachable)
         if not_serving:
             return not_serving
-        payload = to_any(sample.request, resolver.find)
-        partials = [to_any(p, resolver.find) for p in sample.partials]
+        payload = to_any(sample.request, resolver)
+        partials = [to_any(p, resolver) for p in sample.partials]
         slow_spec = sample.slow_merge_request
-        slow = None if slow_spec is None else _merge_request(to_any(slow_spec, resolver.find), partials, [], "slow")
+        slow = None if slow_spec is None else _merge_request(to_any(slow_spec, resolver), partials, [], "slow")
         declared = sample.merge_response_type
         timeout = shard_pb2.SHARD_STATUS_TIMEOUT
         every_failure = [timeout, shard_pb2.SHARD_STATUS_ERROR, shard_pb2.SHARD_STATUS_UNAVAILABLE]

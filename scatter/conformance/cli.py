@@ -14,6 +14,7 @@ import time
 from scatter.conformance.checks import KitOptions, Shard, check_merge, run_leaf
 from scatter.conformance.report import as_json, failed, table
 from scatter.conformance.sample import SampleError, load_sample
+from scatter.messages import add_type_flags, type_sources
 from scatter_common.tls import ClientTls
 
 _EPILOG = """\
@@ -22,6 +23,8 @@ sample file (JSON): {"request": {"type": "pkg.v1.Request", "json": {...}}, "slow
   "merge_response_type": "pkg.v1.Response", "slow_merge_request": {...}}; only "request" is required.
   The slow requests keep a leaf (a merge) busy for seconds: without them the release checks SKIP.
   A payload may also be given encoded: {"type_url": "type.googleapis.com/pkg.v1.Request", "value_base64": "..."}.
+The types are found in --proto files, through the reflection of the server checked (or --types-from),
+in the generated code of their package under protos/, or in --import modules: no code generation needed.
 The kit waits for SERVING, learns a leaf's shard unless told, and takes about 2-5 s against a
 conforming server; against a misbehaving one at most KitOptions.worst_case() (about 150 s with the
 defaults, mostly the SERVING wait and one --timeout-ms per call), stated after the table.
@@ -45,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--shard-count", type=int, default=None, help="leaf: the number of shards (default: learned from the leaf)"
     )
-    parser.add_argument("--import", dest="imports", action="append", default=[], help="module defining the types")
+    add_type_flags(parser, " (default: the server checked)")
     parser.add_argument(
         "--timeout-ms",
         type=float,
@@ -93,18 +96,19 @@ def main(argv: list[str]) -> int:
             tls=tls,
         )
         sample = load_sample(args.sample)
+        types = type_sources(args)
         if args.role == "leaf":
             results, shard = run_leaf(
                 args.address,
                 sample,
                 shard_index=args.shard_index,
                 shard_count=args.shard_count,
-                imports=tuple(args.imports),
+                types=types,
                 options=options,
             )
         else:
-            results = check_merge(args.address, sample, imports=tuple(args.imports), options=options)
-    except (SampleError, ValueError, ImportError) as exc:  # ShardUnknown is a ValueError
+            results = check_merge(args.address, sample, types=types, options=options)
+    except (SampleError, ValueError) as exc:  # ShardUnknown and MessageTypeError are ValueErrors
         print(f"scatter conformance: {exc}", file=sys.stderr)
         return 2
     elapsed = time.monotonic() - started

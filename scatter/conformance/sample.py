@@ -16,14 +16,15 @@ merge takes seconds over (with the sample's partials), if the application has on
 Every payload is either ``{"type": NAME,
 "json": OBJECT}`` (protobuf's JSON mapping) or ``{"type_url": URL,
 "value_base64": BYTES}`` (already encoded: no type knowledge needed). A
-message type named by ``type`` is looked up in the generated modules of its
-package under ``protos`` and in modules given with ``--import``
-(``scatter.messages``), and then through the server's reflection service: a
-leaf in any language that serves reflection for its own message types needs
-nothing else.
+message type named by ``type`` is found by the one resolver,
+``scatter_common.message_types.MessageTypes``: ``.proto`` files given with
+``--proto``, the generated modules of its package under ``protos``, modules
+given with ``--import``, and the server reflection of the server checked
+(or of ``--types-from``): a leaf in any language that serves reflection for
+its own message types needs nothing else.
 
-What lives here: parsing and validating the sample, resolving message types.
-What does not: any check (``checks``).
+What lives here: parsing and validating the sample, encoding its payloads.
+What does not: any check (``checks``), finding types (``MessageTypes``).
 """
 
 from __future__ import annotations
@@ -31,17 +32,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
-from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, json_format, message_factory
-from google.protobuf.descriptor_database import DescriptorDatabase
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from google.protobuf import any_pb2, json_format
 
-from scatter.messages import MessageClass, find_message, import_modules
+from scatter.messages import UNKNOWN_TYPE_FIX
+from scatter_common.message_types import MessageTypes, pool_of
 
 TYPE_URL_PREFIX = "type.googleapis.com/"
 _SAMPLE_KEYS = (
@@ -52,8 +51,6 @@ _SAMPLE_KEYS = (
     "merge_response_type",
     "slow_merge_request",
 )
-# Files a foreign server may import without serving them by reflection.
-_WELL_KNOWN = ("any", "duration", "timestamp", "wrappers", "struct", "empty", "field_mask")
 
 
 class SampleError(ValueError):
@@ -158,98 +155,19 @@ def load_sample(path: str | Path) -> Sample:
         raise SampleError(f"{path}: {exc}") from None
 
 
-class TypeResolver:
-    """Finds message classes by full name: local generated code first, then the server's reflection."""
-
-    def __init__(self, channel: grpc.Channel, imports: tuple[str, ...] = (), timeout: float = 5.0) -> None:
-        self._channel = channel
-        self._timeout = timeout
-        self._reflected = _ReflectedFiles()
-        self._remote_pool = descriptor_pool.DescriptorPool(self._reflected)
-        import_modules(imports)
-
-    def find(self, type_name: str) -> MessageClass | None:
-        """The class of ``type_name``, or None when neither local code nor reflection knows it."""
-        local = find_message(type_name)
-        if local is not None:
-            return local
-        try:
-            files = reflect_files(self._channel, type_name, self._timeout)
-        except grpc.RpcError:
-            return None
-        for file in files:
-            self._reflected.add_once(file)
-        try:
-            return message_factory.GetMessageClass(self._remote_pool.FindMessageTypeByName(type_name))
-        except (KeyError, TypeError, ValueError):  # unknown, or files that do not link
-            return None
-
-
-class _ReflectedFiles(DescriptorDatabase):
-    """Files served by reflection, plus the well-known types a server may leave out."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._names: set[str] = set()
-
-    def add_once(self, file: descriptor_pb2.FileDescriptorProto) -> None:
-        if file.name not in self._names:
-            self._names.add(file.name)
-            self.Add(file)
-
-    def FindFileByName(self, name: str) -> descriptor_pb2.FileDescriptorProto:  # protobuf's API name
-        if name not in self._names and name in {f"google/protobuf/{w}.proto" for w in _WELL_KNOWN}:
-            proto = descriptor_pb2.FileDescriptorProto()
-            descriptor_pool.Default().FindFileByName(name).CopyToProto(proto)
-            self.add_once(proto)
-        result: descriptor_pb2.FileDescriptorProto = super().FindFileByName(name)
-        return result
-
-
-def _reflection_call(
-    channel: grpc.Channel, request: reflection_pb2.ServerReflectionRequest, timeout: float
-) -> reflection_pb2.ServerReflectionResponse:
-    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    responses = stub.ServerReflectionInfo(iter([request]), timeout=timeout)
-    for response in responses:
-        responses.cancel()
-        result: reflection_pb2.ServerReflectionResponse = response
-        return result
-    return reflection_pb2.ServerReflectionResponse()  # the stream ended without an answer: nothing known
-
-
-def reflect_files(channel: grpc.Channel, symbol: str, timeout: float) -> list[descriptor_pb2.FileDescriptorProto]:
-    """The file defining ``symbol`` and its imports, from the server's reflection service ([] if unknown)."""
-    request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
-    response = _reflection_call(channel, request, timeout)
-    files = []
-    for raw in response.file_descriptor_response.file_descriptor_proto:
-        proto = descriptor_pb2.FileDescriptorProto()
-        proto.ParseFromString(raw)
-        files.append(proto)
-    return files
-
-
-def reflect_services(channel: grpc.Channel, timeout: float) -> list[str]:
-    """The service names the server's reflection lists."""
-    response = _reflection_call(channel, reflection_pb2.ServerReflectionRequest(list_services=""), timeout)
-    return [str(service.name) for service in response.list_services_response.service]
-
-
-def to_any(spec: PayloadSpec, find: Callable[[str], MessageClass | None]) -> any_pb2.Any:
+def to_any(spec: PayloadSpec, types: MessageTypes) -> any_pb2.Any:
     """Encode ``spec`` as an Any; a SampleError when its type is unknown or its JSON does not fit."""
     if spec.value is not None:
         return any_pb2.Any(type_url=spec.type_url, value=spec.value)
-    cls = find(spec.type_name)
+    cls = types.find(spec.type_name)
     if cls is None:
         raise SampleError(
-            f"unknown message type {spec.type_name!r}: not in the generated code of its package under 'protos', "
-            "not in an --import module, and not served by the server's reflection; use --import MODULE, serve "
-            "reflection, or give the payload as type_url + value_base64"
+            f"{types.explain_unknown(spec.type_name)}; {UNKNOWN_TYPE_FIX}, or give the payload encoded "
+            "(type_url and value_base64)"
         )
     msg = cls()
     try:
-        json_format.ParseDict(spec.json_value or {}, msg)
+        json_format.ParseDict(spec.json_value or {}, msg, descriptor_pool=pool_of(cls))
     except json_format.ParseError as exc:
         raise SampleError(f"the JSON is not a valid {spec.type_name}: {exc}") from None
     return any_pb2.Any(type_url=spec.type_url, value=msg.SerializeToString())

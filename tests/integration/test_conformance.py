@@ -41,6 +41,7 @@ from scatter.conformance import (
 from scatter.conformance.cli import main as conformance_main
 from scatter.conformance.report import JSON_SCHEMA
 from scatter.conformance.sample import to_any
+from scatter_common.message_types import MessageTypes
 from tests._procs import FIXTURES, PYTHON, REPO, Proc, start_healthy, start_process
 
 PROBE = REPO / "examples" / "probe"
@@ -358,10 +359,10 @@ def test_sample_validation() -> None:
 
 def test_encoded_payload_needs_no_type_knowledge() -> None:
     sample = parse_sample({"request": {"type_url": "type.example.com/x.v1.Req", "value_base64": "CAE="}})
-    packed = to_any(sample.request, lambda name: None)
+    packed = to_any(sample.request, MessageTypes())
     assert packed.type_url == "type.example.com/x.v1.Req" and packed.value == b"\x08\x01"
-    with pytest.raises(SampleError, match="use --import MODULE"):
-        to_any(parse_sample({"request": {"type": "x.v1.Req", "json": {}}}).request, lambda name: None)
+    with pytest.raises(SampleError, match=r"unknown message type 'x.v1.Req'.*--proto FILE.*value_base64"):
+        to_any(parse_sample({"request": {"type": "x.v1.Req", "json": {}}}).request, MessageTypes())
 
 
 def test_merge_checks_without_partials_skip_what_needs_them(probe_merge: Proc) -> None:

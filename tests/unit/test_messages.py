@@ -3,7 +3,9 @@
 ``scatter query --type probe.v1.ProbeRequest`` and the conformance kit's
 sample must not import every ``*_pb2`` under ``protos`` (an application's
 protos, the demo's included): each scenario runs in a fresh interpreter and
-lists the generated modules it ended up importing.
+lists the generated modules it ended up importing. The other sources of the
+one resolver (``.proto`` files, reflection) are tested on real processes in
+``tests/integration/test_types_without_codegen.py``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import sys
 import pytest
 
 from protos.scatter_gather.v1 import root_pb2
-from scatter.messages import find_message, modules_for
 from scatter.query import _as_json
+from scatter_common.message_types import MessageTypes, TypeSources, modules_for
 from tests._procs import child_env
 
 PROBE = "protos.probe.v1.probe_pb2"
@@ -46,9 +48,8 @@ def test_scatter_query_imports_only_the_package_of_its_type() -> None:
 
 def test_the_kit_resolves_a_sample_type_from_its_package_only() -> None:
     code = (
-        "import grpc\n"
-        "from scatter.conformance.sample import TypeResolver\n"
-        "resolver = TypeResolver(grpc.insecure_channel('127.0.0.1:1'), (), 0.2)\n"
+        "from scatter_common.message_types import MessageTypes, TypeSources\n"
+        "resolver = MessageTypes(TypeSources(reflection='127.0.0.1:1'), timeout=0.2)\n"
         "assert resolver.find('probe.v1.ProbePartial') is not None"
     )
     modules = generated_modules_after(code)
@@ -57,9 +58,9 @@ def test_the_kit_resolves_a_sample_type_from_its_package_only() -> None:
 
 def test_an_import_flag_still_brings_its_module() -> None:
     code = (
-        "from scatter.messages import find_message, import_modules\n"
-        f"import_modules(['{DEMO}'])\n"
-        "assert find_message('demo_search.v1.SearchRequest') is not None"
+        "from scatter_common.message_types import MessageTypes, TypeSources\n"
+        f"types = MessageTypes(TypeSources(imports=('{DEMO}',)))\n"
+        "assert types.find('demo_search.v1.SearchRequest') is not None"
     )
     assert DEMO in generated_modules_after(code)
 
@@ -80,15 +81,17 @@ def test_modules_for(name: str, modules: list[str]) -> None:
 
 
 def test_well_known_and_unknown_types() -> None:
-    assert find_message("google.protobuf.StringValue") is not None
-    assert find_message("no.such.v1.Message") is None
+    types = MessageTypes()
+    assert types.find("google.protobuf.StringValue") is not None
+    assert types.find("no.such.v1.Message") is None
+    assert types.explain_unknown("no.such.v1.Message").startswith("unknown message type 'no.such.v1.Message'")
 
 
 def test_an_answer_of_an_unknown_type_is_printed_encoded() -> None:
     response = root_pb2.QueryResponse(request_id="r1")
     response.payload.type_url = "type.example.com/x.v1.Unknown"
     response.payload.value = b"\x08\x01"
-    assert _as_json(response) == {
+    assert _as_json(response, MessageTypes(TypeSources())) == {
         "payload": {"@type": "type.example.com/x.v1.Unknown", "value_base64": "CAE="},
         "requestId": "r1",
     }
