@@ -549,7 +549,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     discovery_table.finish()
     discovery = DiscoveryConfig(refresh_ms / 1000, dns_server)
 
-    http = _http_config(doc.table("http"), merge_address)
+    http = _http_config(doc.table("http"), merge_address) if "http" in data else None
 
     doc.used.add("shards")
     raw_shards = data.get("shards")
@@ -652,11 +652,8 @@ def _strings(table: Table, key: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _http_config(table: Table, merge_address: str) -> HttpConfig | None:
-    """[http]: None when the section is absent (the ingress is off); ``listen`` is required in it."""
-    if not table.data:
-        table.finish()
-        return None
+def _http_config(table: Table, merge_address: str) -> HttpConfig:
+    """[http], when the file has it (else the ingress is off); ``listen`` is required in it."""
     listen = table.address("listen", None, listen=True)
     if listen.startswith("unix:"):
         raise ConfigError(f'{table.where("listen")}: expected "host:port" (HTTP listens on TCP), got {listen!r}')
