@@ -36,9 +36,9 @@ Rules:
 4. Status codes are grpc-gateway's (``scatter_common.status.HTTP_STATUS``),
    with its error body ``{"code": <gRPC code number>, "message": ..., "details": []}``.
    Refused at admission: 429 with ``Retry-After``. A body over the size
-   limit: 413, code 8 (RESOURCE_EXHAUSTED): grpc-gateway would say 429, but
-   429 invites a retry that cannot succeed, as root.errors.TooLarge says for
-   gRPC. Wrong path 404, wrong method 405 (``Allow: POST``).
+   limit, or a payload too large to forward (root.errors.TooLarge): 413,
+   code 8 (RESOURCE_EXHAUSTED): grpc-gateway would say 429, but 429 invites
+   a retry that cannot succeed. Wrong path 404, wrong method 405 (``Allow: POST``).
 5. Message types are found by the one resolver,
    ``scatter_common.message_types`` (``HttpTypes`` below): the generated
    code of a type's package, ``[http] imports``, ``proto_files`` compiled
@@ -379,7 +379,9 @@ class HttpIngress:
         try:
             answer = await self.service.query_admitted(query.SerializeToString(), call)
         except _Aborted as exc:
-            return error_response(exc.code, exc.message)
+            # The query path's only RESOURCE_EXHAUSTED is root.errors.TooLarge (shedding is
+            # admission's, above): 413 like a body over the limit, not a 429 that invites a retry.
+            return error_response(exc.code, exc.message, 413 if exc.code == "RESOURCE_EXHAUSTED" else None)
         response = root_pb2.QueryResponse.FromString(answer)
         body = json.dumps(await self._as_json(response, due), ensure_ascii=False).encode()
         return Response(200, JSON_TYPE, body)

@@ -154,6 +154,10 @@ def test_an_oversized_body_is_413_before_it_is_read(probe: Deployment) -> None:
     address = probe.children["root"].http_address
     big = query(value=1, markerDir="x" * MAX_MESSAGE_BYTES)
     assert_error(post(address, big), 413, 8, f"over the limit of {MAX_MESSAGE_BYTES}", "max_message_bytes")
+    # Within the body limit, but a payload larger than the root can forward with its framing: 413 too.
+    near = query(value=1, markerDir="x" * (MAX_MESSAGE_BYTES - 120))
+    assert len(near) < MAX_MESSAGE_BYTES
+    assert_error(post(address, near), 413, 8, "this root forwards at most", "max_message_bytes")
     # Announced, never sent: the answer comes at once, without waiting for a gigabyte.
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
