@@ -39,14 +39,18 @@ Rules:
    limit, or a payload too large to forward (root.errors.TooLarge): 413,
    code 8 (RESOURCE_EXHAUSTED): grpc-gateway would say 429, but 429 invites
    a retry that cannot succeed. Wrong path 404, wrong method 405 (``Allow: POST``).
-5. Message types are found by the one resolver,
+5. JSON is converted (json_format, pure Python) on the loop when small,
+   else on one thread of its own, one conversion at a time, so that a
+   4 MiB body of small numbers (seconds of CPU) cannot stall the loop that
+   serves every request; one that waited past its deadline is not started.
+6. Message types are found by the one resolver,
    ``scatter_common.message_types`` (``HttpTypes`` below): the generated
    code of a type's package, ``[http] imports``, ``proto_files`` compiled
    at start, and the server reflection of ``types_from`` (the merge by
    default: it knows the request and the answer types). Lookups run on one
    thread of their own (reflection calls block; the resolver is not
    thread-safe), never on the loop; results are cached, bounded.
-6. No traceback reaches a client: every failure is a status and a message
+7. No traceback reaches a client: every failure is a status and a message
    saying what to fix; a bug is INTERNAL with the request id, as for gRPC.
 """
 
@@ -58,8 +62,10 @@ import collections
 import concurrent.futures
 import json
 import logging
+import math
 import time
-from typing import Any, Never
+from collections.abc import Callable
+from typing import Any, Never, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -77,6 +83,7 @@ from scatter_common.tls import ClientTls
 from scatter_common.tracing import HEADER
 
 __all__ = [
+    "INLINE_JSON_BYTES",
     "QUERY_PATH",
     "RETRY_AFTER_SECONDS",
     "TIMEOUT_HEADER",
@@ -87,6 +94,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("scatter.root")
+T = TypeVar("T")
 
 QUERY_PATH = "/v1/query"
 TIMEOUT_HEADER = "grpc-timeout"
@@ -105,6 +113,9 @@ REFLECTION_TIMEOUT = 2.0
 # asks twice: message_types' rule), so made-up names cannot grow it without bound.
 MAX_REFLECTION_MISSES = 1024
 JSON_TYPE = "application/json"
+# Bodies and answers up to this size are converted on the loop (tens of microseconds to a
+# millisecond); larger ones on the JSON thread (see HttpIngress._convert).
+INLINE_JSON_BYTES = 64 * 1024
 # What a client can do about a type the root cannot find.
 UNKNOWN_TYPE_FIX = (
     "make it known to the root's [http] section: proto_files = [its .proto] (with proto_paths for "
@@ -274,6 +285,7 @@ class HttpIngress:
             refusal=self._refusal,
         )
         self._upstream_tls = config.upstream_tls
+        self._json_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scatter-http-json")
 
     async def start(self, *, reuse_port: bool = False) -> str:
         """Compile the types' sources, then listen; a ConfigError naming the key if either fails."""
@@ -289,6 +301,7 @@ class HttpIngress:
     async def stop(self, grace: float) -> None:
         """Refuse new connections; requests under way get ``grace`` seconds."""
         await self.listener.stop(grace)
+        self._json_thread.shutdown(wait=False, cancel_futures=True)
         if self.types is not None:
             await asyncio.to_thread(self.types.close)
 
@@ -344,7 +357,9 @@ class HttpIngress:
         # Type lookups wait at most until the request's deadline (the default one if it sent none).
         due = deadline if deadline is not None else request.received + self.deadlines.default
         try:
-            document = json.loads(request.body)
+            document = await self._convert(len(request.body), due, json.loads, request.body)
+        except TimeoutError:
+            return self._reject("DEADLINE_EXCEEDED", "the deadline passed while the request waited to be read")
         except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             return self._reject("INVALID_ARGUMENT", f"the body is not JSON ({exc}); send a QueryRequest: {EXAMPLE}")
         if not isinstance(document, dict):
@@ -370,45 +385,77 @@ class HttpIngress:
             return self._reject("DEADLINE_EXCEEDED", f"finding the message type {quoted(name)} outlasted the deadline")
         if found is None:
             return self._reject("INVALID_ARGUMENT", f"{why}; {UNKNOWN_TYPE_FIX}")
-        query = root_pb2.QueryRequest()
         try:
-            json_format.ParseDict(document, query, descriptor_pool=pool_of(found))
+            raw = await self._convert(len(request.body), due, _to_query, document, pool_of(found))
         except (json_format.ParseError, RecursionError, TypeError, ValueError) as exc:
             return self._reject("INVALID_ARGUMENT", f"the body is not a valid QueryRequest: {exc}")
+        except TimeoutError:
+            return self._reject("DEADLINE_EXCEEDED", "the deadline passed while the request waited to be converted")
         call = _Call(deadline, request.headers.get(HEADER))
         try:
-            answer = await self.service.query_admitted(query.SerializeToString(), call)
+            answer = await self.service.query_admitted(raw, call)
         except _Aborted as exc:
             # The query path's only RESOURCE_EXHAUSTED is root.errors.TooLarge (shedding is
             # admission's, above): 413 like a body over the limit, not a 429 that invites a retry.
             return error_response(exc.code, exc.message, 413 if exc.code == "RESOURCE_EXHAUSTED" else None)
         response = root_pb2.QueryResponse.FromString(answer)
-        body = json.dumps(await self._as_json(response, due), ensure_ascii=False).encode()
+        found = None
+        if response.payload.type_url:
+            try:  # the answer's type: at least a moment, even when the deadline is near
+                found, _ = await self._find(
+                    response.payload.type_url.rsplit("/", 1)[-1], max(due, time.monotonic() + 0.1)
+                )
+            except TimeoutError:
+                found = None
+        # Past its deadline the answer is still written: the work is done, the client may still read it.
+        body = await self._convert(len(answer), math.inf, _to_json, response, found)
         return Response(200, JSON_TYPE, body)
+
+    async def _convert(self, size: int, due: float, convert: Callable[..., T], *args: Any) -> T:
+        """``convert(*args)``: inline when ``size`` is small, else on the JSON thread, one at a time.
+
+        protobuf's json_format is pure Python: 4 MiB of small numbers take
+        seconds, which must not stall the loop that serves every request.
+        A conversion that waited past ``due`` is not started (TimeoutError).
+        """
+        if size <= INLINE_JSON_BYTES:
+            return convert(*args)
+
+        def run() -> T:
+            if time.monotonic() > due:
+                raise TimeoutError
+            return convert(*args)
+
+        return await asyncio.get_running_loop().run_in_executor(self._json_thread, run)
 
     async def _find(self, name: str, due: float) -> tuple[MessageClass | None, str]:
         assert self.types is not None
         return await self.types.find(name, due - time.monotonic())
 
-    async def _as_json(self, response: root_pb2.QueryResponse, due: float) -> dict[str, Any]:
-        """The answer in protobuf's JSON mapping; a payload of a type found nowhere stays encoded
-        (``{"@type": ..., "value_base64": ...}``), as ``scatter query`` prints it."""
+
+def _to_query(document: dict[str, Any], pool: Any) -> bytes:
+    """A QueryRequest's bytes from its JSON document (json_format's errors raised as they are)."""
+    query = root_pb2.QueryRequest()
+    json_format.ParseDict(document, query, descriptor_pool=pool)
+    return query.SerializeToString()
+
+
+def _to_json(response: root_pb2.QueryResponse, found: MessageClass | None) -> bytes:
+    """The answer in protobuf's JSON mapping; a payload of a type found nowhere stays encoded
+    (``{"@type": ..., "value_base64": ...}``), as ``scatter query`` prints it."""
+    document: dict[str, Any] | None = None
+    if found is not None:
+        try:
+            document = json_format.MessageToDict(response, True, descriptor_pool=pool_of(found))
+        except (TypeError, KeyError, ValueError):  # an Any inside it of a type found nowhere
+            document = None
+    if document is None:
         payload = response.payload
-        if payload.type_url:
-            try:
-                found, _ = await self._find(payload.type_url.rsplit("/", 1)[-1], max(due, time.monotonic() + 0.1))
-            except TimeoutError:
-                found = None
-            if found is not None:
-                try:
-                    return json_format.MessageToDict(response, True, descriptor_pool=pool_of(found))
-                except (TypeError, KeyError, ValueError):  # an Any inside it of a type found nowhere
-                    pass
         rest = root_pb2.QueryResponse()
         rest.CopyFrom(response)
         rest.ClearField("payload")
-        answer = json_format.MessageToDict(rest, True)
+        document = json_format.MessageToDict(rest, True)
         if payload.type_url:
-            answer = {"payload": {"@type": payload.type_url, "value_base64": base64.b64encode(payload.value).decode()},
-                      **answer}  # fmt: skip
-        return answer
+            encoded = {"@type": payload.type_url, "value_base64": base64.b64encode(payload.value).decode()}
+            document = {"payload": encoded, **document}
+    return json.dumps(document, ensure_ascii=False).encode()

@@ -25,7 +25,7 @@ import pytest
 
 from protos.probe.v1 import probe_pb2
 from root.config import HttpConfig
-from root.http_ingress import HttpTypes
+from root.http_ingress import INLINE_JSON_BYTES, HttpTypes
 from scatter.runtime import Deployment, parse_deployment
 from tests._cluster import Client, ms, probe_cluster
 from tests._http import fetch, sample
@@ -34,7 +34,7 @@ from tests._procs import FIXTURES, wait_until
 PROBE = "type.googleapis.com/probe.v1.ProbeRequest"
 MAX_DEADLINE_MS = 3000
 DEFAULT_DEADLINE_MS = 2000  # tests/_cluster.py's
-MAX_MESSAGE_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = 256 * 1024
 MAX_IN_FLIGHT = 2
 
 Answer = tuple[int, dict[str, str], dict[str, Any]]
@@ -121,6 +121,16 @@ def test_a_query_answers_the_merged_payload_coverage_and_reports(probe: Deployme
     )
     assert status == 200, body
     assert all(s["attemptReports"] for s in body["shards"])
+
+
+def test_a_large_body_is_converted_off_the_loop_and_answered(probe: Deployment) -> None:
+    address = probe.children["root"].http_address
+    large = query(value=1, failShards=[7] * 40_000)  # no shard 7: nothing fails; over INLINE_JSON_BYTES
+    assert INLINE_JSON_BYTES < len(large) < MAX_MESSAGE_BYTES
+    status, _, body = post(address, large)
+    assert status == 200, body
+    assert body["payload"]["sum"] == "9"
+    assert_error(post(address, large[:-2]), 400, 3, "not JSON")
 
 
 def test_bad_json_is_400_naming_what_is_wrong(probe: Deployment) -> None:
