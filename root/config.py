@@ -113,6 +113,37 @@ class DiscoveryConfig:
     dns_server: str = ""  # "host:port" to ask instead of the system's resolvers
 
 
+# The HTTP/JSON door ([http]; root.http_ingress). Twice the default in-flight limit: room for
+# requests being read and answers being written beside the ones in flight; a connection beyond
+# is refused at once, cheaper than reading a request that admission would shed.
+DEFAULT_HTTP_MAX_CONNECTIONS = 256
+# The whole request, head and body: a 4 MiB body (max_message_bytes' default) takes 8 s at
+# 4 Mbit/s; a client slower than that is stalled or hostile (nginx: 60 s between two reads).
+DEFAULT_HTTP_READ_TIMEOUT_MS = 10_000.0
+# The whole answer: a client that has not taken it in 10 s no longer waits for it.
+DEFAULT_HTTP_WRITE_TIMEOUT_MS = 10_000.0
+MAX_HTTP_CONNECTIONS = 65_536
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The HTTP/JSON ingress ([http]): where it listens, its limits, where message types come from.
+
+    ``types_from`` is the address whose server reflection is asked for
+    types no other source has: the merge's unless the file says otherwise,
+    "" for none.
+    """
+
+    listen: str
+    types_from: str
+    max_connections: int = DEFAULT_HTTP_MAX_CONNECTIONS
+    read_timeout: float = DEFAULT_HTTP_READ_TIMEOUT_MS / 1000
+    write_timeout: float = DEFAULT_HTTP_WRITE_TIMEOUT_MS / 1000
+    imports: tuple[str, ...] = ()
+    proto_files: tuple[str, ...] = ()
+    proto_paths: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class RootConfig:
     shards: tuple[ShardConfig, ...]
@@ -148,6 +179,7 @@ class RootConfig:
     # Clients get the leaves' and the merge's own error details (addresses, exception
     # text) instead of what failed and what to do; the log has them either way.
     detailed_errors: bool = False
+    http: HttpConfig | None = None  # the HTTP/JSON ingress; None: off
 
     @property
     def shard_count(self) -> int:
@@ -517,6 +549,8 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     discovery_table.finish()
     discovery = DiscoveryConfig(refresh_ms / 1000, dns_server)
 
+    http = _http_config(doc.table("http"), merge_address) if "http" in data else None
+
     doc.used.add("shards")
     raw_shards = data.get("shards")
     if not isinstance(raw_shards, list) or not raw_shards:
@@ -598,6 +632,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         discovery=discovery,
         trace_url=trace_url,
         detailed_errors=detailed_errors,
+        http=http,
     )
     if payload_limit(config) < 1:
         framing = max_message_bytes - payload_limit(config)
@@ -607,6 +642,57 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
             f"write at least {framing + 1} (the leaves' and the merge's limits too)"
         )
     return config
+
+
+def _strings(table: Table, key: str) -> tuple[str, ...]:
+    values = table.get(key, list, [])
+    for i, value in enumerate(values):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{table.where(key)}[{i}]: expected a non-empty string, got {value!r}")
+    return tuple(values)
+
+
+def _http_config(table: Table, merge_address: str) -> HttpConfig:
+    """[http], when the file has it (else the ingress is off); ``listen`` is required in it."""
+    listen = table.address("listen", None, listen=True)
+    if listen.startswith("unix:"):
+        raise ConfigError(f'{table.where("listen")}: expected "host:port" (HTTP listens on TCP), got {listen!r}')
+    max_connections = table.number(
+        "max_connections", int, DEFAULT_HTTP_MAX_CONNECTIONS, low=1, high=MAX_HTTP_CONNECTIONS
+    )
+    read_ms, write_ms = (
+        table.number(key, float, default, low=0.0, low_open=True, high=MAX_DURATION_MS)
+        for key, default in (
+            ("read_timeout_ms", DEFAULT_HTTP_READ_TIMEOUT_MS),
+            ("write_timeout_ms", DEFAULT_HTTP_WRITE_TIMEOUT_MS),
+        )
+    )
+    types_from = table.get("types_from", str, merge_address)
+    if types_from:
+        try:
+            types_from = validate(types_from)
+        except AddressError as exc:
+            raise ConfigError(f'{table.where("types_from")}: {exc} ("" asks no server reflection)') from None
+    proto_files = _strings(table, "proto_files")
+    for i, path in enumerate(proto_files):
+        if not Path(path).is_file():
+            raise ConfigError(f"{table.where('proto_files')}[{i}]: no such .proto file {path!r}")
+    proto_paths = _strings(table, "proto_paths")
+    for i, path in enumerate(proto_paths):
+        if not Path(path).is_dir():
+            raise ConfigError(f"{table.where('proto_paths')}[{i}]: no such folder {path!r}")
+    imports = _strings(table, "imports")
+    table.finish()
+    return HttpConfig(
+        listen=listen,
+        types_from=types_from,
+        max_connections=max_connections,
+        read_timeout=read_ms / 1000,
+        write_timeout=write_ms / 1000,
+        imports=imports,
+        proto_files=proto_files,
+        proto_paths=proto_paths,
+    )
 
 
 def _check_pem(table: Table, cert_key: str, key_key: str, ca_key: str) -> None:

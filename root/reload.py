@@ -23,7 +23,7 @@ Rules:
 4. Kept until a restart, with a warning that names them: what the process
    was started with (`listen`, `workers`, `metrics_listen`, `tls`,
    `upstream_tls`, `max_message_bytes`, `grace_seconds`, the merge
-   address) and `max_in_flight`.
+   address, `[http]`) and `max_in_flight`.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ RESTART_ONLY = (
     "grace_seconds",
     "merge_address",
     "max_in_flight",
+    "http",
 )
 
 

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from root.config import MAX_WORKERS, RootConfig, load_root_config
 from root.errors import ConfigError
+from root.http_ingress import QUERY_PATH, HttpIngress
 from root.metrics import root_families
 from root.policies import HedgeBudget, HedgeDelay, LatencyWindow, ReplicaSet, ShardPolicy
 from root.reload import ConfigWatcher
@@ -96,7 +97,15 @@ async def serve(config: RootConfig, worker: int = 0, config_path: str | None = N
     if watcher is not None:
         watcher.start()
 
+    # The HTTP/JSON door, on this loop: its requests take the query path in process (root.http_ingress).
+    ingress = HttpIngress(service, config) if config.http is not None else None
+    if ingress is not None:
+        bound_http = await ingress.start(reuse_port=config.workers > 1)
+        print(f"scatter: root HTTP/JSON queries on http://{bound_http}{QUERY_PATH}", file=sys.stderr, flush=True)
+
     async def stop() -> None:
+        if ingress is not None:
+            await ingress.stop(config.grace_seconds)
         if watcher is not None:
             await watcher.close()
         await service.close()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Never, Protocol
 
 import grpc
 
@@ -64,6 +65,16 @@ _ROOT_WORDED = (shard_pb2.SHARD_STATUS_TIMEOUT, shard_pb2.SHARD_STATUS_SKIPPED)
 # this often, at INFO otherwise: the client was told the log has it, and a shard that is
 # down for every request must not write a warning per request.
 WITHHELD_WARNING_INTERVAL = 1.0
+
+
+class CallContext(Protocol):
+    """What the query path needs of a call: grpc's ServicerContext, or another door's stand-in."""
+
+    def invocation_metadata(self) -> object: ...  # (key, value) pairs: the trace context is read from them
+
+    def time_remaining(self) -> float | None: ...  # seconds to the client's deadline; None: it set none
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> Never: ...  # ends the call: raises
 
 
 class RootService:
@@ -194,9 +205,19 @@ class RootService:
 
         The cheapest answer grpc allows: the status is set and the handler
         returns (grpc sends no message with a non-OK status), with no
-        exception, no trace context and no log line per refusal (a line per
-        shed request is a flood exactly when the root is overloaded); refusals
-        are counted (``scatter_root_shed``) and summed in one log line a second.
+        exception and no trace context (see ``refusal``).
+        """
+        context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        context.set_details(self.refusal(size))
+        return b""
+
+    def refusal(self, size: int) -> str:
+        """Count a request of ``size`` bytes that admission refused; the message its client reads.
+
+        No log line per refusal (a line per shed request is a flood exactly
+        when the root is overloaded): refusals are counted
+        (``scatter_root_shed``) and summed in one log line a second. Every
+        door that refuses at admission calls it (gRPC, ``root.http_ingress``).
         """
         admission = self.admission
         if admission.over_bytes:
@@ -207,8 +228,6 @@ class RootService:
             )
         else:
             message = f"root is at its limit of {admission.max_in_flight} requests in flight; retry with backoff"
-        context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
-        context.set_details(message)
         codes = self.requests_by_code
         codes["RESOURCE_EXHAUSTED"] = codes.get("RESOURCE_EXHAUSTED", 0) + 1
         now = time.monotonic()
@@ -216,7 +235,7 @@ class RootService:
             self._next_shed_log = now + SHED_LOG_INTERVAL
             log.info("shed %d requests since the last such line: %s", admission.shed - self._shed_logged, message)
             self._shed_logged = admission.shed
-        return b""
+        return message
 
     async def _handle(
         self,
@@ -229,7 +248,29 @@ class RootService:
         size = len(raw)
         if not self.admission.try_acquire(size):
             return self._shed(size, context)
-        large = size >= LARGE_REQUEST_BYTES
+        try:
+            return await self._serve(raw, context, terms, answer, method)
+        finally:
+            self.admission.release(size)
+
+    async def query_admitted(self, raw: bytes, context: CallContext) -> bytes:
+        """Root.Query for a door that holds the request's admission itself (``root.http_ingress``).
+
+        ``raw`` is a serialized QueryRequest; the answer is a serialized
+        QueryResponse, and an error ends in ``context.abort``.
+        """
+        return await self._serve(raw, context, self._query_terms, self._query_response, "Root.Query")
+
+    async def _serve(
+        self,
+        raw: bytes,
+        context: CallContext,
+        terms: Callable[[bytes], Terms],
+        answer: Callable[[Gathered], bytes],
+        method: str,
+    ) -> bytes:
+        """One admitted request (its caller releases the admission)."""
+        large = len(raw) >= LARGE_REQUEST_BYTES
         if large:
             self.allocator.large_request_started()
         arrived = time.monotonic()
@@ -258,7 +299,6 @@ class RootService:
                 )
                 response = answer(gathered)
             finally:
-                self.admission.release(size)
                 if large:
                     self.allocator.large_request_done()
             now = time.monotonic()

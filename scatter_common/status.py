@@ -32,6 +32,11 @@ Columns (``StatusRule``):
               same, so the client gets this code for the whole request
     client    the code the client gets when the merge fails with this code
 
+``HTTP_STATUS`` is the one other view of the codes, for HTTP doors (the
+root's JSON ingress): grpc-gateway's mapping (``runtime.HTTPStatusFromCode``),
+which HTTP clients of gRPC services already know. It covers OK and every
+code of the table (``tests/unit/test_status.py``).
+
 Also here: ``InvalidRequest`` and ``Overloaded``, the two faults that both
 the root and the SDKs raise, one class each with its code.
 """
@@ -44,6 +49,7 @@ from typing import Literal
 from protos.scatter_gather.v1 import shard_pb2
 
 __all__ = [
+    "HTTP_STATUS",
     "RETRIES_EXHAUSTED",
     "STATUS",
     "Health",
@@ -109,6 +115,30 @@ STATUS: dict[str, StatusRule] = {
     "UNKNOWN": StatusRule(retry=False, health="error", shard=ERROR, client="INTERNAL"),
     "UNIMPLEMENTED": StatusRule(retry=False, health="error", shard=ERROR, client="INTERNAL"),
     "DATA_LOSS": StatusRule(retry=False, health="error", shard=ERROR, client="INTERNAL"),
+}
+
+
+# gRPC status name -> HTTP status, as grpc-gateway maps them. FAILED_PRECONDITION is 400 on
+# purpose (gateway: "deliberately doesn't translate to ... 412 Precondition Failed", which is about
+# HTTP's own If-* headers); CANCELLED is 499, nginx's "client closed request".
+HTTP_STATUS: dict[str, int] = {
+    "OK": 200,
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "UNAUTHENTICATED": 401,
+    "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400,
+    "ABORTED": 409,
+    "OUT_OF_RANGE": 400,
+    "UNIMPLEMENTED": 501,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DATA_LOSS": 500,
 }
 
 

@@ -52,6 +52,8 @@ def main(argv: list[str]) -> int:
         with dep:
             print(f"scatter up: logs in {dep.run_dir}")
             print(f"scatter up: status page http://{dep.children['root'].metrics_address}/")
+            if dep.children["root"].http_address:
+                print(f"scatter up: HTTP/JSON queries on http://{dep.children['root'].http_address}/v1/query")
             print(f"scatter up: root serving on {dep.root_address} (Ctrl-C to stop)", flush=True)
             stop.wait()
             print("scatter up: stopping...", flush=True)

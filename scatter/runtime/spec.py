@@ -121,7 +121,7 @@ def _process(table: Table) -> ProcessSpec:
 
 
 # Sections that belong to the root's own configuration, passed through.
-_ROOT_SECTIONS = ("root", "hedging", "replicas", "discovery")
+_ROOT_SECTIONS = ("root", "hedging", "replicas", "discovery", "http")
 
 
 def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec:
@@ -238,15 +238,14 @@ def _check_program(where: str, program: str, directory: Path, env: Mapping[str, 
 
 
 def _check_listen(spec: DeploymentSpec) -> None:
-    """The root's ``listen`` and ``metrics_listen`` can be bound now: a ConfigError naming the key if not.
+    """The root's ``listen``, ``metrics_listen`` and ``[http] listen`` can be bound now: else a ConfigError.
 
     A moment's bind of each (SO_REUSEADDR, as grpc binds), before any child
     starts: a port in use or a host that is not this machine's is said in
     one line, not as a root that exits while its leaves are already up.
     """
-    section = spec.root.get("root", {})
-    for key in ("listen", "metrics_listen"):
-        address = section.get(key)
+    for table, key in (("root", "listen"), ("root", "metrics_listen"), ("http", "listen")):
+        address = spec.root.get(table, {}).get(key)
         if not isinstance(address, str) or not address or address.startswith("unix:"):
             continue
         host, _, port = address.rpartition(":")
@@ -258,7 +257,7 @@ def _check_listen(spec: DeploymentSpec) -> None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(sockaddr)
         except OSError as exc:
-            raise ConfigError(f"root.{key}: cannot listen on {address}: {exc.strerror or exc}") from None
+            raise ConfigError(f"{table}.{key}: cannot listen on {address}: {exc.strerror or exc}") from None
 
 
 def load_deployment(path: str | Path) -> DeploymentSpec:

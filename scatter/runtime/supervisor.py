@@ -187,6 +187,7 @@ class Child:
         self.started_at = 0.0
         self.paused = False  # True while a test or an operator holds it down
         self.metrics_address = ""  # http host:port of /metrics, when assigned
+        self.http_address = ""  # a root's HTTP/JSON ingress host:port ([http] listen), when it has one
         self.tls: ClientTls | None = None  # how the supervisor's health checks reach it
         # Runs the Popen; a Deployment sets its spawner thread (see _Spawner).
         self.spawn: Callable[[Callable[[], subprocess.Popen[bytes]]], subprocess.Popen[bytes]] = _call
@@ -404,6 +405,7 @@ class Deployment:
             for g, (first, count) in enumerate(groups):
                 mid_doc = spec.root_document(combiners[g].address, addresses[first : first + count])
                 mid_doc["root"] = {**spec.tree.root, "shard_offset": first, "total_shards": spec.shards}
+                mid_doc.pop("http", None)  # clients call the top root; a mid-level root has no HTTP door
                 mids.append(self._start_root(f"root-{g}", mid_doc))
             for mid in mids:
                 mid.wait_healthy(spec.ready_timeout, self._interrupted)
@@ -438,6 +440,10 @@ class Deployment:
         section["listen"] = listen
         section.setdefault("metrics_listen", f"127.0.0.1:{free_port()}")
         document = {**document, "root": section}
+        http = dict(document.get("http", {}))
+        if isinstance(http.get("listen"), str) and http["listen"].endswith(":0"):
+            http["listen"] = f"{http['listen'][:-2]}:{free_port()}"
+            document["http"] = http
         config_path = self.run_dir / f"{name}.toml"
         config_path.write_text(tomli_w.dumps(document))
         tomllib.loads(config_path.read_text())  # what we wrote must read back
@@ -450,6 +456,7 @@ class Deployment:
             self.run_dir / f"{name}.log",
         )
         root.metrics_address = str(section["metrics_listen"])
+        root.http_address = str(http.get("listen", ""))
         root.tls = self.client_tls
         root.spawn = self._spawner.run
         self.children[name] = root

@@ -9,6 +9,7 @@ the wire is exactly what the in-process index answers.
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -160,8 +161,8 @@ def test_end_to_end_over_grpc_equals_the_in_process_index(index: Path) -> None:
     local = IndexSearcher(index)
     queries = ["ba be", "di", "ku mo na", "münchen", "zzz-unknown", ""]
     with (
-        cli.run_deployment(index, shards=SHARDS, replicas=2, listen="127.0.0.1:0") as address,
-        grpc.insecure_channel(address) as channel,
+        cli.run_deployment(index, shards=SHARDS, replicas=2, listen="127.0.0.1:0") as served,
+        grpc.insecure_channel(served.address) as channel,
     ):
         for query in queries:
             for k, offset in [(10, 0), (5, 3)]:
@@ -175,6 +176,15 @@ def test_end_to_end_over_grpc_equals_the_in_process_index(index: Path) -> None:
         with pytest.raises(grpc.RpcError) as error:
             _search(channel, "ba", k=MAX_RESULT_WINDOW, offset=1)
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+        # The same search as the curl line `scatter demo --serve` prints, over HTTP/JSON.
+        body = json.loads(cli.curl_line(served.http_address, "ba be", k=10).split("'")[1])
+        request = urllib.request.Request(f"http://{served.http_address}/v1/query", data=json.dumps(body).encode())
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            page = json.loads(answer.read())
+        expected = local.search("ba be", 10, 0)
+        assert [hit["docId"] for hit in page["payload"]["hits"]] == [h.doc_id for h in expected.hits]
+        assert page["payload"]["totalMatches"] == str(expected.total_matches)
+        assert page["coverage"] == {"total": SHARDS, "answered": SHARDS, "missing": []}
 
 
 def _search(channel: grpc.Channel, query: str, k: int, offset: int) -> tuple[search_pb2.SearchResponse, float]:

@@ -344,3 +344,34 @@ def test_deployment_numbers_and_programs(tmp_path: Path, text: str, message: str
     (tmp_path / "l").chmod(0o755)
     with pytest.raises(ConfigError, match=message):
         check_can_start(load_deployment(_deployment(tmp_path, text.replace('"l"', f'"{tmp_path / "l"}"'))))
+
+
+def test_the_http_section_is_off_when_absent_and_defaults_to_the_merges_reflection() -> None:
+    assert parse_root_config(_doc()).http is None
+    http = parse_root_config({**_doc(), "http": {"listen": "127.0.0.1:8080"}}).http
+    assert http is not None
+    assert (http.listen, http.types_from, http.max_connections) == ("127.0.0.1:8080", "127.0.0.1:7000", 256)
+    assert (http.read_timeout, http.write_timeout) == (10.0, 10.0)
+    assert (http.imports, http.proto_files, http.proto_paths) == ((), (), ())
+    off = parse_root_config({**_doc(), "http": {"listen": "127.0.0.1:8080", "types_from": ""}}).http
+    assert off is not None and off.types_from == ""
+
+
+@pytest.mark.parametrize(
+    ("http", "message"),
+    [
+        ({}, r"http.listen is required"),
+        ({"max_connections": 5}, r"http.listen is required"),
+        ({"listen": "unix:/tmp/x.sock"}, r'http.listen: expected "host:port"'),
+        ({"listen": "127.0.0.1:8080", "max_connections": 0}, r"http.max_connections must be in \[1, 65536\], got 0"),
+        ({"listen": "127.0.0.1:8080", "read_timeout_ms": 0}, r"http.read_timeout_ms must be in \(0, 86400000\], got 0"),
+        ({"listen": "127.0.0.1:8080", "types_from": "nohost"}, r"http.types_from: .*asks no server reflection"),
+        ({"listen": "127.0.0.1:8080", "proto_files": ["/no/such.proto"]}, r"http.proto_files\[0\]: no such"),
+        ({"listen": "127.0.0.1:8080", "proto_paths": ["/no/such"]}, r"http.proto_paths\[0\]: no such folder"),
+        ({"listen": "127.0.0.1:8080", "imports": [""]}, r"http.imports\[0\]: expected a non-empty string"),
+        ({"listen": "127.0.0.1:8080", "proto_file": []}, r"unknown key 'http.proto_file'; did you mean 'proto_files'"),
+    ],
+)
+def test_bad_http_keys_are_named(http: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_root_config({**_doc(), "http": http})

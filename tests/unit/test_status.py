@@ -107,3 +107,12 @@ def test_the_sdk_table_agrees_with_the_status_table() -> None:
         assert not rule[kind].retry and rule[kind].shard == status.ERROR
     assert rule[sdk_errors.BadResult].health == "error"
     assert sdk_errors.to_status(KeyError("k")) == (grpc.StatusCode.INTERNAL, "KeyError: 'k'", True)
+
+
+def test_http_statuses_are_grpc_gateways_for_every_code() -> None:
+    assert set(status.HTTP_STATUS) == {code.name for code in grpc.StatusCode}
+    expected = {"OK": 200, "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400,
+                "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404, "ALREADY_EXISTS": 409,
+                "ABORTED": 409, "RESOURCE_EXHAUSTED": 429, "CANCELLED": 499, "UNIMPLEMENTED": 501,
+                "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504}  # fmt: skip
+    assert {name: code for name, code in status.HTTP_STATUS.items() if code != 500} == expected
