@@ -43,7 +43,9 @@ struct ProbeFlags {
   double start_delay_ms = 0;       // startup time before SERVING (stands in for loading an index)
 };
 
-class ProbeLeaf final : public scatter_gather::v1::Leaf::Service {
+// Execute's body arrives as bytes (see scatter::answer_on_thread); the handler is Handle below.
+class ProbeLeaf final
+    : public scatter_gather::v1::Leaf::WithRawCallbackMethod_Execute<scatter_gather::v1::Leaf::Service> {
  public:
   ProbeLeaf(const scatter::Process& process, std::uint32_t shard_index, std::uint32_t shard_count,
             ProbeFlags flags, std::string replica)
@@ -57,20 +59,29 @@ class ProbeLeaf final : public scatter_gather::v1::Leaf::Service {
         rng_(std::hash<std::string>{}(std::to_string(flags.seed) + ":" + std::to_string(shard_index) + ":" +
                                       replica_)) {}
 
-  grpc::Status Execute(grpc::ServerContext* context, const ExecuteRequest* call, ExecuteResponse* answer) override {
+  grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext* context, const grpc::ByteBuffer* body,
+                                    grpc::ByteBuffer* out) override {
+    return scatter::answer_on_thread<ExecuteRequest, ExecuteResponse>(
+        context, body, out, [this](grpc::ServerContextBase* c, const ExecuteRequest& call, ExecuteResponse* answer) {
+          return Handle(c, call, answer);
+        });
+  }
+
+ private:
+  grpc::Status Handle(grpc::ServerContextBase* context, const ExecuteRequest& call, ExecuteResponse* answer) {
     if (!process_.ready()) {
       return {grpc::StatusCode::UNAVAILABLE, "leaf is starting or draining; try another replica"};
     }
     // A wrong shard means a misconfigured root: fail loudly rather than answer with another shard's data.
-    if (call->shard_index() != shard_index_ || (call->shard_count() != 0 && call->shard_count() != shard_count_)) {
-      std::string asked = "shard " + std::to_string(call->shard_index());
-      if (call->shard_count() != 0) asked += " of " + std::to_string(call->shard_count());
+    if (call.shard_index() != shard_index_ || (call.shard_count() != 0 && call.shard_count() != shard_count_)) {
+      std::string asked = "shard " + std::to_string(call.shard_index());
+      if (call.shard_count() != 0) asked += " of " + std::to_string(call.shard_count());
       return {grpc::StatusCode::FAILED_PRECONDITION, "this leaf serves shard " + std::to_string(shard_index_) +
                                                          " of " + std::to_string(shard_count_) +
                                                          "; the request is for " + asked};
     }
     ProbeRequest request;
-    if (grpc::Status bad = scatter::unpack(call->payload(), &request, "payload"); !bad.ok()) return bad;
+    if (grpc::Status bad = scatter::unpack(call.payload(), &request, "payload"); !bad.ok()) return bad;
     scatter::Slot slot(slots_);
     if (!slot.held()) {
       return {grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -104,7 +115,6 @@ class ProbeLeaf final : public scatter_gather::v1::Leaf::Service {
     return grpc::Status::OK;
   }
 
- private:
   std::chrono::nanoseconds delay_of(const ProbeRequest& request) {
     double total = seconds(request.delay());
     auto own = request.shard_delays().find(shard_index_);

@@ -23,17 +23,28 @@ using probe::v1::ProbeResponse;
 using scatter_gather::v1::MergeRequest;
 using scatter_gather::v1::MergeResponse;
 
-class ProbeMerge final : public scatter_gather::v1::Merge::Service {
+// Merge's body arrives as bytes (see scatter::answer_on_thread); the handler is Handle below.
+class ProbeMerge final
+    : public scatter_gather::v1::Merge::WithRawCallbackMethod_Merge<scatter_gather::v1::Merge::Service> {
  public:
   explicit ProbeMerge(const scatter::Process& process)
       : process_(process), slots_(process.options().max_concurrency) {}
 
-  grpc::Status Merge(grpc::ServerContext* context, const MergeRequest* call, MergeResponse* answer) override {
+  grpc::ServerUnaryReactor* Merge(grpc::CallbackServerContext* context, const grpc::ByteBuffer* body,
+                                  grpc::ByteBuffer* out) override {
+    return scatter::answer_on_thread<MergeRequest, MergeResponse>(
+        context, body, out, [this](grpc::ServerContextBase* c, const MergeRequest& call, MergeResponse* answer) {
+          return Handle(c, call, answer);
+        });
+  }
+
+ private:
+  grpc::Status Handle(grpc::ServerContextBase* context, const MergeRequest& call, MergeResponse* answer) {
     if (!process_.ready()) {
       return {grpc::StatusCode::UNAVAILABLE, "merge is starting or draining"};
     }
     ProbeRequest request;
-    if (grpc::Status bad = scatter::unpack(call->payload(), &request, "payload"); !bad.ok()) return bad;
+    if (grpc::Status bad = scatter::unpack(call.payload(), &request, "payload"); !bad.ok()) return bad;
     scatter::Slot slot(slots_);
     if (!slot.held()) {
       return {grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -43,7 +54,7 @@ class ProbeMerge final : public scatter_gather::v1::Merge::Service {
     ProbeResponse merged;
     std::vector<std::uint32_t> answered;
     std::uint64_t sum = 0;
-    for (const auto& result : call->results()) {
+    for (const auto& result : call.results()) {
       // A merge of thousands of shards checks between them; a deadline that passed ends the work.
       if (scatter::Stop why = scatter::stopped(context); why != scatter::Stop::kNone) {
         return scatter::stopped_status(why);
@@ -72,7 +83,6 @@ class ProbeMerge final : public scatter_gather::v1::Merge::Service {
     return grpc::Status::OK;
   }
 
- private:
   const scatter::Process& process_;
   scatter::Slots slots_;
 };

@@ -177,7 +177,8 @@ ServerOptions ServerOptions::from_flags(Flags& flags) {
                                      "NOT_SERVING for this long on SIGTERM before refusing connections");
   o.tls_cert = flags.text("--tls-cert", "SCATTER_TLS_CERT", "", "certificate to serve TLS with (PEM)");
   o.tls_key = flags.text("--tls-key", "SCATTER_TLS_KEY", "", "its private key (PEM)");
-  o.tls_client_ca = flags.text("--tls-client-ca", "SCATTER_TLS_CLIENT_CA", "", "require client certificates of this CA");
+  o.tls_client_ca =
+      flags.text("--tls-client-ca", "SCATTER_TLS_CLIENT_CA", "", "require client certificates of this CA");
   if (o.tls_cert.empty() != o.tls_key.empty()) flags.fail("--tls-cert and --tls-key go together");
   if (!o.tls_client_ca.empty() && o.tls_cert.empty()) flags.fail("--tls-client-ca needs --tls-cert and --tls-key");
   return o;
@@ -216,13 +217,13 @@ bool Slots::try_acquire() {
   return false;
 }
 
-Stop stopped(grpc::ServerContext* context) {
+Stop stopped(grpc::ServerContextBase* context) {
   if (std::chrono::system_clock::now() >= context->deadline()) return Stop::kDeadline;
   if (context->IsCancelled()) return Stop::kCancelled;  // also true once gRPC's deadline timer fired
   return Stop::kNone;
 }
 
-Stop work_for(grpc::ServerContext* context, std::chrono::nanoseconds duration) {
+Stop work_for(grpc::ServerContextBase* context, std::chrono::nanoseconds duration) {
   const auto end = std::chrono::steady_clock::now() + duration;
   for (;;) {
     Stop why = stopped(context);
@@ -238,7 +239,7 @@ grpc::Status stopped_status(Stop why) {
   return {grpc::StatusCode::CANCELLED, "stopped: the call was cancelled"};
 }
 
-double remaining_ms(grpc::ServerContext* context) {
+double remaining_ms(grpc::ServerContextBase* context) {
   auto deadline = context->deadline();
   if (deadline == std::chrono::system_clock::time_point::max()) return 0.0;
   std::chrono::duration<double, std::milli> left = deadline - std::chrono::system_clock::now();

@@ -12,6 +12,9 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include <google/protobuf/any.pb.h>
@@ -100,19 +103,49 @@ class Slot {
 enum class Stop { kNone, kCancelled, kDeadline };
 
 // kCancelled once the client cancelled the call, kDeadline once its deadline passed, else kNone.
-Stop stopped(grpc::ServerContext* context);
+Stop stopped(grpc::ServerContextBase* context);
 
 // Works (here: waits) for `duration` in steps of a few milliseconds, and
 // gives up as soon as the call is cancelled or its deadline passes: a
 // losing hedge must release its thread and slot at once. kNone when done.
-Stop work_for(grpc::ServerContext* context, std::chrono::nanoseconds duration);
+Stop work_for(grpc::ServerContextBase* context, std::chrono::nanoseconds duration);
 
 // The status of a call that stopped: gRPC has already ended it (the caller
 // got CANCELLED or DEADLINE_EXCEEDED); this is what the handler returns.
 grpc::Status stopped_status(Stop why);
 
 // The time left before the call's deadline, in ms; 0 when it has none.
-double remaining_ms(grpc::ServerContext* context);
+double remaining_ms(grpc::ServerContextBase* context);
+
+// Answers one unary call whose body arrives as bytes (the generated
+// WithRawCallbackMethod_*), so that a body that does not parse gets
+// INVALID_ARGUMENT: grpc++'s own decoding would answer INTERNAL before any
+// handler runs. Then `handle(context, request, &response)` runs on a thread
+// of its own, as a sync handler would: it may block, and checks stopped().
+template <class Request, class Response, class Handle>
+grpc::ServerUnaryReactor* answer_on_thread(grpc::CallbackServerContext* context, const grpc::ByteBuffer* body,
+                                           grpc::ByteBuffer* out, Handle handle) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Request request;
+  grpc::ByteBuffer bytes(*body);  // shares the slices; Deserialize consumes its argument
+  if (!grpc::SerializationTraits<Request>::Deserialize(&bytes, &request).ok()) {
+    reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT,
+                     "the request body does not parse as " + Request::descriptor()->full_name()});
+    return reactor;
+  }
+  try {
+    std::thread([context, reactor, out, handle, request = std::move(request)] {
+      Response response;
+      grpc::Status status = handle(context, request, &response);  // releases its slot before the answer leaves
+      bool own_buffer = false;
+      if (status.ok()) status = grpc::SerializationTraits<Response>::Serialize(response, out, &own_buffer);
+      reactor->Finish(status);
+    }).detach();
+  } catch (const std::system_error& error) {  // no thread to be had: shed the call, do not queue it
+    reactor->Finish({grpc::StatusCode::RESOURCE_EXHAUSTED, std::string("cannot start a thread: ") + error.what()});
+  }
+  return reactor;
+}
 
 // One serving process: role ("leaf", "merge") and the service it reports in health.
 class Process {
