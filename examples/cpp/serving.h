@@ -136,7 +136,12 @@ grpc::ServerUnaryReactor* answer_on_thread(grpc::CallbackServerContext* context,
   try {
     std::thread([context, reactor, out, handle, request = std::move(request)] {
       Response response;
-      grpc::Status status = handle(context, request, &response);  // releases its slot before the answer leaves
+      grpc::Status status;
+      try {
+        status = handle(context, request, &response);  // releases its slot before the answer leaves
+      } catch (const std::exception& error) {  // a bug or an I/O error in the handler: INTERNAL, with a message
+        status = {grpc::StatusCode::INTERNAL, std::string("the handler failed: ") + error.what()};
+      }
       bool own_buffer = false;
       if (status.ok()) status = grpc::SerializationTraits<Response>::Serialize(response, out, &own_buffer);
       reactor->Finish(status);

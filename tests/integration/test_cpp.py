@@ -358,7 +358,17 @@ def test_cpp_processes_serve_mutual_tls(cpp_build: Path, tmp_path: Path) -> None
     request.payload.Pack(probe_pb2.ProbeRequest(value=1))
     with Deployment(parse_deployment(document, CPP_DIR)) as dep:
         with grpc.secure_channel(dep.root_address, creds(tmp_path, client="client")) as channel:
-            response = root_pb2_grpc.RootStub(channel).Query(request, timeout=10)
+            stub = root_pb2_grpc.RootStub(channel)
+            # The root's TLS channels to the leaves may still be handshaking on a busy machine: retry briefly.
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    response = stub.Query(request, timeout=10)
+                    break
+                except grpc.RpcError as exc:
+                    if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
         merged = probe_pb2.ProbeResponse()
         assert response.payload.Unpack(merged) and merged.sum == FULL_SUM + SHARDS
         # A client without a certificate is refused by the C++ leaf itself.
