@@ -203,7 +203,13 @@ NAN, INF = float("nan"), float("inf")
         ),
         (
             _section("replicas", probe_interval_ms=-1),
-            r"^replicas.probe_interval_ms must be > 0, got -1 \(0 turns it off\)$",
+            r"^replicas.probe_interval_ms must be >= 10, got -1 \(0 turns it off\)$",
+        ),
+        (
+            # found by the fuzz suite: accepted, the prober then woke every 1e-301 s and the idle
+            # root spun a core (80% CPU), and every probe timed out at once
+            _section("replicas", probe_interval_ms=1e-300),
+            r"^replicas.probe_interval_ms must be >= 10, got 1e-300 \(0 turns it off\)$",
         ),
         (
             _section("replicas", consecutive_failures=-1),
