@@ -63,6 +63,8 @@ def root_server(tmp_path: Path, doc: dict[str, Any] | bytes | None = None, *args
         (_root_doc(listen=FOREIGN_V6), "root.listen: cannot listen on [2001:db8::1]:0"),
         (_root_doc(listen="127.0.0.1:0", metrics_listen=UNRESOLVABLE), "root.metrics_listen: cannot listen"),
         (_root_doc(listen="127.0.0.1:0", metrics_listen=FOREIGN_V6), "root.metrics_listen: cannot listen"),
+        # found by the fuzz suite: accepted, then a ValueError traceback when the HTTP server started
+        (_root_doc(listen="127.0.0.1:0", metrics_listen="unix:/tmp/m.sock"), "root.metrics_listen: 'unix:/tmp/m.sock'"),
         (_root_doc(grace_seconds=float("nan")), "root.grace_seconds must be a finite number, got nan"),
         (_root_doc(max_message_bytes=2**31), "root.max_message_bytes must be in [1, 2147483647]"),
         ({**_root_doc(), "replicas": {"max_ejection_time_ms": 1.7e308}}, "replicas.max_ejection_time_ms must be <="),
@@ -139,6 +141,7 @@ def leaf(*args: str, **env: str) -> tuple[int, str]:
         (("--host", "no-such-host.invalid"), {}, "--host/--port/--address"),
         (("--address", FOREIGN_V6), {}, "--host/--port/--address"),
         (("--metrics-address", UNRESOLVABLE), {}, "--metrics-address (SCATTER_METRICS_ADDRESS): cannot listen"),
+        (("--metrics-address", "unix:/tmp/m.sock"), {}, "--metrics-address: 'unix:/tmp/m.sock': the metrics"),
     ],
 )
 def test_leaf_refuses_bad_flags_and_environment(args: tuple[str, ...], env: dict[str, str], names: str) -> None:
