@@ -183,7 +183,8 @@ NAN, INF = float("nan"), float("inf")
         (_section("hedging", min_delay_ms=-5), r"^hedging.min_delay_ms must be >= 0, got -5$"),
         (_doc(coverage_wait_ms=-1), r"^root.coverage_wait_ms must be >= 0, got -1$"),
         (_doc(coverage_wait_factor=-1), r"^root.coverage_wait_factor must be >= 0, got -1$"),
-        (_section("hedging", budget_ttl_ms=0), r"^hedging.budget_ttl_ms must be > 0, got 0$"),
+        (_section("hedging", budget_ttl_ms=0), r"^hedging.budget_ttl_ms must be >= 1000, got 0$"),
+        (_section("hedging", budget_ttl_ms=1e-300), r"^hedging.budget_ttl_ms must be >= 1000, got 1e-300$"),
         (
             _section("hedging", min_delay_ms=50, max_delay_ms=10),
             r"^hedging.max_delay_ms must be >= hedging.min_delay_ms \(50\), got 10$",
