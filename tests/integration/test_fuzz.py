@@ -51,6 +51,7 @@ from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import leaf_pb2, merge_pb2, root_pb2, shard_pb2
 from root.config import load_root_config
 from root.errors import ConfigError
+from root.server import build_policies
 from scatter.runtime import Deployment
 from tests import _fuzz as fuzz
 from tests._cluster import Client, probe_cluster
@@ -438,6 +439,12 @@ def test_fuzz_root_config(tmp_path: Path, size: int, request: pytest.FixtureRequ
             problems.append(f"{mutation.what}: {type(exc).__name__}: {exc}")
         else:
             problems += [f"{mutation.what}: accepted with {bad}" for bad in _finite(config)]
+            try:
+                build_policies(config)  # what the root builds from it at start, short of the channels
+            except Exception as exc:
+                problems.append(
+                    f"{mutation.what}: accepted, then the root's policies raise {type(exc).__name__}: {exc}"
+                )
             accepted.append((mutation, path))
     # Through the real command, two at a time: a refusal is one line and exit status 2; an accepted
     # file starts a root (or is refused when it binds, by the same rule), never a traceback.
