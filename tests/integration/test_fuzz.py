@@ -117,7 +117,8 @@ SIZES = [
 
 
 def _repeat(request: pytest.FixtureRequest) -> str:
-    return f"repeat with: SCATTER_FUZZ_SEED={SEED} python -m pytest '{request.node.nodeid}'"
+    long = "SCATTER_FUZZ_LONG=1 " if "[long" in request.node.nodeid or "-long]" in request.node.nodeid else ""
+    return f"repeat with: {long}SCATTER_FUZZ_SEED={SEED} python -m pytest '{request.node.nodeid}'"
 
 
 @pytest.fixture(scope="module")
