@@ -53,6 +53,7 @@ from root.config import load_root_config
 from root.errors import ConfigError
 from root.server import build_policies
 from scatter.runtime import Deployment
+from scatter_common.payload import MAX_TYPE_URL_LENGTH
 from tests import _fuzz as fuzz
 from tests._cluster import Client, probe_cluster
 from tests._procs import REPO, START_TIMEOUT, Proc, child_env, run
@@ -260,6 +261,9 @@ def judge(outcome: Outcome, cluster: Deployment, leaf_shards: dict[str, int]) ->
     allowed = DOCUMENTED[(call.method, _kind(call.target))]
     if code not in allowed:
         return f"{code} ({details[:300]!r}) is not a code {call.method} documents on {_kind(call.target)}"
+    predicted = _predicted(call)
+    if predicted is not None and code not in predicted:
+        return f"{code} ({details[:300]!r}) where the request can only be refused: {', '.join(sorted(predicted))}"
     if len(details) > MAX_DETAILS:
         return f"{code}: a message of {len(details)} characters"
     if "Traceback" in details:
@@ -270,6 +274,22 @@ def judge(outcome: Outcome, cluster: Deployment, leaf_shards: dict[str, int]) ->
     if outcome.response is None:
         return None
     return _wrong_answer(call, outcome.response, leaf_shards)
+
+
+# What a request that no process can serve may get: its refusal, or a deadline or a limit met first.
+REFUSED = frozenset({"INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"})
+
+
+def _predicted(call: fuzz.Call) -> frozenset[str] | None:
+    """The codes a request that must be refused may get (None: any documented one)."""
+    decoded = fuzz.decoded_probe(call.method, call.body)
+    if decoded is None:  # a body that does not parse: INVALID_ARGUMENT (issue 13, finding 3), never UNKNOWN
+        return REFUSED
+    payload = decoded[0].payload  # type: ignore[attr-defined]
+    if len(payload.type_url) > MAX_TYPE_URL_LENGTH:  # before any leaf call, not a failover (finding 8)
+        # a leaf (and a root serving as one) may judge the shard first
+        return REFUSED | {"FAILED_PRECONDITION"} if call.method == fuzz.EXECUTE else REFUSED
+    return None
 
 
 def _wrong_answer(call: fuzz.Call, response: bytes, leaf_shards: dict[str, int]) -> str | None:
