@@ -11,7 +11,9 @@ configuration files. After each batch:
 - every answer's code is one the service documents (docs/operations.md,
   "Status codes by service"), its message short, without a traceback or an
   internal address; an OK answer is right (the probe's sum, from the request
-  as protobuf reads it);
+  as protobuf reads it); a body that does not parse, or a type URL over the
+  limit, is only ever refused (never OK, UNAVAILABLE or UNKNOWN); every call
+  ends by its deadline (10 s of grace, then it is a hang);
 - every process still runs (the supervisor would restart a crashed one:
   its restart count must stay 0) and answers a known-good request correctly;
 - no process's log holds "Traceback" (or grpc's "Exception calling
