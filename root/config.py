@@ -278,10 +278,10 @@ class Table:
         self.used.add(key)
         return Table(self.data.get(key, {}), self.where(key))
 
-    def address(self, key: str, default: str | None = None, *, listen: bool = False) -> str:
+    def address(self, key: str, default: str | None = None, *, listen: bool = False, unix: bool = True) -> str:
         value = self.require(key, str) if default is None else self.get(key, str, default)
         try:
-            return validate(value, listen=listen)
+            return validate(value, listen=listen, unix=unix)
         except AddressError as exc:
             raise ConfigError(f"{self.where(key)}: {exc}") from None
 
@@ -498,7 +498,9 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         # until the deadline (root/policies/coverage_wait.py, "the default").
         coverage_defaults = {"extra_wait": PARTIAL_COVERAGE_WAIT, "extra_wait_factor": PARTIAL_COVERAGE_WAIT_FACTOR}
     coverage_wait = _policy(CoverageWaitConfig, root, _COVERAGE_WAIT_KEYS, coverage_defaults)
-    metrics_listen = root.address("metrics_listen", "", listen=True) if root.get("metrics_listen", str, "") else ""
+    metrics_listen = (
+        root.address("metrics_listen", "", listen=True, unix=False) if root.get("metrics_listen", str, "") else ""
+    )
     shard_offset = root.number("shard_offset", int, 0, low=0, high=MAX_SHARD_INDEX)
     total_shards = root.number("total_shards", int, 0, low=0, high=MAX_SHARD_INDEX)
     detailed_errors = root.get("detailed_errors", bool, False)

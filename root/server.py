@@ -39,26 +39,41 @@ SERVICE_NAME = "scatter_gather.v1.Root"
 LEAF_SERVICE_NAME = "scatter_gather.v1.Leaf"
 
 
-def build_shards(config: RootConfig) -> list[Shard]:
-    """One Shard per configured shard, each with its channels and policies."""
-    options = channel_options(config.max_message_bytes)
-    count = config.shard_count
-    # A budget per shard, so that no shard's hedges spend another's tokens,
-    # and one reserve they share, so that the root's extra load stays bounded
-    # by max_extra_load of its calls plus the reserve (root/policies/budget.py).
+def build_policies(config: RootConfig) -> list[ShardPolicy]:
+    """One ShardPolicy per configured shard: every pure decision, no channel opened.
+
+    A budget per shard, so that no shard's hedges spend another's tokens,
+    and one reserve they share, so that the root's extra load stays bounded
+    by max_extra_load of its calls plus the reserve (root/policies/budget.py).
+    """
     reserve = HedgeBudget.reserve(time.monotonic, config.budget)
-    shards = []
-    for (index, _), shard in zip(config.leaf_spans(), config.shards, strict=True):
-        replicas = [Replica(address, options, config.upstream_tls) for address in shard.replicas]
-        policy = ShardPolicy(
+    return [
+        ShardPolicy(
             chooser=ReplicaSet(shard.replicas, time.monotonic, config.replicas),
             latencies=LatencyWindow(config.latency_window),
             hedging=config.hedging,
             hedge_delay=HedgeDelay(config.hedging),
             budget=HedgeBudget.for_shard(time.monotonic, config.budget, reserve),
         )
-        shards.append(Shard(index=index, count=count, replicas=replicas, policy=policy, leaves=shard.leaves))
-    return shards
+        for shard in config.shards
+    ]
+
+
+def build_shards(config: RootConfig) -> list[Shard]:
+    """One Shard per configured shard, each with its channels and policies."""
+    options = channel_options(config.max_message_bytes)
+    count = config.shard_count
+    policies = build_policies(config)
+    return [
+        Shard(
+            index=index,
+            count=count,
+            replicas=[Replica(address, options, config.upstream_tls) for address in shard.replicas],
+            policy=policy,
+            leaves=shard.leaves,
+        )
+        for (index, _), shard, policy in zip(config.leaf_spans(), config.shards, policies, strict=True)
+    ]
 
 
 def add_root_service(server: grpc.aio.Server, service: RootService) -> None:

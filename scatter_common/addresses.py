@@ -24,13 +24,20 @@ class ListenError(OSError):
     """
 
 
-def validate(address: str, *, listen: bool = False) -> str:
+def validate(address: str, *, listen: bool = False, unix: bool = True) -> str:
     """Return ``address`` unchanged if it is usable, else raise AddressError.
 
     ``listen=True`` also accepts port 0 (the OS picks a free port), which is
     meaningful only for an address to bind, never for one to connect to.
+    ``unix=False`` refuses ``unix:`` addresses: the metrics and status pages
+    are served over TCP only (scatter_common.http_server).
     """
     if address.startswith("unix:"):
+        if not unix:
+            raise AddressError(
+                f"{address!r}: the metrics and status pages listen on host:port (e.g. '127.0.0.1:9100'), "
+                "not a unix socket"
+            )
         if len(address) == len("unix:"):
             raise AddressError(f"{address!r}: a unix address needs a path, e.g. 'unix:/tmp/leaf.sock'")
         return address

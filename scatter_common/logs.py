@@ -2,6 +2,10 @@
 when asked (``--log-format json`` or ``SCATTER_LOG_FORMAT=json``), for log
 shippers. A record about a request carries its id (the trace id) in
 ``extra={"request_id": ...}``; both formats show it.
+
+grpc's own noise is said in our terms here too (``CallEndedFilter``): a call
+whose status grpc could not send because the call had already ended is one
+INFO line, not an ERROR with a traceback.
 """
 
 from __future__ import annotations
@@ -37,6 +41,49 @@ class TextFormatter(logging.Formatter):
         text = super().format(record)
         request_id = getattr(record, "request_id", None)
         return f"{text} [request {request_id}]" if request_id else text
+
+
+# grpc.aio's servicer loop (grpc/_cython/_cygrpc/aio/server.pyx.pxi, _handle_exceptions).
+GRPC_SERVER_LOGGER = "grpc._cython.cygrpc"
+_CALL_ENDED = "ExecuteBatchError raised in core by servicer method"
+
+
+class CallEndedFilter(logging.Filter):
+    """grpc.aio's ERROR-with-traceback for a call that ended before its answer went out: one INFO line.
+
+    When a handler answers (or aborts) a call that grpc core has already
+    ended, because its deadline passed or its client went away in the same
+    instant, sending the status fails and grpc logs
+    ``ExecuteBatchError raised in core by servicer method [...]`` at ERROR
+    with a traceback (grpc/grpc#32551: "if client closed the connection, we
+    don't need to send status"). Nothing is wrong and nobody is left to tell;
+    a client racing its deadline must not fill the log with tracebacks (the
+    fuzz suite found it). Installed on grpc's logger, so it holds whoever
+    configured the handlers.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self._logger = logger
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(_CALL_ENDED):
+            return True
+        record.msg = (
+            f"{record.getMessage()}: the call had ended (its deadline passed or its client went away) "
+            "before its answer was sent"
+        )
+        record.args = None
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        return self._logger.isEnabledFor(logging.INFO)
+
+
+def quiet_grpc() -> None:
+    """Install ``CallEndedFilter`` on grpc's server logger (once)."""
+    logger = logging.getLogger(GRPC_SERVER_LOGGER)
+    if not any(isinstance(f, CallEndedFilter) for f in logger.filters):
+        logger.addFilter(CallEndedFilter(logger))
 
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -76,6 +123,7 @@ def configure(level_name: str = "INFO", log_format: str | None = None) -> None:
     """
     chosen = chosen_format(log_format)
     name = level(level_name)
+    quiet_grpc()
     root = logging.getLogger()
     if root.handlers:
         return  # the user's program configured logging itself

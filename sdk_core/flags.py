@@ -74,10 +74,13 @@ class ServerOptions:
     def __post_init__(self) -> None:
         try:
             validate(self.address, listen=True)
-            if self.metrics_address:
-                validate(self.metrics_address, listen=True)
         except AddressError as exc:
             raise ValueError(f"address: {exc}") from exc
+        try:
+            if self.metrics_address:
+                validate(self.metrics_address, listen=True, unix=False)
+        except AddressError as exc:
+            raise ValueError(f"metrics_address: {exc}") from exc
         if not 1 <= self.max_concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"max_concurrency must be in [1, {MAX_CONCURRENCY}], got {self.max_concurrency}")
         if not 0 <= self.grace_seconds <= MAX_GRACE_SECONDS:  # also refuses NaN
@@ -191,6 +194,14 @@ def _listen_address(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _http_address(text: str) -> str:
+    """An address for the metrics server: host:port only (an empty one serves no metrics)."""
+    try:
+        return validate(text, listen=True, unix=False) if text else text
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 @dataclass(frozen=True)
 class Flag:
     """One flag, its environment variable, converter and default."""
@@ -245,7 +256,7 @@ SERVER_FLAGS: tuple[Flag, ...] = (
     Flag(
         "--metrics-address",
         "SCATTER_METRICS_ADDRESS",
-        _listen_address,
+        _http_address,
         "",
         "host:port to serve Prometheus metrics on over HTTP (/metrics); empty: no metrics",
         "ADDR",

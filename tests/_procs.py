@@ -118,6 +118,45 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# How long a command that should refuse its input at once may take (a cold start of grpc and numpy).
+COMMAND_TIMEOUT = 60.0
+
+
+def run(
+    cmd: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path = REPO, timeout: float = COMMAND_TIMEOUT
+) -> tuple[int, str]:
+    """Run ``cmd`` to its end (at most ``timeout`` s); its exit status and stderr.
+
+    A command still running at the timeout started instead of refusing: it
+    gets SIGTERM (``scatter up`` stops its children), then SIGKILL.
+    """
+    proc = subprocess.Popen(
+        cmd, env=child_env(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stderr = ""
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                stderr += proc.communicate(timeout=30)[1]
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stderr += proc.communicate()[1]
+    return proc.returncode, stderr
+
+
+def assert_refused(code: int, stderr: str, names: str) -> None:
+    """What a command shows for bad input: exit status 2, one line naming ``names``, no traceback."""
+    assert "Traceback" not in stderr, stderr
+    assert code == 2, stderr
+    lines = [line for line in stderr.splitlines() if names in line]
+    assert len(lines) == 1, stderr
+
+
 def start_process(
     cmd: Sequence[str],
     env: Mapping[str, str] | None = None,

@@ -14,6 +14,8 @@ import os
 import random
 from pathlib import Path
 
+from google.protobuf import duration_pb2
+
 from leaf_sdk import InvalidRequest, LeafContext, LeafInfo, serve_leaf
 from protos.probe.v1 import probe_pb2
 
@@ -26,6 +28,8 @@ parser.add_argument("--start-delay-ms", type=float, default=0.0, help="startup t
 args, sdk_argv = parser.parse_known_args()
 
 UINT64_MAX = 2**64 - 1
+# google.protobuf.Duration's range (duration.proto): about 10,000 years either way.
+MAX_DURATION_SECONDS = 315_576_000_000
 REPLICA = os.environ.get("SCATTER_REPLICA_ID") or str(os.getpid())
 rng = random.Random()
 
@@ -36,16 +40,29 @@ async def on_start(info: LeafInfo) -> None:
     await asyncio.sleep(args.start_delay_ms / 1000)  # stands in for loading an index
 
 
+def seconds_of(name: str, duration: duration_pb2.Duration) -> float:
+    """A Duration of the request in seconds; one outside Duration's range is the client's to fix."""
+    if abs(duration.seconds) > MAX_DURATION_SECONDS or abs(duration.nanos) > 999_999_999:
+        raise InvalidRequest(
+            f"{name} is out of range ({duration.seconds} s, {duration.nanos} ns): a google.protobuf.Duration "
+            f"is at most {MAX_DURATION_SECONDS} s and 999999999 ns"
+        )
+    return duration.seconds + duration.nanos / 1e9
+
+
 async def handle(request: probe_pb2.ProbeRequest, ctx: LeafContext) -> probe_pb2.ProbePartial:
     remaining = ctx.time_remaining()
-    delay = request.shard_delays.get(ctx.shard_index) or request.delay
-    seconds = delay.ToTimedelta().total_seconds() + args.base_latency_ms / 1000
+    if ctx.shard_index in request.shard_delays:
+        seconds = seconds_of(f"shard_delays[{ctx.shard_index}]", request.shard_delays[ctx.shard_index])
+    else:
+        seconds = seconds_of("delay", request.delay)
+    seconds += args.base_latency_ms / 1000
     if REPLICA in request.replica_delays:
-        seconds += request.replica_delays[REPLICA].ToTimedelta().total_seconds()
+        seconds += seconds_of(f"replica_delays[{REPLICA!r}]", request.replica_delays[REPLICA])
     if rng.random() < args.stall_probability:
         seconds += args.stall_ms / 1000
     if request.stall_probability and rng.random() < request.stall_probability:
-        seconds += request.stall.ToTimedelta().total_seconds()
+        seconds += seconds_of("stall", request.stall)
     await asyncio.sleep(seconds)  # cancelled, not finished, when the root gives up on this call
     if ctx.shard_index in request.fail_shards:
         raise RuntimeError(f"shard {ctx.shard_index} was asked to fail")

@@ -62,6 +62,9 @@ DEFAULT_MAX_EXTRA_LOAD = 0.05
 # Finagle RetryBudget's default ttl is 10 s: long enough to smooth bursts of
 # traffic, short enough that the budget follows a change in load.
 DEFAULT_TTL = 10.0
+# The shortest ttl, Finagle's own floor: a window below a second smooths no burst, and a slice a
+# thousandth of it or less is a clock divided by almost nothing (1e-303 s overflowed at start).
+MIN_TTL = 1.0
 # Finagle's WindowedAdder also splits its window in 10 slices: deposits expire
 # in steps of a tenth of the ttl.
 DEFAULT_SLICES = 10
@@ -86,7 +89,7 @@ class HedgeBudgetConfig:
     def __post_init__(self) -> None:
         check_float("hedging.max_extra_load", self.max_extra_load, low=0.0, high=1.0, high_open=True)
         check_float("hedging.min_per_second", self.min_per_second, low=0.0)
-        check_float("hedging.budget_ttl", self.ttl, low=0.0, low_open=True)
+        check_float("hedging.budget_ttl", self.ttl, low=MIN_TTL)
         check_int("hedging.budget_slices", self.slices, low=1, high=1000)
 
 

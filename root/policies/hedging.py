@@ -122,7 +122,7 @@ class HedgingConfig:
         if isinstance(codes, str) or not isinstance(codes, tuple | list | frozenset | set):
             raise ValueError(f"hedging.non_fatal_status_codes must be a list of status code names, got {codes!r}")
         for code in codes:
-            if code not in STATUS_CODE_NAMES:
+            if not isinstance(code, str) or code not in STATUS_CODE_NAMES:
                 raise ValueError(
                     f"hedging.non_fatal_status_codes: {code!r} is not a gRPC status code name"
                     f" other than OK (expected one of {', '.join(sorted(STATUS_CODE_NAMES))})"

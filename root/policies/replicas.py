@@ -152,6 +152,11 @@ DEFAULT_EWMA_STALE_AFTER = 1.0
 # again within about half a second of reporting SERVING (the goal is 2 s),
 # and a health check every 0.5 s per ejected replica costs nothing.
 DEFAULT_PROBE_INTERVAL = 0.5
+# The shortest probe interval: the prober looks at the policies every tenth of it, and a probe
+# times out after it, so a microsecond interval spun the idle root at 80% of a core and failed
+# every probe. 10 ms is a 1 ms tick (measured: 5% of a core idle), and as often as a health
+# check on a network is worth.
+MIN_PROBE_INTERVAL = 0.01
 # A replica whose last three attempts all ran longer than its EWMA and got no
 # answer (hedges it was sent and lost, timeouts) is probed, as a suspect is:
 # a hung replica that is no longer given first attempts, so it cannot lose a
@@ -214,7 +219,7 @@ class ReplicaConfig:
         check_float("replicas.ewma_alpha", self.ewma_alpha, low=0.0, high=1.0, low_open=True)
         check_float("replicas.ewma_stale_after", self.ewma_stale_after, low=0.0, low_open=True)
         if self.probe_interval is not None:
-            check_float("replicas.probe_interval", self.probe_interval, low=0.0, low_open=True)
+            check_float("replicas.probe_interval", self.probe_interval, low=MIN_PROBE_INTERVAL)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ own handle if it outlives it.
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,40 +21,12 @@ import tomli_w
 from root.config import parse_root_config
 from root.errors import ConfigError
 from tests._cluster import PROBE_DIR
-from tests._procs import REPO, child_env
+from tests._procs import assert_refused, run
 from tests._tls import make_ca, make_cert
 
-TIMEOUT = 60.0
 # An IPv6 address no machine has (RFC 3849, documentation only): binding it always fails.
 FOREIGN_V6 = "[2001:db8::1]:0"
 UNRESOLVABLE = "no-such-host.invalid:0"  # RFC 6761: .invalid never resolves
-
-
-def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> tuple[int, str]:
-    """Run ``cmd`` to its end (at most TIMEOUT s); its exit status and stderr."""
-    proc = subprocess.Popen(
-        cmd, env=child_env(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        _, stderr = proc.communicate(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:  # it started instead of refusing: SIGTERM (scatter up stops its children), then kill
-            proc.terminate()
-            try:
-                proc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-    return proc.returncode, stderr
-
-
-def assert_refused(code: int, stderr: str, names: str) -> None:
-    """Exit status 2, one line naming ``names``, no traceback."""
-    assert "Traceback" not in stderr, stderr
-    assert code == 2, stderr
-    lines = [line for line in stderr.splitlines() if names in line]
-    assert len(lines) == 1, stderr
 
 
 @pytest.fixture
@@ -92,6 +63,8 @@ def root_server(tmp_path: Path, doc: dict[str, Any] | bytes | None = None, *args
         (_root_doc(listen=FOREIGN_V6), "root.listen: cannot listen on [2001:db8::1]:0"),
         (_root_doc(listen="127.0.0.1:0", metrics_listen=UNRESOLVABLE), "root.metrics_listen: cannot listen"),
         (_root_doc(listen="127.0.0.1:0", metrics_listen=FOREIGN_V6), "root.metrics_listen: cannot listen"),
+        # found by the fuzz suite: accepted, then a ValueError traceback when the HTTP server started
+        (_root_doc(listen="127.0.0.1:0", metrics_listen="unix:/tmp/m.sock"), "root.metrics_listen: 'unix:/tmp/m.sock'"),
         (_root_doc(grace_seconds=float("nan")), "root.grace_seconds must be a finite number, got nan"),
         (_root_doc(max_message_bytes=2**31), "root.max_message_bytes must be in [1, 2147483647]"),
         ({**_root_doc(), "replicas": {"max_ejection_time_ms": 1.7e308}}, "replicas.max_ejection_time_ms must be <="),
@@ -168,6 +141,7 @@ def leaf(*args: str, **env: str) -> tuple[int, str]:
         (("--host", "no-such-host.invalid"), {}, "--host/--port/--address"),
         (("--address", FOREIGN_V6), {}, "--host/--port/--address"),
         (("--metrics-address", UNRESOLVABLE), {}, "--metrics-address (SCATTER_METRICS_ADDRESS): cannot listen"),
+        (("--metrics-address", "unix:/tmp/m.sock"), {}, "--metrics-address: 'unix:/tmp/m.sock': the metrics"),
     ],
 )
 def test_leaf_refuses_bad_flags_and_environment(args: tuple[str, ...], env: dict[str, str], names: str) -> None:

@@ -213,3 +213,28 @@ def test_root_as_a_leaf_refuses_shards_it_does_not_serve(cluster: Deployment, in
 def test_root_as_a_leaf_answers_its_own_span(cluster: Deployment, count: int) -> None:
     response = execute_on_root(cluster, 0, count)
     assert (response.coverage.total, response.coverage.answered) == (SHARDS, SHARDS)
+
+
+@pytest.mark.parametrize("field", ["delay", "stall", "shard_delays", "replica_delays"])
+def test_a_probe_duration_out_of_range_is_invalid_argument(cluster: Deployment, field: str) -> None:
+    """Found by the fuzz suite: the probe leaf raised OverflowError (INTERNAL, a traceback) on a
+    Duration of 2**62 seconds, beyond google.protobuf.Duration's range."""
+    probe = probe_pb2.ProbeRequest(stall_probability=1.0)
+    if field in ("delay", "stall"):
+        getattr(probe, field).seconds = 2**62
+    elif field == "shard_delays":
+        probe.shard_delays[0].seconds = 2**62
+    else:
+        probe.replica_delays["shard0-replica0"].seconds = 2**62
+    request = leaf_pb2.ExecuteRequest(shard_index=0, shard_count=SHARDS)
+    request.payload.Pack(probe)
+    leaf = cluster.children["leaf-0-0"]
+    with grpc.insecure_channel(leaf.address) as channel:
+        call = channel.unary_unary(
+            "/scatter_gather.v1.Leaf/Execute", request_serializer=leaf_pb2.ExecuteRequest.SerializeToString
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            call(request, timeout=5)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    assert f"{field}" in (info.value.details() or "") and "out of range" in (info.value.details() or "")
+    assert "Traceback" not in leaf.log_path.read_text()

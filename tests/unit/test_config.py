@@ -183,7 +183,8 @@ NAN, INF = float("nan"), float("inf")
         (_section("hedging", min_delay_ms=-5), r"^hedging.min_delay_ms must be >= 0, got -5$"),
         (_doc(coverage_wait_ms=-1), r"^root.coverage_wait_ms must be >= 0, got -1$"),
         (_doc(coverage_wait_factor=-1), r"^root.coverage_wait_factor must be >= 0, got -1$"),
-        (_section("hedging", budget_ttl_ms=0), r"^hedging.budget_ttl_ms must be > 0, got 0$"),
+        (_section("hedging", budget_ttl_ms=0), r"^hedging.budget_ttl_ms must be >= 1000, got 0$"),
+        (_section("hedging", budget_ttl_ms=1e-300), r"^hedging.budget_ttl_ms must be >= 1000, got 1e-300$"),
         (
             _section("hedging", min_delay_ms=50, max_delay_ms=10),
             r"^hedging.max_delay_ms must be >= hedging.min_delay_ms \(50\), got 10$",
@@ -203,7 +204,13 @@ NAN, INF = float("nan"), float("inf")
         ),
         (
             _section("replicas", probe_interval_ms=-1),
-            r"^replicas.probe_interval_ms must be > 0, got -1 \(0 turns it off\)$",
+            r"^replicas.probe_interval_ms must be >= 10, got -1 \(0 turns it off\)$",
+        ),
+        (
+            # found by the fuzz suite: accepted, the prober then woke every 1e-301 s and the idle
+            # root spun a core (80% CPU), and every probe timed out at once
+            _section("replicas", probe_interval_ms=1e-300),
+            r"^replicas.probe_interval_ms must be >= 10, got 1e-300 \(0 turns it off\)$",
         ),
         (
             _section("replicas", consecutive_failures=-1),

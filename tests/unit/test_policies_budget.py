@@ -230,7 +230,10 @@ def test_one_clock_read_per_call() -> None:
         ({"max_extra_load": 1.0}, "hedging.max_extra_load must be in [0, 1), got 1.0"),
         ({"max_extra_load": -0.1}, "hedging.max_extra_load must be in [0, 1), got -0.1"),
         ({"min_per_second": -1.0}, "hedging.min_per_second must be >= 0, got -1.0"),
-        ({"ttl": 0.0}, "hedging.budget_ttl must be > 0, got 0.0"),
+        ({"ttl": 0.0}, "hedging.budget_ttl must be >= 1, got 0.0"),
+        # found by the fuzz suite: 1e-303 s was accepted, and the root failed at start with
+        # OverflowError (the clock over the slice width is infinite)
+        ({"ttl": 1e-303}, "hedging.budget_ttl must be >= 1, got 1e-303"),
         ({"slices": 0}, "hedging.budget_slices must be in [1, 1000], got 0"),
     ],
 )

@@ -145,3 +145,11 @@ def test_validation_names_the_field(kwargs: dict[str, object], message: str) -> 
 def test_unknown_status_codes_are_refused(code: str) -> None:
     with pytest.raises(ValueError, match=rf"hedging.non_fatal_status_codes: '{code}' is not a gRPC status code"):
         HedgingConfig(non_fatal_status_codes=(code,))
+
+
+@pytest.mark.parametrize("code", [["UNAVAILABLE"], {"a": 1}, 14])
+def test_a_status_code_that_is_not_a_name_is_refused_by_name(code: object) -> None:
+    # Found by the fuzz suite: a list in the list (TOML [[...]]) raised "unhashable type: 'list'",
+    # which the configuration passed on without the key.
+    with pytest.raises(ValueError, match=r"^hedging.non_fatal_status_codes: .* is not a gRPC status code name"):
+        HedgingConfig(non_fatal_status_codes=(code,))  # type: ignore[arg-type]

@@ -666,7 +666,8 @@ def test_a_new_set_carries_the_state_of_kept_replicas_and_new_ones_start_down() 
         ({"decay_after_successes": 0}, "replicas.decay_after_successes must be >= 1, got 0"),
         ({"ewma_alpha": 0.0}, "replicas.ewma_alpha must be in (0, 1], got 0.0"),
         ({"ewma_stale_after": -1.0}, "replicas.ewma_stale_after must be > 0, got -1.0"),
-        ({"probe_interval": 0.0}, "replicas.probe_interval must be > 0, got 0.0"),
+        ({"probe_interval": 0.0}, "replicas.probe_interval must be >= 0.01, got 0.0"),
+        ({"probe_interval": 0.001}, "replicas.probe_interval must be >= 0.01, got 0.001"),
     ],
 )
 def test_validation_names_the_field(kwargs: dict[str, object], message: str) -> None:
