@@ -86,8 +86,8 @@ SNIPPET_SCAN_CHARS = 2000
 # documents (no sort). Both sum each document's terms in the same order.
 DENSE_RATIO = 1 / 8
 # Up to this many distinct terms, a dense query adds term by term straight
-# from the memory-mapped slices (no gather of positions); beyond it, one
-# concatenation and one bincount beat a Python loop per term.
+# from the memory-mapped slices (no gather of positions); beyond it, chunks of
+# concatenated postings (below) beat a Python loop per term.
 TERM_LOOP_MAX = 32
 # Beyond the term loop, postings are gathered and added in chunks of this
 # many terms or postings, whichever comes first, with a poll of ``stop``
