@@ -63,7 +63,9 @@ FORMAT_NAME = "scatter-demo-bm25"
 # Bump on any change to the files, their meaning or the tokenizer rules; the
 # `scatter demo` cache is keyed by it.
 # v2: impacts.npy (float64 BM25 tf part) replaces tfs.npy; k1 and b in the shard manifest.
-FORMAT_VERSION = 2
+# v3: the tokenizer keeps combining marks inside tokens, folds every script's decimal
+#     digits to ASCII and no longer counts other numerals (No) as word characters.
+FORMAT_VERSION = 3
 
 K1 = 1.2  # Lucene / Elasticsearch default
 B = 0.75  # Lucene / Elasticsearch default

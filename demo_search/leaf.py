@@ -11,6 +11,14 @@ count, stops the process at start with a message naming the problem.
 The handler answers ``offset + k`` hits so that the merge can cut any page of
 the global ranking exactly; ``k`` and ``offset`` are checked against
 ``MAX_RESULT_WINDOW``.
+
+Work stops when the call ends. The handler is synchronous, so the SDK runs it
+in a worker thread that nothing can interrupt; the searcher polls the call's
+``ctx.cancelled`` (true once the root cancels a losing hedge or the deadline
+passes) between its phases and inside its loops, and stops with ``Stopped``
+(see :mod:`demo_search.search` for where it polls). The handler then returns
+an empty partial that nobody reads: the SDK answers DEADLINE_EXCEEDED for a
+call past its deadline, and a cancelled call has no one left to answer.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from pathlib import Path
 
 from demo_search import format as fmt
 from demo_search.messages import check_page, hit_to_proto
-from demo_search.search import ShardSearcher
+from demo_search.search import ShardSearcher, Stopped
 from leaf_sdk import InvalidRequest, Leaf, LeafContext, LeafInfo
 from protos.demo_search.v1 import search_pb2
 
@@ -57,9 +65,12 @@ class SearchLeaf:
         if problem:
             raise InvalidRequest(problem)
         assert self._searcher is not None, "the SDK calls the handler only after on_start"
-        result = self._searcher.search(request.query, request.offset + request.k)
+        try:
+            result = self._searcher.search(request.query, request.offset + request.k, stop=lambda: ctx.cancelled)
+        except Stopped:
+            return search_pb2.SearchPartial()
         if ctx.cancelled:
-            # The root took another replica's answer; building hits is wasted work.
+            # Ended while the last hit was built: building messages is wasted work.
             return search_pb2.SearchPartial()
         return search_pb2.SearchPartial(
             hits=[hit_to_proto(hit) for hit in result.hits], total_matches=result.total_matches

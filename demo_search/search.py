@@ -28,12 +28,27 @@ Ranking: descending score, ties by ascending document id. Local document
 numbers follow id order (see :mod:`demo_search.format`), so ties are broken
 on numbers. ``total_matches`` counts documents with at least one query term,
 which are exactly those with a score > 0 (idf > 0 always).
+
+Stopping early: :meth:`ShardSearcher.search` takes a ``stop`` callable (the
+leaf passes its call's ``cancelled``, which is also true past the deadline)
+and raises :class:`Stopped` as soon as it returns true. It is polled between
+the phases (terms, scoring, selection, hits), for every query term while
+scoring term by term, for every chunk of ``CHUNK_TERMS`` terms or
+``CHUNK_POSTINGS`` postings otherwise, and for every hit; so no step between
+two polls costs more than one chunk, one term's postings, one selection over
+the shard's documents or one hit. A hit's snippet work is bounded too: it
+reads at most ``SNIPPET_SCAN_CHARS`` characters of the document's text
+(whatever the number of query terms) and returns at most ``SNIPPET_CHARS``
+plus two ellipses. A new scorer keeps these rules: poll ``stop`` at least
+once per bounded step.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,11 +61,14 @@ from demo_search.tokenizer import find_first_term, tokenize
 __all__ = [
     "K1",
     "SNIPPET_CHARS",
+    "SNIPPET_SCAN_CHARS",
     "B",
     "Hit",
     "IndexSearcher",
     "SearchResult",
     "ShardSearcher",
+    "StopCheck",
+    "Stopped",
     "merge_results",
 ]
 
@@ -58,14 +76,41 @@ K1 = fmt.K1  # 1.2, the Lucene / Elasticsearch default
 B = fmt.B  # 0.75, the Lucene / Elasticsearch default
 SNIPPET_CHARS = 160  # about two lines of a result page, like web search engines
 SNIPPET_LEAD = 50  # context kept before the first matching word
+# Text read per hit to place its snippet: a query term first seen later is not
+# looked for (the snippet is the start of the text). About 30 lines; bounds a
+# hit's cost (tens of microseconds) whatever the document's length. Lucene's
+# UnifiedHighlighter has the same kind of cap (maxLength, 10,000 characters).
+SNIPPET_SCAN_CHARS = 2000
 # Below this ratio of postings to documents the scores are summed over the
 # matching documents only (a sort); above it, into a dense array of all
 # documents (no sort). Both sum each document's terms in the same order.
 DENSE_RATIO = 1 / 8
 # Up to this many distinct terms, a dense query adds term by term straight
-# from the memory-mapped slices (no gather of positions); beyond it, one
-# concatenation and one bincount beat a Python loop per term.
+# from the memory-mapped slices (no gather of positions); beyond it, chunks of
+# concatenated postings (below) beat a Python loop per term.
 TERM_LOOP_MAX = 32
+# Beyond the term loop, postings are gathered and added in chunks of this
+# many terms or postings, whichever comes first, with a poll of ``stop``
+# between chunks: a chunk costs a few milliseconds, and the temporaries of a
+# 10,000-term query stay a few MiB instead of its whole postings.
+CHUNK_TERMS = 256
+CHUNK_POSTINGS = 1 << 18
+
+StopCheck = Callable[[], bool]
+"""Returns True once the caller no longer wants the answer (cancelled, or past its deadline)."""
+
+
+class Stopped(Exception):
+    """The search stopped early because its ``stop`` check said so; there is no partial result."""
+
+
+def _never() -> bool:
+    return False
+
+
+def _poll(stop: StopCheck) -> None:
+    if stop():
+        raise Stopped
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +146,19 @@ class _Blob:
 
     def __getitem__(self, i: int) -> str:
         return self.blob[int(self.offsets[i]) : int(self.offsets[i + 1])].tobytes().decode("utf-8", "replace")
+
+    def prefix(self, i: int, chars: int) -> tuple[str, bool]:
+        """The first ``chars`` characters of record ``i``, and whether the record is longer.
+
+        Decodes at most ``4 * chars`` bytes (a character is 1-4 bytes in UTF-8).
+        """
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        cut = min(end, start + 4 * chars)
+        # Back up to a character boundary (UTF-8 continuation bytes are 0b10xxxxxx).
+        while start < cut < end and self.blob[cut] & 0xC0 == 0x80:
+            cut -= 1
+        text = self.blob[start:cut].tobytes().decode("utf-8", "replace")
+        return text[:chars], cut < end or len(text) > chars
 
 
 class ShardSearcher:
@@ -172,22 +230,22 @@ class ShardSearcher:
 
     def query_terms(self, query: str) -> dict[str, int]:
         """Query tokens with their number of occurrences, in order of first appearance."""
-        counts: dict[str, int] = {}
-        for token in tokenize(query):
-            counts[token] = counts.get(token, 0) + 1
-        return counts
+        return dict(Counter(tokenize(query)))  # Counter counts in C and keeps first-appearance order
 
-    def score(self, query: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    def score(self, query: str, stop: StopCheck = _never) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """Matching local document numbers (ascending) and their BM25 scores."""
-        docs, scores = self._scores(self.query_terms(query))
+        docs, scores = self._scores(self.query_terms(query), stop)
         if docs is None:  # dense: scores of every document, 0.0 where none matched
             docs = np.flatnonzero(scores)
             return docs, scores[docs]
         return docs, scores
 
-    def _scores(self, query_terms: dict[str, int]) -> tuple[npt.NDArray[np.int64] | None, npt.NDArray[np.float64]]:
+    def _scores(
+        self, query_terms: dict[str, int], stop: StopCheck
+    ) -> tuple[npt.NDArray[np.int64] | None, npt.NDArray[np.float64]]:
         """``(matched, their scores)``, or ``(None, dense)``: one score per document, 0.0 for no match."""
-        known = [(self._term_ids[t], n) for t, n in query_terms.items() if t in self._term_ids]
+        ids = self._term_ids
+        known = [(i, n) for t, n in query_terms.items() if (i := ids.get(t)) is not None]
         if not known:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
         terms = np.array([t for t, _ in known], dtype=np.int64)
@@ -202,32 +260,70 @@ class ShardSearcher:
         # Every path below adds each document's contributions weight * impact
         # in query term order, starting from 0.0, so the float64 sums are
         # bit-identical whichever path a shard takes, in every sharding.
-        if total >= DENSE_RATIO * self.n_docs and len(known) <= TERM_LOOP_MAX:
-            # The common case of a short query with frequent terms: add each
-            # term's contiguous postings (memory-mapped slices, no copy of
-            # the documents) into a dense array of all the shard's documents.
+        if total >= DENSE_RATIO * self.n_docs:
             dense = np.zeros(self.n_docs, dtype=np.float64)
-            for start, end, weight in zip(starts.tolist(), ends.tolist(), weights.tolist(), strict=True):
-                # Documents are unique within a term, so the fancy-index add is a plain scatter.
-                dense[self._docs[start:end]] += weight * self._impacts[start:end]
+            if len(known) <= TERM_LOOP_MAX:
+                # The common case of a short query with frequent terms: add each
+                # term's contiguous postings (memory-mapped slices, no copy of
+                # the documents) into a dense array of all the shard's documents.
+                for start, end, weight in zip(starts.tolist(), ends.tolist(), weights.tolist(), strict=True):
+                    _poll(stop)
+                    # Documents are unique within a term, so the fancy-index add is a plain scatter.
+                    dense[self._docs[start:end]] += weight * self._impacts[start:end]
+                return None, dense
+            # Many terms: np.add.at adds in input order (one document's terms in
+            # query order), chunk after chunk, like the loop above.
+            for docs, contributions in self._chunks(starts, ends, weights, stop):
+                np.add.at(dense, docs, contributions)
             return None, dense
-        # Many terms or few postings: one concatenation of the slices (in query order).
-        slices = list(zip(starts.tolist(), ends.tolist(), strict=True))
-        docs = np.concatenate([self._docs[a:b] for a, b in slices]).astype(np.int64)
-        contributions = np.repeat(weights, ends - starts) * np.concatenate([self._impacts[a:b] for a, b in slices])
+        # Few postings (fewer than DENSE_RATIO of the documents, so this is cheap
+        # whatever the query): sum over the matching documents only.
+        chunks = list(self._chunks(starts, ends, weights, stop))
+        docs = np.concatenate([d for d, _ in chunks])
+        contributions = np.concatenate([c for _, c in chunks])
         # bincount adds in input order, i.e. each document's terms in query order.
-        if total < DENSE_RATIO * self.n_docs:
-            matched, inverse = np.unique(docs, return_inverse=True)
-            sums = np.bincount(inverse, weights=contributions).astype(np.float64, copy=False)
-            return matched.astype(np.int64, copy=False), sums
-        return None, np.bincount(docs, weights=contributions, minlength=self.n_docs).astype(np.float64, copy=False)
+        matched, inverse = np.unique(docs, return_inverse=True)
+        sums = np.bincount(inverse, weights=contributions).astype(np.float64, copy=False)
+        return matched.astype(np.int64, copy=False), sums
 
-    def search(self, query: str, k: int, offset: int = 0) -> SearchResult:
-        """The best ``offset + k`` hits, minus the first ``offset``; and the number of matches."""
+    def _chunks(
+        self,
+        starts: npt.NDArray[np.int64],
+        ends: npt.NDArray[np.int64],
+        weights: npt.NDArray[np.float64],
+        stop: StopCheck,
+    ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
+        """The query's (document, weight * impact) pairs in query term order, in bounded chunks.
+
+        ``stop`` is polled before each chunk: a chunk is at most ``CHUNK_TERMS``
+        terms, and at most ``CHUNK_POSTINGS`` postings plus those of its last term.
+        """
+        counts = ends - starts
+        # Cut before every CHUNK_TERMS-th term, and after each term where the
+        # running total of postings passes a multiple of CHUNK_POSTINGS.
+        passed = np.cumsum(counts) // CHUNK_POSTINGS
+        cuts = np.union1d(
+            np.arange(CHUNK_TERMS, len(counts), CHUNK_TERMS), np.flatnonzero(np.diff(passed)) + 1
+        ).tolist()
+        bounds = list(zip(starts.tolist(), ends.tolist(), strict=True))
+        for first, last in itertools.pairwise([0, *cuts, len(counts)]):
+            _poll(stop)
+            chunk = bounds[first:last]
+            docs = np.concatenate([self._docs[a:b] for a, b in chunk]).astype(np.int64)
+            impacts = np.concatenate([self._impacts[a:b] for a, b in chunk])
+            yield docs, np.repeat(weights[first:last], counts[first:last]) * impacts
+
+    def search(self, query: str, k: int, offset: int = 0, *, stop: StopCheck = _never) -> SearchResult:
+        """The best ``offset + k`` hits, minus the first ``offset``; and the number of matches.
+
+        Raises :class:`Stopped` as soon as ``stop()`` is true when polled (see the module's rules).
+        """
         if k < 0 or offset < 0:
             raise ValueError(f"k and offset must be >= 0, got k={k}, offset={offset}")
         query_terms = self.query_terms(query)
-        docs, scores = self._scores(query_terms)
+        _poll(stop)
+        docs, scores = self._scores(query_terms, stop)
+        _poll(stop)
         if docs is None:
             # Dense: select straight from the scores of all documents (every
             # match scores > 0, so the best min(n, matches) are all matches).
@@ -239,15 +335,19 @@ class ShardSearcher:
             chosen = top_n(scores, offset + k)[offset:]
             found = docs[chosen]
         terms = frozenset(query_terms) if len(chosen) else frozenset()
-        hits = [self._hit(int(d), float(scores[i]), terms) for d, i in zip(found, chosen, strict=True)]
+        hits = []
+        for d, i in zip(found.tolist(), chosen.tolist(), strict=True):
+            _poll(stop)
+            hits.append(self._hit(d, float(scores[i]), terms))
         return SearchResult(hits, total)
 
     def _hit(self, doc: int, score: float, terms: frozenset[str]) -> Hit:
+        text, cut = self._texts.prefix(doc, SNIPPET_SCAN_CHARS)
         return Hit(
             doc_id=self._ids[doc],
             score=score,
             title=self._titles[doc],
-            snippet=snippet(self._texts[doc], terms),
+            snippet=snippet(text, terms, cut=cut),
             shard_index=self.shard_index,
         )
 
@@ -272,14 +372,18 @@ def top_n(scores: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.int64]:
     return candidates[np.lexsort((candidates, -scores[candidates]))]
 
 
-def snippet(text: str, terms: frozenset[str], width: int = SNIPPET_CHARS) -> str:
+def snippet(text: str, terms: frozenset[str], width: int = SNIPPET_CHARS, *, cut: bool = False) -> str:
     """About ``width`` characters of ``text`` around the first query term, on one line.
 
     Starts at the beginning of the text when no query term occurs in it (the
-    match was in the title). Cuts at spaces and marks cuts with an ellipsis.
+    match was in the title). Cuts at spaces and marks cuts with an ellipsis;
+    ``cut`` says that ``text`` is only the start of the document's text, so
+    its end is a cut too. The cost is linear in ``text`` (the searcher passes
+    at most ``SNIPPET_SCAN_CHARS`` of it) and does not grow with the number
+    of terms.
     """
     flat = " ".join(text.split())
-    if len(flat) <= width:
+    if len(flat) <= width and not cut:
         return flat
     found = find_first_term(flat, terms)
     start = 0 if found is None else max(0, found - SNIPPET_LEAD)
@@ -288,10 +392,10 @@ def snippet(text: str, terms: frozenset[str], width: int = SNIPPET_CHARS) -> str
         space = flat.find(" ", start, found if found is not None else start + width)
         start = space + 1 if space != -1 else start
     end = min(len(flat), start + width)
-    if end < len(flat):
+    if end < len(flat) or cut:
         space = flat.rfind(" ", start, end)
         end = space if space > start else end
-    return ("…" if start > 0 else "") + flat[start:end] + ("…" if end < len(flat) else "")
+    return ("…" if start > 0 else "") + flat[start:end] + ("…" if end < len(flat) or cut else "")
 
 
 def merge_results(results: list[SearchResult], k: int, offset: int = 0) -> SearchResult:
@@ -316,5 +420,5 @@ class IndexSearcher:
             ):
                 raise fmt.IndexFormatError(f"{shard.path}: manifest does not belong to the index at {path}")
 
-    def search(self, query: str, k: int, offset: int = 0) -> SearchResult:
-        return merge_results([s.search(query, offset + k) for s in self.shards], k, offset)
+    def search(self, query: str, k: int, offset: int = 0, *, stop: StopCheck = _never) -> SearchResult:
+        return merge_results([s.search(query, offset + k, stop=stop) for s in self.shards], k, offset)

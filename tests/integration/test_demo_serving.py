@@ -1,15 +1,21 @@
-"""The demo served: leaf and merge handlers, the CLI, and one real deployment over gRPC.
+"""The demo served: leaf and merge handlers, the CLI, and real deployments over gRPC.
 
 The handler tests call the functions directly (a context stand-in carries
-only what they read); the end-to-end test starts real leaf, merge and root
-processes through the local runtime and checks that what comes back over
-the wire is exactly what the in-process index answers.
+only what they read); the end-to-end tests start real leaf, merge and root
+processes through the local runtime and check that what comes back over
+the wire is exactly what the in-process index answers, and that a leaf
+stops working when its call ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
+import time
 import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,11 +30,14 @@ from demo_search.leaf import INDEX_ENV, SearchLeaf, _parse
 from demo_search.merge import merge
 from demo_search.messages import MAX_RESULT_WINDOW
 from demo_search.search import IndexSearcher
-from demo_search.synthetic import synthetic_corpus
+from demo_search.synthetic import synthetic_corpus, vocabulary
 from leaf_sdk import InvalidRequest, LeafInfo
+from loadtest.procfs import cpu_seconds
 from merge_sdk import Partial, ShardStatus
 from protos.demo_search.v1 import search_pb2
 from protos.scatter_gather.v1 import shard_pb2
+from scatter.runtime import Child, Deployment, load_deployment
+from tests._http import fetch, sample
 
 SHARDS = 2
 
@@ -71,6 +80,30 @@ def test_a_cancelled_call_skips_building_hits(index: Path) -> None:
         SimpleNamespace(cancelled=True),  # type: ignore[arg-type]
     )
     assert partial == search_pb2.SearchPartial()
+
+
+class _EndsAfter:
+    """A context stand-in whose call ends (``cancelled`` turns true) at its ``n``-th read."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.reads = n, 0
+
+    @property
+    def cancelled(self) -> bool:
+        self.reads += 1
+        return self.reads >= self.n
+
+
+def test_a_call_that_ends_midway_stops_the_search_and_answers_nothing(index: Path) -> None:
+    leaf, request = _leaf(index, 0), search_pb2.SearchRequest(query="ba be di", k=100)
+    ctx = _EndsAfter(10**9)
+    assert len(leaf.handle(request, ctx).hits) == 100  # type: ignore[arg-type]
+    reads = ctx.reads
+    assert reads > 100  # polled for every hit, at least
+    for n in (1, 3, reads // 2, reads - 1, reads):
+        ctx = _EndsAfter(n)
+        assert leaf.handle(request, ctx) == search_pb2.SearchPartial()  # type: ignore[arg-type]
+        assert ctx.reads == n, "nothing polled (and so nothing done) after the call ended"
 
 
 def test_leaf_start_fails_on_a_shard_count_mismatch_or_a_bad_shard(index: Path, tmp_path: Path) -> None:
@@ -159,13 +192,14 @@ def test_scatter_demo_index_builds_and_reports(tmp_path: Path, capsys: pytest.Ca
 def test_end_to_end_over_grpc_equals_the_in_process_index(index: Path) -> None:
     """Real processes: 2 shards x 2 replicas, merge and root, started by the local runtime."""
     local = IndexSearcher(index)
-    queries = ["ba be", "di", "ku mo na", "münchen", "zzz-unknown", ""]
+    queries = ["ba be", "di", "ku mo na", "münchen", "zzz-unknown", "", LONG_QUERY]
     with (
         cli.run_deployment(index, shards=SHARDS, replicas=2, listen="127.0.0.1:0") as served,
         grpc.insecure_channel(served.address) as channel,
     ):
         for query in queries:
-            for k, offset in [(10, 0), (5, 3)]:
+            # k = 1000 returns every match of the 1,501 documents for the frequent terms.
+            for k, offset in [(10, 0), (5, 3), (1000, 0)]:
                 response, _ = _search(channel, query, k, offset)
                 expected = local.search(query, k, offset)
                 assert [(h.doc_id, h.score, h.title, h.snippet) for h in response.hits] == [
@@ -189,6 +223,102 @@ def test_end_to_end_over_grpc_equals_the_in_process_index(index: Path) -> None:
 
 def _search(channel: grpc.Channel, query: str, k: int, offset: int) -> tuple[search_pb2.SearchResponse, float]:
     return cli.search_once(channel, query, k, offset=offset, deadline=10.0)
+
+
+# 5,000 distinct terms: the chunked scoring path and the per-word snippet search.
+LONG_QUERY = " ".join(vocabulary()[:5000])
+
+
+HEAVY_DOCS = 8000
+
+
+@pytest.fixture(scope="module")
+def heavy_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enough documents per shard that one call with k = 10,000 costs a leaf about 0.1 s of CPU."""
+    out = tmp_path_factory.mktemp("heavy") / "index"
+    build_index(synthetic_corpus(HEAVY_DOCS, seed=5), out, shards=SHARDS)
+    return out
+
+
+@contextlib.contextmanager
+def _deployment(index: Path, shards: int, replicas: int) -> Iterator[Deployment]:
+    """The demo's own deployment file, with the supervisor's handles on the children (their pids)."""
+    with tempfile.TemporaryDirectory(prefix="demo-deploy-") as tmp:
+        config = Path(tmp, "demo.toml")
+        config.write_text(cli.deployment_toml(index, shards=shards, replicas=replicas), encoding="utf-8")
+        with Deployment(load_deployment(config), log_dir=Path(tmp, "logs")) as deployment:
+            yield deployment
+
+
+def _leaves_cpu(leaves: list[Child]) -> float:
+    return sum(cpu_seconds(leaf.pid or 0) for leaf in leaves)
+
+
+def _wait_idle(leaves: list[Child], timeout: float = 60.0) -> None:
+    """Until no leaf has a handler running (a cancelled sync handler counts until it returns)."""
+    deadline = time.monotonic() + timeout
+    while any(sample(fetch(leaf.metrics_address, "/metrics"), "scatter_leaf_in_flight") for leaf in leaves):
+        assert time.monotonic() < deadline, f"leaf handlers still running after {timeout:.0f} s"
+        time.sleep(0.02)
+
+
+def _cancelled_calls(leaf: Child) -> float:
+    return sample(fetch(leaf.metrics_address, "/metrics"), "scatter_leaf_calls_total", outcome="cancelled")
+
+
+def test_a_heavy_query_past_its_deadline_stops_the_leaves_work(heavy_index: Path) -> None:
+    """The client's call ends at its deadline, and the leaves stop spending CPU on it.
+
+    Each leaf's CPU time (procfs) is read around a batch of concurrent heavy
+    calls (5,000 terms, k = 10,000): first with a generous deadline, which is
+    what the work costs when done to the end, then with a short one. What the
+    leaves spend after the short calls have failed must be a small part of the
+    full cost: they stop, not finish the work for nobody. Compared with the
+    full cost on the same machine in the same run, so a busy machine slows
+    both alike; the full batch takes the leaves about 1 s of wall time, five
+    times the short deadline.
+    """
+    calls, short = 8, 0.2
+    query, k = LONG_QUERY, MAX_RESULT_WINDOW
+    with _deployment(heavy_index, shards=SHARDS, replicas=1) as deployment:
+        leaves = [deployment.children[f"leaf-{s}-0"] for s in range(SHARDS)]
+        with grpc.insecure_channel(deployment.root_address) as channel, ThreadPoolExecutor(calls) as pool:
+
+            def one(deadline: float) -> grpc.StatusCode:
+                try:
+                    response, _ = cli.search_once(channel, query, k, deadline=deadline)
+                except grpc.RpcError as exc:
+                    code: grpc.StatusCode = exc.code()
+                    if code == grpc.StatusCode.UNAVAILABLE:
+                        # The root's own answer when its shard deadline came first (docs/configuration.md,
+                        # min_coverage): every shard TIMEOUT. Otherwise the client's deadline came first.
+                        details = exc.details() or ""
+                        assert details.count("TIMEOUT: deadline exceeded") == SHARDS, details
+                        code = grpc.StatusCode.DEADLINE_EXCEEDED
+                    return code
+                # Every synthetic document holds one of the 5,000 most frequent words.
+                assert len(response.hits) == HEAVY_DOCS and response.coverage.answered == SHARDS
+                return grpc.StatusCode.OK
+
+            def batch(deadline: float) -> tuple[list[grpc.StatusCode], float]:
+                """The calls' codes, and the leaves' CPU seconds from when the last call ended until they are idle."""
+                codes = list(pool.map(one, [deadline] * calls))
+                ended = _leaves_cpu(leaves)
+                _wait_idle(leaves)
+                return codes, _leaves_cpu(leaves) - ended
+
+            cli.search_once(channel, "ba", 10)  # warm: connections, page cache
+            before = _leaves_cpu(leaves)
+            assert batch(60.0)[0] == [grpc.StatusCode.OK] * calls
+            full = _leaves_cpu(leaves) - before
+            cancelled = [_cancelled_calls(leaf) for leaf in leaves]
+            codes, after = batch(short)
+            assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * calls
+            # Every leaf did get some of the short calls (or this would prove nothing), and saw them end.
+            assert all(_cancelled_calls(leaf) > n for leaf, n in zip(leaves, cancelled, strict=True))
+    print(f"leaf CPU: {full:.2f} s for {calls} full calls; {after:.2f} s after {calls} calls ended at {short} s")
+    assert full > 0.5, f"the full calls cost the leaves only {full:.2f} s of CPU: too light to tell"
+    assert after < full / 5, f"the leaves spent {after:.2f} s of CPU after the calls ended (full cost {full:.2f} s)"
 
 
 def test_leaf_index_flag_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -116,5 +116,51 @@ def test_tokenizer_rules() -> None:
     assert tokenize("") == [] and tokenize("... --- !!!") == []
 
 
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        # Greek and Cyrillic: casefold, final sigma folds to sigma, accents stay.
+        ("Ελληνικά ΣΟΦΊΑ σοφία", ["ελληνικά", "σοφία", "σοφία"]),
+        ("Москва ЁЛКА ёлка", ["москва", "ёлка", "ёлка"]),
+        # Devanagari: vowel signs (Mc) and the virama (Mn) are marks inside the word, not separators.
+        ("हिन्दी भाषा", ["हिन्दी", "भाषा"]),
+        ("क्षत्रिय", ["क्षत्रिय"]),
+        # A combining acute accent: NFKC composes it; one without a precomposed form stays in the token.
+        ("cafe\u0301 café", ["café", "café"]),
+        ("q\u0307uark", ["q\u0307uark"]),
+        # Turkish dotted capital I folds to i + U+0307 (Unicode's casefold): one token, not "i" + "stanbul".
+        ("İstanbul İSTANBUL", ["i\u0307stanbul", "i\u0307stanbul"]),
+        # CJK: a run of letters is one token (no word segmentation); the ideographic full stop separates.
+        ("日本語のテキスト。中文", ["日本語のテキスト", "中文"]),
+        # Numerals: NFKC makes superscripts and circled numbers digits; every script's decimal digits are ASCII.
+        ("E=mc² x₁ ①", ["e", "mc2", "x1", "1"]),
+        ("٢٠٢٤ ۲۰۲۴ २०२४ 2024", ["2024"] * 4),
+        # Other numbers NFKC leaves alone are separators; letter numbers (Nl) are kept.
+        ("½ ௰ ৴ \u3007 Ⅻ", ["1", "2", "\u3007", "xii"]),
+        # Above U+FFFF: math letters normalise to ASCII, emoji separate, Adlam digits fold.
+        ("\U0001d518\U0001d52b\U0001d526code😀emoji 𞥑𞥒", ["unicode", "emoji", "12"]),  # Fraktur "Uni"
+        ("ok👍done_now", ["ok", "done_now"]),
+    ],
+)
+def test_tokenizer_on_non_latin_text_marks_and_numerals(text: str, tokens: list[str]) -> None:
+    assert tokenize(text) == tokens
+
+
+def test_the_ascii_path_of_the_tokenizer_agrees_with_the_unicode_class() -> None:
+    from demo_search.tokenizer import _token_pattern, is_word_char, normalize
+
+    # The Unicode class, run on ASCII text, gives what the ASCII fast path gives.
+    rng = np.random.default_rng(7)
+    ascii_chars = np.array([chr(c) for c in range(128)])
+    for _ in range(200):
+        text = "".join(rng.choice(ascii_chars, size=int(rng.integers(0, 80))))
+        assert tokenize(text) == [t for t in _token_pattern().findall(normalize(text)) if len(t) <= MAX_TOKEN_CHARS]
+    # Every character the class admits below U+FFFF is a word character by rule 4, and the other way round.
+    pattern = _token_pattern()
+    for code in range(0, 0x10000, 7):
+        char = chr(code)
+        assert bool(pattern.fullmatch(char)) == is_word_char(char), hex(code)
+
+
 def test_document_is_a_value() -> None:
     assert Document("i", "t", "x") == Document("i", "t", "x")

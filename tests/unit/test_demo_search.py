@@ -19,7 +19,17 @@ import pytest
 from demo_search import format as fmt
 from demo_search.corpus import CorpusError, Document, stdlib_corpus
 from demo_search.index import build_index
-from demo_search.search import K1, B, IndexSearcher, SearchResult, ShardSearcher, snippet, top_n
+from demo_search.search import (
+    CHUNK_TERMS,
+    K1,
+    B,
+    IndexSearcher,
+    SearchResult,
+    ShardSearcher,
+    Stopped,
+    snippet,
+    top_n,
+)
 from demo_search.synthetic import synthetic_corpus, vocabulary
 from demo_search.tokenizer import tokenize
 
@@ -215,6 +225,47 @@ def test_every_scoring_path_gives_bit_identical_scores(
             results[name], results["loop"], queries, strict=True
         ):
             assert np.array_equal(docs, want_docs) and np.array_equal(scores, want_scores), (name, query)
+
+
+# --- stopping early ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "k", "paths"),
+    [
+        ("ba be di", 40, "term loop"),
+        (" ".join(vocabulary()[:2000]), 40, "chunks of terms"),
+        (" ".join(vocabulary()[-600:]), 40, "few postings"),
+        (" ".join(vocabulary()[:2000]), 0, "k = 0"),
+    ],
+)
+def test_search_polls_stop_per_term_chunk_and_hit_and_stops_at_once(
+    indexes: dict[tuple[str, int], IndexSearcher], query: str, k: int, paths: str
+) -> None:
+    shard = indexes[("synthetic", 1)].shards[0]
+    polls = 0
+
+    def counting() -> bool:
+        nonlocal polls
+        polls += 1
+        return False
+
+    result = shard.search(query, k, stop=counting)
+    assert result == shard.search(query, k)  # polling changes nothing
+    known = sum(t in shard._term_ids for t in shard.query_terms(query))
+    # At least: after the terms, each term (loop) or chunk of terms, after scoring, each hit.
+    assert polls >= 2 + min(known, -(-known // CHUNK_TERMS)) + len(result.hits), paths
+    for n in range(1, polls + 1):
+        seen = 0
+
+        def stop_at(n: int = n) -> bool:
+            nonlocal seen
+            seen += 1
+            return seen >= n
+
+        with pytest.raises(Stopped):
+            shard.search(query, k, stop=stop_at)
+        assert seen == n, "no more work (and no more polls) once stop said so"
 
 
 # --- edge cases ---------------------------------------------------------------------------------
@@ -436,11 +487,11 @@ def test_the_benchmark_query_mixes_are_seeded_and_in_their_df_bands(
     assert all(t in head for q in make_queries(path, "head", 50, 1) for t in q.split())
 
 
-def test_the_ascii_fast_path_of_find_first_term_agrees_with_the_word_loop(stdlib_docs: list[Document]) -> None:
-    from demo_search.tokenizer import _WORD, find_first_term, normalize
+def test_the_ascii_fast_paths_of_find_first_term_agree_with_the_word_loop(stdlib_docs: list[Document]) -> None:
+    from demo_search.tokenizer import _text_word, find_first_term
 
     def reference(text: str, terms: frozenset[str]) -> int | None:
-        return next((m.start() for m in _WORD.finditer(text) if normalize(m.group()) in terms), None)
+        return next((m.start() for m in _text_word().finditer(text) if set(tokenize(m.group())) & terms), None)
 
     rng = random.Random(4)
     checked = 0
@@ -448,10 +499,32 @@ def test_the_ascii_fast_path_of_find_first_term_agrees_with_the_word_loop(stdlib
         tokens = tokenize(doc.text)
         if not tokens or not doc.text.isascii():
             continue
-        terms = frozenset([*rng.sample(tokens, min(2, len(tokens))), "zzz_not_there", "é"])
-        assert find_first_term(doc.text, terms) == reference(doc.text, terms), (doc.id, terms)
+        few = frozenset([*rng.sample(tokens, min(2, len(tokens))), "zzz_not_there", "é"])
+        # More terms than the alternation takes: the set lookup per word.
+        many = few | {f"zzz{i}" for i in range(100)}
+        for terms in (few, many):
+            assert find_first_term(doc.text, terms) == reference(doc.text, terms), (doc.id, terms)
         assert find_first_term(doc.text, frozenset({"zzz_not_there"})) is None
         checked += 1
     assert checked > 100
     assert find_first_term("Foo_bar foo BAR", frozenset({"bar"})) == 12  # whole words only
     assert find_first_term("x ﬁle", frozenset({"file"})) == 2  # non-ASCII text: the word loop
+    assert find_first_term("Die Stadt İSTANBUL", frozenset(tokenize("İstanbul"))) == 10
+    assert find_first_term("Wert x² = ٤٢", frozenset({"42"})) == 10  # a word's tokens after NFKC and digit folding
+
+
+def test_a_hit_reads_a_bounded_prefix_of_long_texts(tmp_path: Path) -> None:
+    from demo_search.search import SNIPPET_CHARS, SNIPPET_SCAN_CHARS
+
+    early = "needle " + "hay " * 10_000
+    late = "hay " * 10_000 + "needle"
+    greek = "ωω " + "ωμέγα " * 2000  # two-byte characters: the prefix is cut on a character boundary
+    docs = [Document("early", "", early), Document("late", "", late), Document("greek", "needle", greek)]
+    index = IndexSearcher(_build(tmp_path, "long", docs, 1))
+    hits = {h.doc_id: h.snippet for h in index.search("needle", 10).hits}
+    assert hits["early"].startswith("needle hay") and hits["early"].endswith("…")
+    # The term is beyond the scanned prefix: the snippet is the start of the text, cut.
+    assert hits["late"] == "hay " * 39 + "hay…"
+    assert hits["greek"].startswith("ωω ωμέγα") and hits["greek"].endswith("ωμέγα…")
+    assert all(len(s) <= SNIPPET_CHARS + 2 for s in hits.values())
+    assert len(late) // 10 > SNIPPET_SCAN_CHARS
