@@ -36,10 +36,12 @@ from pathlib import Path
 
 import grpc
 
-from demo_search import cli
-from demo_search import format as fmt
+from demo_search import DEMO_REPLICAS, DEMO_SHARDS, ensure_stdlib_index, read_document_frequencies
+from loadtest.deployments import demo_spec, started
 from loadtest.procfs import cpu_seconds
-from scatter.runtime import Child, Deployment, load_deployment
+from protos.demo_search.v1 import search_pb2
+from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
+from scatter.runtime import Child
 
 __all__ = ["main"]
 
@@ -62,8 +64,17 @@ def _cpu_until_idle(leaves: list[Child]) -> float:
     return sum(cpu_seconds(leaf.pid or 0) for leaf in leaves) - before
 
 
+def _search(stub: root_pb2_grpc.RootStub, query: str, k: int, deadline: float) -> float:
+    """One Root.Query; the client's latency in seconds."""
+    request = root_pb2.QueryRequest()
+    request.payload.Pack(search_pb2.SearchRequest(query=query, k=k))
+    started_at = time.perf_counter()
+    stub.Query(request, timeout=deadline)
+    return time.perf_counter() - started_at
+
+
 def _queries(index: Path, seed: int) -> list[tuple[str, str, int]]:
-    terms, _ = fmt.read_document_frequencies(index)
+    terms, _ = read_document_frequencies(index)
     rng = random.Random(seed)
     long = {n: " ".join(rng.sample(terms, n)) for n in (5000, 10000)}
     return [
@@ -79,51 +90,49 @@ def _queries(index: Path, seed: int) -> list[tuple[str, str, int]]:
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="scatter bench demo-heavy", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shards", type=int, default=cli.DEMO_SHARDS)
-    parser.add_argument("--replicas", type=int, default=cli.DEMO_REPLICAS)
+    parser.add_argument("--shards", type=int, default=DEMO_SHARDS)
+    parser.add_argument("--replicas", type=int, default=DEMO_REPLICAS)
     parser.add_argument("--repeat", type=int, default=10, help="calls per query (default 10)")
     parser.add_argument("--deadline", type=float, default=1.0, help="seconds per call (default 1.0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
 
-    index = cli.ensure_stdlib_index(args.shards)
+    index = ensure_stdlib_index(args.shards)
     results = []
-    with tempfile.TemporaryDirectory(prefix="demo-heavy-") as tmp:
-        config = Path(tmp, "demo.toml")
-        config.write_text(cli.deployment_toml(index, shards=args.shards, replicas=args.replicas), encoding="utf-8")
-        with (
-            Deployment(load_deployment(config), log_dir=Path(tmp, "logs")) as deployment,
-            grpc.insecure_channel(deployment.root_address) as channel,
-        ):
-            leaves = [child for name, child in deployment.children.items() if name.startswith("leaf-")]
-            cli.search_once(channel, "json", 10)  # warm: connections, page cache
-            print(f"{'query':<22} {'p50 ms':>8} {'max ms':>8}  {'outcomes':<34} leaf CPU after the call ends")
-            for name, query, k in _queries(index, args.seed):
-                latencies, codes, after = [], Counter[str](), []
-                for _ in range(args.repeat):
-                    try:
-                        _, latency = cli.search_once(channel, query, k, deadline=args.deadline)
-                        latencies.append(latency * 1e3)
-                        codes["OK"] += 1
-                    except grpc.RpcError as exc:
-                        codes[exc.code().name] += 1
-                    after.append(_cpu_until_idle(leaves))
-                row = {
-                    "query": name,
-                    "k": k,
-                    "p50_ms": statistics.median(latencies) if latencies else None,
-                    "max_ms": max(latencies) if latencies else None,
-                    "outcomes": dict(codes),
-                    "leaf_cpu_after_end_s_mean": statistics.fmean(after),
-                    "leaf_cpu_after_end_s_max": max(after),
-                }
-                results.append(row)
-                p50 = f"{row['p50_ms']:8.1f}" if latencies else f"{'-':>8}"
-                top = f"{row['max_ms']:8.1f}" if latencies else f"{'-':>8}"
-                outcomes = ", ".join(f"{code} {n}" for code, n in sorted(codes.items()))
-                cpu = f"mean {statistics.fmean(after):.3f} s, max {max(after):.2f} s"
-                print(f"{name:<22} {p50} {top}  {outcomes:<34} {cpu}")
+    with (
+        tempfile.TemporaryDirectory(prefix="demo-heavy-") as tmp,
+        started(demo_spec(index, shards=args.shards, replicas=args.replicas), Path(tmp)) as deployment,
+        grpc.insecure_channel(deployment.root_address) as channel,
+    ):
+        stub = root_pb2_grpc.RootStub(channel)
+        leaves = [child for name, child in deployment.children.items() if name.startswith("leaf-")]
+        _search(stub, "json", 10, 10.0)  # warm: connections, page cache
+        print(f"{'query':<22} {'p50 ms':>8} {'max ms':>8}  {'outcomes':<34} leaf CPU after the call ends")
+        for name, query, k in _queries(index, args.seed):
+            latencies, codes, after = [], Counter[str](), []
+            for _ in range(args.repeat):
+                try:
+                    latencies.append(_search(stub, query, k, args.deadline) * 1e3)
+                    codes["OK"] += 1
+                except grpc.RpcError as exc:
+                    codes[exc.code().name] += 1
+                after.append(_cpu_until_idle(leaves))
+            row = {
+                "query": name,
+                "k": k,
+                "p50_ms": statistics.median(latencies) if latencies else None,
+                "max_ms": max(latencies) if latencies else None,
+                "outcomes": dict(codes),
+                "leaf_cpu_after_end_s_mean": statistics.fmean(after),
+                "leaf_cpu_after_end_s_max": max(after),
+            }
+            results.append(row)
+            p50 = f"{row['p50_ms']:8.1f}" if latencies else f"{'-':>8}"
+            top = f"{row['max_ms']:8.1f}" if latencies else f"{'-':>8}"
+            outcomes = ", ".join(f"{code} {n}" for code, n in sorted(codes.items()))
+            cpu = f"mean {statistics.fmean(after):.3f} s, max {max(after):.2f} s"
+            print(f"{name:<22} {p50} {top}  {outcomes:<34} {cpu}")
     if args.out is not None:
         setup = {"shards": args.shards, "replicas": args.replicas, "deadline_s": args.deadline, "repeat": args.repeat}
         args.out.write_text(json.dumps({"setup": setup, "results": results}, indent=2) + "\n", encoding="utf-8")
