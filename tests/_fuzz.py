@@ -37,6 +37,7 @@ from google.protobuf import any_pb2, message
 
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import leaf_pb2, merge_pb2, root_pb2, shard_pb2
+from root.wire import field, varint
 
 SEED_VARIABLE = "SCATTER_FUZZ_SEED"
 DEFAULT_SEED = 13  # issue 13: the hardening this suite keeps
@@ -142,20 +143,7 @@ def _odd_probe(rng: random.Random, request: probe_pb2.ProbeRequest) -> str:
 
 def _any(type_url: bytes, value: bytes) -> bytes:
     """An Any's encoding from raw parts (a type URL need not be UTF-8 here)."""
-    return _field(1, type_url) + _field(2, value)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(number: int, data: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
+    return field(1, type_url) + field(2, value)
 
 
 def odd_type_url(rng: random.Random) -> bytes:
@@ -198,7 +186,7 @@ def _payload(rng: random.Random, notes: list[str]) -> bytes:
         notes.append("payload value random bytes")
     elif roll < 0.18:
         notes.append("payload without value")
-        return _field(1, url)
+        return field(1, url)
     elif roll < 0.20:
         notes.append("empty payload")
         return b""
@@ -215,8 +203,8 @@ def query_body(rng: random.Random, notes: list[str]) -> bytes:
             )
             notes.append(f"min_coverage {opts.min_coverage!r}")
         opts.explain = rng.random() < 0.3
-        options = _field(2, opts.SerializeToString())
-    return _field(1, _payload(rng, notes)) + options
+        options = field(2, opts.SerializeToString())
+    return field(1, _payload(rng, notes)) + options
 
 
 def execute_body(rng: random.Random, notes: list[str], shard: int, shards: int) -> bytes:
@@ -228,14 +216,14 @@ def execute_body(rng: random.Random, notes: list[str], shard: int, shards: int) 
         request_id=_hex_id(rng),
     )
     if rng.random() < 0.2:
-        field = rng.choice(("shard_index", "shard_count", "attempt"))
+        name = rng.choice(("shard_index", "shard_count", "attempt"))
         value = rng.choice((0, 1, shards, shards + 1, 2**31 - 1, UINT32_MAX))
-        setattr(request, field, value)
-        notes.append(f"{field} {value}")
+        setattr(request, name, value)
+        notes.append(f"{name} {value}")
     if rng.random() < 0.05:
         request.request_id = rng.choice(("", "x" * 20_000, "\u2603" * 100, "\x00"))
         notes.append(f"request_id of {len(request.request_id)} chars")
-    return _field(1, _payload(rng, notes)) + request.SerializeToString()
+    return field(1, _payload(rng, notes)) + request.SerializeToString()
 
 
 def _hex_id(rng: random.Random, n: int = 16) -> str:
@@ -278,7 +266,7 @@ def merge_body(rng: random.Random, notes: list[str], shards: int) -> bytes:
         request.coverage.total = rng.choice((0, UINT32_MAX))
         request.coverage.answered = rng.choice((0, UINT32_MAX, 7))
         notes.append("coverage nonsense")
-    return _field(1, _payload(rng, notes)) + request.SerializeToString()
+    return field(1, _payload(rng, notes)) + request.SerializeToString()
 
 
 # -- bytes -----------------------------------------------------------------------------
@@ -330,7 +318,7 @@ def _inflate_length(rng: random.Random, body: bytes) -> tuple[bytes, str]:
         return _flip(rng, body)
     i = rng.choice(keys)
     length = rng.choice((0x7F, 0x3FFF, 2**31 - 1, 2**32 + 5, 2**63))
-    return body[: i + 1] + _varint(length) + body[i + 2 :], f"field at {i} claims {length} bytes"
+    return body[: i + 1] + varint(length) + body[i + 2 :], f"field at {i} claims {length} bytes"
 
 
 def _splice(rng: random.Random, body: bytes, other: bytes) -> tuple[bytes, str]:
@@ -343,7 +331,7 @@ def _deep(rng: random.Random, _body: bytes) -> tuple[bytes, str]:
     depth = rng.choice((50, 101, 200, 1000))
     data = b""
     for _ in range(depth):
-        data = _field(1, data)
+        data = field(1, data)
     return data, f"nested {depth} deep"
 
 
@@ -390,11 +378,11 @@ def padded(body: bytes, total: int) -> bytes | None:
         payload = any_pb2.Any.FromString(first)
     except (IndexError, message.DecodeError):
         return None
-    rest = body[len(_field(1, first)) :]
+    rest = body[len(field(1, first)) :]
     base = payload.value
     for pad in range(max(0, total - len(body) - 16), max(0, total - len(body)) + 1):
-        value = base + b"\xfa\x3f" + _varint(pad) + b"x" * pad
-        out = _field(1, _any(payload.type_url.encode(), value)) + rest
+        value = base + b"\xfa\x3f" + varint(pad) + b"x" * pad
+        out = field(1, _any(payload.type_url.encode(), value)) + rest
         if len(out) == total:
             return out
     return None
