@@ -142,22 +142,34 @@ _handed_out: set[int] = set()
 _rng = random.Random()
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A free port for a child to bind, never the same one twice in this process."""
+def free_port(host: str = "127.0.0.1", count: int = 1) -> int:
+    """A free port for a child to bind, never the same one twice in this process.
+
+    With ``count`` > 1 the ports from the one returned up to ``count - 1``
+    above it are all free and handed out (a multi-process root binds its
+    worker N's metrics on the configured port + N).
+    """
     for _ in range(200):
-        port = _rng.randrange(*_PORT_RANGE)
-        if port in _handed_out:
+        port = _rng.randrange(_PORT_RANGE[0], _PORT_RANGE[1] - count + 1)
+        block = range(port, port + count)
+        if any(p in _handed_out for p in block) or not all(_can_bind(host, p) for p in block):
             continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-        _handed_out.add(port)
+        _handed_out.update(block)
         return port
+    if count > 1:
+        raise RuntimeError(f"no {count} consecutive free ports in {_PORT_RANGE[0]}-{_PORT_RANGE[1]}")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded range: let the kernel pick
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _can_bind(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def check_health(address: str, timeout: float = 0.5, tls: ClientTls | None = None) -> str:
@@ -438,7 +450,9 @@ class Deployment:
         if listen.endswith(":0"):
             listen = f"{listen[:-2]}:{free_port()}"
         section["listen"] = listen
-        section.setdefault("metrics_listen", f"127.0.0.1:{free_port()}")
+        workers = section.get("workers", 1)  # worker N serves metrics on the port + N: keep them all free
+        block = workers if isinstance(workers, int) and 1 <= workers <= 1024 else 1
+        section.setdefault("metrics_listen", f"127.0.0.1:{free_port(count=block)}")
         document = {**document, "root": section}
         http = dict(document.get("http", {}))
         if isinstance(http.get("listen"), str) and http["listen"].endswith(":0"):
