@@ -42,7 +42,9 @@ QUERY_METHOD = "/scatter_gather.v1.Root/Query"
 def padded_request(total: int, delay_ms: float) -> bytes:
     """A probe QueryRequest body of ``total`` bytes: the padding is an unknown field the leaves skip."""
     request = root_pb2.QueryRequest()
-    request.payload.Pack(probe_pb2.ProbeRequest(value=1, delay=duration_pb2.Duration(nanos=int(delay_ms * 1e6))))
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(delay_ms * 1e6))
+    request.payload.Pack(probe_pb2.ProbeRequest(value=1, delay=delay))
     base = request.payload.value
     for pad in range(total, max(0, total - 256), -1):
         request.payload.value = base + b"\xfa\x3f" + _varint(pad) + b"x" * pad  # field 1023, length-delimited

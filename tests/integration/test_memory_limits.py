@@ -37,12 +37,12 @@ def small_budget() -> Iterator[Deployment]:
 
 
 async def _one_held_one_refused(address: str) -> tuple[str, grpc.aio.AioRpcError | None, str]:
-    held_body = padded_request(60 * KIB, 1500)  # the leaves hold it 1.5 s
+    held_body = padded_request(60 * KIB, 4000)  # the leaves hold it 4 s: long past the refusal below, on a busy machine
     quick_body = padded_request(60 * KIB, 0)
     async with grpc.aio.insecure_channel(address) as channel:
         query: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(QUERY)
         held = asyncio.ensure_future(query(held_body, timeout=10))
-        await asyncio.sleep(0.5)  # admitted, at the leaves
+        await asyncio.sleep(1.0)  # admitted, at the leaves
         refused: grpc.aio.AioRpcError | None = None
         try:
             await query(quick_body, timeout=5)
