@@ -57,7 +57,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import concurrent.futures
 import json
@@ -76,7 +75,14 @@ from root.errors import ConfigError
 from root.service import RootService
 from scatter_common.addresses import ListenError
 from scatter_common.http_server import HttpLimits, HttpListener, Request, Response
-from scatter_common.message_types import MessageClass, MessageTypeError, MessageTypes, TypeSources, pool_of
+from scatter_common.message_types import (
+    MessageClass,
+    MessageTypeError,
+    MessageTypes,
+    TypeSources,
+    payload_message_to_dict,
+    pool_of,
+)
 from scatter_common.payload import MAX_TYPE_URL_LENGTH, quoted
 from scatter_common.status import HTTP_STATUS
 from scatter_common.tls import ClientTls
@@ -443,19 +449,5 @@ def _to_query(document: dict[str, Any], pool: Any) -> bytes:
 def _to_json(response: root_pb2.QueryResponse, found: MessageClass | None) -> bytes:
     """The answer in protobuf's JSON mapping; a payload of a type found nowhere stays encoded
     (``{"@type": ..., "value_base64": ...}``), as ``scatter query`` prints it."""
-    document: dict[str, Any] | None = None
-    if found is not None:
-        try:
-            document = json_format.MessageToDict(response, True, descriptor_pool=pool_of(found))
-        except (TypeError, KeyError, ValueError):  # an Any inside it of a type found nowhere
-            document = None
-    if document is None:
-        payload = response.payload
-        rest = root_pb2.QueryResponse()
-        rest.CopyFrom(response)
-        rest.ClearField("payload")
-        document = json_format.MessageToDict(rest, True)
-        if payload.type_url:
-            encoded = {"@type": payload.type_url, "value_base64": base64.b64encode(payload.value).decode()}
-            document = {"payload": encoded, **document}
+    document = payload_message_to_dict(response, found, with_defaults=True)
     return json.dumps(document, ensure_ascii=False).encode()

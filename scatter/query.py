@@ -15,7 +15,6 @@ generated for them. An answer of a type found nowhere is printed encoded
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import sys
 from typing import Any
@@ -25,27 +24,20 @@ from google.protobuf import json_format
 
 from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc, shard_pb2
 from scatter.messages import UNKNOWN_TYPE_FIX, add_type_flags, type_sources
-from scatter_common.message_types import MessageTypeError, MessageTypes, pool_of
+from scatter_common.message_types import MessageTypeError, MessageTypes, payload_message_to_dict, pool_of
 from scatter_common.tls import ClientTls, sync_channel
 
 
 def _as_json(response: root_pb2.QueryResponse, types: MessageTypes) -> dict[str, Any]:
     """The response as protobuf's JSON mapping; a payload of a type no source defines stays encoded."""
     payload = response.payload
-    if not payload.type_url:
-        return json_format.MessageToDict(response)
-    try:
-        cls = types.find(payload.type_url.rsplit("/", 1)[-1])
-    except MessageTypeError:  # its package's generated module does not import: show the bytes
-        cls = None
-    if cls is not None:
-        return json_format.MessageToDict(response, descriptor_pool=pool_of(cls))
-    rest = root_pb2.QueryResponse()
-    rest.CopyFrom(response)
-    rest.ClearField("payload")
-    answer = json_format.MessageToDict(rest)
-    encoded = {"@type": payload.type_url, "value_base64": base64.b64encode(payload.value).decode()}
-    return {"payload": encoded, **answer}
+    cls = None
+    if payload.type_url:
+        try:
+            cls = types.find(payload.type_url.rsplit("/", 1)[-1])
+        except MessageTypeError:  # its package's generated module does not import: show the bytes
+            cls = None
+    return payload_message_to_dict(response, cls)
 
 
 def main(argv: list[str]) -> int:

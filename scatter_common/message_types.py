@@ -44,6 +44,7 @@ for field, so one set of message classes serves both.
 
 from __future__ import annotations
 
+import base64
 import importlib
 import importlib.util
 import subprocess
@@ -53,10 +54,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import cast
+from typing import Any, cast
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message, message_factory
 from google.protobuf.descriptor_database import DescriptorDatabase
 from grpc_reflection.v1alpha import reflection_pb2
 
@@ -73,6 +74,7 @@ __all__ = [
     "compile_protos",
     "import_modules",
     "modules_for",
+    "payload_message_to_dict",
     "pool_of",
 ]
 
@@ -86,6 +88,8 @@ _WELL_KNOWN_FILES = frozenset(f"google/protobuf/{name}.proto" for name in _WELL_
 REFLECTION_VERSIONS = ("grpc.reflection.v1", "grpc.reflection.v1alpha")
 # Files fetched by name for one symbol, at most: a server that keeps naming new imports cannot loop us.
 _MAX_FILES = 256
+# Names remembered as not reflected, at most: a client sending new unknown names cannot grow it.
+_MAX_NOT_REFLECTED = 1024
 # protoc starts in a fresh interpreter; a minute covers a cold start on a busy 2-core machine.
 _PROTOC_TIMEOUT = 60.0
 
@@ -335,7 +339,7 @@ class MessageTypes:
             try:
                 self._channel = sync_channel(self.sources.reflection, self._tls)
             except ValueError as exc:  # unreadable TLS files
-                self._not_reflected[name] = str(exc)
+                self._remember_unknown(name, str(exc))
                 return None
             self._reflection = Reflection(self._channel, self._timeout)
         try:
@@ -347,15 +351,21 @@ class MessageTypes:
                 why = f"it serves no server reflection ({' or '.join(REFLECTION_VERSIONS)} is UNIMPLEMENTED)"
             else:
                 why = f"its reflection failed with {code.name}: {exc.details() or 'no details'}"
-            self._not_reflected[name] = why
+            self._remember_unknown(name, why)
             return None
         if not files:
-            self._not_reflected[name] = "its reflection does not know it"
+            self._remember_unknown(name, "its reflection does not know it")
             return None
         found = _class_in(self._pool, name)
         if found is None:
-            self._not_reflected[name] = "its reflection sent files that do not define it (or do not link)"
+            self._remember_unknown(name, "its reflection sent files that do not define it (or do not link)")
         return found
+
+    def _remember_unknown(self, name: str, why: str) -> None:
+        """Remember why reflection did not give ``name`` (not asked again); forget all past the bound."""
+        if len(self._not_reflected) >= _MAX_NOT_REFLECTED:
+            self._not_reflected.clear()
+        self._not_reflected[name] = why
 
     def _fetch_imports(self, files: list[descriptor_pb2.FileDescriptorProto]) -> None:
         """Add ``files``, then fetch by name every import the server left out (most send them all)."""
@@ -389,6 +399,32 @@ def pool_of(cls: MessageClass) -> descriptor_pool.DescriptorPool:
     """The pool that defines ``cls``: json_format's ``descriptor_pool`` for the Any fields inside it."""
     # The stubs type it as protobuf's class or upb's twin of it; json_format takes either.
     return cast(descriptor_pool.DescriptorPool, cls.DESCRIPTOR.file.pool)
+
+
+def payload_message_to_dict(
+    msg: message.Message, cls: MessageClass | None, *, with_defaults: bool = False
+) -> dict[str, Any]:
+    """``msg`` (a message with an Any field ``payload``) in protobuf's JSON mapping.
+
+    ``cls`` is the payload's class when some source defines it (None if not):
+    the payload is then decoded. Otherwise, or when an Any inside it is of a
+    type found nowhere, the payload stays encoded as ``{"@type": TYPE_URL,
+    "value_base64": BYTES}`` and the rest of ``msg`` is decoded as usual.
+    """
+    if cls is not None:
+        try:
+            return json_format.MessageToDict(msg, with_defaults, descriptor_pool=pool_of(cls))
+        except (TypeError, KeyError, ValueError):  # an Any inside it of a type found nowhere
+            pass
+    payload = getattr(msg, "payload")  # noqa: B009 (typed as any Message: the stubs know no field)
+    rest = type(msg)()
+    rest.CopyFrom(msg)
+    rest.ClearField("payload")
+    document = json_format.MessageToDict(rest, with_defaults)
+    if payload.type_url:
+        encoded = {"@type": payload.type_url, "value_base64": base64.b64encode(payload.value).decode()}
+        document = {"payload": encoded, **document}
+    return document
 
 
 def _class_in(pool: descriptor_pool.DescriptorPool, name: str) -> MessageClass | None:

@@ -10,6 +10,7 @@ one resolver (``.proto`` files, reflection) are tested on real processes in
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import subprocess
 import sys
@@ -95,3 +96,23 @@ def test_an_answer_of_an_unknown_type_is_printed_encoded() -> None:
         "payload": {"@type": "type.example.com/x.v1.Unknown", "value_base64": "CAE="},
         "requestId": "r1",
     }
+
+
+def test_names_reflection_did_not_give_are_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client sending ever new unknown names cannot grow the resolver's memory of them."""
+    import grpc
+
+    from scatter_common import message_types
+
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(1))  # no reflection: UNIMPLEMENTED, at once
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    monkeypatch.setattr(message_types, "_MAX_NOT_REFLECTED", 8)
+    try:
+        with MessageTypes(TypeSources(reflection=f"127.0.0.1:{port}"), timeout=2.0) as types:
+            for i in range(30):
+                assert types.find(f"no.such.v1.Message{i}") is None
+                assert len(types._not_reflected) <= 8
+            assert "UNIMPLEMENTED" in types.explain_unknown("no.such.v1.Message29")
+    finally:
+        server.stop(None)

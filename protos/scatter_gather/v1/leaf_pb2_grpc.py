@@ -41,7 +41,7 @@ class LeafStub:
     NOT_SERVING while it is loading or draining.
     - MUST report the same status for the service name
     "scatter_gather.v1.Leaf".
-    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    - SHOULD serve server reflection (grpc.reflection.v1, or v1alpha), its own
     message types included, so that grpcurl and the kit find them.
     - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
     UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
@@ -76,7 +76,7 @@ class LeafServicer:
     NOT_SERVING while it is loading or draining.
     - MUST report the same status for the service name
     "scatter_gather.v1.Leaf".
-    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    - SHOULD serve server reflection (grpc.reflection.v1, or v1alpha), its own
     message types included, so that grpcurl and the kit find them.
     - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
     UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
@@ -143,7 +143,7 @@ class Leaf:
     NOT_SERVING while it is loading or draining.
     - MUST report the same status for the service name
     "scatter_gather.v1.Leaf".
-    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    - SHOULD serve server reflection (grpc.reflection.v1, or v1alpha), its own
     message types included, so that grpcurl and the kit find them.
     - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
     UNAVAILABLE, finish in-flight calls within a grace period, exit 0.

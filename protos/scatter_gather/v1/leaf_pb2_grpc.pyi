@@ -42,7 +42,7 @@ class LeafStub:
       NOT_SERVING while it is loading or draining.
     - MUST report the same status for the service name
       "scatter_gather.v1.Leaf".
-    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    - SHOULD serve server reflection (grpc.reflection.v1, or v1alpha), its own
       message types included, so that grpcurl and the kit find them.
     - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
       UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
@@ -95,7 +95,7 @@ class LeafAsyncStub(LeafStub):
       NOT_SERVING while it is loading or draining.
     - MUST report the same status for the service name
       "scatter_gather.v1.Leaf".
-    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    - SHOULD serve server reflection (grpc.reflection.v1, or v1alpha), its own
       message types included, so that grpcurl and the kit find them.
     - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
       UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
@@ -144,7 +144,7 @@ class LeafServicer(metaclass=_abc_1.ABCMeta):
       NOT_SERVING while it is loading or draining.
     - MUST report the same status for the service name
       "scatter_gather.v1.Leaf".
-    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    - SHOULD serve server reflection (grpc.reflection.v1, or v1alpha), its own
       message types included, so that grpcurl and the kit find them.
     - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
       UNAVAILABLE, finish in-flight calls within a grace period, exit 0.

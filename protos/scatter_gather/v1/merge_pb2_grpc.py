@@ -39,7 +39,7 @@ class MergeStub:
     NOT_SERVING while it is loading or draining.
     - MUST report the same status for the service name
     "scatter_gather.v1.Merge".
-    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    - SHOULD serve server reflection (grpc.reflection.v1, or v1alpha), its own
     message types included, so that grpcurl and the kit find them.
     - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
     UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
@@ -72,7 +72,7 @@ class MergeServicer:
     NOT_SERVING while it is loading or draining.
     - MUST report the same status for the service name
     "scatter_gather.v1.Merge".
-    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    - SHOULD serve server reflection (grpc.reflection.v1, or v1alpha), its own
     message types included, so that grpcurl and the kit find them.
     - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
     UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
@@ -139,7 +139,7 @@ class Merge:
     NOT_SERVING while it is loading or draining.
     - MUST report the same status for the service name
     "scatter_gather.v1.Merge".
-    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    - SHOULD serve server reflection (grpc.reflection.v1, or v1alpha), its own
     message types included, so that grpcurl and the kit find them.
     - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
     UNAVAILABLE, finish in-flight calls within a grace period, exit 0.

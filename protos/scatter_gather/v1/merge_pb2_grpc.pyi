@@ -40,7 +40,7 @@ class MergeStub:
       NOT_SERVING while it is loading or draining.
     - MUST report the same status for the service name
       "scatter_gather.v1.Merge".
-    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    - SHOULD serve server reflection (grpc.reflection.v1, or v1alpha), its own
       message types included, so that grpcurl and the kit find them.
     - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
       UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
@@ -93,7 +93,7 @@ class MergeAsyncStub(MergeStub):
       NOT_SERVING while it is loading or draining.
     - MUST report the same status for the service name
       "scatter_gather.v1.Merge".
-    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    - SHOULD serve server reflection (grpc.reflection.v1, or v1alpha), its own
       message types included, so that grpcurl and the kit find them.
     - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
       UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
@@ -142,7 +142,7 @@ class MergeServicer(metaclass=_abc_1.ABCMeta):
       NOT_SERVING while it is loading or draining.
     - MUST report the same status for the service name
       "scatter_gather.v1.Merge".
-    - SHOULD serve server reflection (grpc.reflection.v1alpha), its own
+    - SHOULD serve server reflection (grpc.reflection.v1, or v1alpha), its own
       message types included, so that grpcurl and the kit find them.
     - MUST drain on SIGTERM: report NOT_SERVING, answer new calls
       UNAVAILABLE, finish in-flight calls within a grace period, exit 0.
