@@ -8,6 +8,7 @@
         ├── TooLarge              RESOURCE_EXHAUSTED  the request cannot fit the root's own messages
         ├── DeadlineTooShort      DEADLINE_EXCEEDED   no time left for shards and merge
         ├── InsufficientCoverage  UNAVAILABLE         fewer shards answered than min_coverage
+        │   └── CoverageTimedOut  DEADLINE_EXCEEDED   ... and every missing shard ran out of time
         ├── MergeFailed           the table's client  the merge call failed
         └── Overloaded            RESOURCE_EXHAUSTED  the in-flight limit is reached
 
@@ -74,6 +75,17 @@ class DeadlineTooShort(RootError):
 
 class InsufficientCoverage(RootError):
     code = "UNAVAILABLE"
+
+
+class CoverageTimedOut(InsufficientCoverage):
+    """Coverage below min_coverage, and every missing shard is TIMEOUT: the deadline was too short.
+
+    DEADLINE_EXCEEDED, not UNAVAILABLE: a client (or a retry policy) that
+    retries UNAVAILABLE with the same deadline would only add load; the fix
+    is a longer deadline or a lower min_coverage.
+    """
+
+    code = "DEADLINE_EXCEEDED"
 
 
 class Overloaded(RootError, status.Overloaded):

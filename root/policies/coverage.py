@@ -3,8 +3,10 @@
 Pure: takes the shards' outcomes, builds the Coverage message and decides
 whether enough shards answered. A response with coverage below min_coverage
 is refused with UNAVAILABLE naming the missing shards (Elasticsearch's
-``allow_partial_search_results=false``); at or above it the client gets the
-partial answer and the coverage that says so.
+``allow_partial_search_results=false``), or with DEADLINE_EXCEEDED when every
+missing shard ran out of time (a retry with the same deadline cannot help);
+at or above it the client gets the partial answer and the coverage that
+says so.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from protos.scatter_gather.v1 import shard_pb2
-from root.errors import InsufficientCoverage, InvalidRequest
+from root.errors import CoverageTimedOut, InsufficientCoverage, InvalidRequest
 
 # Float fractions like 2/3 must compare equal to a configured 0.6666666666666666.
 _EPSILON = 1e-9
@@ -78,6 +80,7 @@ def require_coverage(coverage: shard_pb2.Coverage, min_coverage: float) -> None:
     ]
     more = len(coverage.missing) - len(names)
     listed = "; ".join(names) + (f"; and {more} more" if more > 0 else "")
-    raise InsufficientCoverage(
-        f"coverage {coverage.answered}/{coverage.total} is below min_coverage {min_coverage:g}; missing: {listed}"
-    )
+    message = f"coverage {coverage.answered}/{coverage.total} is below min_coverage {min_coverage:g}; missing: {listed}"
+    if coverage.missing and all(m.status == shard_pb2.SHARD_STATUS_TIMEOUT for m in coverage.missing):
+        raise CoverageTimedOut(message + "; the shards ran out of time: raise the deadline or lower min_coverage")
+    raise InsufficientCoverage(message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from protos.scatter_gather.v1 import shard_pb2
-from root.errors import DeadlineTooShort, InsufficientCoverage, InvalidRequest
+from root.errors import CoverageTimedOut, DeadlineTooShort, InsufficientCoverage, InvalidRequest
 from root.policies.coverage import build_coverage, check_leaf_verdicts, require_coverage
 from root.policies.deadlines import AnswerTimes, Budget, DeadlinePolicy
 
@@ -117,3 +117,14 @@ def test_leaf_verdict_reports_lowest_shard() -> None:
     check_leaf_verdicts({})
     with pytest.raises(InvalidRequest, match="shard 1 rejected the request: bad type"):
         check_leaf_verdicts({3: "other", 1: "bad type"})
+
+
+def test_coverage_lost_to_timeouts_alone_is_a_deadline_error() -> None:
+    # Every missing shard ran out of time: DEADLINE_EXCEEDED (retrying with the same deadline cannot help).
+    with pytest.raises(CoverageTimedOut, match="raise the deadline or lower min_coverage") as info:
+        require_coverage(build_coverage(_reports(OK, TIMEOUT, TIMEOUT)), 1.0)
+    assert info.value.code == "DEADLINE_EXCEEDED"
+    # One shard that failed otherwise: UNAVAILABLE, as before.
+    with pytest.raises(InsufficientCoverage) as mixed:
+        require_coverage(build_coverage(_reports(OK, TIMEOUT, UNAV)), 1.0)
+    assert type(mixed.value) is InsufficientCoverage and mixed.value.code == "UNAVAILABLE"
