@@ -16,7 +16,8 @@ uses their public faces. Its own face (``__all__``) is what the benchmarks use:
 they read an index only through the format's functions re-exported here.
 """
 
-from demo_search.cli import DEMO_REPLICAS, DEMO_SHARDS, deployment_toml, ensure_stdlib_index
+from typing import TYPE_CHECKING, Any
+
 from demo_search.corpus import CorpusError, Document
 from demo_search.format import (
     FORMAT_VERSION,
@@ -27,6 +28,9 @@ from demo_search.format import (
 )
 from demo_search.index import BuildSummary, build_index
 from demo_search.search import Hit, IndexSearcher, SearchResult, ShardSearcher
+
+if TYPE_CHECKING:
+    from demo_search.cli import DEMO_REPLICAS, DEMO_SHARDS, deployment_toml, ensure_stdlib_index
 
 __all__ = [
     "DEMO_REPLICAS",
@@ -47,3 +51,15 @@ __all__ = [
     "read_document_frequencies",
     "read_index_manifest",
 ]
+
+# The CLI's names are imported on first use: ``python -m demo_search.cli`` would otherwise find
+# the module already imported by its package, and runpy warns about that.
+_FROM_CLI = frozenset({"DEMO_REPLICAS", "DEMO_SHARDS", "deployment_toml", "ensure_stdlib_index"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_CLI:
+        from demo_search import cli
+
+        return getattr(cli, name)
+    raise AttributeError(f"module 'demo_search' has no attribute {name!r}")
