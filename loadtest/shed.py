@@ -19,6 +19,12 @@ Starts the probe application (leaves answering at once) with a root whose
    sees while others overload the root, without the overload generator's
    own queueing (its process is as busy as the root at 2 C).
 
+A *front* row: the same root behind the admission front in C that ``scatter
+front nginx`` configures (nginx, its cap ``--max-in-flight`` less 1/16), so
+the front refuses first: measured as above through the front, with root CPU
+and nginx CPU (master and workers) per refusal, and the front's capacity and
+2x overload.
+
 Beside the roots, a *floor* row: ``loadtest.bare_root``, a grpc.aio server
 whose ``maximum_concurrent_rpcs`` refuses every call over the limit before
 any handler runs, measured as in 1. It is what grpc's Python layer costs per
@@ -48,9 +54,11 @@ from loadtest.closed_loop import RunResult, run
 from loadtest.deployments import probe_spec
 from loadtest.open_loop import run_open
 from loadtest.processes import processes
-from loadtest.procfs import cpu_seconds
+from loadtest.procfs import tree_cpu_seconds
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
+from root.config import load_root_config
+from scatter.front import plan_front, run_nginx
 from scatter.runtime import Deployment, free_port
 
 HOLD_SECONDS = 30.0  # how long the held requests stay at the leaves: longer than phase 1
@@ -63,15 +71,19 @@ def query(delay_s: float = 0.0) -> root_pb2.QueryRequest:
     return request
 
 
-async def _held_and_rejected(address: str, held: int, pid: int, seconds: float) -> tuple[float, int]:
-    """(root CPU us per rejection, rejections) with ``held`` requests parked at the leaves."""
+async def _held_and_rejected(address: str, held: int, pids: Sequence[int], seconds: float) -> tuple[list[float], int]:
+    """(CPU us per rejection of each of ``pids`` and its children, rejections) with ``held`` requests parked."""
+
+    def cpu() -> list[float]:
+        return [tree_cpu_seconds(pid) for pid in pids]
+
     async with grpc.aio.insecure_channel(address) as channel:
         stub = root_pb2_grpc.RootStub(channel)
         parked = [asyncio.ensure_future(stub.Query(query(HOLD_SECONDS), timeout=HOLD_SECONDS + 5)) for _ in range(held)]
         await asyncio.sleep(1.0)  # admitted and at the leaves
-        before = cpu_seconds(pid)
+        before = cpu()
         await asyncio.sleep(seconds)
-        idle = cpu_seconds(pid) - before
+        idle = [after - b for after, b in zip(cpu(), before, strict=True)]
         rejected = 0
         end = time.perf_counter() + seconds
 
@@ -84,12 +96,12 @@ async def _held_and_rejected(address: str, held: int, pid: int, seconds: float) 
                     if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                         rejected += 1
 
-        before = cpu_seconds(pid)
+        before = cpu()
         await asyncio.gather(*(reject() for _ in range(16)))
-        used = cpu_seconds(pid) - before - idle
+        used = [after - b - i for after, b, i in zip(cpu(), before, idle, strict=True)]
         for call in parked:
             call.cancel()
-    return used * 1e6 / max(rejected, 1), rejected
+    return [u * 1e6 / max(rejected, 1) for u in used], rejected
 
 
 def _overload(address: str, rate: float, seconds: float, results: multiprocessing.Queue[RunResult]) -> None:
@@ -118,11 +130,12 @@ def _percentile(sorted_ms: list[float], q: float) -> float:
     return sorted_ms[int(q * (len(sorted_ms) - 1))] if sorted_ms else float("nan")
 
 
-def measure(name: str, address: str, pid: int, args: argparse.Namespace) -> None:
-    per_rejection, rejected = asyncio.run(_held_and_rejected(address, args.max_in_flight, pid, args.duration / 2))
+def measure(name: str, address: str, pids: Sequence[int], args: argparse.Namespace, users: int) -> None:
+    """One row: ``pids`` = (the root, the front) or (the root,); ``users``: what the door admits."""
+    per_rejection, rejected = asyncio.run(_held_and_rejected(address, users, pids, args.duration / 2))
     time.sleep(1.0)
-    run(address, query(), args.max_in_flight, 1.0)  # warm up
-    capacity = run(address, query(), args.max_in_flight, args.duration)
+    run(address, query(), users, 1.0)  # warm up
+    capacity = run(address, query(), users, args.duration)
     rate = 2 * capacity.throughput
     # spawn, not fork: this process holds grpc state, which a forked child must not inherit.
     context = multiprocessing.get_context("spawn")
@@ -137,18 +150,20 @@ def measure(name: str, address: str, pid: int, args: argparse.Namespace) -> None
     offered = len(overload.latencies) + sum(overload.failures.values())
     p99_unloaded, p99_overload = capacity.percentile_ms(0.99), overload.percentile_ms(0.99)
     p99_light = _percentile(light, 0.99)
+    front = f"{per_rejection[1]:6.0f}" if len(per_rejection) > 1 else "—"
     print(
-        f"| {name:<8} | {per_rejection:6.0f} ({rejected}) | {capacity.throughput:6.0f} | {p99_unloaded:7.2f} | "
-        f"{rate:6.0f} | {overload.throughput:6.0f} | {shed / max(offered, 1) * 100:5.1f}% | {p99_overload:7.2f} | "
-        f"{p99_overload / p99_unloaded:5.2f}x | {p99_light:7.2f} ({len(light)}) | {p99_light / p99_unloaded:5.2f}x |",
+        f"| {name:<8} | {per_rejection[0]:6.0f} ({rejected}) | {front} | {capacity.throughput:6.0f} | "
+        f"{p99_unloaded:7.2f} | {rate:6.0f} | {overload.throughput:6.0f} | {shed / max(offered, 1) * 100:5.1f}% | "
+        f"{p99_overload:7.2f} | {p99_overload / p99_unloaded:5.2f}x | {p99_light:7.2f} ({len(light)}) | "
+        f"{p99_light / p99_unloaded:5.2f}x |",
         flush=True,
     )
 
 
 def measure_floor(address: str, pid: int, args: argparse.Namespace) -> None:
-    per_rejection, rejected = asyncio.run(_held_and_rejected(address, args.max_in_flight, pid, args.duration / 2))
+    per_rejection, rejected = asyncio.run(_held_and_rejected(address, args.max_in_flight, [pid], args.duration / 2))
     dash = "—"
-    print(f"| floor    | {per_rejection:6.0f} ({rejected}) | " + " | ".join([dash] * 9) + " |", flush=True)
+    print(f"| floor    | {per_rejection[0]:6.0f} ({rejected}) | " + " | ".join([dash] * 10) + " |", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,11 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.duration:g} s per measurement\n"
     )
     print(
-        "| root | root CPU us per rejection (rejections) | capacity req/s | p99 ms at capacity | "
+        "| root | root CPU us per rejection (rejections) | front CPU us per rejection | capacity req/s | "
+        "p99 ms at capacity | "
         "offered req/s | admitted req/s | shed | admitted p99 ms | p99 vs capacity | "
         "light client p99 ms (answers) | light p99 vs capacity |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with Deployment(spec, log_dir=out / "logs") as dep, ExitStack() as stack:
         roots = [("new", dep.root_address, dep.children["root"].pid)]
         if args.baseline is not None:
@@ -188,10 +204,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         floor_address = f"127.0.0.1:{free_port()}"
         argv = [sys.executable, "-m", "loadtest.bare_root", "--listen", floor_address]
         floor = group.start("bare-root", [*argv, "--max-in-flight", str(args.max_in_flight)], floor_address)
+        root_pid = dep.children["root"].pid
+        assert root_pid is not None
+        plan = plan_front(load_root_config(dep.run_dir / "root.toml"), f"127.0.0.1:{free_port()}")
+        front = stack.enter_context(run_nginx(plan, out / "nginx"))
         for _ in range(args.repeats):
             for name, address, pid in roots:
                 assert pid is not None
-                measure(name, address, pid, args)
+                measure(name, address, [pid], args, args.max_in_flight)
+            measure("front", front.address, [root_pid, front.pid], args, plan.cap)
             assert floor.pid is not None
             measure_floor(floor.address, floor.pid, args)
     return 0

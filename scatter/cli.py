@@ -24,6 +24,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "root": ("root.server:main", "run one root server from a TOML config"),
     "query": ("scatter.query:main", "send one request to a root and print the JSON answer"),
     "conformance": ("scatter.conformance.cli:main", "check a leaf or merge in any language against the contract"),
+    "front": ("scatter.front:main", "print an nginx config for an admission front before a root (cheap shedding)"),
 }
 
 # Help lines of the subcommands this distribution registers as entry points;
