@@ -105,6 +105,9 @@ LONG_RATIO = 1 / 32
 # Blocks scored exactly in the first round of the pruned scorer; each later
 # round takes twice as many as the one before.
 FIRST_BLOCKS = 4
+# When more than this share of the non-empty blocks can still beat the
+# threshold after a round, the pruned scorer scores every posting instead.
+PRUNE_MAX_SHARE = 0.5
 
 StopCheck = Callable[[], bool]
 """Returns True once the caller no longer wants the answer (cancelled, or past its deadline)."""
@@ -407,16 +410,7 @@ class ShardSearcher:
         terms, starts, ends, weights = self._weights(known)
         rows = [self._long_row.get(t, -1) for t in terms]
         if all(r < 0 for r in rows):
-            scratch = self._take_scratch()
-            new = [
-                self._add_postings(scratch, a, b, w, None, stop) for a, b, w in zip(starts, ends, weights, strict=True)
-            ]
-            matched = np.concatenate(new)
-            values = scratch[matched]
-            scratch[matched] = 0.0
-            self._scratch.append(scratch)
-            chosen = _select(matched, values, n)
-            return matched[chosen].astype(np.int64), values[chosen], len(matched)
+            return self._exhaustive(self._take_scratch(), starts, ends, weights, n, stop)
         # Upper bound per block, summed in query term order like the exact
         # scores (float rounding is monotone, so it bounds them bit for bit).
         upper = np.zeros(self._n_blocks, dtype=np.float64)
@@ -437,7 +431,7 @@ class ShardSearcher:
         order = np.argsort(-upper, kind="stable")[: int(np.count_nonzero(upper))]
         bounds = -upper[order]  # ascending
         scratch = self._take_scratch()
-        new: list[npt.NDArray[np.int32]] = []
+        found: list[npt.NDArray[np.int32]] = []
         threshold, done, batch = 0.0, 0, FIRST_BLOCKS
         while done < len(order):
             # Only blocks whose bound reaches the n-th best exact score so far
@@ -446,23 +440,50 @@ class ShardSearcher:
             if end <= done:
                 break
             chosen = np.sort(order[done:end])
-            firsts = (chosen << self._shift).astype(np.int32)
-            lasts = ((chosen + 1) << self._shift).astype(np.int32)
+            lows: npt.NDArray[np.int32] = (chosen << self._shift).astype(np.int32)
+            lasts: npt.NDArray[np.int32] = ((chosen + 1) << self._shift).astype(np.int32)
             for a, b, w in zip(starts, ends, weights, strict=True):
-                new.append(self._add_postings(scratch, a, b, w, (firsts, lasts), stop))
+                found.append(self._add_postings(scratch, a, b, w, (lows, lasts), stop))
             done, batch = end, batch * 2
-            matched = np.concatenate(new)
-            new = [matched]
+            matched = np.concatenate(found)
+            found = [matched]
             if len(matched) >= n:
                 values = scratch[matched]
                 threshold = float(np.partition(values, len(values) - n)[len(values) - n])
+            left = int(np.searchsorted(bounds, -threshold, side="right")) - done
+            if left > PRUNE_MAX_SHARE * len(order):
+                # The bounds prune too little (frequent terms everywhere):
+                # whole posting slices beat gathering most of them by block.
+                scratch[matched] = 0.0
+                return self._exhaustive(scratch, starts, ends, weights, n, stop, total)
         _poll(stop)
-        matched = np.concatenate(new)
+        matched = np.concatenate(found)
         values = scratch[matched]
         scratch[matched] = 0.0
         self._scratch.append(scratch)
         chosen = _select(matched, values, n)
         return matched[chosen].astype(np.int64), values[chosen], total
+
+    def _exhaustive(
+        self,
+        scratch: npt.NDArray[np.float64],
+        starts: list[int],
+        ends: list[int],
+        weights: list[float],
+        n: int,
+        stop: StopCheck,
+        total: int | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], int]:
+        """Every posting of the query into ``scratch`` (zeroed), term by term; the best ``n``."""
+        found = [
+            self._add_postings(scratch, a, b, w, None, stop) for a, b, w in zip(starts, ends, weights, strict=True)
+        ]
+        matched = np.concatenate(found)
+        values = scratch[matched]
+        scratch[matched] = 0.0
+        self._scratch.append(scratch)
+        chosen = _select(matched, values, n)
+        return matched[chosen].astype(np.int64), values[chosen], len(matched) if total is None else total
 
     def _take_scratch(self) -> npt.NDArray[np.float64]:
         try:

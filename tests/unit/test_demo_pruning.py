@@ -20,8 +20,13 @@ from demo_search.corpus import Document
 from demo_search.index import build_index
 from demo_search.search import IndexSearcher, ShardSearcher, top_n
 
-# (BLOCK_SHIFT, LONG_RATIO, FIRST_BLOCKS)
-CONFIGS = [(2, 0.0, 1), (3, 1 / 32, 1), (5, 0.2, 2), (search.BLOCK_SHIFT, search.LONG_RATIO, search.FIRST_BLOCKS)]
+# (BLOCK_SHIFT, LONG_RATIO, FIRST_BLOCKS, PRUNE_MAX_SHARE); a share of 1.0 never falls back to every posting.
+CONFIGS = [
+    (2, 0.0, 1, 1.0),
+    (3, 1 / 32, 1, 1.0),
+    (5, 0.2, 2, 0.0),
+    (search.BLOCK_SHIFT, search.LONG_RATIO, search.FIRST_BLOCKS, search.PRUNE_MAX_SHARE),
+]
 CORPORA = 6
 
 
@@ -59,11 +64,14 @@ def _queries(docs: list[Document], rng: random.Random) -> list[str]:
     return [" ".join(rng.choices([*words, "unknown"], k=rng.randint(1, 5))) for _ in range(25)]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"shift{c[0]}-long{c[1]:.3f}-first{c[2]}")
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"shift{c[0]}-long{c[1]:.3f}-first{c[2]}-share{c[3]}")
 def test_pruned_search_equals_the_exhaustive_ranking(
-    corpora: list[tuple[list[Document], Path, Path]], config: tuple[int, float, int], monkeypatch: pytest.MonkeyPatch
+    corpora: list[tuple[list[Document], Path, Path]],
+    config: tuple[int, float, int, float],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    shift, ratio, first = config
+    shift, ratio, first, share = config
+    monkeypatch.setattr(search, "PRUNE_MAX_SHARE", share)
     monkeypatch.setattr(search, "BLOCK_SHIFT", shift)
     monkeypatch.setattr(search, "LONG_RATIO", ratio)
     monkeypatch.setattr(search, "FIRST_BLOCKS", first)
@@ -84,7 +92,7 @@ def test_pruned_search_equals_the_exhaustive_ranking(
 
 
 def test_long_terms_get_block_maxima_and_bitsets(corpora: list[tuple[list[Document], Path, Path]]) -> None:
-    docs, one, _ = max(corpora, key=lambda c: len(c[0]))
+    _, one, _ = max(corpora, key=lambda c: len(c[0]))
     shard = IndexSearcher(one).shards[0]
     assert shard._long_row, "the default threshold makes the frequent terms of a zipf corpus long"
     for term, row in shard._long_row.items():
