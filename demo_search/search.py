@@ -41,6 +41,28 @@ reads at most ``SNIPPET_SCAN_CHARS`` characters of the document's text
 (whatever the number of query terms) and returns at most ``SNIPPET_CHARS``
 plus two ellipses. A new scorer keeps these rules: poll ``stop`` at least
 once per bounded step.
+
+The scorer of :meth:`ShardSearcher.search` for up to ``TERM_LOOP_MAX``
+known terms (longer queries take the chunked paths of :meth:`score`):
+
+- With no *long* term (fewer than ``LONG_RATIO`` of the documents), it adds
+  every posting into a reused zeroed dense array, term by term in query
+  order; a document whose value was 0.0 before a term adds is new, so the
+  matches and their count come without a sort.
+- With a long term, it prunes by blocks of ``2 ** BLOCK_SHIFT`` documents
+  (block-max MaxScore over the impacts). At load, every long term gets its
+  maximum impact per block and a bitset of its documents; other terms get
+  their block maxima per query. The bound of a block sums weight * maximum
+  in query term order, so it bounds the exact float64 scores bit for bit
+  (rounding is monotone). Blocks are scored exactly in descending bound
+  order, ``FIRST_BLOCKS`` and then twice as many per round, until no block
+  left has a bound >= the n-th best exact score so far (a tie could still win
+  by id). If more than ``PRUNE_MAX_SHARE`` of the blocks are still left after
+  a round, every posting is scored instead. ``total_matches`` stays exact:
+  the popcount of the union of the terms' bitsets (short terms set theirs).
+- Exact scores are the same sums in the same order as :meth:`score`, so the
+  top-k, scores, ties and totals are bit-identical to the exhaustive path
+  (tests/unit/test_demo_pruning.py). ``stop`` is polled per term per round.
 """
 
 from __future__ import annotations
