@@ -129,7 +129,7 @@ LONG_RATIO = 1 / 32
 FIRST_BLOCKS = 4
 # When more than this share of the non-empty blocks can still beat the
 # threshold after a round, the pruned scorer scores every posting instead.
-PRUNE_MAX_SHARE = 0.5
+PRUNE_MAX_SHARE = 0.9
 
 StopCheck = Callable[[], bool]
 """Returns True once the caller no longer wants the answer (cancelled, or past its deadline)."""
