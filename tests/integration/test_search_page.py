@@ -95,7 +95,8 @@ class DevTools:
 
     def click(self, selector: str) -> None:
         box = self.evaluate(
-            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView({{block: 'center'}});"
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            " e.scrollIntoView({block: 'center'});"
             " const r = e.getBoundingClientRect();"
             " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
         )
@@ -185,7 +186,8 @@ def test_type_a_query_see_the_first_hit_page_and_screenshot(index: Path, browser
     with cli.run_deployment(index, shards=2, replicas=1, listen="127.0.0.1:0") as served:
         page = cli.page_url(served.http_address)
         browser.call("Page.enable")
-        browser.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1, mobile=False)
+        metrics = {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False}
+        browser.call("Emulation.setDeviceMetricsOverride", **metrics)
         browser.call("Page.navigate", url=page)
         browser.wait_for("document.readyState === 'complete' && !!document.querySelector('#q')")
         # Type the query and press Enter, as a person would.
