@@ -142,6 +142,7 @@ class HttpConfig:
     imports: tuple[str, ...] = ()
     proto_files: tuple[str, ...] = ()
     proto_paths: tuple[str, ...] = ()
+    static_dir: str = ""  # a folder whose files GET and HEAD serve (root.http_static); "" serves none
 
 
 @dataclass(frozen=True)
@@ -684,6 +685,9 @@ def _http_config(table: Table, merge_address: str) -> HttpConfig:
         if not Path(path).is_dir():
             raise ConfigError(f"{table.where('proto_paths')}[{i}]: no such folder {path!r}")
     imports = _strings(table, "imports")
+    static_dir = table.get("static_dir", str, "")
+    if static_dir and not Path(static_dir).is_dir():
+        raise ConfigError(f'{table.where("static_dir")}: no such folder {static_dir!r} ("" serves no files)')
     table.finish()
     return HttpConfig(
         listen=listen,
@@ -694,6 +698,7 @@ def _http_config(table: Table, merge_address: str) -> HttpConfig:
         imports=imports,
         proto_files=proto_files,
         proto_paths=proto_paths,
+        static_dir=static_dir,
     )
 
 

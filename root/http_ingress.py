@@ -39,6 +39,9 @@ Rules:
    limit, or a payload too large to forward (root.errors.TooLarge): 413,
    code 8 (RESOURCE_EXHAUSTED): grpc-gateway would say 429, but 429 invites
    a retry that cannot succeed. Wrong path 404, wrong method 405 (``Allow: POST``).
+   With ``[http] static_dir``, every other path is a file of that folder
+   (``root.http_static``: GET and HEAD, read-only, no listing), so a page
+   can call ``/v1/query`` from the same origin.
 5. JSON is converted (json_format, pure Python) on the loop when small,
    else on one thread of its own, one conversion at a time, so that a
    4 MiB body of small numbers (seconds of CPU) cannot stall the loop that
@@ -72,6 +75,7 @@ from google.protobuf import json_format
 from protos.scatter_gather.v1 import root_pb2
 from root.config import HttpConfig, RootConfig
 from root.errors import ConfigError
+from root.http_static import StaticFiles
 from root.service import RootService
 from scatter_common.addresses import ListenError
 from scatter_common.http_server import HttpLimits, HttpListener, Request, Response
@@ -276,6 +280,8 @@ class HttpIngress:
         self.deadlines = config.deadlines
         self.max_body_bytes = config.max_message_bytes
         self.types: HttpTypes | None = None
+        # [http] static_dir: GET and HEAD of its files on every other path (root.http_static).
+        self.static = StaticFiles(self.http.static_dir, config.max_message_bytes) if self.http.static_dir else None
         self.listener = HttpListener(
             self.handle,
             HttpLimits(
@@ -330,6 +336,8 @@ class HttpIngress:
         return error_response(code, message)
 
     async def handle(self, request: Request) -> Response:
+        if request.path != QUERY_PATH and self.static is not None:
+            return await self.static.answer(request.method, request.path)
         if request.path != QUERY_PATH:
             return error_response(
                 "NOT_FOUND", f"no such path {quoted(request.path)}: POST a QueryRequest as JSON to {QUERY_PATH}"
