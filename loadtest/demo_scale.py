@@ -64,13 +64,17 @@ from demo_search import (
     read_document_frequencies,
     read_index_manifest,
 )
+from demo_search.messages import hit_to_proto
 from demo_search.search import merge_results
 from loadtest import closed_loop, tantivy_ref
-from loadtest.deployments import demo_spec
+from loadtest.deployments import demo_spec, probe_dir
+from loadtest.fanout import start_merge
+from loadtest.processes import processes
 from loadtest.procfs import cpu_seconds, memory_kib
 from protos.demo_search.v1 import search_pb2
+from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
-from scatter.runtime import Deployment
+from scatter.runtime import Deployment, free_port
 
 __all__ = ["MIXES", "build_or_reuse", "main", "make_queries"]
 
@@ -349,6 +353,44 @@ def through_root(
     return run
 
 
+def bare_three_hops(shards: int, requests: int, pad_bytes: int) -> Run:
+    """The floor: client -> naive root -> ``shards`` bare leaves in parallel -> the probe merge, 1 client.
+
+    The naive root (:mod:`loadtest.naive_root`: ``asyncio.gather``, typed
+    stubs, no policies) over one :mod:`loadtest.multi_shard_leaf` process per
+    shard (bare ``grpc.aio``, each answer padded to ``pad_bytes``, the size
+    of a demo shard's partial) and the probe merge (a trivial handler on the
+    merge SDK). Every handler returns at once: what three gRPC hops cost here.
+    """
+    request = root_pb2.QueryRequest()
+    request.payload.Pack(probe_pb2.ProbeRequest(value=0))
+    with tempfile.TemporaryDirectory(prefix="demo-bench-floor-") as tmp, processes(probe_dir(), Path(tmp)) as group:
+        leaves = []
+        for i in range(shards):
+            port = free_port()
+            argv = [sys.executable, "-m", "loadtest.multi_shard_leaf", "--port", str(port)]
+            leaves.append(group.start(f"leaf{i}", [*argv, "--pad-bytes", str(pad_bytes)], f"127.0.0.1:{port}"))
+        merge = start_merge(group, "merge", "merge.py")
+        listen = f"127.0.0.1:{free_port()}"
+        config = {
+            "root": {"listen": listen},
+            "merge": {"address": merge.address},
+            "shards": [{"replicas": [leaf.address]} for leaf in leaves],
+        }
+        group.start_root("root", config, "loadtest.naive_root")
+        closed_loop.run(listen, [request] * WARM_UP_QUERIES, 1, timeout=QUERY_TIMEOUT)
+        result = closed_loop.run(listen, [request] * requests, 1, timeout=QUERY_TIMEOUT)
+    return _summarise("bare three hops", "-", 1, result.latencies.tolist(), result.seconds)
+
+
+def partial_bytes(searcher: IndexSearcher, queries: list[str], k: int) -> int:
+    """Median size of one shard's answer (a SearchPartial of ``k`` hits) for ``queries``."""
+    sizes = [
+        search_pb2.SearchPartial(hits=[hit_to_proto(h) for h in searcher.search(q, k).hits]).ByteSize() for q in queries
+    ]
+    return int(np.median(sizes)) if sizes else 0
+
+
 # --- main -------------------------------------------------------------------------------------------------------
 
 
@@ -417,6 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         totals = [single.search(q, 0).total_matches for q in mix_queries[:100]]
         matches[mix] = [float(np.median(totals)), float(np.max(totals))]
         ours[mix] = [[int(h.doc_id.rsplit("-", 1)[1]) for h in single.search(q, args.k).hits] for q in mix_queries]
+    pad_bytes = partial_bytes(single, next(iter(queries.values()))[:50], args.k)
     del single
     sharded = IndexSearcher(sharded_path)
     slowest: dict[str, list[float]] = {mix: [] for mix in queries}
@@ -434,6 +477,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not args.no_serve:
         results["memory"] = serve_and_measure(args, sharded_path, queries, runs, slowest)
+        runs.append(bare_three_hops(args.shards, args.queries, pad_bytes))
+        runs[-1].breakdown_ms = {"leaf answer bytes": pad_bytes}
+        _print_run(runs[-1])
     results["runs"] = [asdict(r) for r in runs]
     results["goals"] = goals(runs, args.shards)
     print("\n| goal (issue #19) | value | target | met |\n|---|---|---|---|")
