@@ -64,12 +64,17 @@ from demo_search import (
     read_document_frequencies,
     read_index_manifest,
 )
-from loadtest import closed_loop
-from loadtest.deployments import demo_spec
+from demo_search.messages import hit_to_proto
+from demo_search.search import merge_results
+from loadtest import closed_loop, tantivy_ref
+from loadtest.deployments import demo_spec, probe_dir
+from loadtest.fanout import start_merge
+from loadtest.processes import processes
 from loadtest.procfs import cpu_seconds, memory_kib
 from protos.demo_search.v1 import search_pb2
+from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2
-from scatter.runtime import Deployment
+from scatter.runtime import Deployment, free_port
 
 __all__ = ["MIXES", "build_or_reuse", "main", "make_queries"]
 
@@ -189,6 +194,8 @@ class Run:
     failures: int = 0
     cpu_ms_per_query: dict[str, float] = field(default_factory=dict)
     extra_leaf_calls: float = 0.0
+    # Where the time goes (medians over the queries, ms); see _print_breakdown for each key.
+    breakdown_ms: dict[str, float] = field(default_factory=dict)
 
 
 def _summarise(where: str, mix: str, clients: int, latencies: Sequence[float], seconds: float, **extra: Any) -> Run:
@@ -207,16 +214,72 @@ def _summarise(where: str, mix: str, clients: int, latencies: Sequence[float], s
     )
 
 
-def in_process(searcher: IndexSearcher, where: str, mix: str, queries: list[str], k: int) -> Run:
+def in_process(
+    searcher: IndexSearcher, where: str, mix: str, queries: list[str], k: int, slowest: list[float] | None = None
+) -> Run:
+    """The queries one at a time, shard after shard; ``slowest`` gets each query's slowest shard (s).
+
+    Phases are timed from outside the searcher: ``k = 0`` scores and counts
+    (no selection, no hits); the rest of a ``k``-hit search is selection and
+    hit (snippet) building.
+    """
     for query in queries[:WARM_UP_QUERIES]:
         searcher.search(query, k)
-    latencies = []
+    latencies, scoring = [], []
     began = time.perf_counter()
     for query in queries:
+        shard_times = []
+        results = []
+        for shard in searcher.shards:
+            start = time.perf_counter()
+            results.append(shard.search(query, k))
+            shard_times.append(time.perf_counter() - start)
         start = time.perf_counter()
-        searcher.search(query, k)
-        latencies.append(time.perf_counter() - start)
-    return _summarise(where, mix, 1, latencies, time.perf_counter() - began)
+        merge_results(results, k)
+        latencies.append(sum(shard_times) + time.perf_counter() - start)
+        if slowest is not None:
+            slowest.append(max(shard_times))
+    seconds = time.perf_counter() - began
+    for query in queries:
+        start = time.perf_counter()
+        searcher.search(query, 0)
+        scoring.append(time.perf_counter() - start)
+    run = _summarise(where, mix, 1, latencies, seconds)
+    score_ms = float(np.median(scoring)) * 1000
+    run.breakdown_ms = {"scoring (k=0)": round(score_ms, 2), "hits and snippets": round(run.p50_ms - score_ms, 2)}
+    if slowest is not None:
+        run.breakdown_ms["slowest shard"] = round(float(np.median(slowest[-len(queries) :])) * 1000, 2)
+    return run
+
+
+def tantivy_runs(
+    path: Path, queries: dict[str, list[str]], k: int, ours: dict[str, list[list[int]]]
+) -> tuple[list[Run], dict[str, Any]]:
+    """Tantivy's p50/p99 at 1 thread and q/s at 8, and overlap@k of its top-k with ours, per mix."""
+    from loadtest.tantivy_ref import TantivyIndex
+
+    index = TantivyIndex(path)
+    runs, overlap = [], {}
+    for mix, mix_queries in queries.items():
+        index.latencies(mix_queries[:WARM_UP_QUERIES], k)
+        began = time.perf_counter()
+        one = index.latencies(mix_queries, k)
+        runs.append(_summarise("tantivy in process", mix, 1, one, time.perf_counter() - began))
+        many, seconds = index.throughput(mix_queries, k, 8)
+        runs.append(_summarise("tantivy in process", mix, 8, many, seconds))
+        shares, identical = [], 0
+        for query, mine in zip(mix_queries, ours[mix], strict=True):
+            theirs = index.top_numbers(query, k)
+            shares.append(len(set(mine) & set(theirs)) / max(1, min(k, len(mine))))
+            identical += theirs == mine
+        overlap[mix] = {
+            "mean": round(float(np.mean(shares)), 4),
+            "min": round(float(np.min(shares)), 4),
+            "identical": identical,
+            "queries": len(mix_queries),
+        }
+        print(f"tantivy overlap@{k} {mix}: {overlap[mix]}", flush=True)
+    return runs, overlap
 
 
 def _requests(queries: list[str], k: int) -> list[root_pb2.QueryRequest]:
@@ -228,12 +291,31 @@ def _requests(queries: list[str], k: int) -> list[root_pb2.QueryRequest]:
     return requests
 
 
-def through_root(address: str, pids: dict[str, int], mix: str, queries: list[str], clients: int, k: int) -> Run:
+def through_root(
+    address: str,
+    pids: dict[str, int],
+    mix: str,
+    queries: list[str],
+    clients: int,
+    k: int,
+    slowest: list[float] | None = None,
+) -> Run:
+    """Closed loop through the root; per query, from the QueryResponse: the root's time and its slowest shard.
+
+    ``slowest`` is each query's slowest shard searched alone in process (s), in query order.
+    """
     requests = _requests(queries, k)
     closed_loop.run(address, requests[:WARM_UP_QUERIES], 1, timeout=QUERY_TIMEOUT)
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     own = time.process_time()
-    result = closed_loop.run(address, requests, clients, timeout=QUERY_TIMEOUT)
+    order: list[tuple[float, float, float]] = []  # per answer: client latency, root's latency, slowest shard (s)
+
+    def observe(_sent: float, latency: float, code: str, response: root_pb2.QueryResponse | None) -> None:
+        if response is not None:
+            shard = max((r.latency.ToTimedelta().total_seconds() for r in response.shards), default=0.0)
+            order.append((latency, response.latency.ToTimedelta().total_seconds(), shard))
+
+    result = closed_loop.run(address, requests, clients, timeout=QUERY_TIMEOUT, observe=observe)
     used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     cpu = {
         "client": time.process_time() - own,
@@ -242,7 +324,21 @@ def through_root(address: str, pids: dict[str, int], mix: str, queries: list[str
         "leaves": sum(used.values()),
     }
     per_query = {name: round(seconds_ * 1000 / len(queries), 2) for name, seconds_ in cpu.items()}
-    return _summarise(
+    breakdown: dict[str, float] = {}
+    if order:
+        client, root, shard = (np.array(column) * 1000 for column in zip(*order, strict=True))
+        breakdown = {
+            "client-root hop": float(np.median(client - root)),
+            "root": float(np.median(root)),
+            "slowest shard at the root": float(np.median(shard)),
+            "root after the shards (merge call + root)": float(np.median(root - shard)),
+        }
+        if slowest is not None and clients == 1 and len(slowest) == len(client):
+            alone = np.array(slowest) * 1000
+            breakdown["slowest shard alone, in process"] = float(np.median(alone))
+            breakdown["root-leaf hop + leaf contention"] = float(np.median(shard - alone))
+            breakdown["client latency minus slowest shard alone"] = float(np.median(client - alone))
+    run = _summarise(
         "root",
         mix,
         clients,
@@ -253,6 +349,46 @@ def through_root(address: str, pids: dict[str, int], mix: str, queries: list[str
         # Leaf attempts beyond one per shard call: hedges and failovers, as a fraction.
         extra_leaf_calls=round(result.extra_calls, 4),
     )
+    run.breakdown_ms = {name: round(ms, 2) for name, ms in breakdown.items()}
+    return run
+
+
+def bare_three_hops(shards: int, requests: int, pad_bytes: int) -> Run:
+    """The floor: client -> naive root -> ``shards`` bare leaves in parallel -> the probe merge, 1 client.
+
+    The naive root (:mod:`loadtest.naive_root`: ``asyncio.gather``, typed
+    stubs, no policies) over one :mod:`loadtest.multi_shard_leaf` process per
+    shard (bare ``grpc.aio``, each answer padded to ``pad_bytes``, the size
+    of a demo shard's partial) and the probe merge (a trivial handler on the
+    merge SDK). Every handler returns at once: what three gRPC hops cost here.
+    """
+    request = root_pb2.QueryRequest()
+    request.payload.Pack(probe_pb2.ProbeRequest(value=0))
+    with tempfile.TemporaryDirectory(prefix="demo-bench-floor-") as tmp, processes(probe_dir(), Path(tmp)) as group:
+        leaves = []
+        for i in range(shards):
+            port = free_port()
+            argv = [sys.executable, "-m", "loadtest.multi_shard_leaf", "--port", str(port)]
+            leaves.append(group.start(f"leaf{i}", [*argv, "--pad-bytes", str(pad_bytes)], f"127.0.0.1:{port}"))
+        merge = start_merge(group, "merge", "merge.py")
+        listen = f"127.0.0.1:{free_port()}"
+        config = {
+            "root": {"listen": listen},
+            "merge": {"address": merge.address},
+            "shards": [{"replicas": [leaf.address]} for leaf in leaves],
+        }
+        group.start_root("root", config, "loadtest.naive_root")
+        closed_loop.run(listen, [request] * WARM_UP_QUERIES, 1, timeout=QUERY_TIMEOUT)
+        result = closed_loop.run(listen, [request] * requests, 1, timeout=QUERY_TIMEOUT)
+    return _summarise("bare three hops", "-", 1, result.latencies.tolist(), result.seconds)
+
+
+def partial_bytes(searcher: IndexSearcher, queries: list[str], k: int) -> int:
+    """Median size of one shard's answer (a SearchPartial of ``k`` hits) for ``queries``."""
+    sizes = [
+        search_pb2.SearchPartial(hits=[hit_to_proto(h) for h in searcher.search(q, k).hits]).ByteSize() for q in queries
+    ]
+    return int(np.median(sizes)) if sizes else 0
 
 
 # --- main -------------------------------------------------------------------------------------------------------
@@ -260,6 +396,8 @@ def through_root(address: str, pids: dict[str, int], mix: str, queries: list[str
 
 def _print_run(run: Run) -> None:
     cpu = " ".join(f"{name}={ms}" for name, ms in run.cpu_ms_per_query.items())
+    if run.breakdown_ms:
+        cpu += " | " + ", ".join(f"{name} {ms}" for name, ms in run.breakdown_ms.items())
     print(
         f"| {run.where:<22} | {run.mix:<4} | {run.clients} | {run.p50_ms:7.2f} | {run.p99_ms:7.2f} | "
         f"{run.qps:7.1f} | {cpu} | load {run.load_average[0]:.1f}",
@@ -282,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--no-serve", action="store_true", help="only build and measure in process")
+    parser.add_argument("--no-tantivy", action="store_true", help="skip the tantivy reference column")
     parser.add_argument("--out", type=Path, help="write every number as JSON here")
     args = parser.parse_args(argv)
 
@@ -304,30 +443,99 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[Run] = []
     matches: dict[str, list[float]] = {}
 
+    tantivy_path = single_path.with_name(single_path.name + ".tantivy")
+    if not args.no_tantivy and not tantivy_ref.available():
+        print(f"bench: {tantivy_ref.INSTALL_HINT}; the tantivy column is skipped", file=sys.stderr, flush=True)
+        args.no_tantivy = True
+    if not args.no_tantivy:
+        results["tantivy_build"] = tantivy_ref.build_or_reuse(tantivy_path, docs=args.docs, seed=args.seed)
+        print(f"build tantivy: {results['tantivy_build']}", flush=True)
+
     single = IndexSearcher(single_path)
+    ours: dict[str, list[list[int]]] = {}
     for mix, mix_queries in queries.items():
         runs.append(in_process(single, "in-process unsharded", mix, mix_queries, args.k))
         _print_run(runs[-1])
         totals = [single.search(q, 0).total_matches for q in mix_queries[:100]]
         matches[mix] = [float(np.median(totals)), float(np.max(totals))]
+        ours[mix] = [[int(h.doc_id.rsplit("-", 1)[1]) for h in single.search(q, args.k).hits] for q in mix_queries]
+    pad_bytes = partial_bytes(single, next(iter(queries.values()))[:50], args.k)
     del single
     sharded = IndexSearcher(sharded_path)
+    slowest: dict[str, list[float]] = {mix: [] for mix in queries}
     for mix, mix_queries in queries.items():
-        runs.append(in_process(sharded, f"in-process {args.shards} shards", mix, mix_queries, args.k))
+        where = f"in-process {args.shards} shards"
+        runs.append(in_process(sharded, where, mix, mix_queries, args.k, slowest[mix]))
         _print_run(runs[-1])
     del sharded
     results["matches_median_max"] = matches
+    if not args.no_tantivy:
+        tantivy, results["overlap"] = tantivy_runs(tantivy_path, queries, args.k, ours)
+        for run in tantivy:
+            _print_run(run)
+        runs += tantivy
 
     if not args.no_serve:
-        results["memory"] = serve_and_measure(args, sharded_path, queries, runs)
+        results["memory"] = serve_and_measure(args, sharded_path, queries, runs, slowest)
+        runs.append(bare_three_hops(args.shards, args.queries, pad_bytes))
+        runs[-1].breakdown_ms = {"leaf answer bytes": pad_bytes}
+        _print_run(runs[-1])
     results["runs"] = [asdict(r) for r in runs]
+    results["goals"] = goals(runs, args.shards)
+    print("\n| goal (issue #19) | value | target | met |\n|---|---|---|---|")
+    for goal in results["goals"]:
+        met = "n/a" if goal["met"] is None else ("yes" if goal["met"] else "no")
+        print(f"| {goal['goal']} | {goal['value']} | {goal['target']} | {met} |", flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return 0
 
 
+def goals(runs: list[Run], shards: int) -> list[dict[str, Any]]:
+    """Issue #19's goals from one run's numbers: value, target, met (None when a number is missing)."""
+
+    def find(where: str, mix: str, clients: int = 1) -> Run | None:
+        return next((r for r in runs if (r.where, r.mix, r.clients) == (where, mix, clients)), None)
+
+    out: list[dict[str, Any]] = []
+
+    def p50(run: Run | None) -> float | None:
+        return run.p50_ms if run is not None else None
+
+    def ratio(name: str, a: float | None, b: float | None, target: float, below: bool = True) -> None:
+        value = round(a / b, 2) if a is not None and b else None
+        met = None if value is None else (value <= target if below else value >= target)
+        out.append({"goal": name, "value": value, "target": f"{'<=' if below else '>='} {target}", "met": met})
+
+    for mix in ("mid", "zipf"):
+        ours, theirs = find("in-process unsharded", mix), find("tantivy in process", mix)
+        ratio(f"unsharded p50 / tantivy p50, {mix}", p50(ours), p50(theirs), 2.0)
+    sharded, single = find(f"in-process {shards} shards", "mid"), find("in-process unsharded", "mid")
+    ratio(f"{shards} shards in process / unsharded, mid p50", p50(sharded), p50(single), 1.5)
+    for mix in ("mid", "zipf"):
+        root = find("root", mix)
+        minus = root.breakdown_ms.get("client latency minus slowest shard alone") if root else None
+        floor = find("bare three hops", "-")
+        ratio(f"root p50 minus slowest shard / bare 3 hops, {mix}", minus, p50(floor), 1.5)
+    root, single = find("root", "zipf"), find("in-process unsharded", "zipf")
+    ratio("root p50 / unsharded p50, zipf", p50(root), p50(single), 1.0)
+    root8, tantivy8 = find("root", "zipf", 8), find("tantivy in process", "zipf", 8)
+    ratio(
+        "root q/s at 8 / tantivy q/s at 8 threads, zipf",
+        root8.qps if root8 else None,
+        tantivy8.qps if tantivy8 else None,
+        0.25,
+        False,
+    )
+    return out
+
+
 def serve_and_measure(
-    args: argparse.Namespace, index: Path, queries: dict[str, list[str]], runs: list[Run]
+    args: argparse.Namespace,
+    index: Path,
+    queries: dict[str, list[str]],
+    runs: list[Run],
+    slowest: dict[str, list[float]],
 ) -> dict[str, Any]:
     memory: dict[str, Any] = {}
     spec = demo_spec(index, shards=args.shards, replicas=args.replicas)
@@ -342,7 +550,8 @@ def serve_and_measure(
                 print(f"  {name}: {kib}", flush=True)
             for mix, mix_queries in queries.items():
                 for clients in args.clients:
-                    runs.append(through_root(deployment.root_address, pids, mix, mix_queries, clients, args.k))
+                    address = deployment.root_address
+                    runs.append(through_root(address, pids, mix, mix_queries, clients, args.k, slowest[mix]))
                     _print_run(runs[-1])
             memory["after_queries"] = {name: memory_kib(pid) for name, pid in pids.items()}
             for name, kib in memory["after_queries"].items():

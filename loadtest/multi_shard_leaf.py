@@ -30,9 +30,11 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("SCATTER_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("SCATTER_PORT", "0")))
     parser.add_argument("--delay-ms", type=float, default=0.0, help="work time of every call")
+    parser.add_argument("--pad-bytes", type=int, default=0, help="pad every answer to about this size (a real payload)")
     args = parser.parse_args()
     delay = args.delay_ms / 1000
     replica = os.environ.get("SCATTER_REPLICA_ID", str(os.getpid()))
+    replica += "." * max(0, args.pad_bytes - len(replica))
 
     async def execute(request: leaf_pb2.ExecuteRequest, context: grpc.aio.ServicerContext[object, object]) -> bytes:
         if delay:

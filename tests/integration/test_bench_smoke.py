@@ -230,3 +230,57 @@ def test_the_bare_root_parks_its_limit_and_grpc_refuses_the_rest() -> None:
             parked.cancel()
     finally:
         proc.stop()
+
+
+@pytest.mark.timeout(120)
+def test_scatter_bench_demo_scale_reports_where_the_time_goes(tmp_path: Path) -> None:
+    """A tiny corpus through the real command: every column, the floor, the goals table and the JSON."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCATTER_")}
+    env["PYTHONPATH"] = str(REPO)
+    out = tmp_path / "demo-scale.json"
+    flags = ["--dir", str(tmp_path / "idx"), "--docs", "1500", "--shards", "2", "--queries", "20"]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scatter.cli",
+            "bench",
+            "demo-scale",
+            *flags,
+            "--mixes",
+            "mid",
+            "zipf",
+            "--clients",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| goal (issue #19) | value | target | met |" in proc.stdout
+    document = json.loads(out.read_text())
+    runs = {(r["where"], r["mix"], r["clients"]): r for r in document["runs"]}
+    unsharded = runs[("in-process unsharded", "mid", 1)]["breakdown_ms"]
+    assert set(unsharded) == {"scoring (k=0)", "hits and snippets"}
+    assert "slowest shard" in runs[("in-process 2 shards", "zipf", 1)]["breakdown_ms"]
+    root = runs[("root", "zipf", 1)]
+    assert root["failures"] == 0 and root["breakdown_ms"]["root"] > 0
+    assert root["breakdown_ms"]["slowest shard at the root"] <= root["breakdown_ms"]["root"]
+    assert "client latency minus slowest shard alone" in root["breakdown_ms"]
+    assert runs[("bare three hops", "-", 1)]["queries"] == 20
+    assert len(document["goals"]) == 7
+    goal = next(g for g in document["goals"] if g["goal"].startswith("root p50 minus slowest shard"))
+    assert goal["value"] is not None
+    if importlib.util.find_spec("tantivy") is not None:
+        assert runs[("tantivy in process", "mid", 8)]["queries"] == 20
+        overlap = document["overlap"]["zipf"]
+        assert overlap["queries"] == 20 and 0.5 <= overlap["min"] <= overlap["mean"] <= 1.0
+        missing = [g["goal"] for g in document["goals"] if g["value"] is None]
+        assert missing == ["root q/s at 8 / tantivy q/s at 8 threads, zipf"]  # this run had 1 client only
+        assert document["tantivy_build"]["documents"] == 1500
