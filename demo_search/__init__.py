@@ -28,6 +28,8 @@ from demo_search.format import (
 )
 from demo_search.index import BuildSummary, build_index
 from demo_search.search import Hit, IndexSearcher, SearchResult, ShardSearcher
+from demo_search.synthetic import synthetic_corpus
+from demo_search.tokenizer import tokenize
 
 if TYPE_CHECKING:
     from demo_search.cli import DEMO_REPLICAS, DEMO_SHARDS, deployment_toml, ensure_stdlib_index
@@ -50,6 +52,8 @@ __all__ = [
     "ensure_stdlib_index",
     "read_document_frequencies",
     "read_index_manifest",
+    "synthetic_corpus",
+    "tokenize",
 ]
 
 # The CLI's names are imported on first use: ``python -m demo_search.cli`` would otherwise find

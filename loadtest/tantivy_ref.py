@@ -29,8 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from demo_search.synthetic import synthetic_corpus
-from demo_search.tokenizer import tokenize
+from demo_search import synthetic_corpus, tokenize
 
 __all__ = ["INSTALL_HINT", "TantivyIndex", "available", "build_or_reuse"]
 
