@@ -27,7 +27,8 @@ from demo_search.format import (
     read_index_manifest,
 )
 from demo_search.index import BuildSummary, build_index
-from demo_search.search import Hit, IndexSearcher, SearchResult, ShardSearcher
+from demo_search.messages import hit_to_proto
+from demo_search.search import Hit, IndexSearcher, SearchResult, ShardSearcher, merge_results
 from demo_search.synthetic import synthetic_corpus
 from demo_search.tokenizer import tokenize
 
@@ -50,6 +51,8 @@ __all__ = [
     "build_index",
     "deployment_toml",
     "ensure_stdlib_index",
+    "hit_to_proto",
+    "merge_results",
     "read_document_frequencies",
     "read_index_manifest",
     "synthetic_corpus",

@@ -61,11 +61,11 @@ from demo_search import (
     FORMAT_VERSION,
     IndexFormatError,
     IndexSearcher,
+    hit_to_proto,
+    merge_results,
     read_document_frequencies,
     read_index_manifest,
 )
-from demo_search.messages import hit_to_proto
-from demo_search.search import merge_results
 from loadtest import closed_loop, tantivy_ref
 from loadtest.deployments import demo_spec, probe_dir
 from loadtest.fanout import start_merge

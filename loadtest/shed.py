@@ -57,9 +57,8 @@ from loadtest.processes import processes
 from loadtest.procfs import tree_cpu_seconds
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import root_pb2, root_pb2_grpc
-from root.config import load_root_config
-from scatter.front import plan_front, run_nginx
-from scatter.runtime import Deployment, free_port
+from root import load_root_config
+from scatter.runtime import Deployment, free_port, plan_front, run_nginx
 
 HOLD_SECONDS = 30.0  # how long the held requests stay at the leaves: longer than phase 1
 LIGHT_GAP = 0.02  # seconds between the light client's requests

@@ -11,10 +11,13 @@ Public face, for the demo, the benchmarks and the tests:
   ``interrupt()`` (a signal) stopped it while it was coming up;
 - ``Child`` is one supervised process, ``free_port`` and ``check_health``
   the two probes the supervisor itself uses, ``stop_children`` how it
-  stops a group of children (SIGTERM, a bounded wait, SIGKILL).
+  stops a group of children (SIGTERM, a bounded wait, SIGKILL);
+- ``plan_front`` / ``run_nginx``: the nginx admission front of ``scatter
+  front`` (its config derived from the root's, and nginx run by its handle).
 """
 
 from root.errors import ConfigError
+from scatter.front import plan_front, run_nginx
 from scatter.runtime.spec import DeploymentSpec, load_deployment, parse_deployment
 from scatter.runtime.supervisor import (
     Child,
@@ -37,5 +40,7 @@ __all__ = [
     "free_port",
     "load_deployment",
     "parse_deployment",
+    "plan_front",
+    "run_nginx",
     "stop_children",
 ]
