@@ -2,6 +2,7 @@
 
     flock /tmp/scatter-bench.lock scatter bench demo-scale [--dir /tmp/bench] [--docs 1000000]
         [--shards 8] [--replicas 1] [--queries 500] [--clients 1 8] [--mixes mid zipf head] [--out FILE.json]
+        [--no-tantivy] [--no-serve]
 
 A benchmark, not a test (docs/benchmarks.md, "Demo search at scale", has the
 numbers). Steps:
@@ -24,7 +25,13 @@ numbers). Steps:
    is asked.
 3. *In process*: the same queries, one at a time, on the unsharded index
    and on the sharded index searched shard after shard in one process (the
-   CPU a query costs across all shards).
+   CPU a query costs across all shards), each shard timed alone (the
+   slowest per query is kept). Phases are timed from outside the searcher:
+   the same search with ``k = 0`` is scoring and counting; the rest of the
+   ``k``-hit search is selection and hits (snippets).
+   *Tantivy* (:mod:`loadtest.tantivy_ref`, the optional ``bench`` extra):
+   the same documents, indexed once beside ours; p50/p99 at 1 thread, q/s at
+   8 threads, and overlap@k of its top-k with ours (mean, min, identical).
 4. *Through the root*: the sharded index served by the local runtime
    (``--shards`` x ``--replicas`` leaves, merge, root, the default root
    configuration, as ``scatter demo --index`` runs it); each leaf's resident
@@ -32,7 +39,15 @@ numbers). Steps:
    concurrent clients (the closed loop of :mod:`loadtest.closed_loop` on one
    ``grpc.aio`` channel: each client sends the next query of the list when
    its answer arrives), with the CPU time each process spent per query, from
-   ``/proc/PID/stat`` (:mod:`loadtest.procfs`).
+   ``/proc/PID/stat`` (:mod:`loadtest.procfs`). Per query, from the
+   QueryResponse: the root's latency and its slowest shard's, which split
+   the client's time into the client-root hop, the slowest shard at the
+   root (against that shard alone in process: the root-leaf hop and the
+   wait for a core), and the root after the shards (merge call and root).
+5. *The floor* (:func:`bare_three_hops`): the naive root over bare leaves
+   and the probe merge, handlers that answer at once, 1 client.
+6. *Goals*: issue 19's goals from these numbers, printed as a table and
+   kept in the JSON (``goals``).
 
 Needs nothing outside the installed package: the corpus is generated and
 the indexes are built into ``--dir``.
