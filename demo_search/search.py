@@ -487,7 +487,7 @@ class ShardSearcher:
         values = scratch[matched]
         scratch[matched] = 0.0
         self._scratch.append(scratch)
-        chosen = _select(matched, values, n)
+        chosen = top_n(values, n, matched)
         return matched[chosen].astype(np.int64), values[chosen], total
 
     def _exhaustive(
@@ -508,7 +508,7 @@ class ShardSearcher:
         values = scratch[matched]
         scratch[matched] = 0.0
         self._scratch.append(scratch)
-        chosen = _select(matched, values, n)
+        chosen = top_n(values, n, matched)
         return matched[chosen].astype(np.int64), values[chosen], len(matched) if total is None else total
 
     def _take_scratch(self) -> npt.NDArray[np.float64]:
@@ -586,27 +586,8 @@ def _popcount(words: npt.NDArray[np.uint64]) -> int:
     return int(np.unpackbits(words.view(np.uint8)).sum())
 
 
-def _select(docs: npt.NDArray[np.int32], scores: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.int64]:
-    """Indices of the ``n`` best ``scores``, best first, ties by ascending ``docs`` (distinct, any order).
-
-    Like :func:`top_n`, with the tie broken on the document number instead of the index.
-    """
-    n = min(n, len(scores))
-    if n <= 0:
-        return np.zeros(0, dtype=np.int64)
-    if n < len(scores):
-        threshold = np.partition(scores, len(scores) - n)[len(scores) - n]
-        above = np.flatnonzero(scores > threshold)
-        tied = np.flatnonzero(scores == threshold)
-        tied = tied[np.argsort(docs[tied], kind="stable")[: n - len(above)]]
-        candidates = np.concatenate([above, tied])
-    else:
-        candidates = np.arange(len(scores), dtype=np.int64)
-    return candidates[np.lexsort((docs[candidates], -scores[candidates]))]
-
-
-def top_n(scores: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.int64]:
-    """Indices of the ``n`` best scores, best first, ties by ascending index.
+def top_n(scores: npt.NDArray[np.float64], n: int, docs: npt.NDArray[np.int32] | None = None) -> npt.NDArray[np.int64]:
+    """Indices of the ``n`` best scores, best first, ties by ascending index (or ``docs[index]``).
 
     ``argpartition`` alone would cut a run of equal scores at the n-th place
     arbitrarily; the cut is made explicit instead: everything strictly above
@@ -618,11 +599,14 @@ def top_n(scores: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.int64]:
     if n < len(scores):
         threshold = np.partition(scores, len(scores) - n)[len(scores) - n]
         above = np.flatnonzero(scores > threshold)
-        tied = np.flatnonzero(scores == threshold)[: n - len(above)]
-        candidates = np.concatenate([above, tied])
+        tied = np.flatnonzero(scores == threshold)
+        if docs is not None:
+            tied = tied[np.argsort(docs[tied], kind="stable")]
+        candidates = np.concatenate([above, tied[: n - len(above)]])
     else:
         candidates = np.arange(len(scores), dtype=np.int64)
-    return candidates[np.lexsort((candidates, -scores[candidates]))]
+    keys = candidates if docs is None else docs[candidates]
+    return candidates[np.lexsort((keys, -scores[candidates]))]
 
 
 def snippet(text: str, terms: frozenset[str], width: int = SNIPPET_CHARS, *, cut: bool = False) -> str:
