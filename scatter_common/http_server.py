@@ -44,7 +44,9 @@ no detail. An answer sent before the request's body was read (413, 431) is
 followed by a lingering close: the server stops writing and reads what the
 client still sends for up to ``LINGER_SECONDS``, so the client reads the
 answer instead of a reset. A bind to an address other than loopback logs
-the caller's warning.
+the caller's warning. Every answer says ``X-Content-Type-Options: nosniff``
+(a browser must not guess a type: a JSON answer that echoes a query is not
+HTML), unless the handler set that header itself.
 
 Call order: ``HttpServer``: construct, ``start(address)`` (returns the bound
 address; raises ``ListenError`` if it cannot listen), ``stop()`` once.
@@ -297,6 +299,8 @@ class HttpListener:
     async def _send(self, writer: asyncio.StreamWriter, response: Response, head_only: bool) -> None:
         reason = http.HTTPStatus(response.status).phrase
         extra = "".join(f"{name}: {value}\r\n" for name, value in response.headers)
+        if not any(name.lower() == "x-content-type-options" for name, _ in response.headers):
+            extra += "X-Content-Type-Options: nosniff\r\n"
         head = (
             f"HTTP/1.1 {response.status} {reason}\r\n"
             f"Content-Type: {response.content_type}\r\n"

@@ -88,6 +88,7 @@ def assert_error(answer: Answer, status: int, code: int, *phrases: str) -> str:
     got_status, headers, body = answer
     assert got_status == status, answer
     assert headers["content-type"] == "application/json", headers
+    assert headers["x-content-type-options"] == "nosniff", headers
     assert set(body) == {"code", "message", "details"} and body["code"] == code and body["details"] == [], body
     message: str = body["message"]
     for phrase in phrases:
@@ -107,6 +108,7 @@ def test_a_query_answers_the_merged_payload_coverage_and_reports(probe: Deployme
     status, headers, body = post(address, query(value=5))
     assert status == 200, body
     assert headers["content-type"] == "application/json"
+    assert headers["x-content-type-options"] == "nosniff"  # an echoed query is never sniffed as HTML
     # Each shard answers shard index + 1 + value; the probe merge sums them (uint64: a JSON string).
     assert body["payload"]["@type"] == "type.googleapis.com/probe.v1.ProbeResponse"
     assert body["payload"]["sum"] == str(3 * 5 + 1 + 2 + 3)
