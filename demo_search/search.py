@@ -642,12 +642,16 @@ def snippet(text: str, terms: frozenset[str], width: int = SNIPPET_CHARS, *, cut
     return _window(flat, find_first_term(flat, terms), width, cut)
 
 
+# Every byte but the ASCII separators of str.split() other than the space (tab, newline,
+# \x0b, \x0c, \r, \x1c-\x1f): deleting them leaves nothing when there is none. One
+# bytes.translate is a third of the time of str.isprintable(), the next fastest check.
+_NOT_SEPARATORS = bytes(sorted(set(range(256)) - {*range(0x09, 0x0E), *range(0x1C, 0x20)}))
+
+
 def _flat(ascii_text: str, *, whole: bool) -> bool:
     """Whether ASCII text (all of a text when ``whole``, else its start) is unchanged by flattening."""
-    # isprintable() is False for every ASCII control character, so for tabs, newlines and
-    # the other separators of str.split(); only spaces are left to check.
     return (
-        ascii_text.isprintable()
+        not ascii_text.encode("ascii").translate(None, _NOT_SEPARATORS)
         and "  " not in ascii_text
         and not ascii_text.startswith(" ")
         and not (whole and ascii_text.endswith(" "))
