@@ -73,6 +73,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -148,8 +149,10 @@ def _poll(stop: StopCheck) -> None:
         raise Stopped
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
+    """One result. A named tuple rather than a frozen dataclass: as immutable, and built in a
+    third of the time (0.4 against 1.3 us), which every shard pays for each of its top k."""
+
     doc_id: str
     score: float
     title: str
@@ -192,6 +195,8 @@ class _Blob:
         Decodes at most ``4 * chars`` bytes (a character is 1-4 bytes in UTF-8).
         """
         start, end = self._bounds[i], self._bounds[i + 1]
+        if end - start <= chars:  # no more characters than bytes: the whole record
+            return bytes(self._bytes[start:end]).decode("utf-8", "replace"), False
         cut = min(end, start + 4 * chars)
         # Back up to a character boundary (UTF-8 continuation bytes are 0b10xxxxxx).
         while start < cut < end and self._bytes[cut] & 0xC0 == 0x80:
@@ -563,13 +568,7 @@ class ShardSearcher:
 
     def _hit(self, doc: int, score: float, terms: frozenset[str]) -> Hit:
         text, cut = self._texts.prefix(doc, SNIPPET_SCAN_CHARS)
-        return Hit(
-            doc_id=self._ids[doc],
-            score=score,
-            title=self._titles[doc],
-            snippet=snippet(text, terms, cut=cut),
-            shard_index=self.shard_index,
-        )
+        return Hit(self._ids[doc], score, self._titles[doc], snippet(text, terms, cut=cut), self.shard_index)
 
 
 def _block_runs(docs: npt.NDArray[np.int32], shift: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
