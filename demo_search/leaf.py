@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from demo_search import format as fmt
-from demo_search.messages import check_page, hit_to_proto
+from demo_search.messages import check_page
 from demo_search.search import ShardSearcher, Stopped
 from leaf_sdk import InvalidRequest, Leaf, LeafContext, LeafInfo
 from protos.demo_search.v1 import search_pb2
@@ -72,9 +72,11 @@ class SearchLeaf:
         if ctx.cancelled:
             # Ended while the last hit was built: building messages is wasted work.
             return search_pb2.SearchPartial()
-        return search_pb2.SearchPartial(
-            hits=[hit_to_proto(hit) for hit in result.hits], total_matches=result.total_matches
-        )
+        partial = search_pb2.SearchPartial(total_matches=result.total_matches)
+        add = partial.hits.add  # in place: a Hit built apart and then copied in costs twice as much
+        for hit in result.hits:
+            add(doc_id=hit.doc_id, score=hit.score, title=hit.title, snippet=hit.snippet, shard_index=hit.shard_index)
+        return partial
 
 
 def _parse(argv: Sequence[str]) -> tuple[Path, list[str]]:

@@ -73,6 +73,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -148,8 +149,10 @@ def _poll(stop: StopCheck) -> None:
         raise Stopped
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
+    """One result. A named tuple rather than a frozen dataclass: as immutable, and built in a
+    third of the time (0.4 against 1.3 us), which every shard pays for each of its top k."""
+
     doc_id: str
     score: float
     title: str
@@ -192,6 +195,8 @@ class _Blob:
         Decodes at most ``4 * chars`` bytes (a character is 1-4 bytes in UTF-8).
         """
         start, end = self._bounds[i], self._bounds[i + 1]
+        if end - start <= chars:  # no more characters than bytes: the whole record
+            return bytes(self._bytes[start:end]).decode("utf-8", "replace"), False
         cut = min(end, start + 4 * chars)
         # Back up to a character boundary (UTF-8 continuation bytes are 0b10xxxxxx).
         while start < cut < end and self._bytes[cut] & 0xC0 == 0x80:
@@ -563,13 +568,7 @@ class ShardSearcher:
 
     def _hit(self, doc: int, score: float, terms: frozenset[str]) -> Hit:
         text, cut = self._texts.prefix(doc, SNIPPET_SCAN_CHARS)
-        return Hit(
-            doc_id=self._ids[doc],
-            score=score,
-            title=self._titles[doc],
-            snippet=snippet(text, terms, cut=cut),
-            shard_index=self.shard_index,
-        )
+        return Hit(self._ids[doc], score, self._titles[doc], snippet(text, terms, cut=cut), self.shard_index)
 
 
 def _block_runs(docs: npt.NDArray[np.int32], shift: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -615,14 +614,56 @@ def snippet(text: str, terms: frozenset[str], width: int = SNIPPET_CHARS, *, cut
     Starts at the beginning of the text when no query term occurs in it (the
     match was in the title). Cuts at spaces and marks cuts with an ellipsis;
     ``cut`` says that ``text`` is only the start of the document's text, so
-    its end is a cut too. The cost is linear in ``text`` (the searcher passes
-    at most ``SNIPPET_SCAN_CHARS`` of it) and does not grow with the number
-    of terms.
+    its end is a cut too. Runs of whitespace are one space, and the text is
+    stripped: the snippet is cut from ``" ".join(text.split())``.
+
+    The cost is linear in ``text`` (the searcher passes at most
+    ``SNIPPET_SCAN_CHARS`` of it) and does not grow with the number of terms.
+    ASCII text that is already flat up to the window (single spaces, no tab
+    or newline) is not copied: the term is found in it (str.find, in C) and
+    only ``text[:first + width + 2]`` is checked, which is a few microseconds
+    instead of the tens that splitting and joining 2,000 characters costs.
     """
+    if width >= 0 and text.isascii():
+        if len(text) <= width and not cut and _flat(text, whole=True):
+            return text
+        found = find_first_term(text, terms)
+        # If text[:n] is flat, text[:n - 1] is the start of the flattened text (a space
+        # in it is followed by a word), so that is at least n - 1 = found + width + 1
+        # long, more than _window reads or compares with: cutting ``text`` itself
+        # gives the same snippet.
+        head = text[: (0 if found is None else found) + width + 2]
+        if _flat(head, whole=len(head) == len(text)):
+            return _window(text, found, width, cut)
     flat = " ".join(text.split())
     if len(flat) <= width and not cut:
         return flat
-    found = find_first_term(flat, terms)
+    return _window(flat, find_first_term(flat, terms), width, cut)
+
+
+# Every byte but the ASCII separators of str.split() other than the space (tab, newline,
+# \x0b, \x0c, \r, \x1c-\x1f): deleting them leaves nothing when there is none. One
+# bytes.translate is a third of the time of str.isprintable(), the next fastest check.
+_NOT_SEPARATORS = bytes(sorted(set(range(256)) - {*range(0x09, 0x0E), *range(0x1C, 0x20)}))
+
+
+def _flat(ascii_text: str, *, whole: bool) -> bool:
+    """Whether ASCII text (all of a text when ``whole``, else its start) is unchanged by flattening."""
+    return (
+        not ascii_text.encode("ascii").translate(None, _NOT_SEPARATORS)
+        and "  " not in ascii_text
+        and not ascii_text.startswith(" ")
+        and not (whole and ascii_text.endswith(" "))
+    )
+
+
+def _window(flat: str, found: int | None, width: int, cut: bool) -> str:
+    """The snippet of a flattened text whose first query term starts at ``found``.
+
+    Reads ``flat[start : found + width + 1]`` with ``start >= found - SNIPPET_LEAD``
+    (from 0 when no term was found) and compares ``len(flat)`` only with
+    positions up to ``found + width``.
+    """
     start = 0 if found is None else max(0, found - SNIPPET_LEAD)
     start = max(0, min(start, len(flat) - width))
     if start > 0:
