@@ -260,6 +260,7 @@ class ShardSearcher:
         )
         fmt.load_array(directory / fmt.DOC_LENGTHS, np.int32, m.documents)  # checked, not needed to score
         self._load_blocks()
+        self._warm()  # a leaf reports SERVING only once its kernels are compiled
         self._ids = _Blob(directory, fmt.IDS, m.documents)
         self._titles = _Blob(directory, fmt.TITLES, m.documents)
         self._texts = _Blob(directory, fmt.TEXTS, m.documents)
@@ -272,6 +273,9 @@ class ShardSearcher:
         counts = np.diff(self._indptr)
         long_terms = np.flatnonzero(counts >= max(1.0, LONG_RATIO * self.n_docs))
         self._long_row = {int(t): row for row, t in enumerate(long_terms.tolist())}
+        # Per term, its row in the arrays below, or -1 (not long).
+        self._row_of = np.full(len(counts), -1, dtype=np.int64)
+        self._row_of[long_terms] = np.arange(len(long_terms))
         self._block_max = np.zeros((len(long_terms), n_blocks), dtype=np.float64)
         self._bits = np.zeros((len(long_terms), words), dtype=np.uint64)
         marks = np.zeros(words * 64, dtype=np.bool_)
@@ -286,7 +290,7 @@ class ShardSearcher:
         # Zeroed dense score arrays, one per concurrent search, reused: a
         # search takes one, zeroes what it touched and gives it back (one that
         # stopped early is dropped). list.pop and list.append are atomic.
-        self._scratch: list[npt.NDArray[np.float64]] = []
+        self._scratch: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]] = []
 
     def __repr__(self) -> str:
         where = f"shard {self.shard_index}/{self.shard_count}"
@@ -416,14 +420,16 @@ class ShardSearcher:
             hits.append(self._hit(d, float(scores[i]), terms))
         return SearchResult(hits, total)
 
-    def _weights(self, known: list[tuple[int, int]]) -> tuple[list[int], list[int], list[int], list[float]]:
+    def _weights(
+        self, known: list[tuple[int, int]]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """Per known query term, in query order: term number, postings start and end, weight."""
         terms = np.array([t for t, _ in known], dtype=np.int64)
         repeats = np.array([n for _, n in known], dtype=np.float64)
         df = self._df[terms].astype(np.float64)
         n = float(self.manifest.corpus_documents)
         weights = repeats * np.log(1.0 + (n - df + 0.5) / (df + 0.5))
-        return terms.tolist(), self._indptr[terms].tolist(), self._indptr[terms + 1].tolist(), weights.tolist()
+        return terms, self._indptr[terms], self._indptr[terms + 1], weights
 
     def _search_few_terms(
         self, known: list[tuple[int, int]], n: int, stop: StopCheck
@@ -433,133 +439,124 @@ class ShardSearcher:
         Exhaustive over the postings when no query term is long; otherwise
         pruned by block upper bounds (see the module docstring).
         """
+        from demo_search import kernels
+
         terms, starts, ends, weights = self._weights(known)
-        rows = [self._long_row.get(t, -1) for t in terms]
-        if all(r < 0 for r in rows):
+        rows = self._row_of[terms]
+        if int(rows.max()) < 0:
             return self._exhaustive(self._take_scratch(), starts, ends, weights, n, stop)
+        docs, impacts, shift = self._docs, self._impacts, self._shift
         # Upper bound per block, summed in query term order like the exact
         # scores (float rounding is monotone, so it bounds them bit for bit).
-        upper = np.zeros(self._n_blocks, dtype=np.float64)
-        for a, b, w, r in zip(starts, ends, weights, rows, strict=True):
-            _poll(stop)
-            if r >= 0:
-                upper += w * self._block_max[r]
-            else:
-                blocks, firsts = _block_runs(self._docs[a:b], self._shift)
-                block_max = np.zeros(self._n_blocks, dtype=np.float64)
-                block_max[blocks] = np.maximum.reduceat(self._impacts[a:b], firsts)
-                upper += w * block_max
+        upper = kernels.block_bounds(self._n_blocks, self._block_max, rows, docs, impacts, starts, ends, weights, shift)
         _poll(stop)
-        total = self._count_matches(starts, ends, rows, stop)
+        total = kernels.count_matches(self._bits, rows, docs, starts, ends)
+        _poll(stop)
         if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float64), total
         # Blocks by descending bound (ties by block number), empty ones left out.
-        order = np.argsort(-upper, kind="stable")[: int(np.count_nonzero(upper))]
-        bounds = -upper[order]  # ascending
+        order, bounds = kernels.block_order(upper)
+        _poll(stop)
         scratch = self._take_scratch()
-        found: list[npt.NDArray[np.int32]] = []
-        threshold, done, batch = 0.0, 0, FIRST_BLOCKS
+        scores, touched = scratch
+        # The n best so far, as a heap: its root is the threshold once it holds n documents.
+        heap_scores = np.empty(min(n, total), dtype=np.float64)
+        heap_docs = np.empty(min(n, total), dtype=np.int64)
+        # A call scores at most CHUNK_POSTINGS postings: blocks of 2 ** shift documents, per term.
+        step = max(1, (CHUNK_POSTINGS >> shift) // len(terms))
+        count = size = done = 0
+        batch, reach = FIRST_BLOCKS, len(order)
         while done < len(order):
             # Only blocks whose bound reaches the n-th best exact score so far
             # can hold a top-n document (a tie at the threshold can, by id).
-            end = min(done + batch, int(np.searchsorted(bounds, -threshold, side="right")))
+            end = min(done + batch, reach)
             if end <= done:
                 break
             chosen = np.sort(order[done:end])
-            lows: npt.NDArray[np.int32] = (chosen << self._shift).astype(np.int32)
-            lasts: npt.NDArray[np.int32] = ((chosen + 1) << self._shift).astype(np.int32)
-            for a, b, w in zip(starts, ends, weights, strict=True):
-                found.append(self._add_postings(scratch, a, b, w, (lows, lasts), stop))
+            for first in range(0, len(chosen), step):
+                _poll(stop)
+                count, size, reach = kernels.score_blocks(
+                    scores, touched, count, docs, impacts, starts, ends, weights,
+                    chosen[first : first + step], shift, heap_scores, heap_docs, size, n, bounds,
+                )  # fmt: skip
             done, batch = end, batch * 2
-            matched = np.concatenate(found)
-            found = [matched]
-            if len(matched) >= n:
-                values = scratch[matched]
-                threshold = float(np.partition(values, len(values) - n)[len(values) - n])
-            left = int(np.searchsorted(bounds, -threshold, side="right")) - done
-            if left > PRUNE_MAX_SHARE * len(order):
+            if reach - done > PRUNE_MAX_SHARE * len(order):
                 # The bounds prune too little (frequent terms everywhere):
                 # whole posting slices beat gathering most of them by block.
-                scratch[matched] = 0.0
+                kernels.reset(scores, touched, count)
                 return self._exhaustive(scratch, starts, ends, weights, n, stop, total)
         _poll(stop)
-        matched = np.concatenate(found)
-        values = scratch[matched]
-        scratch[matched] = 0.0
+        found, values = kernels.finish(heap_scores, heap_docs, size, scores, touched, count)
         self._scratch.append(scratch)
-        chosen = top_n(values, n, matched)
-        return matched[chosen].astype(np.int64), values[chosen], total
+        return found, values, total
 
     def _exhaustive(
         self,
-        scratch: npt.NDArray[np.float64],
-        starts: list[int],
-        ends: list[int],
-        weights: list[float],
+        scratch: tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]],
+        starts: npt.NDArray[np.int64],
+        ends: npt.NDArray[np.int64],
+        weights: npt.NDArray[np.float64],
         n: int,
         stop: StopCheck,
         total: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], int]:
-        """Every posting of the query into ``scratch`` (zeroed), term by term; the best ``n``."""
-        found = [
-            self._add_postings(scratch, a, b, w, None, stop) for a, b, w in zip(starts, ends, weights, strict=True)
-        ]
-        matched = np.concatenate(found)
-        values = scratch[matched]
-        scratch[matched] = 0.0
-        self._scratch.append(scratch)
-        chosen = top_n(values, n, matched)
-        return matched[chosen].astype(np.int64), values[chosen], len(matched) if total is None else total
+        """Every posting of the query into ``scratch`` (zeroed), term by term; the best ``n``.
 
-    def _take_scratch(self) -> npt.NDArray[np.float64]:
+        One kernel call per group of terms of at most ``CHUNK_POSTINGS``
+        postings (or one term), with a poll of ``stop`` before each.
+        """
+        from demo_search import kernels
+
+        scores, touched = scratch
+        count, first, size = 0, 0, 0
+        lengths = (ends - starts).tolist()
+        for t, length in enumerate(lengths):
+            if size and size + length > CHUNK_POSTINGS:
+                _poll(stop)
+                count = kernels.accumulate(
+                    scores, touched, count, self._docs, self._impacts, starts[first:t], ends[first:t], weights[first:t]
+                )
+                first, size = t, 0
+            size += length
+        _poll(stop)
+        count = kernels.accumulate(
+            scores, touched, count, self._docs, self._impacts, starts[first:], ends[first:], weights[first:]
+        )
+        _poll(stop)
+        found, values = kernels.top(scores, touched, count, n)
+        self._scratch.append(scratch)
+        return found, values, count if total is None else total
+
+    def _take_scratch(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+        """Zeroed scores of every document, and room to list those a query touches."""
         try:
             return self._scratch.pop()
         except IndexError:
-            return np.zeros(self.n_docs, dtype=np.float64)
+            return np.zeros(self.n_docs, dtype=np.float64), np.empty(self.n_docs, dtype=np.int32)
 
-    def _add_postings(
-        self,
-        scratch: npt.NDArray[np.float64],
-        start: int,
-        end: int,
-        weight: float,
-        ranges: tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None,
-        stop: StopCheck,
-    ) -> npt.NDArray[np.int32]:
-        """Adds one term's ``weight * impact`` into ``scratch``; returns the documents it touched first.
+    def _warm(self) -> None:
+        """Compiles (or loads from numba's cache) every kernel for this shard's array types."""
+        from demo_search import kernels
 
-        Only the postings with a document in one of ``ranges`` (first, last
-        document number, excluded, ascending and disjoint) when given. A
-        document's scratch value is 0.0 until a term adds to it (every
-        contribution is > 0), and a term holds a document once.
-        """
-        _poll(stop)
-        docs = self._docs[start:end]
-        impacts = self._impacts[start:end]
-        if ranges is not None:
-            lo = np.searchsorted(docs, ranges[0])
-            lengths = np.searchsorted(docs, ranges[1]) - lo
-            count = int(lengths.sum())
-            if count == 0:
-                return np.zeros(0, np.int32)
-            # The positions lo[i], lo[i] + 1, ... lo[i] + lengths[i] - 1 of every range, in order.
-            positions = np.repeat(lo - (np.cumsum(lengths) - lengths), lengths) + np.arange(count)
-            docs, impacts = docs[positions], impacts[positions]
-        current = scratch[docs]
-        scratch[docs] = current + weight * impacts
-        return np.asarray(docs[current == 0.0])
-
-    def _count_matches(self, starts: list[int], ends: list[int], rows: list[int], stop: StopCheck) -> int:
-        """Documents with at least one query term: the size of the union of their bitsets."""
-        union = np.zeros(self._bits.shape[1], dtype=np.uint64)
-        for a, b, r in zip(starts, ends, rows, strict=True):
-            _poll(stop)
-            if r >= 0:
-                np.bitwise_or(union, self._bits[r], out=union)
-            else:
-                docs = self._docs[a:b]
-                np.bitwise_or.at(union, docs >> 6, np.left_shift(np.uint64(1), (docs & 63).astype(np.uint64)))
-        return _popcount(union)
+        none = np.zeros(0, dtype=np.int64)
+        scratch = self._take_scratch()
+        scores, touched = scratch
+        docs, impacts, weights = self._docs, self._impacts, np.zeros(0, dtype=np.float64)
+        count = kernels.accumulate(scores, touched, 0, docs, impacts, none, none, weights)
+        kernels.top(scores, touched, count, 1)
+        upper = kernels.block_bounds(
+            self._n_blocks, self._block_max, none, docs, impacts, none, none, weights, self._shift
+        )
+        kernels.count_matches(self._bits, none, docs, none, none)
+        order, bounds = kernels.block_order(upper)
+        heap_scores, heap_docs = np.empty(0, dtype=np.float64), np.empty(0, dtype=np.int64)
+        kernels.score_blocks(
+            scores, touched, 0, docs, impacts, none, none, weights, order[0:0], self._shift, heap_scores, heap_docs,
+            0, 1, bounds,
+        )  # fmt: skip
+        kernels.reset(scores, touched, 0)
+        kernels.finish(heap_scores, heap_docs, 0, scores, touched, 0)
+        self._scratch.append(scratch)
 
     def _hit(self, doc: int, score: float, terms: frozenset[str]) -> Hit:
         text, cut = self._texts.prefix(doc, SNIPPET_SCAN_CHARS)
@@ -577,13 +574,6 @@ def _block_runs(docs: npt.NDArray[np.int32], shift: int) -> tuple[npt.NDArray[np
     blocks = docs >> shift
     firsts = np.flatnonzero(np.diff(blocks, prepend=-1))
     return blocks[firsts].astype(np.int64), firsts
-
-
-def _popcount(words: npt.NDArray[np.uint64]) -> int:
-    count = getattr(np, "bitwise_count", None)  # numpy >= 2.0
-    if count is not None:
-        return int(count(words).sum())
-    return int(np.unpackbits(words.view(np.uint8)).sum())
 
 
 def top_n(scores: npt.NDArray[np.float64], n: int, docs: npt.NDArray[np.int32] | None = None) -> npt.NDArray[np.int64]:

@@ -1,0 +1,309 @@
+"""The shard scorer's compiled loops (numba): accumulate, bound, count and select.
+
+:mod:`demo_search.search` decides what to score and polls ``stop``; the
+kernels here do the arithmetic, each over a bounded piece of work the caller
+chose (a group of terms, a round of blocks). Rules of this module:
+
+- Exact: every kernel is compiled with numba's defaults (no ``fastmath``, so
+  no reassociation and no fused multiply-add). A document's score is
+  ``0.0 + w1 * impact1 + w2 * impact2 ...`` in the caller's term order,
+  the same float64 operations as numpy's ``scores[docs] += w * impacts``, so
+  the compiled and the numpy scorers agree bit for bit.
+- No polling and no Python objects inside a kernel: the caller polls between
+  calls, so it must size each call (see ``search``'s module docstring).
+- Scratch scores are 0.0 for every document no term has touched (every
+  contribution is > 0); ``touched[:count]`` lists the documents that are
+  not, in the order they were first touched. A kernel that reads the final
+  scores (:func:`top`, :func:`finish`) zeroes them again, :func:`reset` too.
+- Ranking: score descending, ties by ascending document number. The
+  selection is a heap of the ``n`` best (its root is the worst of them),
+  so it costs one comparison per candidate that does not enter.
+- Compiled once per machine: ``cache=True`` writes the machine code next to
+  this file (``__pycache__``) or, when that is read-only, in numba's user
+  cache directory. ``nogil=True``: concurrent searches in threads run in
+  parallel. Only :mod:`demo_search.search` imports this module, lazily, since
+  importing numba takes about 0.4 s and processes that never score (a merge)
+  need not pay it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "accumulate",
+    "block_bounds",
+    "block_order",
+    "count_matches",
+    "finish",
+    "reset",
+    "score_blocks",
+    "top",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+Scores = npt.NDArray[np.float64]
+Docs = npt.NDArray[np.int32]
+Numbers = npt.NDArray[np.int64]
+
+
+def _kernel(function: _F) -> _F:
+    """numba's ``njit`` with this module's options, keeping the Python signature for mypy."""
+    return cast(_F, numba.njit(cache=True, nogil=True)(function))
+
+
+# Constants of the 64-bit population count (numba mixes uint64 with int64 into float64: all uint64).
+_U1, _U2, _U4, _U56 = np.uint64(1), np.uint64(2), np.uint64(4), np.uint64(56)
+_M1 = np.uint64(0x5555555555555555)
+_M2 = np.uint64(0x3333333333333333)
+_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
+_U63 = np.uint64(63)
+
+
+@_kernel
+def _popcount(x: np.uint64) -> int:
+    x = x - ((x >> _U1) & _M1)
+    x = (x & _M2) + ((x >> _U2) & _M2)
+    x = (x + (x >> _U4)) & _M4
+    return int((x * _H01) >> _U56)
+
+
+@_kernel
+def _add_range(
+    scores: Scores, touched: Docs, count: int, docs: Docs, impacts: Scores, lo: int, hi: int, weight: float
+) -> int:
+    for i in range(lo, hi):
+        d = docs[i]
+        current = scores[d]
+        if current == 0.0:
+            touched[count] = d
+            count += 1
+        scores[d] = current + weight * impacts[i]
+    return count
+
+
+@_kernel
+def accumulate(
+    scores: Scores,
+    touched: Docs,
+    count: int,
+    docs: Docs,
+    impacts: Scores,
+    starts: Numbers,
+    ends: Numbers,
+    weights: Scores,
+) -> int:
+    """Adds ``weights[t] * impacts[i]`` for every posting i of every term t, in term order; the new count."""
+    for t in range(len(starts)):
+        count = _add_range(scores, touched, count, docs, impacts, starts[t], ends[t], weights[t])
+    return count
+
+
+@_kernel
+def _worse(score_a: float, doc_a: int, score_b: float, doc_b: int) -> bool:
+    return score_a < score_b or (score_a == score_b and doc_a > doc_b)
+
+
+@_kernel
+def _sift_down(heap_scores: Scores, heap_docs: Numbers, size: int, i: int) -> None:
+    score, doc = heap_scores[i], heap_docs[i]
+    while True:
+        child = 2 * i + 1
+        if child >= size:
+            break
+        right = child + 1
+        if right < size and _worse(heap_scores[right], heap_docs[right], heap_scores[child], heap_docs[child]):
+            child = right
+        if not _worse(heap_scores[child], heap_docs[child], score, doc):
+            break
+        heap_scores[i], heap_docs[i] = heap_scores[child], heap_docs[child]
+        i = child
+    heap_scores[i], heap_docs[i] = score, doc
+
+
+@_kernel
+def _offer(heap_scores: Scores, heap_docs: Numbers, size: int, scores: Scores, touched: Docs, lo: int, hi: int) -> int:
+    """Offers the documents ``touched[lo:hi]`` to the heap (capacity ``len(heap_scores)``); its new size."""
+    capacity = len(heap_scores)
+    for j in range(lo, hi):
+        doc = touched[j]
+        score = scores[doc]
+        if size < capacity:
+            i = size
+            size += 1
+            while i > 0:
+                parent = (i - 1) // 2
+                if not _worse(score, doc, heap_scores[parent], heap_docs[parent]):
+                    break
+                heap_scores[i], heap_docs[i] = heap_scores[parent], heap_docs[parent]
+                i = parent
+            heap_scores[i], heap_docs[i] = score, doc
+        elif capacity > 0 and _worse(heap_scores[0], heap_docs[0], score, doc):
+            heap_scores[0], heap_docs[0] = score, doc
+            _sift_down(heap_scores, heap_docs, size, 0)
+    return size
+
+
+@_kernel
+def _sort_heap(heap_scores: Scores, heap_docs: Numbers, size: int) -> None:
+    """Heapsort: the worst goes last, so the heap ends best first."""
+    for end in range(size - 1, 0, -1):
+        heap_scores[0], heap_scores[end] = heap_scores[end], heap_scores[0]
+        heap_docs[0], heap_docs[end] = heap_docs[end], heap_docs[0]
+        _sift_down(heap_scores, heap_docs, end, 0)
+
+
+@_kernel
+def reset(scores: Scores, touched: Docs, count: int) -> None:
+    """Zeroes the scores of ``touched[:count]``."""
+    for j in range(count):
+        scores[touched[j]] = 0.0
+
+
+@_kernel
+def top(scores: Scores, touched: Docs, count: int, n: int) -> tuple[Numbers, Scores]:
+    """The best ``n`` of ``touched[:count]`` (best first) and their scores; zeroes the scratch."""
+    capacity = max(0, min(n, count))
+    heap_scores = np.empty(capacity, dtype=np.float64)
+    heap_docs = np.empty(capacity, dtype=np.int64)
+    size = _offer(heap_scores, heap_docs, 0, scores, touched, 0, count)
+    _sort_heap(heap_scores, heap_docs, size)
+    reset(scores, touched, count)
+    return heap_docs[:size], heap_scores[:size]
+
+
+@_kernel
+def finish(
+    heap_scores: Scores, heap_docs: Numbers, size: int, scores: Scores, touched: Docs, count: int
+) -> tuple[Numbers, Scores]:
+    """The heap of :func:`score_blocks`, best first; zeroes the scratch."""
+    _sort_heap(heap_scores, heap_docs, size)
+    reset(scores, touched, count)
+    return heap_docs[:size].copy(), heap_scores[:size].copy()
+
+
+@_kernel
+def block_bounds(
+    n_blocks: int,
+    block_max: npt.NDArray[np.float64],
+    rows: Numbers,
+    docs: Docs,
+    impacts: Scores,
+    starts: Numbers,
+    ends: Numbers,
+    weights: Scores,
+    shift: int,
+) -> Scores:
+    """Per block, the sum in term order of weight * the term's maximum impact in the block.
+
+    A term with ``rows[t] >= 0`` reads its maxima from ``block_max[rows[t]]``;
+    the others' come from their postings (ascending documents). Adding
+    ``w * 0.0`` changes no sum, so blocks a term misses are skipped.
+    """
+    upper = np.zeros(n_blocks, dtype=np.float64)
+    for t in range(len(rows)):
+        weight, row = weights[t], rows[t]
+        if row >= 0:
+            for b in range(n_blocks):
+                upper[b] += weight * block_max[row, b]
+            continue
+        i, end = starts[t], ends[t]
+        while i < end:
+            block = docs[i] >> shift
+            best = impacts[i]
+            i += 1
+            while i < end and docs[i] >> shift == block:
+                best = max(best, impacts[i])
+                i += 1
+            upper[block] += weight * best
+    return upper
+
+
+@_kernel
+def block_order(upper: Scores) -> tuple[Numbers, Scores]:
+    """The non-empty blocks by descending bound (ties by block number), and their bounds."""
+    blocks = np.flatnonzero(upper)
+    order = blocks[np.argsort(-upper[blocks], kind="mergesort")]
+    return order, upper[order]
+
+
+@_kernel
+def count_matches(bits: npt.NDArray[np.uint64], rows: Numbers, docs: Docs, starts: Numbers, ends: Numbers) -> int:
+    """Documents in at least one term: the popcount of the union of the rows of ``bits`` and the postings."""
+    union = np.zeros(bits.shape[1], dtype=np.uint64)
+    for t in range(len(rows)):
+        row = rows[t]
+        if row >= 0:
+            for w in range(len(union)):
+                union[w] |= bits[row, w]
+        else:
+            for i in range(starts[t], ends[t]):
+                d = np.uint64(docs[i])
+                union[d >> np.uint64(6)] |= _U1 << (d & _U63)
+    total = 0
+    for w in range(len(union)):
+        total += _popcount(union[w])
+    return total
+
+
+@_kernel
+def _lower_bound(docs: Docs, lo: int, hi: int, value: int) -> int:
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if docs[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@_kernel
+def score_blocks(
+    scores: Scores,
+    touched: Docs,
+    count: int,
+    docs: Docs,
+    impacts: Scores,
+    starts: Numbers,
+    ends: Numbers,
+    weights: Scores,
+    blocks: Numbers,
+    shift: int,
+    heap_scores: Scores,
+    heap_docs: Numbers,
+    size: int,
+    n: int,
+    bounds: Scores,
+) -> tuple[int, int, int]:
+    """Scores every posting in ``blocks`` (ascending), term by term; offers the new documents to the heap.
+
+    Returns the new count, the heap's size, and how many of ``bounds``
+    (descending) reach the threshold: the n-th best score once the heap
+    holds ``n`` documents, else 0.0 (every block).
+    """
+    first = count
+    for t in range(len(starts)):
+        weight, lo, end = weights[t], starts[t], ends[t]
+        for b in blocks:
+            lo = _lower_bound(docs, lo, end, b << shift)
+            hi = _lower_bound(docs, lo, end, (b + 1) << shift)
+            count = _add_range(scores, touched, count, docs, impacts, lo, hi, weight)
+            lo = hi
+    size = _offer(heap_scores, heap_docs, size, scores, touched, first, count)
+    threshold = heap_scores[0] if size == n else 0.0
+    # Blocks whose bound is >= the threshold (a tie at the threshold can still win by number).
+    lo, hi = 0, len(bounds)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if bounds[mid] >= threshold:
+            lo = mid + 1
+        else:
+            hi = mid
+    return count, size, lo
