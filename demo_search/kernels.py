@@ -41,6 +41,7 @@ __all__ = [
     "block_order",
     "count_matches",
     "finish",
+    "prepare",
     "reset",
     "score_blocks",
     "top",
@@ -104,6 +105,23 @@ def accumulate(
     for t in range(len(starts)):
         count = _add_range(scores, touched, count, docs, impacts, starts[t], ends[t], weights[t])
     return count
+
+
+@_kernel
+def prepare(
+    terms: Numbers, repeats: Scores, indptr: Numbers, idf: Scores, row_of: Numbers
+) -> tuple[Numbers, Numbers, Scores, Numbers, int]:
+    """Per query term: postings start and end, weight (repeats * idf), row of long term or -1; and how many are long."""
+    starts, ends = np.empty(len(terms), dtype=np.int64), np.empty(len(terms), dtype=np.int64)
+    weights, rows = np.empty(len(terms), dtype=np.float64), np.empty(len(terms), dtype=np.int64)
+    longs = 0
+    for i in range(len(terms)):
+        term = terms[i]
+        starts[i], ends[i] = indptr[term], indptr[term + 1]
+        weights[i] = repeats[i] * idf[term]
+        rows[i] = row_of[term]
+        longs += rows[i] >= 0
+    return starts, ends, weights, rows, longs
 
 
 @_kernel

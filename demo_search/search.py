@@ -238,6 +238,9 @@ class ShardSearcher:
             directory / fmt.DF,
             "document frequencies out of range",
         )
+        df = self._df.astype(np.float64)
+        n = float(m.corpus_documents)
+        self._idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))  # per term, computed once
         self._indptr = fmt.load_array(directory / fmt.INDPTR, np.int64, m.terms + 1)
         indptr_path = directory / fmt.INDPTR
         _check(int(self._indptr[0]) == 0 and int(self._indptr[-1]) == m.postings, indptr_path, "bad bounds")
@@ -320,10 +323,8 @@ class ShardSearcher:
         repeats = np.array([n for _, n in known], dtype=np.float64)
         starts = self._indptr[terms]
         ends = self._indptr[terms + 1]
-        df = self._df[terms].astype(np.float64)
-        n = float(self.manifest.corpus_documents)
         # A term's weight: idf times its number of occurrences in the query.
-        weights = repeats * np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        weights = repeats * self._idf[terms]
         total = int((ends - starts).sum())
         # Every path below adds each document's contributions weight * impact
         # in query term order, starting from 0.0, so the float64 sums are
@@ -422,14 +423,13 @@ class ShardSearcher:
 
     def _weights(
         self, known: list[tuple[int, int]]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """Per known query term, in query order: term number, postings start and end, weight."""
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64], int]:
+        """Per known query term, in query order: postings start and end, weight, long row; the long ones."""
+        from demo_search import kernels
+
         terms = np.array([t for t, _ in known], dtype=np.int64)
         repeats = np.array([n for _, n in known], dtype=np.float64)
-        df = self._df[terms].astype(np.float64)
-        n = float(self.manifest.corpus_documents)
-        weights = repeats * np.log(1.0 + (n - df + 0.5) / (df + 0.5))
-        return terms, self._indptr[terms], self._indptr[terms + 1], weights
+        return kernels.prepare(terms, repeats, self._indptr, self._idf, self._row_of)
 
     def _search_few_terms(
         self, known: list[tuple[int, int]], n: int, stop: StopCheck
@@ -441,9 +441,8 @@ class ShardSearcher:
         """
         from demo_search import kernels
 
-        terms, starts, ends, weights = self._weights(known)
-        rows = self._row_of[terms]
-        if int(rows.max()) < 0:
+        starts, ends, weights, rows, longs = self._weights(known)
+        if not longs:
             return self._exhaustive(self._take_scratch(), starts, ends, weights, n, stop)
         docs, impacts, shift = self._docs, self._impacts, self._shift
         # Upper bound per block, summed in query term order like the exact
@@ -463,7 +462,7 @@ class ShardSearcher:
         heap_scores = np.empty(min(n, total), dtype=np.float64)
         heap_docs = np.empty(min(n, total), dtype=np.int64)
         # A call scores at most CHUNK_POSTINGS postings: blocks of 2 ** shift documents, per term.
-        step = max(1, (CHUNK_POSTINGS >> shift) // len(terms))
+        step = max(1, (CHUNK_POSTINGS >> shift) // len(known))
         count = size = done = 0
         batch, reach = FIRST_BLOCKS, len(order)
         while done < len(order):
@@ -542,6 +541,7 @@ class ShardSearcher:
         scratch = self._take_scratch()
         scores, touched = scratch
         docs, impacts, weights = self._docs, self._impacts, np.zeros(0, dtype=np.float64)
+        kernels.prepare(none, weights, self._indptr, self._idf, self._row_of)
         count = kernels.accumulate(scores, touched, 0, docs, impacts, none, none, weights)
         kernels.top(scores, touched, count, 1)
         upper = kernels.block_bounds(
