@@ -39,6 +39,7 @@ __all__ = [
     "accumulate",
     "block_bounds",
     "block_order",
+    "compile_all",
     "count_matches",
     "finish",
     "prepare",
@@ -325,3 +326,31 @@ def score_blocks(
         else:
             hi = mid
     return count, size, lo
+
+
+def compile_all() -> None:
+    """Compiles every kernel for a shard's array types (read-only memory maps), filling numba's cache.
+
+    A searcher warms its own kernels at load (``ShardSearcher``); this is for
+    a build step (CI, an image) so that no process pays the compilation.
+    """
+    docs, impacts, indptr = np.zeros(1, np.int32), np.ones(1, np.float64), np.array([0, 1], np.int64)
+    for array in (docs, impacts, indptr):
+        array.flags.writeable = False
+    terms, weights = np.zeros(1, np.int64), np.ones(1, np.float64)
+    starts, ends, weights, rows, _ = prepare(terms, weights, indptr, np.ones(1), np.zeros(1, np.int64))
+    scores, touched = np.zeros(1, np.float64), np.empty(1, np.int32)
+    count = accumulate(scores, touched, 0, docs, impacts, starts, ends, weights)
+    top(scores, touched, count, 1)
+    upper = block_bounds(1, np.ones((1, 1)), rows, docs, impacts, starts, ends, weights, 8)
+    total = count_matches(np.ones((1, 1), np.uint64), rows, docs, starts, ends)
+    order, bounds = block_order(upper)
+    heap_scores, heap_docs = np.empty(total, np.float64), np.empty(total, np.int64)
+    count, size, _ = score_blocks(
+        scores, touched, 0, docs, impacts, starts, ends, weights, order, 8, heap_scores, heap_docs, 0, 1, bounds
+    )
+    finish(heap_scores, heap_docs, size, scores, touched, count)
+
+
+if __name__ == "__main__":
+    compile_all()
