@@ -1,4 +1,4 @@
-"""The search engine of one shard (and of a whole index, in process): BM25 with numpy.
+"""The search engine of one shard (and of a whole index, in process): BM25 with numpy and numba.
 
 No gRPC here: the leaf (:mod:`demo_search.leaf`) only translates messages
 to and from :meth:`ShardSearcher.search`, and the tests and benchmarks call
@@ -32,23 +32,27 @@ which are exactly those with a score > 0 (idf > 0 always).
 Stopping early: :meth:`ShardSearcher.search` takes a ``stop`` callable (the
 leaf passes its call's ``cancelled``, which is also true past the deadline)
 and raises :class:`Stopped` as soon as it returns true. It is polled between
-the phases (terms, scoring, selection, hits), for every query term while
-scoring term by term, for every chunk of ``CHUNK_TERMS`` terms or
-``CHUNK_POSTINGS`` postings otherwise, and for every hit; so no step between
-two polls costs more than one chunk, one term's postings, one selection over
-the shard's documents or one hit. A hit's snippet work is bounded too: it
+the phases (terms, scoring, selection, hits), for every chunk of
+``CHUNK_TERMS`` terms or ``CHUNK_POSTINGS`` postings (a chunk's last term
+may take it past that), for every kernel call and for every hit; so no step
+between two polls costs more than one chunk, one term's postings, one pass
+over the shard's block bounds, bitsets or documents, or one hit. A hit's snippet work is bounded too: it
 reads at most ``SNIPPET_SCAN_CHARS`` characters of the document's text
 (whatever the number of query terms) and returns at most ``SNIPPET_CHARS``
 plus two ellipses. A new scorer keeps these rules: poll ``stop`` at least
 once per bounded step.
 
 The scorer of :meth:`ShardSearcher.search` for up to ``TERM_LOOP_MAX``
-known terms (longer queries take the chunked paths of :meth:`score`):
+known terms (longer queries take the numpy chunked paths of :meth:`score`)
+runs in the compiled kernels of :mod:`demo_search.kernels`, one call per
+bounded step above, compiled (or loaded from numba's cache) when the
+searcher is built, so a leaf is SERVING only with its kernels ready:
 
 - With no *long* term (fewer than ``LONG_RATIO`` of the documents), it adds
   every posting into a reused zeroed dense array, term by term in query
-  order; a document whose value was 0.0 before a term adds is new, so the
-  matches and their count come without a sort.
+  order, one kernel call per chunk of terms; a document whose value was 0.0
+  before a term adds is new and is listed, so the matches and their count
+  come without a sort, and a heap of the best n selects the top.
 - With a long term, it prunes by blocks of ``2 ** BLOCK_SHIFT`` documents
   (block-max MaxScore over the impacts). At load, every long term gets its
   maximum impact per block and a bitset of its documents; other terms get
@@ -57,12 +61,15 @@ known terms (longer queries take the chunked paths of :meth:`score`):
   (rounding is monotone). Blocks are scored exactly in descending bound
   order, ``FIRST_BLOCKS`` and then twice as many per round, until no block
   left has a bound >= the n-th best exact score so far (a tie could still win
-  by id). If more than ``PRUNE_MAX_SHARE`` of the blocks are still left after
-  a round, every posting is scored instead. ``total_matches`` stays exact:
+  by id), the root of a heap of the n best kept across rounds; a round is
+  cut into kernel calls of at most ``CHUNK_POSTINGS`` postings. If more
+  than ``PRUNE_MAX_SHARE`` of the blocks are still left after a round,
+  every posting is scored instead. ``total_matches`` stays exact:
   the popcount of the union of the terms' bitsets (short terms set theirs).
 - Exact scores are the same sums in the same order as :meth:`score`, so the
   top-k, scores, ties and totals are bit-identical to the exhaustive path
-  (tests/unit/test_demo_pruning.py). ``stop`` is polled per term per round.
+  (tests/unit/test_demo_pruning.py). ``stop`` is polled per kernel call: the
+  bounds, the count, the order, and each piece of a round.
 """
 
 from __future__ import annotations
