@@ -38,10 +38,10 @@ import numpy.typing as npt
 __all__ = [
     "accumulate",
     "block_bounds",
-    "block_order",
     "compile_all",
     "count_matches",
     "finish",
+    "next_blocks",
     "prepare",
     "reset",
     "score_blocks",
@@ -148,25 +148,30 @@ def _sift_down(heap_scores: Scores, heap_docs: Numbers, size: int, i: int) -> No
 
 
 @_kernel
+def _push(heap_scores: Scores, heap_docs: Numbers, size: int, score: float, doc: int) -> int:
+    """Offers one (score, doc) to the heap (capacity ``len(heap_scores)``); its new size."""
+    if size < len(heap_scores):
+        i = size
+        size += 1
+        while i > 0:
+            parent = (i - 1) // 2
+            if not _worse(score, doc, heap_scores[parent], heap_docs[parent]):
+                break
+            heap_scores[i], heap_docs[i] = heap_scores[parent], heap_docs[parent]
+            i = parent
+        heap_scores[i], heap_docs[i] = score, doc
+    elif size > 0 and _worse(heap_scores[0], heap_docs[0], score, doc):
+        heap_scores[0], heap_docs[0] = score, doc
+        _sift_down(heap_scores, heap_docs, size, 0)
+    return size
+
+
+@_kernel
 def _offer(heap_scores: Scores, heap_docs: Numbers, size: int, scores: Scores, touched: Docs, lo: int, hi: int) -> int:
-    """Offers the documents ``touched[lo:hi]`` to the heap (capacity ``len(heap_scores)``); its new size."""
-    capacity = len(heap_scores)
+    """Offers the documents ``touched[lo:hi]`` to the heap; its new size."""
     for j in range(lo, hi):
         doc = touched[j]
-        score = scores[doc]
-        if size < capacity:
-            i = size
-            size += 1
-            while i > 0:
-                parent = (i - 1) // 2
-                if not _worse(score, doc, heap_scores[parent], heap_docs[parent]):
-                    break
-                heap_scores[i], heap_docs[i] = heap_scores[parent], heap_docs[parent]
-                i = parent
-            heap_scores[i], heap_docs[i] = score, doc
-        elif capacity > 0 and _worse(heap_scores[0], heap_docs[0], score, doc):
-            heap_scores[0], heap_docs[0] = score, doc
-            _sift_down(heap_scores, heap_docs, size, 0)
+        size = _push(heap_scores, heap_docs, size, scores[doc], doc)
     return size
 
 
@@ -246,11 +251,26 @@ def block_bounds(
 
 
 @_kernel
-def block_order(upper: Scores) -> tuple[Numbers, Scores]:
-    """The non-empty blocks by descending bound (ties by block number), and their bounds."""
-    blocks = np.flatnonzero(upper)
-    order = blocks[np.argsort(-upper[blocks], kind="mergesort")]
-    return order, upper[order]
+def next_blocks(upper: Scores, scored: npt.NDArray[np.bool_], threshold: float, batch: int) -> tuple[Numbers, int]:
+    """The next ``batch`` blocks to score (ascending numbers), marked in ``scored``; and how many could be.
+
+    Candidates are the blocks not scored yet whose bound is > 0 and >=
+    ``threshold``; the chosen are the best ``batch`` of them by descending
+    bound, ties by block number: the next ones of a stable sort by bound,
+    without sorting every block. The count is of every candidate.
+    """
+    heap_bounds = np.empty(batch, dtype=np.float64)
+    heap_blocks = np.empty(batch, dtype=np.int64)
+    size = candidates = 0
+    for b in range(len(upper)):
+        bound = upper[b]
+        if bound > 0.0 and bound >= threshold and not scored[b]:
+            candidates += 1
+            size = _push(heap_bounds, heap_blocks, size, bound, b)
+    chosen = np.sort(heap_blocks[:size])
+    for b in chosen:
+        scored[b] = True
+    return chosen, candidates
 
 
 @_kernel
@@ -299,13 +319,11 @@ def score_blocks(
     heap_docs: Numbers,
     size: int,
     n: int,
-    bounds: Scores,
-) -> tuple[int, int, int]:
+) -> tuple[int, int, float]:
     """Scores every posting in ``blocks`` (ascending), term by term; offers the new documents to the heap.
 
-    Returns the new count, the heap's size, and how many of ``bounds``
-    (descending) reach the threshold: the n-th best score once the heap
-    holds ``n`` documents, else 0.0 (every block).
+    Returns the new count, the heap's size, and the threshold: the n-th best
+    score once the heap holds ``n`` documents, else 0.0 (every block).
     """
     first = count
     for t in range(len(starts)):
@@ -317,15 +335,7 @@ def score_blocks(
             lo = hi
     size = _offer(heap_scores, heap_docs, size, scores, touched, first, count)
     threshold = heap_scores[0] if size == n else 0.0
-    # Blocks whose bound is >= the threshold (a tie at the threshold can still win by number).
-    lo, hi = 0, len(bounds)
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if bounds[mid] >= threshold:
-            lo = mid + 1
-        else:
-            hi = mid
-    return count, size, lo
+    return count, size, threshold
 
 
 def compile_all() -> None:
@@ -344,10 +354,10 @@ def compile_all() -> None:
     top(scores, touched, count, 1)
     upper = block_bounds(1, np.ones((1, 1)), rows, docs, impacts, starts, ends, weights, 8)
     total = count_matches(np.ones((1, 1), np.uint64), rows, docs, starts, ends)
-    order, bounds = block_order(upper)
+    chosen, _ = next_blocks(upper, np.zeros(1, np.bool_), 0.0, 4)
     heap_scores, heap_docs = np.empty(total, np.float64), np.empty(total, np.int64)
     count, size, _ = score_blocks(
-        scores, touched, 0, docs, impacts, starts, ends, weights, order, 8, heap_scores, heap_docs, 0, 1, bounds
+        scores, touched, 0, docs, impacts, starts, ends, weights, chosen, 8, heap_scores, heap_docs, 0, 1
     )
     finish(heap_scores, heap_docs, size, scores, touched, count)
 

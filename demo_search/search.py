@@ -460,9 +460,6 @@ class ShardSearcher:
         _poll(stop)
         if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float64), total
-        # Blocks by descending bound (ties by block number), empty ones left out.
-        order, bounds = kernels.block_order(upper)
-        _poll(stop)
         scratch = self._take_scratch()
         scores, touched = scratch
         # The n best so far, as a heap: its root is the threshold once it holds n documents.
@@ -470,23 +467,24 @@ class ShardSearcher:
         heap_docs = np.empty(min(n, total), dtype=np.int64)
         # A call scores at most CHUNK_POSTINGS postings: blocks of 2 ** shift documents, per term.
         step = max(1, (CHUNK_POSTINGS >> shift) // len(known))
-        count = size = done = 0
-        batch, reach = FIRST_BLOCKS, len(order)
-        while done < len(order):
-            # Only blocks whose bound reaches the n-th best exact score so far
-            # can hold a top-n document (a tie at the threshold can, by id).
-            end = min(done + batch, reach)
-            if end <= done:
-                break
-            chosen = np.sort(order[done:end])
+        # Blocks in descending bound order (ties by block number), the empty ones never.
+        scored = np.zeros(self._n_blocks, dtype=np.bool_)
+        batch = FIRST_BLOCKS
+        chosen, nonempty = kernels.next_blocks(upper, scored, 0.0, batch)
+        count = size = 0
+        while len(chosen):
             for first in range(0, len(chosen), step):
                 _poll(stop)
-                count, size, reach = kernels.score_blocks(
+                count, size, threshold = kernels.score_blocks(
                     scores, touched, count, docs, impacts, starts, ends, weights,
-                    chosen[first : first + step], shift, heap_scores, heap_docs, size, n, bounds,
+                    chosen[first : first + step], shift, heap_scores, heap_docs, size, n,
                 )  # fmt: skip
-            done, batch = end, batch * 2
-            if reach - done > PRUNE_MAX_SHARE * len(order):
+            _poll(stop)
+            # Only blocks whose bound reaches the n-th best exact score so far
+            # can hold a top-n document (a tie at the threshold can, by id).
+            batch *= 2
+            chosen, left = kernels.next_blocks(upper, scored, threshold, batch)
+            if left > PRUNE_MAX_SHARE * nonempty:
                 # The bounds prune too little (frequent terms everywhere):
                 # whole posting slices beat gathering most of them by block.
                 kernels.reset(scores, touched, count)
@@ -555,12 +553,11 @@ class ShardSearcher:
             self._n_blocks, self._block_max, none, docs, impacts, none, none, weights, self._shift
         )
         kernels.count_matches(self._bits, none, docs, none, none)
-        order, bounds = kernels.block_order(upper)
+        chosen, _ = kernels.next_blocks(upper, np.zeros(self._n_blocks, dtype=np.bool_), 0.0, FIRST_BLOCKS)
         heap_scores, heap_docs = np.empty(0, dtype=np.float64), np.empty(0, dtype=np.int64)
         kernels.score_blocks(
-            scores, touched, 0, docs, impacts, none, none, weights, order[0:0], self._shift, heap_scores, heap_docs,
-            0, 1, bounds,
-        )  # fmt: skip
+            scores, touched, 0, docs, impacts, none, none, weights, chosen, self._shift, heap_scores, heap_docs, 0, 1
+        )
         kernels.reset(scores, touched, 0)
         kernels.finish(heap_scores, heap_docs, 0, scores, touched, 0)
         self._scratch.append(scratch)
