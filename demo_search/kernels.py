@@ -56,8 +56,15 @@ Numbers = npt.NDArray[np.int64]
 
 
 def _kernel(function: _F) -> _F:
-    """numba's ``njit`` with this module's options, keeping the Python signature for mypy."""
-    return cast(_F, numba.njit(cache=True, nogil=True)(function))
+    """numba's ``njit`` with this module's options, keeping the Python signature for mypy.
+
+    Without a writable cache directory (a read-only install, no
+    ``NUMBA_CACHE_DIR``) numba refuses ``cache=True``: compile per process then.
+    """
+    try:
+        return cast(_F, numba.njit(cache=True, nogil=True)(function))
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return cast(_F, numba.njit(nogil=True)(function))
 
 
 # Constants of the 64-bit population count (numba mixes uint64 with int64 into float64: all uint64).
