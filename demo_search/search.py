@@ -1,4 +1,4 @@
-"""The search engine of one shard (and of a whole index, in process): BM25 with numpy.
+"""The search engine of one shard (and of a whole index, in process): BM25 with numpy and numba.
 
 No gRPC here: the leaf (:mod:`demo_search.leaf`) only translates messages
 to and from :meth:`ShardSearcher.search`, and the tests and benchmarks call
@@ -32,23 +32,27 @@ which are exactly those with a score > 0 (idf > 0 always).
 Stopping early: :meth:`ShardSearcher.search` takes a ``stop`` callable (the
 leaf passes its call's ``cancelled``, which is also true past the deadline)
 and raises :class:`Stopped` as soon as it returns true. It is polled between
-the phases (terms, scoring, selection, hits), for every query term while
-scoring term by term, for every chunk of ``CHUNK_TERMS`` terms or
-``CHUNK_POSTINGS`` postings otherwise, and for every hit; so no step between
-two polls costs more than one chunk, one term's postings, one selection over
-the shard's documents or one hit. A hit's snippet work is bounded too: it
+the phases (terms, scoring, selection, hits), for every chunk of
+``CHUNK_TERMS`` terms or ``CHUNK_POSTINGS`` postings (a chunk's last term
+may take it past that), for every kernel call and for every hit; so no step
+between two polls costs more than one chunk, one term's postings, one pass
+over the shard's block bounds, bitsets or documents, or one hit. A hit's snippet work is bounded too: it
 reads at most ``SNIPPET_SCAN_CHARS`` characters of the document's text
 (whatever the number of query terms) and returns at most ``SNIPPET_CHARS``
 plus two ellipses. A new scorer keeps these rules: poll ``stop`` at least
 once per bounded step.
 
 The scorer of :meth:`ShardSearcher.search` for up to ``TERM_LOOP_MAX``
-known terms (longer queries take the chunked paths of :meth:`score`):
+known terms (longer queries take the numpy chunked paths of :meth:`score`)
+runs in the compiled kernels of :mod:`demo_search.kernels`, one call per
+bounded step above, compiled (or loaded from numba's cache) when the
+searcher is built, so a leaf is SERVING only with its kernels ready:
 
 - With no *long* term (fewer than ``LONG_RATIO`` of the documents), it adds
   every posting into a reused zeroed dense array, term by term in query
-  order; a document whose value was 0.0 before a term adds is new, so the
-  matches and their count come without a sort.
+  order, one kernel call per chunk of terms; a document whose value was 0.0
+  before a term adds is new and is listed, so the matches and their count
+  come without a sort, and a heap of the best n selects the top.
 - With a long term, it prunes by blocks of ``2 ** BLOCK_SHIFT`` documents
   (block-max MaxScore over the impacts). At load, every long term gets its
   maximum impact per block and a bitset of its documents; other terms get
@@ -57,12 +61,15 @@ known terms (longer queries take the chunked paths of :meth:`score`):
   (rounding is monotone). Blocks are scored exactly in descending bound
   order, ``FIRST_BLOCKS`` and then twice as many per round, until no block
   left has a bound >= the n-th best exact score so far (a tie could still win
-  by id). If more than ``PRUNE_MAX_SHARE`` of the blocks are still left after
-  a round, every posting is scored instead. ``total_matches`` stays exact:
+  by id), the root of a heap of the n best kept across rounds; a round is
+  cut into kernel calls of at most ``CHUNK_POSTINGS`` postings. If more
+  than ``PRUNE_MAX_SHARE`` of the blocks are still left after a round,
+  every posting is scored instead. ``total_matches`` stays exact:
   the popcount of the union of the terms' bitsets (short terms set theirs).
 - Exact scores are the same sums in the same order as :meth:`score`, so the
   top-k, scores, ties and totals are bit-identical to the exhaustive path
-  (tests/unit/test_demo_pruning.py). ``stop`` is polled per term per round.
+  (tests/unit/test_demo_pruning.py). ``stop`` is polled per kernel call: the
+  bounds, the count, the order, and each piece of a round.
 """
 
 from __future__ import annotations
@@ -243,6 +250,9 @@ class ShardSearcher:
             directory / fmt.DF,
             "document frequencies out of range",
         )
+        df = self._df.astype(np.float64)
+        n = float(m.corpus_documents)
+        self._idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))  # per term, computed once
         self._indptr = fmt.load_array(directory / fmt.INDPTR, np.int64, m.terms + 1)
         indptr_path = directory / fmt.INDPTR
         _check(int(self._indptr[0]) == 0 and int(self._indptr[-1]) == m.postings, indptr_path, "bad bounds")
@@ -265,6 +275,7 @@ class ShardSearcher:
         )
         fmt.load_array(directory / fmt.DOC_LENGTHS, np.int32, m.documents)  # checked, not needed to score
         self._load_blocks()
+        self._warm()  # a leaf reports SERVING only once its kernels are compiled
         self._ids = _Blob(directory, fmt.IDS, m.documents)
         self._titles = _Blob(directory, fmt.TITLES, m.documents)
         self._texts = _Blob(directory, fmt.TEXTS, m.documents)
@@ -277,6 +288,9 @@ class ShardSearcher:
         counts = np.diff(self._indptr)
         long_terms = np.flatnonzero(counts >= max(1.0, LONG_RATIO * self.n_docs))
         self._long_row = {int(t): row for row, t in enumerate(long_terms.tolist())}
+        # Per term, its row in the arrays below, or -1 (not long).
+        self._row_of = np.full(len(counts), -1, dtype=np.int64)
+        self._row_of[long_terms] = np.arange(len(long_terms))
         self._block_max = np.zeros((len(long_terms), n_blocks), dtype=np.float64)
         self._bits = np.zeros((len(long_terms), words), dtype=np.uint64)
         marks = np.zeros(words * 64, dtype=np.bool_)
@@ -291,7 +305,7 @@ class ShardSearcher:
         # Zeroed dense score arrays, one per concurrent search, reused: a
         # search takes one, zeroes what it touched and gives it back (one that
         # stopped early is dropped). list.pop and list.append are atomic.
-        self._scratch: list[npt.NDArray[np.float64]] = []
+        self._scratch: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]] = []
 
     def __repr__(self) -> str:
         where = f"shard {self.shard_index}/{self.shard_count}"
@@ -321,10 +335,8 @@ class ShardSearcher:
         repeats = np.array([n for _, n in known], dtype=np.float64)
         starts = self._indptr[terms]
         ends = self._indptr[terms + 1]
-        df = self._df[terms].astype(np.float64)
-        n = float(self.manifest.corpus_documents)
         # A term's weight: idf times its number of occurrences in the query.
-        weights = repeats * np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        weights = repeats * self._idf[terms]
         total = int((ends - starts).sum())
         # Every path below adds each document's contributions weight * impact
         # in query term order, starting from 0.0, so the float64 sums are
@@ -421,14 +433,15 @@ class ShardSearcher:
             hits.append(self._hit(d, float(scores[i]), terms))
         return SearchResult(hits, total)
 
-    def _weights(self, known: list[tuple[int, int]]) -> tuple[list[int], list[int], list[int], list[float]]:
-        """Per known query term, in query order: term number, postings start and end, weight."""
+    def _weights(
+        self, known: list[tuple[int, int]]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64], int]:
+        """Per known query term, in query order: postings start and end, weight, long row; the long ones."""
+        from demo_search import kernels
+
         terms = np.array([t for t, _ in known], dtype=np.int64)
         repeats = np.array([n for _, n in known], dtype=np.float64)
-        df = self._df[terms].astype(np.float64)
-        n = float(self.manifest.corpus_documents)
-        weights = repeats * np.log(1.0 + (n - df + 0.5) / (df + 0.5))
-        return terms.tolist(), self._indptr[terms].tolist(), self._indptr[terms + 1].tolist(), weights.tolist()
+        return kernels.prepare(terms, repeats, self._indptr, self._idf, self._row_of)
 
     def _search_few_terms(
         self, known: list[tuple[int, int]], n: int, stop: StopCheck
@@ -438,133 +451,121 @@ class ShardSearcher:
         Exhaustive over the postings when no query term is long; otherwise
         pruned by block upper bounds (see the module docstring).
         """
-        terms, starts, ends, weights = self._weights(known)
-        rows = [self._long_row.get(t, -1) for t in terms]
-        if all(r < 0 for r in rows):
+        from demo_search import kernels
+
+        starts, ends, weights, rows, longs = self._weights(known)
+        if not longs:
             return self._exhaustive(self._take_scratch(), starts, ends, weights, n, stop)
+        docs, impacts, shift = self._docs, self._impacts, self._shift
         # Upper bound per block, summed in query term order like the exact
         # scores (float rounding is monotone, so it bounds them bit for bit).
-        upper = np.zeros(self._n_blocks, dtype=np.float64)
-        for a, b, w, r in zip(starts, ends, weights, rows, strict=True):
-            _poll(stop)
-            if r >= 0:
-                upper += w * self._block_max[r]
-            else:
-                blocks, firsts = _block_runs(self._docs[a:b], self._shift)
-                block_max = np.zeros(self._n_blocks, dtype=np.float64)
-                block_max[blocks] = np.maximum.reduceat(self._impacts[a:b], firsts)
-                upper += w * block_max
+        upper = kernels.block_bounds(self._n_blocks, self._block_max, rows, docs, impacts, starts, ends, weights, shift)
         _poll(stop)
-        total = self._count_matches(starts, ends, rows, stop)
+        total = kernels.count_matches(self._bits, rows, docs, starts, ends)
+        _poll(stop)
         if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float64), total
-        # Blocks by descending bound (ties by block number), empty ones left out.
-        order = np.argsort(-upper, kind="stable")[: int(np.count_nonzero(upper))]
-        bounds = -upper[order]  # ascending
         scratch = self._take_scratch()
-        found: list[npt.NDArray[np.int32]] = []
-        threshold, done, batch = 0.0, 0, FIRST_BLOCKS
-        while done < len(order):
+        scores, touched = scratch
+        # The n best so far, as a heap: its root is the threshold once it holds n documents.
+        heap_scores = np.empty(min(n, total), dtype=np.float64)
+        heap_docs = np.empty(min(n, total), dtype=np.int64)
+        # A call scores at most CHUNK_POSTINGS postings: blocks of 2 ** shift documents, per term.
+        step = max(1, (CHUNK_POSTINGS >> shift) // len(known))
+        # Blocks in descending bound order (ties by block number), the empty ones never.
+        scored = np.zeros(self._n_blocks, dtype=np.bool_)
+        batch = FIRST_BLOCKS
+        chosen, nonempty = kernels.next_blocks(upper, scored, 0.0, batch)
+        count = size = 0
+        while len(chosen):
+            for first in range(0, len(chosen), step):
+                _poll(stop)
+                count, size, threshold = kernels.score_blocks(
+                    scores, touched, count, docs, impacts, starts, ends, weights,
+                    chosen[first : first + step], shift, heap_scores, heap_docs, size, n,
+                )  # fmt: skip
+            _poll(stop)
             # Only blocks whose bound reaches the n-th best exact score so far
             # can hold a top-n document (a tie at the threshold can, by id).
-            end = min(done + batch, int(np.searchsorted(bounds, -threshold, side="right")))
-            if end <= done:
-                break
-            chosen = np.sort(order[done:end])
-            lows: npt.NDArray[np.int32] = (chosen << self._shift).astype(np.int32)
-            lasts: npt.NDArray[np.int32] = ((chosen + 1) << self._shift).astype(np.int32)
-            for a, b, w in zip(starts, ends, weights, strict=True):
-                found.append(self._add_postings(scratch, a, b, w, (lows, lasts), stop))
-            done, batch = end, batch * 2
-            matched = np.concatenate(found)
-            found = [matched]
-            if len(matched) >= n:
-                values = scratch[matched]
-                threshold = float(np.partition(values, len(values) - n)[len(values) - n])
-            left = int(np.searchsorted(bounds, -threshold, side="right")) - done
-            if left > PRUNE_MAX_SHARE * len(order):
+            batch *= 2
+            chosen, left = kernels.next_blocks(upper, scored, threshold, batch)
+            if left > PRUNE_MAX_SHARE * nonempty:
                 # The bounds prune too little (frequent terms everywhere):
                 # whole posting slices beat gathering most of them by block.
-                scratch[matched] = 0.0
+                kernels.reset(scores, touched, count)
                 return self._exhaustive(scratch, starts, ends, weights, n, stop, total)
         _poll(stop)
-        matched = np.concatenate(found)
-        values = scratch[matched]
-        scratch[matched] = 0.0
+        found, values = kernels.finish(heap_scores, heap_docs, size, scores, touched, count)
         self._scratch.append(scratch)
-        chosen = top_n(values, n, matched)
-        return matched[chosen].astype(np.int64), values[chosen], total
+        return found, values, total
 
     def _exhaustive(
         self,
-        scratch: npt.NDArray[np.float64],
-        starts: list[int],
-        ends: list[int],
-        weights: list[float],
+        scratch: tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]],
+        starts: npt.NDArray[np.int64],
+        ends: npt.NDArray[np.int64],
+        weights: npt.NDArray[np.float64],
         n: int,
         stop: StopCheck,
         total: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], int]:
-        """Every posting of the query into ``scratch`` (zeroed), term by term; the best ``n``."""
-        found = [
-            self._add_postings(scratch, a, b, w, None, stop) for a, b, w in zip(starts, ends, weights, strict=True)
-        ]
-        matched = np.concatenate(found)
-        values = scratch[matched]
-        scratch[matched] = 0.0
-        self._scratch.append(scratch)
-        chosen = top_n(values, n, matched)
-        return matched[chosen].astype(np.int64), values[chosen], len(matched) if total is None else total
+        """Every posting of the query into ``scratch`` (zeroed), term by term; the best ``n``.
 
-    def _take_scratch(self) -> npt.NDArray[np.float64]:
+        One kernel call per group of terms of at most ``CHUNK_POSTINGS``
+        postings (or one term), with a poll of ``stop`` before each.
+        """
+        from demo_search import kernels
+
+        scores, touched = scratch
+        count, first, size = 0, 0, 0
+        lengths = (ends - starts).tolist()
+        for t, length in enumerate(lengths):
+            if size and size + length > CHUNK_POSTINGS:
+                _poll(stop)
+                count = kernels.accumulate(
+                    scores, touched, count, self._docs, self._impacts, starts[first:t], ends[first:t], weights[first:t]
+                )
+                first, size = t, 0
+            size += length
+        _poll(stop)
+        count = kernels.accumulate(
+            scores, touched, count, self._docs, self._impacts, starts[first:], ends[first:], weights[first:]
+        )
+        _poll(stop)
+        found, values = kernels.top(scores, touched, count, n)
+        self._scratch.append(scratch)
+        return found, values, count if total is None else total
+
+    def _take_scratch(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+        """Zeroed scores of every document, and room to list those a query touches."""
         try:
             return self._scratch.pop()
         except IndexError:
-            return np.zeros(self.n_docs, dtype=np.float64)
+            return np.zeros(self.n_docs, dtype=np.float64), np.empty(self.n_docs, dtype=np.int32)
 
-    def _add_postings(
-        self,
-        scratch: npt.NDArray[np.float64],
-        start: int,
-        end: int,
-        weight: float,
-        ranges: tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]] | None,
-        stop: StopCheck,
-    ) -> npt.NDArray[np.int32]:
-        """Adds one term's ``weight * impact`` into ``scratch``; returns the documents it touched first.
+    def _warm(self) -> None:
+        """Compiles (or loads from numba's cache) every kernel for this shard's array types."""
+        from demo_search import kernels
 
-        Only the postings with a document in one of ``ranges`` (first, last
-        document number, excluded, ascending and disjoint) when given. A
-        document's scratch value is 0.0 until a term adds to it (every
-        contribution is > 0), and a term holds a document once.
-        """
-        _poll(stop)
-        docs = self._docs[start:end]
-        impacts = self._impacts[start:end]
-        if ranges is not None:
-            lo = np.searchsorted(docs, ranges[0])
-            lengths = np.searchsorted(docs, ranges[1]) - lo
-            count = int(lengths.sum())
-            if count == 0:
-                return np.zeros(0, np.int32)
-            # The positions lo[i], lo[i] + 1, ... lo[i] + lengths[i] - 1 of every range, in order.
-            positions = np.repeat(lo - (np.cumsum(lengths) - lengths), lengths) + np.arange(count)
-            docs, impacts = docs[positions], impacts[positions]
-        current = scratch[docs]
-        scratch[docs] = current + weight * impacts
-        return np.asarray(docs[current == 0.0])
-
-    def _count_matches(self, starts: list[int], ends: list[int], rows: list[int], stop: StopCheck) -> int:
-        """Documents with at least one query term: the size of the union of their bitsets."""
-        union = np.zeros(self._bits.shape[1], dtype=np.uint64)
-        for a, b, r in zip(starts, ends, rows, strict=True):
-            _poll(stop)
-            if r >= 0:
-                np.bitwise_or(union, self._bits[r], out=union)
-            else:
-                docs = self._docs[a:b]
-                np.bitwise_or.at(union, docs >> 6, np.left_shift(np.uint64(1), (docs & 63).astype(np.uint64)))
-        return _popcount(union)
+        none = np.zeros(0, dtype=np.int64)
+        scratch = self._take_scratch()
+        scores, touched = scratch
+        docs, impacts, weights = self._docs, self._impacts, np.zeros(0, dtype=np.float64)
+        kernels.prepare(none, weights, self._indptr, self._idf, self._row_of)
+        count = kernels.accumulate(scores, touched, 0, docs, impacts, none, none, weights)
+        kernels.top(scores, touched, count, 1)
+        upper = kernels.block_bounds(
+            self._n_blocks, self._block_max, none, docs, impacts, none, none, weights, self._shift
+        )
+        kernels.count_matches(self._bits, none, docs, none, none)
+        chosen, _ = kernels.next_blocks(upper, np.zeros(self._n_blocks, dtype=np.bool_), 0.0, FIRST_BLOCKS)
+        heap_scores, heap_docs = np.empty(0, dtype=np.float64), np.empty(0, dtype=np.int64)
+        kernels.score_blocks(
+            scores, touched, 0, docs, impacts, none, none, weights, chosen, self._shift, heap_scores, heap_docs, 0, 1
+        )
+        kernels.reset(scores, touched, 0)
+        kernels.finish(heap_scores, heap_docs, 0, scores, touched, 0)
+        self._scratch.append(scratch)
 
     def _hit(self, doc: int, score: float, terms: frozenset[str]) -> Hit:
         text, cut = self._texts.prefix(doc, SNIPPET_SCAN_CHARS)
@@ -576,13 +577,6 @@ def _block_runs(docs: npt.NDArray[np.int32], shift: int) -> tuple[npt.NDArray[np
     blocks = docs >> shift
     firsts = np.flatnonzero(np.diff(blocks, prepend=-1))
     return blocks[firsts].astype(np.int64), firsts
-
-
-def _popcount(words: npt.NDArray[np.uint64]) -> int:
-    count = getattr(np, "bitwise_count", None)  # numpy >= 2.0
-    if count is not None:
-        return int(count(words).sum())
-    return int(np.unpackbits(words.view(np.uint8)).sum())
 
 
 def top_n(scores: npt.NDArray[np.float64], n: int, docs: npt.NDArray[np.int32] | None = None) -> npt.NDArray[np.int64]:

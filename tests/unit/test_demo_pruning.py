@@ -104,3 +104,22 @@ def test_long_terms_get_block_maxima_and_bitsets(corpora: list[tuple[list[Docume
             assert shard._block_max[row, block] == want
         bits = np.unpackbits(shard._bits[row].view(np.uint8), bitorder="little")[: shard.n_docs]
         assert np.array_equal(np.flatnonzero(bits), postings)
+
+
+def test_kernel_selection_equals_top_n_with_ties() -> None:
+    from demo_search import kernels
+
+    rng = np.random.default_rng(3)
+    for size in [0, 1, 2, 5, 40, 300]:
+        # Few distinct scores, documents listed in no particular order: ties everywhere.
+        touched = rng.permutation(1000)[:size].astype(np.int32)
+        scores = np.zeros(1000)
+        scores[touched] = rng.integers(1, 4, size) / 8
+        values = scores[touched].copy()
+        for n in [0, 1, 3, 10, 299, 1000]:
+            want = top_n(values, n, touched)
+            scratch = scores.copy()
+            docs, got = kernels.top(scratch, touched, size, n)
+            assert docs.tolist() == touched[want].tolist(), (size, n)
+            assert got.tolist() == values[want].tolist()
+            assert not scratch.any(), "top zeroes the scratch it read"
