@@ -95,6 +95,7 @@ __all__ = [
     "B",
     "Hit",
     "IndexSearcher",
+    "Ranking",
     "SearchResult",
     "ShardSearcher",
     "StopCheck",
@@ -171,6 +172,16 @@ class Hit(NamedTuple):
 class SearchResult:
     hits: list[Hit]
     total_matches: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """A page of the ranking before its hits are built: local document numbers and scores, best first."""
+
+    docs: list[int]
+    scores: list[float]
+    total_matches: int
+    terms: frozenset[str]  # the query's terms, for the snippets (empty when the page is)
 
 
 def _check(condition: bool, path: Path, message: str) -> None:
@@ -399,6 +410,10 @@ class ShardSearcher:
 
         Raises :class:`Stopped` as soon as ``stop()`` is true when polled (see the module's rules).
         """
+        return self.hits(self.rank(query, k, offset, stop=stop), stop=stop)
+
+    def rank(self, query: str, k: int, offset: int = 0, *, stop: StopCheck = _never) -> Ranking:
+        """``search`` without its hits: which documents, their scores, the number of matches."""
         if k < 0 or offset < 0:
             raise ValueError(f"k and offset must be >= 0, got k={k}, offset={offset}")
         query_terms = self.query_terms(query)
@@ -409,11 +424,7 @@ class ShardSearcher:
             _poll(stop)
             found, top_scores = found[offset:], top_scores[offset:]
             terms = frozenset(query_terms) if len(found) else frozenset()
-            hits = []
-            for d, score in zip(found.tolist(), top_scores.tolist(), strict=True):
-                _poll(stop)
-                hits.append(self._hit(d, score, terms))
-            return SearchResult(hits, total)
+            return Ranking(found.tolist(), top_scores.tolist(), total, terms)
         docs, scores = self._scores(query_terms, stop)
         _poll(stop)
         if docs is None:
@@ -427,11 +438,15 @@ class ShardSearcher:
             chosen = top_n(scores, offset + k)[offset:]
             found = docs[chosen]
         terms = frozenset(query_terms) if len(chosen) else frozenset()
+        return Ranking(found.tolist(), scores[chosen].tolist(), total, terms)
+
+    def hits(self, ranking: Ranking, *, stop: StopCheck = _never) -> SearchResult:
+        """The hits (id, title, snippet) of a ranking's documents, polling ``stop`` before each."""
         hits = []
-        for d, i in zip(found.tolist(), chosen.tolist(), strict=True):
+        for d, score in zip(ranking.docs, ranking.scores, strict=True):
             _poll(stop)
-            hits.append(self._hit(d, float(scores[i]), terms))
-        return SearchResult(hits, total)
+            hits.append(self._hit(d, score, ranking.terms))
+        return SearchResult(hits, ranking.total_matches)
 
     def _weights(
         self, known: list[tuple[int, int]]

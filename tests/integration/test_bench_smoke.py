@@ -267,7 +267,7 @@ def test_scatter_bench_demo_scale_reports_where_the_time_goes(tmp_path: Path) ->
     document = json.loads(out.read_text())
     runs = {(r["where"], r["mix"], r["clients"]): r for r in document["runs"]}
     unsharded = runs[("in-process unsharded", "mid", 1)]["breakdown_ms"]
-    assert set(unsharded) == {"scoring (k=0)", "hits and snippets"}
+    assert set(unsharded) == {"ranking", "hits and snippets"}
     assert "slowest shard" in runs[("in-process 2 shards", "zipf", 1)]["breakdown_ms"]
     root = runs[("root", "zipf", 1)]
     assert root["failures"] == 0 and root["breakdown_ms"]["root"] > 0
