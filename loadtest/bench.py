@@ -33,6 +33,7 @@ __all__ = ["CLOSED_LOOP", "main", "usage"]
 # name -> (module whose main(argv) runs it and returns an exit code, one-line help)
 CLOSED_LOOP: dict[str, tuple[str, str]] = {
     "overhead": ("loadtest.overhead", "what the root costs per request against calling a leaf directly"),
+    "sdk-call": ("loadtest.sdk_call", "the leaf and merge SDKs' own cost per call, beside a bare grpc.aio leaf"),
     "compare": ("loadtest.compare", "our root against the naive root on the same probe leaves"),
     "fanout": ("loadtest.fanout", "one root over 1 to 256 shards (flat or a tree): CPU per request and shard call"),
     "tail": (

@@ -31,7 +31,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
 # a third party's subcommand is listed with the name of its distribution.
 KNOWN_HELP = {
     "demo": "run the demo search over the Python docs (index, serve, query)",
-    "bench": "run a benchmark (Locust load scenarios, overhead, compare, fanout, tail, demo-scale)",
+    "bench": "run a benchmark (Locust load scenarios, overhead, sdk-call, compare, fanout, tail, demo-scale)",
 }
 
 Command = Callable[[list[str]], int]

@@ -7,10 +7,13 @@ Rules of this module:
 - A call is refused at once when the process is at its concurrency limit:
   the root would rather hedge or fail over to another replica than wait in
   a queue here, so there is no queue.
-- A sync handler runs in a thread pool sized to the concurrency limit, and
-  its slot is released when the *thread* finishes, not when the call ends.
-  A cancelled sync handler keeps running until it notices ``cancelled``;
-  counting it as free would let new calls queue behind it in the pool.
+- A sync handler runs on one of at most ``max_concurrency`` worker threads,
+  started lazily and reused (no thread per call), and its slot is released
+  when the *thread* finishes, not when the call ends. A cancelled sync
+  handler keeps running until it notices ``cancelled``; counting it as free
+  would let new calls queue behind it for a thread. A finished job hands
+  its outcome and its slot back to the loop in one ``call_soon_threadsafe``
+  (``Workers``): that hop is most of the SDK's own cost per call.
 - An async handler runs in the servicer's own task; grpc.aio cancels that
   task when the client cancels or the deadline passes, so cancellation
   reaches the handler as ``CancelledError`` with no extra timer.
@@ -19,11 +22,9 @@ Rules of this module:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
@@ -37,6 +38,7 @@ from scatter_common.payload import type_url, unpack
 from scatter_common.tracing import trace_id_of, traceparent_of
 from sdk_core.callables import is_async_callable
 from sdk_core.errors import BadResult, NotReady, Overloaded, SdkError, TooLate, to_status
+from sdk_core.workers import Workers
 
 M = TypeVar("M", bound=Message)
 R = TypeVar("R")
@@ -152,25 +154,23 @@ class HandlerRunner:
         self._role = role
         self._max_concurrency = 1
         self.latency = Histogram()
-        self._pool: ThreadPoolExecutor | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._workers: Workers | None = None
         self.tracing: Tracing | None = None  # OpenTelemetry, when the environment asks (open())
 
     def open(self, max_concurrency: int) -> None:
         """Start serving calls on the running loop with at most ``max_concurrency`` at once."""
         self._max_concurrency = max_concurrency
-        self._loop = asyncio.get_running_loop()
         self.tracing = Tracing.from_environment(f"scatter-{self._role}")
         if not self._is_async:
             # Threads start lazily, up to the limit, and are reused: no thread per call.
-            self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix=self._role)
+            self._workers = Workers(asyncio.get_running_loop(), max_concurrency, self._role, self._release)
 
     def close(self) -> None:
         """Stop taking calls. Does not wait for sync handlers still running (they saw ``cancelled``)."""
         self.ready = False
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
         if self.tracing is not None:
             self.tracing.shutdown()
             self.tracing = None
@@ -227,11 +227,10 @@ class HandlerRunner:
                 if self._is_async:
                     result = await self._async_handler(*args)
                 else:
-                    assert self._pool is not None, "open() was not called"
-                    job = self._pool.submit(self._handler, *args)
-                    released_by_thread = True
-                    job.add_done_callback(self._release_from_thread)
-                    result = await asyncio.wrap_future(job)
+                    assert self._workers is not None, "open() was not called"
+                    job = self._workers.submit(self._handler, args)
+                    released_by_thread = True  # Workers calls _release when the thread has finished
+                    result = await job
                 if not isinstance(result, Message):
                     raise BadResult(
                         f"handler returned {type(result).__name__} ({result!r:.80}), expected a protobuf message"
@@ -271,14 +270,6 @@ class HandlerRunner:
             )
         await context.abort(code, message)
 
-    def _release_from_thread(self, _job: Future[object]) -> None:
-        # Runs in the worker thread (or on the loop if the job was cancelled
-        # before it started); counters belong to the loop thread.
-        if self._loop is None:
-            return
-        # RuntimeError: the loop is closed, the process is exiting and nobody reads the counters.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._release)
-
     def _release(self) -> None:
+        # On the loop thread (Workers.on_done): a sync handler's thread finished its job.
         self.stats.in_flight -= 1

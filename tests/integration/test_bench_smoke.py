@@ -152,9 +152,9 @@ def test_scatter_bench_lists_every_scenario_on_one_line() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     for name in ["steady", "ramp", "tail-locust", "fault", "overload", "overhead", "compare", "fanout", "tail",
-                 "faults", "memory", "shed", "demo-scale", "demo-heavy"]:  # fmt: skip
+                 "faults", "memory", "shed", "demo-scale", "demo-heavy", "sdk-call"]:  # fmt: skip
         assert len([line for line in lines if line.split()[:1] == [name]]) == 1, (name, proc.stdout)
-    assert len(EVERY_SCENARIO) == 14
+    assert len(EVERY_SCENARIO) == 15
 
 
 @pytest.mark.parametrize("name", EVERY_SCENARIO)

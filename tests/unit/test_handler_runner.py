@@ -1,4 +1,5 @@
-"""sdk_core.calls.HandlerRunner's verdict on a handler that finishes after its call's deadline.
+"""sdk_core.calls.HandlerRunner's verdict on a handler that finishes after its call's deadline,
+and the slot a cancelled sync handler keeps.
 
 Over real gRPC the outcome of such a call is a race between grpc's deadline timer and the
 answer; here the context is a plain object with the three methods the runner reads, so the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -87,3 +89,54 @@ def test_an_answer_in_time_is_delivered(remaining: float | None) -> None:
     assert result == wrappers_pb2.StringValue(value="in time")
     assert context.status is None
     assert (stats.ok, stats.cancelled) == (1, 0)
+
+
+def test_a_cancelled_sync_handler_keeps_its_slot_until_its_thread_returns() -> None:
+    """Limit 1: the cancelled call's thread still runs, so the next call is refused; after it returns, one runs."""
+    stats = CallStats()
+    started, release = threading.Event(), threading.Event()
+
+    def blocked(request: wrappers_pb2.StringValue, scope: CallScope) -> wrappers_pb2.StringValue:
+        started.set()
+        release.wait(5)
+        return wrappers_pb2.StringValue(value="released")
+
+    runner = HandlerRunner(blocked, stats=stats, log=logging.getLogger("test"), role="leaf")
+
+    def prepare(request: object, ctx: object) -> tuple[Sequence[object], CallScope]:
+        scope = CallScope(ctx)  # type: ignore[arg-type]
+        return (request, scope), scope
+
+    async def call() -> tuple[object, Context]:
+        context = Context(None)
+        try:
+            return await runner.call(wrappers_pb2.StringValue(value="q"), context, prepare), context  # type: ignore[arg-type]
+        except Aborted:
+            return None, context
+
+    async def scenario() -> None:
+        runner.open(1)
+        runner.ready = True
+        try:
+            first = asyncio.create_task(call())
+            assert await asyncio.to_thread(started.wait, 5)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            assert stats.in_flight == 1, "the cancelled handler's thread still runs"
+            result, context = await call()
+            assert result is None
+            assert context.status is not None and context.status[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+            release.set()
+            for _ in range(5000):  # the thread hands the slot back through the loop: a few iterations
+                if not stats.in_flight:
+                    break
+                await asyncio.sleep(0.001)
+            result, context = await call()
+            assert result == wrappers_pb2.StringValue(value="released"), context.status
+        finally:
+            release.set()
+            runner.close()
+
+    asyncio.run(scenario())
+    assert (stats.calls, stats.ok, stats.cancelled, stats.rejected, stats.in_flight) == (3, 1, 1, 1, 0)
