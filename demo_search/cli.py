@@ -255,8 +255,12 @@ def run_deployment(
 ) -> Iterator[Served]:
     """Start the demo through the local runtime; yield where it answers; stop everything."""
     # Imported here: `scatter demo index` must not need the runtime (or grpc).
+    from demo_search import kernels
     from scatter.runtime import Deployment, load_deployment
 
+    # Once here, so the leaves load the scorer from numba's cache rather than
+    # each compiling it at once on a new machine (seconds of CPU apiece).
+    kernels.compile_all()
     with tempfile.TemporaryDirectory(prefix="scatter-demo-") as tmp:
         config = Path(tmp, "demo.toml")
         config.write_text(
