@@ -88,9 +88,14 @@ each, ``root.probing`` with its gRPC health service, and reports
   (hung, killed, draining) is ejected then, without waiting for
   ``consecutive_failures`` faults: it would only get the hedges of its
   sibling's slow calls, which it cannot win. A suspect that answers is only
-  slow, and cost-based choice keeps sending it what its speed deserves. A
-  client cannot cause this: a fault is judged against a sibling, and the
-  health check carries no request.
+  slow, and cost-based choice keeps sending it what its speed deserves; it
+  is probed again every ``probe_interval`` for as long as it is a suspect
+  (until it answers a call). Its EWMA is held high (rule 4), so the hedges
+  it gets end before they run longer than that EWMA and never count as
+  unanswered: without the repeated probe, a suspect that hangs later would
+  keep its place and swallow its sibling's hedges. A client cannot cause
+  this: a fault is judged against a sibling, and the health check carries
+  no request.
 - *An ejected replica comes back as soon as it is healthy again* (a
   restarted leaf, a hung one that was continued), instead of after its whole
   ejection. The first probe is due ``probe_interval * 2 ** (times_ejected -
@@ -540,6 +545,8 @@ class ReplicaSet:
         if r.ejected_until <= now:
             if not healthy and (r.suspect or r.unanswered >= PROBE_AFTER_UNANSWERED):  # not cleared meanwhile
                 self._maybe_eject(r, now)
+            elif healthy and r.suspect:
+                self._want_probe(r, now)  # still a suspect: looked at again in a probe interval
             return
         interval = self._probe_interval
         if not healthy:

@@ -109,7 +109,11 @@ def _wait_ejected(dep: Deployment, child: str, timeout: float) -> float:
         if ejections(dep)[key] >= 1:
             return time.monotonic() - began
         time.sleep(0.05)
-    raise AssertionError(f"{child} was not ejected within {timeout} s: {ejections(dep)}")
+    url = f"http://{dep.children['root'].metrics_address}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        replica_lines = [line for line in response.read().decode().splitlines() if "_replica_" in line]
+    state = "\n".join(line for line in replica_lines if not line.startswith("#"))
+    raise AssertionError(f"{child} ({key}) was not ejected within {timeout} s; the root's replica metrics:\n{state}")
 
 
 @pytest.mark.parametrize("fault", ["hang", "kill"])

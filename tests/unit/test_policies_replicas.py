@@ -472,6 +472,32 @@ def test_a_suspect_that_answers_its_probe_stays_a_suspect_and_is_probed_at_most_
     assert rs.due_probes() == []
 
 
+def test_a_suspect_that_hangs_later_is_found_by_its_next_probe() -> None:
+    """CI saw a paused replica never ejected: a suspect whose probe had answered got only its
+    sibling's hedges, each cancelled before it ran longer than its held-high EWMA, so nothing
+    asked for another probe. A suspect is now probed every probe interval until it answers."""
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    answer(rs, 1, 0.002)
+    rs.fault(0, 0.100)  # lost a race by a lot: EWMA held at 100 ms
+    assert rs.due_probes() == [0]
+    clock.advance(0.001)
+    rs.probe_result(0, True)  # alive then
+    # Now it hangs. It gets no first attempts, only hedges that lose quickly.
+    for _ in range(10):
+        clock.advance(0.01)
+        answer(rs, 1, 0.002)
+        rs.start(0)
+        rs.finish(0, 0.005, False, FailureKind.CANCELLED)
+        if clock() < 0.5:
+            assert rs.due_probes() == []
+    clock.advance(0.5)
+    assert rs.due_probes() == [0]
+    clock.advance(0.5)  # the health check timed out
+    rs.probe_result(0, False)
+    assert ejected(rs, 0)
+
+
 def test_a_suspect_cleared_while_its_probe_was_out_is_not_ejected() -> None:
     clock = FakeClock()
     rs = replicas(2, clock)
