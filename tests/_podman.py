@@ -12,6 +12,7 @@ to use an image already built from this tree.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -67,8 +68,13 @@ def _ensure_base_image() -> None:
 TEST_LABEL = "org.scatter-gather.test-build=1"
 
 
+@functools.cache
 def build_image() -> str:
     """Build deploy/docker/Dockerfile as IMAGE (layers cached between builds) and return IMAGE.
+
+    Once per test session: both container tests use the same image, and a
+    second build reran pip (the tree's test files had changed the COPY
+    layer), which cost 70 s.
 
     SCATTER_TEST_IMAGE names an image already built from this tree instead
     (a rerun without the ~25 s build, or a build whose pip needed retries).
@@ -118,6 +124,13 @@ class Containers:
     def health_test(self, name: str) -> list[str]:
         """The compose ``healthcheck.test`` of container ``name`` (``["CMD", ...]``)."""
         raise NotImplementedError
+
+    def remove_all(self) -> None:
+        """Stop every container at once (SIGTERM, SIGKILL after 10 s), then remove them."""
+        ids = list(reversed(self.ids.values()))
+        if ids:
+            podman("stop", "--time", "10", *ids, check=False, timeout=60)
+            podman("rm", "--force", *ids, check=False, timeout=60)
 
     def wait_exit(self, name: str, timeout: float) -> int:
         return int(podman("wait", self.ids[name], timeout=timeout).stdout.strip())

@@ -91,9 +91,7 @@ class Project(Containers):
         return list(self.service(name)["healthcheck"]["test"])
 
     def close(self) -> None:
-        for cid in reversed(self.ids.values()):
-            podman("stop", "--time", "10", cid, check=False, timeout=60)
-            podman("rm", "--force", cid, check=False, timeout=60)
+        self.remove_all()
         for volume in {v.split(":")[0] for s in self.compose["services"].values() for v in s.get("volumes", [])}:
             if not volume.startswith("."):
                 podman("volume", "rm", "--force", f"{self.prefix}-{volume}", check=False)

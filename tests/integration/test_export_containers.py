@@ -116,9 +116,7 @@ class ExportedProject(Containers):
         return list(self.compose["services"][name.rsplit("-", 1)[0]]["healthcheck"]["test"])
 
     def close(self) -> None:
-        for cid in reversed(self.ids.values()):
-            podman("stop", "--time", "10", cid, check=False, timeout=60)
-            podman("rm", "--force", cid, check=False, timeout=60)
+        self.remove_all()
         for volume in self.compose.get("volumes", {}):
             podman("volume", "rm", "--force", f"{self.prefix}-{volume}", check=False)
         podman("network", "rm", "--force", self.network, check=False)
