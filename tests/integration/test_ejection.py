@@ -25,11 +25,16 @@ from tests._cluster import Client, ms, probe_cluster
 SHARDS = 3
 
 
-def ejections(dep: Deployment) -> dict[tuple[str, str], float]:
-    """(shard, replica address) -> ejections so far, from the root's /metrics."""
+def _metrics(dep: Deployment) -> str:
+    """The root's /metrics page."""
     url = f"http://{dep.children['root'].metrics_address}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
+        return str(response.read().decode())
+
+
+def ejections(dep: Deployment) -> dict[tuple[str, str], float]:
+    """(shard, replica address) -> ejections so far, from the root's /metrics."""
+    text = _metrics(dep)
     found = {}
     for labels, value in re.findall(r"^scatter_root_replica_ejections_total\{(.*)\} (\S+)$", text, re.M):
         named = dict(re.findall(r'(\w+)="([^"]*)"', labels))
@@ -91,9 +96,7 @@ def _load(address: str, stop: threading.Event, workers: int = 4) -> list[threadi
 
 
 def _ejected_now(dep: Deployment, child: str) -> bool:
-    url = f"http://{dep.children['root'].metrics_address}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
+    text = _metrics(dep)
     key = (child.split("-")[1], dep.children[child].address)
     for labels, value in re.findall(r"^scatter_root_replica_ejected\{(.*)\} (\S+)$", text, re.M):
         named = dict(re.findall(r'(\w+)="([^"]*)"', labels))
@@ -109,10 +112,7 @@ def _wait_ejected(dep: Deployment, child: str, timeout: float) -> float:
         if ejections(dep)[key] >= 1:
             return time.monotonic() - began
         time.sleep(0.05)
-    url = f"http://{dep.children['root'].metrics_address}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        replica_lines = [line for line in response.read().decode().splitlines() if "_replica_" in line]
-    state = "\n".join(line for line in replica_lines if not line.startswith("#"))
+    state = "\n".join(line for line in _metrics(dep).splitlines() if "_replica_" in line and line[0] != "#")
     raise AssertionError(f"{child} ({key}) was not ejected within {timeout} s; the root's replica metrics:\n{state}")
 
 
