@@ -171,12 +171,13 @@ class KitOptions:
         per type, four allowed); learning the shard (``2 * timeout`` in all); then every check
         is bounded: a call per check with ``timeout``, the ``concurrent`` burst, and the release
         checks' measurements, each ``probe_timeout`` (a baseline, a delivery barrier, a loaded one,
-        then polls for ``release_bound`` plus one more, for cancellation and again for the deadline).
+        then polls for ``release_bound`` plus one more: after short-deadline's slow call, for
+        cancellation and again for the deadline).
         """
         learn = 2 * self.timeout
         calls = 12 * self.timeout + 2 * (self.deadline_bound + self.timeout)  # one-call checks, short-deadline
         bursts = self.timeout  # concurrent: one burst
-        release = 2 * (3 * self.probe_timeout + self.release_bound) + self.probe_timeout + self.probe_deadline
+        release = 3 * (self.probe_timeout + self.release_bound) + 3 * self.probe_timeout + self.probe_deadline
         types = 4 * self.timeout
         return self.connect_timeout + self.serving_timeout + types + learn + calls + bursts + release
 
@@ -253,6 +254,10 @@ class _Run:
         self.find = find
         self.checks = {check.id: check for check in checks}
         self.waited = 0.0  # seconds spent waiting for SERVING
+        # Set by short-deadline when it let a slow call run out of time: the latency before that
+        # call and when it ended. A server that works on after a deadline is still busy with it
+        # when the release checks start; they wait for it to be gone (``baseline``).
+        self.expired: _Expired | None = None
 
     def passed(self, name: str, detail: str) -> CheckResult:
         return CheckResult(name, Status.PASS, detail)
@@ -367,7 +372,10 @@ class _Run:
 
     def short_deadline(self, name: str, valid: message.Message, slow: message.Message | None) -> CheckResult:
         request, deadline = (slow, 0.05) if slow is not None else (valid, 0.001)
+        before = self.measure(valid) if slow is not None else None
         outcome = _invoke(self.call, request, deadline)
+        if before is not None:
+            self.expired = _Expired(before, time.monotonic())
         bound = deadline + self.options.deadline_bound
         fix = "honour the gRPC deadline: stop work and let the call end with DEADLINE_EXCEEDED"
         what = f"a call with a {deadline * 1000:g} ms deadline"
@@ -397,20 +405,20 @@ class _Run:
         bad = [o for o in outcomes if o.code is not OK]
         return _Load(len(bad), statistics.median(o.elapsed for o in outcomes), bad[0].describe() if bad else "")
 
-    def settled(self, valid: message.Message) -> _Load:
-        """The unloaded baseline, once the server has settled: measured again while each measurement
-        is clearly better than the one before, for at most twice ``release_bound``. Work an earlier
-        check left running (a server that ignores deadlines keeps it) would otherwise count as
-        "unloaded", and the release checks would blame this check for it (seen in CI)."""
-        began = time.monotonic()
-        best = self.measure(valid)
-        while time.monotonic() - began < 2 * self.options.release_bound:
-            load = self.measure(valid)
-            if not best.worse_than(load):
-                return best if best.median <= load.median else load
-            best = load
-            time.sleep(0.05)
-        return best
+    def baseline(self, valid: message.Message) -> tuple[_Load, float]:
+        """The unloaded baseline of the release checks, and how long the server took to be back to
+        the latency it had before short-deadline's slow call (0 when there was none).
+
+        That call ran out of time after 50 ms; a server that works on after a deadline is still
+        busy with it, and would otherwise count as "unloaded" (seen in CI: the cancelled calls
+        were then blamed for the deadline's work). The kit waits for that latency, for up to
+        ``release_bound`` since the call ended, like the release checks themselves.
+        """
+        expired = self.expired
+        if expired is None or expired.before.failures:
+            return self.measure(valid), 0.0
+        load, waited = self.recovery(valid, expired.before, expired.ended)
+        return load, waited
 
     def recovery(self, valid: message.Message, baseline: _Load, since: float) -> tuple[_Load, float]:
         """Measure until the server is back to ``baseline`` or ``release_bound`` has passed since ``since``."""
@@ -440,7 +448,13 @@ class _Run:
                 "cannot tell whether work stops when its call ends"
             )
             return self.skipped(cancel, why), self.skipped(deadline, why)
-        baseline = self.settled(valid)
+        baseline, waited = self.baseline(valid)
+        if self.expired is not None and baseline.worse_than(self.expired.before):
+            what = f"{waited * 1000:.0f} ms after short-deadline's slow call ran out of its 50 ms deadline"
+            detail = f"{what}, the server was still {baseline}, against {self.expired.before} before that call"
+            fix = "honour the gRPC deadline: stop work and free its worker and slot when the deadline passes"
+            why = "not run: the server had not recovered from short-deadline's expired call (see deadline-released)"
+            return self.skipped(cancel, why), self.failed(deadline, detail, fix)
         if baseline.failures:
             why = f"{baseline.failures} of {self.options.concurrency} concurrent calls failed unloaded (see concurrent)"
             return self.skipped(cancel, why), self.skipped(deadline, why)
@@ -485,6 +499,14 @@ class _Run:
             fix = "honour the gRPC deadline: stop work and free its worker and slot when the deadline passes"
             return cancel_result, self.failed(deadline, detail, fix)
         return cancel_result, self.passed(deadline, f"{waited * 1000:.0f} ms after {what} ran out of time {after}")
+
+
+@dataclass(frozen=True)
+class _Expired:
+    """short-deadline's slow call: the latency measured before it, and when it ran out of time."""
+
+    before: _Load
+    ended: float
 
 
 @dataclass(frozen=True)
