@@ -77,8 +77,9 @@ def test_concurrent_4_mib_requests_cost_a_bounded_multiple_of_their_bytes(large_
     Before the fix the root kept a copy per attempt for each call's duration
     and glibc kept the freed buffers: the peak was 6-7x the bytes admitted
     and RSS stayed hundreds of MB above its start. The bound is 2x (the
-    issue's target) with a margin for a busy machine: 2.5x; after, within
-    15% of the start (measured 1-7%).
+    issue's target) with a margin for a busy machine: 2.5x; after, within a
+    quarter of the bytes admitted above the start (16 MiB; usually 1-3% of
+    the start, 0.5-1 MiB; seen 10-13 MiB in 2 of 25 runs, on a busy machine).
     """
     pid = large_messages.children["root"].pid
     assert pid is not None
@@ -92,8 +93,10 @@ def test_concurrent_4_mib_requests_cost_a_bounded_multiple_of_their_bytes(large_
     peak = memory_kib(pid)["VmHWM"]
     admitted_kib = 16 * len(body) / KIB
     assert peak - start <= 2.5 * admitted_kib, f"RSS rose {peak - start} KiB for {admitted_kib:.0f} KiB admitted"
+    settled = start + 0.25 * admitted_kib
     wait_until(
-        lambda: memory_kib(pid)["VmRSS"] <= 1.15 * start,
+        lambda: memory_kib(pid)["VmRSS"] <= settled,
         10,
-        f"root RSS back within 15% of its start ({start} KiB; now {memory_kib(pid)['VmRSS']} KiB)",
+        f"root RSS back within a quarter of the bytes admitted of its start ({start} KiB, bound {settled:.0f} KiB;"
+        f" now {memory_kib(pid)['VmRSS']} KiB)",
     )
