@@ -31,7 +31,9 @@ numbers). Steps:
    the ``k``-hit search is the hits (snippets) and the merge.
    *Tantivy* (:mod:`loadtest.tantivy_ref`, the optional ``bench`` extra):
    the same documents, indexed once beside ours; p50/p99 at 1 thread, q/s at
-   8 threads, and overlap@k of its top-k with ours (mean, min, identical).
+   8 threads, and overlap@k of its top-k with ours (mean, min, identical);
+   then *with documents*, 1 thread: each hit's stored document read and a
+   snippet cut from it, the work our hits do (id, title, snippet).
 4. *Through the root*: the sharded index served by the local runtime
    (``--shards`` x ``--replicas`` leaves, merge, root, the default root
    configuration, as ``scatter demo --index`` runs it); each leaf's resident
@@ -284,6 +286,10 @@ def tantivy_runs(
         runs.append(_summarise("tantivy in process", mix, 1, one, time.perf_counter() - began))
         many, seconds = index.throughput(mix_queries, k, 8)
         runs.append(_summarise("tantivy in process", mix, 8, many, seconds))
+        index.latencies(mix_queries[:WARM_UP_QUERIES], k, documents=True)
+        began = time.perf_counter()
+        docs = index.latencies(mix_queries, k, documents=True)
+        runs.append(_summarise("tantivy with documents", mix, 1, docs, time.perf_counter() - began))
         shares, identical = [], 0
         for query, mine in zip(mix_queries, ours[mix], strict=True):
             theirs = index.top_numbers(query, k)
@@ -460,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[Run] = []
     matches: dict[str, list[float]] = {}
 
-    tantivy_path = single_path.with_name(single_path.name + ".tantivy")
+    tantivy_path = single_path.with_name(single_path.name + tantivy_ref.INDEX_SUFFIX)
     if not args.no_tantivy and not tantivy_ref.available():
         print(f"bench: {tantivy_ref.INSTALL_HINT}; the tantivy column is skipped", file=sys.stderr, flush=True)
         args.no_tantivy = True
@@ -527,6 +533,8 @@ def goals(runs: list[Run], shards: int) -> list[dict[str, Any]]:
     for mix in ("mid", "zipf"):
         ours, theirs = find("in-process unsharded", mix), find("tantivy in process", mix)
         ratio(f"unsharded p50 / tantivy p50, {mix}", p50(ours), p50(theirs), 2.0)
+        with_docs = find("tantivy with documents", mix)
+        ratio(f"unsharded p50 / tantivy with documents p50, {mix}", p50(ours), p50(with_docs), 2.0)
     sharded, single = find(f"in-process {shards} shards", "mid"), find("in-process unsharded", "mid")
     ratio(f"{shards} shards in process / unsharded, mid p50", p50(sharded), p50(single), 1.5)
     for mix in ("mid", "zipf"):

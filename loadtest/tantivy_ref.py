@@ -6,9 +6,14 @@ Rules:
   :func:`available` says how to install it and the benchmark skips the column.
 - Documents: one indexed text field ``body`` = title + newline + text (our index
   also scores title and text as one field), tantivy's ``default`` tokenizer
-  (split on non-alphanumerics, lowercase), frequencies without positions; a
-  fast, stored u64 ``n`` = the document's number in the corpus. On the
-  synthetic corpus (lowercase ASCII words) that gives our tokens exactly.
+  (split on non-alphanumerics, lowercase), frequencies without positions,
+  stored; a fast, stored u64 ``n`` = the document's number in the corpus. On
+  the synthetic corpus (lowercase ASCII words) that gives our tokens exactly.
+- Two searches: :meth:`TantivyIndex.search` returns scores and addresses
+  only (tantivy's own search, what its benchmarks time); :meth:`TantivyIndex.documents`
+  also reads each hit's stored document and cuts a snippet of ``SNIPPET_CHARS``
+  from it with tantivy's ``SnippetGenerator``: the same work as our search,
+  whose hits carry id, title and snippet. Compare ours with the second.
 - Query: our tokenizer, then one SHOULD term query per token (repeats kept, as
   our scorer counts a repeated term once per occurrence): BM25 over the OR of
   the terms, k1 = 1.2, b = 0.75 as ours.
@@ -30,8 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from demo_search import synthetic_corpus, tokenize
+from demo_search.search import SNIPPET_CHARS
 
-__all__ = ["INSTALL_HINT", "TantivyIndex", "available", "build_or_reuse"]
+__all__ = ["INDEX_SUFFIX", "INSTALL_HINT", "TantivyIndex", "available", "build_or_reuse"]
+
+# Beside our index, named after it with this suffix; a new schema takes a new suffix, so an
+# index of an older one is not reused (".tantivy": body not stored).
+INDEX_SUFFIX = ".tantivy-stored"
 
 INSTALL_HINT = "tantivy is not installed: pip install 'scatter-gather[bench]' (or pip install tantivy==0.27.*)"
 HEAP_BYTES = 512 * 2**20
@@ -49,7 +59,7 @@ def _schema() -> Any:
     import tantivy
 
     builder = tantivy.SchemaBuilder()
-    builder.add_text_field("body", stored=False, tokenizer_name="default", index_option="freq")
+    builder.add_text_field("body", stored=True, tokenizer_name="default", index_option="freq")
     builder.add_unsigned_field("n", stored=True, fast=True, indexed=False)
     return builder.build()
 
@@ -114,11 +124,26 @@ class TantivyIndex:
         """Corpus document numbers of the best ``k``."""
         return [int(self.searcher.doc(address)["n"][0]) for _, address in self.search(text, k)]
 
-    def latencies(self, queries: list[str], k: int) -> list[float]:
+    def documents(self, text: str, k: int) -> list[tuple[int, str, str]]:
+        """The best ``k`` as our hits are: (number, title, snippet), from each hit's stored document."""
+        query = self.query(text)
+        hits = self.searcher.search(query, k, count=True).hits
+        snippets = self._tantivy.SnippetGenerator.create(self.searcher, query, self.schema, "body")
+        snippets.set_max_num_chars(SNIPPET_CHARS)
+        out = []
+        for _, address in hits:
+            doc = self.searcher.doc(address)
+            title = doc["body"][0].partition("\n")[0]
+            out.append((int(doc["n"][0]), title, snippets.snippet_from_doc(doc).fragment()))
+        return out
+
+    def latencies(self, queries: list[str], k: int, *, documents: bool = False) -> list[float]:
+        """Each query's seconds, one at a time; with ``documents``, :meth:`documents` instead of :meth:`search`."""
+        search = self.documents if documents else self.search
         out = []
         for text in queries:
             start = time.perf_counter()
-            self.search(text, k)
+            search(text, k)
             out.append(time.perf_counter() - start)
         return out
 

@@ -274,11 +274,12 @@ def test_scatter_bench_demo_scale_reports_where_the_time_goes(tmp_path: Path) ->
     assert root["breakdown_ms"]["slowest shard at the root"] <= root["breakdown_ms"]["root"]
     assert "client latency minus slowest shard alone" in root["breakdown_ms"]
     assert runs[("bare three hops", "-", 1)]["queries"] == 20
-    assert len(document["goals"]) == 7
+    assert len(document["goals"]) == 9
     goal = next(g for g in document["goals"] if g["goal"].startswith("root p50 minus slowest shard"))
     assert goal["value"] is not None
     if importlib.util.find_spec("tantivy") is not None:
         assert runs[("tantivy in process", "mid", 8)]["queries"] == 20
+        assert runs[("tantivy with documents", "zipf", 1)]["queries"] == 20
         overlap = document["overlap"]["zipf"]
         assert overlap["queries"] == 20 and 0.5 <= overlap["min"] <= overlap["mean"] <= 1.0
         missing = [g["goal"] for g in document["goals"] if g["value"] is None]
