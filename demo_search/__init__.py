@@ -28,7 +28,7 @@ from demo_search.format import (
 )
 from demo_search.index import BuildSummary, build_index
 from demo_search.messages import hit_to_proto
-from demo_search.search import Hit, IndexSearcher, SearchResult, ShardSearcher, merge_results
+from demo_search.search import SNIPPET_CHARS, Hit, IndexSearcher, SearchResult, ShardSearcher, merge_results
 from demo_search.synthetic import synthetic_corpus
 from demo_search.tokenizer import tokenize
 
@@ -39,6 +39,7 @@ __all__ = [
     "DEMO_REPLICAS",
     "DEMO_SHARDS",
     "FORMAT_VERSION",
+    "SNIPPET_CHARS",
     "BuildSummary",
     "CorpusError",
     "Document",

@@ -34,8 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from demo_search import synthetic_corpus, tokenize
-from demo_search.search import SNIPPET_CHARS
+from demo_search import SNIPPET_CHARS, synthetic_corpus, tokenize
 
 __all__ = ["INDEX_SUFFIX", "INSTALL_HINT", "TantivyIndex", "available", "build_or_reuse"]
 
