@@ -40,7 +40,10 @@ average says nothing about now). Only answers feed it, plus censored
 observations that can only raise it: a TIMEOUT, or a CANCELLED attempt (lost
 the race) that had already run longer than the EWMA says, is evidence of
 slowness; a lost race that was a fault raises it to the time the attempt had
-run, at once (a peak, as in peak EWMA). Fast failures never feed it: a
+run, at once (a peak, as in peak EWMA). A censored attempt shorter than the
+EWMA is no news and leaves it, and its age, alone (a stale one is replaced
+by it): a slow replica that only gets its sibling's hedges, each cancelled
+early, goes stale and gets a first attempt again, so a hang there is seen. Fast failures never feed it: a
 replica that refuses in 0.1 ms would otherwise look like the fastest and
 attract all traffic (the black hole of least-latency balancing).
 
@@ -458,17 +461,23 @@ class ReplicaSet:
         if failure_kind is None:
             raise ValueError("finish(ok=False) needs a failure_kind")
         if failure_kind is FailureKind.CANCELLED or failure_kind is FailureKind.TIMEOUT:
-            # Censored: the true latency is at least this, so it may only raise
-            # the EWMA; it still counts as a fresh look at the replica.
+            # Censored: the true latency is at least this, so it may only raise a
+            # fresh EWMA, and only an attempt that ran longer than that EWMA is news
+            # (a fresh look at the replica). One cut short before says nothing: a
+            # hedge cancelled because its sibling answered first would otherwise
+            # keep a slow replica's EWMA fresh for ever, so it never got a first
+            # attempt again, and a hang there was never seen (CI). A stale EWMA
+            # says nothing either: the attempt's time replaces it.
             if latency > r.ewma:
                 r.unanswered += 1  # ran longer than usual, and no answer
                 if r.unanswered >= PROBE_AFTER_UNANSWERED:
                     self._want_probe(r, now)
             if r.sampled_at < now - self._stale_after:
                 r.ewma = latency
+                r.sampled_at = now
             elif latency > r.ewma:
                 r.ewma += self._alpha * (latency - r.ewma)
-            r.sampled_at = now
+                r.sampled_at = now
         elif failure_kind is FailureKind.REJECTED and r.ejected_until <= now:
             r.failures = 0  # it answered, if only to refuse the request: the fault streak is over
 

@@ -207,6 +207,28 @@ def test_a_cancelled_look_refreshes_the_sample_time() -> None:
     assert rs.pick() == 1
 
 
+def test_hedges_cancelled_early_do_not_keep_a_slow_ewma_fresh() -> None:
+    # Replica 0 is slow (50 ms), so it gets no first attempts while 1 answers in 2 ms; it
+    # only gets 1's hedges, each cancelled after 5 ms when 1 answers. Those say nothing about
+    # 0: once its EWMA is stale it must get a first attempt again (a hang there would go unseen).
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    answer(rs, 0, 0.050)
+    answer(rs, 1, 0.002)
+    steps = 0
+    while steps < 30:
+        steps += 1
+        clock.advance(0.1)
+        if rs.pick() == 0:
+            break
+        rs.start(1)
+        rs.start(0)  # the hedge
+        rs.finish(1, 0.002, True)
+        rs.finish(0, 0.005, False, FailureKind.CANCELLED)
+        assert ewma(rs, 0) == 0.050  # censored below its EWMA: no news
+    assert steps == 11  # stale once its newest sample is more than ewma_stale_after (1 s) old
+
+
 def test_timeout_raises_the_ewma_and_is_no_fault() -> None:
     rs = replicas(2)
     answer(rs, 0, 0.5)
