@@ -43,9 +43,10 @@ slowness; a lost race that was a fault raises it to the time the attempt had
 run, at once (a peak, as in peak EWMA). A censored attempt shorter than the
 EWMA is no news and leaves it, and its age, alone (a stale one is replaced
 by it): a slow replica that only gets its sibling's hedges, each cancelled
-early, goes stale and gets a first attempt again, so a hang there is seen. Fast failures never feed it: a
-replica that refuses in 0.1 ms would otherwise look like the fastest and
-attract all traffic (the black hole of least-latency balancing).
+early, goes stale and gets a first attempt again, so a hang there is seen.
+Fast failures never feed it: a replica that refuses in 0.1 ms would
+otherwise look like the fastest and attract all traffic (the black hole of
+least-latency balancing).
 
 Ejection counts only what says something about the replica, never about
 the request. ``finish`` never counts a failure: the same request fails the
