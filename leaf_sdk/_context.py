@@ -15,7 +15,8 @@ from sdk_core import HandlerContext, ServicerContext
 class LeafContext(HandlerContext):
     """One call to a leaf: which shard, which attempt, how much time is left.
 
-    Attributes: ``shard_index`` and ``shard_count`` (this leaf's shard),
+    Attributes: ``shard_index`` and ``shard_count`` (the shard this call is
+    for: one of the process's shards when it serves several),
     ``attempt`` (1 for the first attempt at this shard of this request),
     ``hedge`` (True when the root sent this as a backup of a slow attempt),
     ``request_id`` (the client request, for logs). Methods and properties
@@ -29,7 +30,7 @@ class LeafContext(HandlerContext):
     def __init__(
         self,
         context: ServicerContext,
-        request: leaf_pb2.ExecuteRequest,
+        request: leaf_pb2.ExecuteRequest | leaf_pb2.ExecuteShardsRequest,
         shard_index: int,
         shard_count: int,
     ) -> None:
@@ -49,8 +50,18 @@ class LeafContext(HandlerContext):
 
 @dataclass(frozen=True)
 class LeafInfo:
-    """What the start and stop hooks get: the shard this process serves and where it listens."""
+    """What the start and stop hooks get: the shards this process serves and where it listens.
+
+    ``shards`` lists every shard the process serves (``--shards``; load each
+    one's data in the start hook); ``shard_index`` is the first of them, the
+    only one for a process that serves one shard.
+    """
 
     shard_index: int
     shard_count: int
     address: str
+    shards: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.shards:
+            object.__setattr__(self, "shards", (self.shard_index,))

@@ -28,7 +28,10 @@ class Leaf(HandlerServer[LeafOptions, LeafInfo], Generic[Req]):
     """A leaf server around ``handler``.
 
     ``handler(request, ctx)`` gets the decoded request and a ``LeafContext``
-    and returns a protobuf message (the shard's partial result). A plain
+    and returns a protobuf message (the shard's partial result). A process
+    that serves several shards (``--shards``) answers each with the handler,
+    ``ctx.shard_index`` saying which; a call for several of them at once
+    (``ExecuteShards``) runs the handler for each concurrently. A plain
     function runs in a thread pool sized to ``max_concurrency``; an
     ``async def`` runs on the event loop. ``on_start(info)`` runs after the
     port is bound and before health reports SERVING (load the index there);
@@ -55,11 +58,19 @@ class Leaf(HandlerServer[LeafOptions, LeafInfo], Generic[Req]):
         super().__init__(handler, request_type=request_type, on_start=on_start, on_stop=on_stop)
 
     def _add_servicer(self, server: grpc.aio.Server, options: LeafOptions) -> None:
-        servicer = LeafServicer(self._runner, self._decode_request, options.shard_index, options.shard_count)
+        servicer = LeafServicer(self._runner, self._decode_request, options.served, options.shard_count)
         add_method(server, SERVICE_NAME, "Execute", servicer.Execute, leaf_pb2.ExecuteRequest, leaf_pb2.ExecuteResponse)
+        add_method(
+            server,
+            SERVICE_NAME,
+            "ExecuteShards",
+            servicer.ExecuteShards,
+            leaf_pb2.ExecuteShardsRequest,
+            leaf_pb2.ExecuteShardsResponse,
+        )
 
     def _info(self, options: LeafOptions, address: str) -> LeafInfo:
-        return LeafInfo(options.shard_index, options.shard_count, address)
+        return LeafInfo(options.shard_index, options.shard_count, address, options.served)
 
 
 def serve_leaf(

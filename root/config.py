@@ -181,6 +181,9 @@ class RootConfig:
     # text) instead of what failed and what to do; the log has them either way.
     detailed_errors: bool = False
     http: HttpConfig | None = None  # the HTTP/JSON ingress; None: off
+    # Several shards of a request whose first attempts go to one address share one
+    # Leaf.ExecuteShards call (root.scatter); False sends one Leaf.Execute per shard.
+    batch_shards: bool = True
 
     @property
     def shard_count(self) -> int:
@@ -505,6 +508,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
     shard_offset = root.number("shard_offset", int, 0, low=0, high=MAX_SHARD_INDEX)
     total_shards = root.number("total_shards", int, 0, low=0, high=MAX_SHARD_INDEX)
     detailed_errors = root.get("detailed_errors", bool, False)
+    batch_shards = root.get("batch_shards", bool, True)
     root.finish()
 
     merge = doc.table("merge")
@@ -636,6 +640,7 @@ def parse_root_config(data: Mapping[str, Any]) -> RootConfig:
         trace_url=trace_url,
         detailed_errors=detailed_errors,
         http=http,
+        batch_shards=batch_shards,
     )
     if payload_limit(config) < 1:
         framing = max_message_bytes - payload_limit(config)

@@ -58,6 +58,10 @@ def root_families(snapshot: RootSnapshot) -> Iterable[Metric]:
         "budget_exhausted": ("scatter_root_hedge_budget_exhausted", "Hedges not sent: the hedge budget was spent."),
         "failovers": ("scatter_root_failovers", "Attempts started at once after an UNAVAILABLE reply."),
         "cancelled": ("scatter_root_cancelled_attempts", "Leaf calls cancelled: losers of a race, or cut off."),
+        "batched": (
+            "scatter_root_batched_attempts",
+            "First attempts sent in one ExecuteShards call with other shards of the same leaf process.",
+        ),
     }
     for field, (name, documentation) in per_shard.items():
         family = CounterMetricFamily(name, documentation, labels=["shard"])

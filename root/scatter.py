@@ -9,6 +9,17 @@ replica's call (``root.transport``), a ``Cancel`` cancels that task, an
 itself, since they span shards: the shard deadline (every open plan
 expires) and the coverage wait (``stop_waiting_at``: open plans are cut off).
 
+Batching: a leaf process may serve several shards (leaf.proto,
+``ExecuteShards``). When the first attempts of several shards go to one
+address, they travel as one ``Leaf.ExecuteShards`` call, one gRPC call per
+process instead of one per shard: gRPC's cost per call is most of a fast
+leaf's (docs/benchmarks.md). The plans do not know: each still has its own
+attempt, cancelled on its own (the call is cancelled once none of its shards
+still wants it) and ended by its own answer inside the call's. Hedges and
+failovers are single ``Execute`` calls. A peer that answers ExecuteShards
+UNIMPLEMENTED has each shard's attempt resent as an ``Execute`` at once, and
+is not asked again (``Replica.batches``).
+
 Shape of the I/O: one coroutine per request. Each attempt is one task whose
 completion wakes the coroutine; the plans' ``wake_at`` times and the
 deadline share one timer, kept in a heap so a wake-up costs O(log n) at
@@ -28,6 +39,9 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
 
 from protos.scatter_gather.v1 import shard_pb2
 from root import wire
@@ -53,7 +67,10 @@ log = logging.getLogger("scatter.root")
 
 NO_COVERAGE_WAIT = CoverageWaitConfig()
 HEDGE = AttemptKind.HEDGE
+FIRST = AttemptKind.FIRST
 OK = shard_pb2.SHARD_STATUS_OK
+# A ShardAnswer's code number -> its name, as the plans take codes.
+CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 # Latencies and deadlines are measured on this clock (the policies' too):
 # uvloop's loop.time() is cached per loop iteration and has 1 ms resolution,
@@ -107,6 +124,15 @@ class ShardOutcome:
     subtree: shard_pb2.Coverage | None = None  # the coverage a root serving as this shard reported
 
 
+@dataclass(slots=True)
+class Batch:
+    """One ExecuteShards call: the attempts it carries, and those still waiting for it."""
+
+    replica: Replica
+    members: list[tuple[int, int, Launch]]  # (shard position, attempt, its launch)
+    live: set[tuple[int, int]]  # (shard position, attempt) of the members not cancelled
+
+
 class Scatter:
     """Runs the fan-out of one request. Create, then ``await run()`` once."""
 
@@ -122,8 +148,11 @@ class Scatter:
         trace: TraceContext | None = None,
         tracing: Tracing | None = None,
         parent: Span | None = None,
+        batch: bool = True,
     ):
         self.loop = asyncio.get_running_loop()
+        self.batch = batch and len(shards) > 1
+        self.batches: dict[asyncio.Task[AttemptResult], Batch] = {}
         self.shards = shards
         self.plans = [AttemptPlan(shard.policy) for shard in shards]
         # This request's view of each shard's replicas, taken with its policy: a membership
@@ -167,9 +196,12 @@ class Scatter:
         loop = self.loop
         plans = self.plans
         try:
-            for i, plan in enumerate(plans):
-                now = clock()
-                self._apply(i, plan.start(now), now)
+            if self.batch:
+                self._start_batched()
+            else:
+                for i, plan in enumerate(plans):
+                    now = clock()
+                    self._apply(i, plan.start(now), now)
             while self.open:
                 self._arm_timer()
                 self.waiter = loop.create_future()
@@ -239,31 +271,87 @@ class Scatter:
 
     def _finished(self, task: asyncio.Task[AttemptResult]) -> None:
         key = self.tasks.pop(task, None)
-        if key is None or task.cancelled():
-            return  # a loser, already accounted for when it was cancelled
+        if key is None:
+            batch = self.batches.pop(task, None)
+            if batch is not None and not task.cancelled():
+                self._batch_finished(batch, *self._task_result(task, batch.members[0][0], batch.members[0][1]))
+            return  # else a loser, already accounted for when it was cancelled
+        if task.cancelled():
+            return
         del self.running[key]
         i, attempt = key
-        failure = task.exception()
-        body: bytes | str
-        if failure is not None:  # a transport bug: the attempt failed, the request goes on
-            log.warning("attempt %d of shard %d raised %r", attempt, self.shards[i].index, failure)
-            code, body = "UNKNOWN", f"the root's call failed: {type(failure).__name__}"
-        else:
-            code, body = task.result()
-        if self.tracing is not None:
-            self._end_span(i, attempt, code, "")
+        code, body = self._task_result(task, i, attempt)
         now = clock()
-        event = self.timeline[key]
-        event[5], event[6] = now, code
         if code == "OK":
             assert isinstance(body, bytes)
             payload, subtree, subtree_hedges = wire.leaf_response(body)
             self.hedges_below[i] += subtree_hedges
-            actions = self.plans[i].result(attempt, "OK", "", now)
-            self._apply(i, actions, now, payload, subtree)
+            self._result(i, attempt, "OK", "", now, payload, subtree)
         else:
             assert isinstance(body, str)
-            self._apply(i, self.plans[i].result(attempt, code, body, now), now)
+            self._result(i, attempt, code, body, now)
+
+    def _task_result(self, task: asyncio.Task[AttemptResult], i: int, attempt: int) -> AttemptResult:
+        failure = task.exception()
+        if failure is not None:  # a transport bug: the attempt failed, the request goes on
+            log.warning("attempt %d of shard %d raised %r", attempt, self.shards[i].index, failure)
+            return "UNKNOWN", f"the root's call failed: {type(failure).__name__}"
+        return task.result()
+
+    def _result(
+        self,
+        i: int,
+        attempt: int,
+        code: str,
+        details: str,
+        now: float,
+        payload: bytes = b"",
+        subtree: shard_pb2.Coverage | None = None,
+    ) -> None:
+        """One attempt's outcome, to its plan: ``payload`` is the leaf's Any when ``code`` is OK."""
+        if self.tracing is not None:
+            self._end_span(i, attempt, code, "")
+        event = self.timeline[(i, attempt)]
+        event[5], event[6] = now, code
+        self._apply(i, self.plans[i].result(attempt, code, details, now), now, payload, subtree)
+
+    def _batch_finished(self, batch: Batch, code: str, body: bytes | str) -> None:
+        """An ExecuteShards call ended: each shard still waiting for it gets its own answer."""
+        now = clock()
+        live = [(i, attempt, launch) for i, attempt, launch in batch.members if (i, attempt) in batch.live]
+        for i, attempt, _ in live:
+            del self.running[(i, attempt)]
+        if code == "UNIMPLEMENTED":
+            # The peer has no ExecuteShards: resend each attempt as an Execute, the plans none the wiser.
+            batch.replica.batches = False
+            for i, attempt, launch in live:
+                self.replicas[i][launch.replica].batches = False
+                self.shards[i].stats.batched -= 1  # it went alone after all
+                if self.tracing is not None:
+                    self._end_span(i, attempt, code, "")
+                self._launch(i, launch, now)
+            return
+        answers: dict[int, wire.ShardAnswer] = {}
+        if code == "OK":
+            assert isinstance(body, bytes)
+            try:
+                answers = {answer[0]: answer for answer in wire.shard_answers(body)}
+            except DecodeError:
+                code, body = "INTERNAL", f"the ExecuteShards answer of {batch.replica.address} does not parse"
+        for i, attempt, _ in live:
+            if code != "OK":
+                assert isinstance(body, str)
+                self._result(i, attempt, code, body, now)
+                continue
+            index = self.shards[i].index
+            answer = answers.get(index)
+            if answer is None:
+                details = f"the ExecuteShards answer of {batch.replica.address} has no answer for shard {index}"
+                self._result(i, attempt, "INTERNAL", details, now)
+            elif answer[1] == 0:
+                self._result(i, attempt, "OK", "", now, answer[2])
+            else:
+                self._result(i, attempt, CODE_NAMES.get(answer[1], "UNKNOWN"), answer[3], now)
 
     # -- actions -----------------------------------------------------------------
 
@@ -280,8 +368,15 @@ class Scatter:
                 self._launch(i, action, now)
             elif type(action) is Cancel:
                 task = self.running.pop((i, action.attempt))
-                del self.tasks[task]
-                task.cancel()
+                batch = self.batches.get(task)
+                if batch is None:
+                    del self.tasks[task]
+                    task.cancel()
+                else:  # one shard of an ExecuteShards call: the call goes on while another still wants it
+                    batch.live.discard((i, action.attempt))
+                    if not batch.live:
+                        del self.batches[task]
+                        task.cancel()
                 event = self.timeline[(i, action.attempt)]
                 event[5], event[6] = now, "CANCELLED"
                 if self.tracing is not None:
@@ -292,6 +387,69 @@ class Scatter:
         plan = self.plans[i]
         if plan.wake_at != math.inf and not plan.ended:
             heapq.heappush(self.wakes, (plan.wake_at, i))
+
+    def _start_batched(self) -> None:
+        """Start every plan, sending the first attempts that go to one address as one ExecuteShards call."""
+        groups: dict[str, list[tuple[int, Launch]]] = {}
+        for i, plan in enumerate(self.plans):
+            now = clock()
+            actions = plan.start(now)
+            launch = actions[0] if len(actions) == 1 else None
+            if type(launch) is Launch and launch.kind is FIRST and self.replicas[i][launch.replica].batches:
+                groups.setdefault(self.replicas[i][launch.replica].address, []).append((i, launch))
+                self._apply(i, (), now)  # schedules the plan's hedge; the launch waits for its group
+            else:
+                self._apply(i, actions, now)
+        now = clock()
+        for group in groups.values():
+            if len(group) == 1:
+                self._launch(group[0][0], group[0][1], now)
+            else:
+                self._launch_batch(group, now)
+
+    def _launch_batch(self, group: list[tuple[int, Launch]], now: float) -> None:
+        first, launch = group[0]
+        replica = self.replicas[first][launch.replica]
+        shards = self.shards
+        indexes = [shards[i].index for i, _ in group]
+        request = partial(
+            wire.execute_request,
+            self.payload_field,
+            wire.execute_shards_fields(indexes, shards[first].count),
+            launch.attempt,
+            False,
+            self.request_id_field,
+        )
+        metadata = self.metadata
+        for i, member in group:
+            shards[i].stats.batched += 1
+            self.timeline[(i, member.attempt)] = [i, member.attempt, member.replica, member.kind, now, math.nan, ""]
+            if self.tracing is not None:
+                self.spans[(i, member.attempt)] = span = self._span("Leaf.ExecuteShards", i, replica, member)
+                if i == first:
+                    metadata = ((HEADER, self.tracing.traceparent(span)),)
+        # Each index adds at most 5 bytes: still below the merge request's framing (root.config.payload_limit).
+        size = self.request_size + 5 * len(indexes)
+        task = self.loop.create_task(replica.call_shards(request, size, self.deadline - now, metadata))
+        task.add_done_callback(self._attempt_done)
+        self.batches[task] = Batch(
+            replica, [(i, member.attempt, member) for i, member in group], {(i, m.attempt) for i, m in group}
+        )
+        for i, member in group:
+            self.running[(i, member.attempt)] = task
+
+    def _span(self, name: str, i: int, replica: Replica, action: Launch) -> Span:
+        assert self.tracing is not None
+        return self.tracing.child_span(
+            name,
+            self.parent,
+            attributes={
+                "scatter.shard": self.shards[i].index,
+                "scatter.replica": replica.address,
+                "scatter.attempt": action.attempt,
+                "scatter.attempt_kind": action.kind.value,
+            },
+        )
 
     def _launch(self, i: int, action: Launch, now: float) -> None:
         shard = self.shards[i]
@@ -309,16 +467,7 @@ class Scatter:
         metadata = self.metadata
         tracing = self.tracing
         if tracing is not None:
-            span = tracing.child_span(
-                "Leaf.Execute",
-                self.parent,
-                attributes={
-                    "scatter.shard": shard.index,
-                    "scatter.replica": replica.address,
-                    "scatter.attempt": action.attempt,
-                    "scatter.attempt_kind": action.kind.value,
-                },
-            )
+            span = self._span("Leaf.Execute", i, replica, action)
             self.spans[(i, action.attempt)] = span
             metadata = ((HEADER, tracing.traceparent(span)),)
         self.timeline[(i, action.attempt)] = [i, action.attempt, action.replica, action.kind, now, math.nan, ""]

@@ -427,6 +427,7 @@ class RootService:
             trace,
             self.tracing if span is not None else None,
             span,
+            self.config.batch_shards,
         )
         if scattered is not None:
             scattered.append(scatter)

@@ -71,6 +71,7 @@ class ShardSnapshot:
     budget_exhausted: int
     failovers: int
     cancelled: int
+    batched: int
     outcomes: tuple[tuple[int, int], ...]  # (ShardStatus, count), by status
     duration: HistogramSnapshot  # first attempt to answer, answered calls
     latencies: LatencySamples  # the hedge delay's window of successful attempts
@@ -120,6 +121,7 @@ def take_snapshot(service: RootService) -> RootSnapshot:
                 budget_exhausted=stats.budget_exhausted,
                 failovers=stats.failovers,
                 cancelled=stats.cancelled,
+                batched=stats.batched,
                 outcomes=tuple(sorted(stats.outcomes.items())),
                 duration=shard.latency.snapshot(),
                 latencies=shard.policy.latencies.samples(),

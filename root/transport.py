@@ -24,9 +24,18 @@ from grpc_health.v1 import health_pb2
 
 from scatter_common.tls import ClientTls, aio_channel
 
-__all__ = ["EXECUTE_METHOD", "MERGE_METHOD", "AttemptResult", "MergeChannel", "Replica", "channel_options"]
+__all__ = [
+    "EXECUTE_METHOD",
+    "EXECUTE_SHARDS_METHOD",
+    "MERGE_METHOD",
+    "AttemptResult",
+    "MergeChannel",
+    "Replica",
+    "channel_options",
+]
 
 EXECUTE_METHOD = "/scatter_gather.v1.Leaf/Execute"
+EXECUTE_SHARDS_METHOD = "/scatter_gather.v1.Leaf/ExecuteShards"
 MERGE_METHOD = "/scatter_gather.v1.Merge/Merge"
 HEALTH_METHOD = "/grpc.health.v1.Health/Check"
 WATCH_METHOD = "/grpc.health.v1.Health/Watch"
@@ -122,6 +131,12 @@ class Replica:
         self.execute: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(EXECUTE_METHOD)
         self._streamed: grpc.aio.StreamUnaryMultiCallable[bytes, bytes] = self.channel.stream_unary(EXECUTE_METHOD)
         self._gate = asyncio.Lock()
+        self._shards: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(EXECUTE_SHARDS_METHOD)
+        self._shards_streamed: grpc.aio.StreamUnaryMultiCallable[bytes, bytes] = self.channel.stream_unary(
+            EXECUTE_SHARDS_METHOD
+        )
+        # False once the peer answered ExecuteShards UNIMPLEMENTED: it gets one Execute per shard.
+        self.batches = True
         self._health: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(HEALTH_METHOD)
         self._watch: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = self.channel.unary_stream(WATCH_METHOD)
         self._keeper: asyncio.Task[None] | None = None
@@ -147,6 +162,17 @@ class Replica:
         except grpc.aio.UsageError:
             # The channel was closed: the replica left the shard (root.membership) while a
             # request that started before still had it as its last resort.
+            return "UNAVAILABLE", f"replica {self.address} was removed from the shard"
+
+    async def call_shards(
+        self, build: Callable[[], bytes], size: int, timeout: float, metadata: Metadata
+    ) -> AttemptResult:
+        """One Leaf.ExecuteShards call (several shards of one request, see ``root.scatter``), as ``call``."""
+        try:
+            return "OK", await send(self._shards, self._shards_streamed, self._gate, build, size, timeout, metadata)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name, exc.details() or ""
+        except grpc.aio.UsageError:
             return "UNAVAILABLE", f"replica {self.address} was removed from the shard"
 
     async def serving(self, timeout: float) -> bool:

@@ -95,6 +95,14 @@ _ANSWER_PAYLOAD = _same_number(
     root_pb2.QueryResponse.PAYLOAD_FIELD_NUMBER,
     leaf_pb2.ExecuteResponse.PAYLOAD_FIELD_NUMBER,
 )
+# ExecuteShardsRequest is ExecuteRequest with field 2 repeated: the same splice builds both.
+for _name in ("PAYLOAD", "SHARD_COUNT", "ATTEMPT", "HEDGE", "REQUEST_ID"):
+    _same_number(
+        getattr(leaf_pb2.ExecuteRequest, f"{_name}_FIELD_NUMBER"),
+        getattr(leaf_pb2.ExecuteShardsRequest, f"{_name}_FIELD_NUMBER"),
+    )
+_same_number(leaf_pb2.ExecuteRequest.SHARD_INDEX_FIELD_NUMBER, leaf_pb2.ExecuteShardsRequest.SHARD_INDEXES_FIELD_NUMBER)
+del _name
 # A leaf's answer: its payload field alone is the fast path. One byte, so the check is one compare.
 _LEAF_PAYLOAD_KEY = _one_byte(tag(leaf_pb2.ExecuteResponse.PAYLOAD_FIELD_NUMBER))
 _MERGE_PAYLOAD_KEY = _one_byte(tag(merge_pb2.MergeResponse.PAYLOAD_FIELD_NUMBER))
@@ -212,6 +220,15 @@ def execute_shard_fields(shard_index: int, shard_count: int) -> bytes:
     return leaf_pb2.ExecuteRequest(shard_index=shard_index, shard_count=shard_count).SerializeToString()
 
 
+def execute_shards_fields(shard_indexes: Sequence[int], shard_count: int) -> bytes:
+    """ExecuteShardsRequest's shard_indexes and shard_count, encoded once per call.
+
+    With ``execute_request`` they make an ExecuteShardsRequest: its other
+    fields have ExecuteRequest's numbers (checked at import).
+    """
+    return leaf_pb2.ExecuteShardsRequest(shard_indexes=shard_indexes, shard_count=shard_count).SerializeToString()
+
+
 def execute_request_id_field(request_id: str) -> bytes:
     """ExecuteRequest's request_id, encoded once per request (empty when it is: proto3 omits it)."""
     return _tagged(_EXECUTE_REQUEST_ID_KEY, request_id.encode()) if request_id else b""
@@ -253,6 +270,27 @@ def leaf_response(raw: bytes) -> tuple[bytes, shard_pb2.Coverage | None, int]:
     parsed = leaf_pb2.ExecuteResponse.FromString(raw)
     payload = parsed.payload.SerializeToString() if parsed.HasField("payload") else b""
     return payload, (parsed.coverage if parsed.HasField("coverage") else None), parsed.hedges
+
+
+ShardAnswer = tuple[int, int, bytes, str]  # (shard index, gRPC code number, payload Any bytes, message)
+
+
+def shard_answers(raw: bytes) -> list[ShardAnswer]:
+    """The answers of an ExecuteShardsResponse, each with its payload's Any re-encoded (empty unless OK).
+
+    Parsed with protobuf: the answers' framing is read, never their payloads'
+    contents. Raises ``google.protobuf.message.DecodeError`` on a body that
+    does not parse.
+    """
+    return [
+        (
+            answer.shard_index,
+            answer.code,
+            answer.payload.SerializeToString() if answer.code == 0 else b"",
+            answer.message,
+        )
+        for answer in leaf_pb2.ExecuteShardsResponse.FromString(raw).answers
+    ]
 
 
 # -- the merge --------------------------------------------------------------------

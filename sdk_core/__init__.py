@@ -27,7 +27,7 @@ only, never an SDK or the root.
 """
 
 from sdk_core.callables import UserHook, message_class, parameter_annotations, resolve_message_type
-from sdk_core.calls import CallStats, Decoder, HandlerRunner, ServicerContext
+from sdk_core.calls import CallStats, Decoder, Failure, HandlerRunner, Prepare, ServicerContext
 from sdk_core.errors import (
     BadResult,
     InvalidRequest,
@@ -46,6 +46,7 @@ __all__ = [
     "BadResult",
     "CallStats",
     "Decoder",
+    "Failure",
     "Flag",
     "FlagParser",
     "HandlerContext",
@@ -55,6 +56,7 @@ __all__ = [
     "InvalidRequest",
     "NotReady",
     "Overloaded",
+    "Prepare",
     "SdkError",
     "SdkRequest",
     "ServerOptions",

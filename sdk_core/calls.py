@@ -42,6 +42,7 @@ from sdk_core.workers import Workers
 
 M = TypeVar("M", bound=Message)
 R = TypeVar("R")
+T = TypeVar("T")
 
 ServicerContext = grpc.aio.ServicerContext[Any, Any]
 
@@ -124,6 +125,14 @@ class Decoder(Generic[M]):
         return unpack(wrapped, self._message_type)
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """How one run of the handler failed: the status a call would have been aborted with."""
+
+    code: grpc.StatusCode
+    message: str
+
+
 # prepare(request, context) -> (positional arguments for the handler, the call's scope)
 Prepare = Callable[[R, ServicerContext], tuple[Sequence[object], CallScope]]
 
@@ -180,6 +189,26 @@ class HandlerRunner:
         tracing = self.tracing
         if tracing is None:
             return await self._call(request, context, prepare)
+        name = "Leaf.Execute" if self._role == "leaf" else "Merge.Merge"
+        return await self._traced(request, context, self._call(request, context, prepare), name)
+
+    async def call_many(
+        self, request: R, context: ServicerContext, prepares: Sequence[Prepare[R]], span_name: str
+    ) -> list[Message | Failure]:
+        """Run the handler once per ``prepares`` (several shards of one call), all at once.
+
+        Each run is admitted, counted and mapped like a call of its own, and
+        its outcome is the handler's message or the ``Failure`` it maps to;
+        the call itself is not aborted. Cancelling the call cancels them all.
+        """
+        runs = asyncio.gather(*(self._outcome(request, context, prepare) for prepare in prepares))
+        if self.tracing is None:
+            return await runs
+        return await self._traced(request, context, runs, span_name)
+
+    async def _traced(self, request: R, context: ServicerContext, work: Awaitable[T], name: str) -> T:
+        tracing = self.tracing
+        assert tracing is not None
         attributes = {
             name: getattr(request, field)
             for name, field in (
@@ -190,13 +219,9 @@ class HandlerRunner:
             )
             if hasattr(request, field)
         }
-        span = tracing.server_span(
-            "Leaf.Execute" if self._role == "leaf" else "Merge.Merge",
-            traceparent_of(context.invocation_metadata()),
-            attributes,
-        )
+        span = tracing.server_span(name, traceparent_of(context.invocation_metadata()), attributes)
         try:
-            result = await self._call(request, context, prepare)
+            result = await work
         except asyncio.CancelledError:
             span.set_attribute("scatter.cancelled", True)
             raise
@@ -208,6 +233,14 @@ class HandlerRunner:
         return result
 
     async def _call(self, request: R, context: ServicerContext, prepare: Prepare[R]) -> Message:
+        outcome = await self._outcome(request, context, prepare)
+        if isinstance(outcome, Message):
+            return outcome
+        await context.abort(outcome.code, outcome.message)
+        raise AssertionError("context.abort returned")  # it raises; this keeps the type checker honest
+
+    async def _outcome(self, request: R, context: ServicerContext, prepare: Prepare[R]) -> Message | Failure:
+        """One run of the handler: its message, or the status it failed with (logged and counted)."""
         stats = self.stats
         stats.calls += 1
         failure: Exception
@@ -268,7 +301,7 @@ class HandlerRunner:
             self._log.log(
                 level, "%s call refused (%s): %s", self._role, code.name, message, extra={"request_id": request_id}
             )
-        await context.abort(code, message)
+        return Failure(code, message)
 
     def _release(self) -> None:
         # On the loop thread (Workers.on_done): a sync handler's thread finished its job.

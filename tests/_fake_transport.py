@@ -24,6 +24,7 @@ class FakeReplica(Replica):
         self.address = address
         self.hang = hang
         self.calls = 0
+        self.batches = False  # no ExecuteShards: one call per shard
 
     async def call(self, build: Callable[[], bytes], size: int, timeout: float, metadata: Metadata) -> AttemptResult:
         self.calls += 1

@@ -152,6 +152,7 @@ class ShardCounters:
     budget_exhausted: int = 0
     failovers: int = 0
     cancelled: int = 0
+    batched: int = 0  # first attempts sent in one ExecuteShards call with other shards (root.scatter)
     outcomes: dict[int, int] = field(default_factory=dict)
 
 

@@ -82,7 +82,7 @@ LEAF_CHECKS = (
     Check("wrong-type", _LEAF_INVALID),
     Check("undecodable", _LEAF_INVALID),
     Check("empty-payload", _LEAF_INVALID),
-    Check("wrong-shard", "MUST answer FAILED_PRECONDITION when shard_index is not the shard it serves"),
+    Check("wrong-shard", "MUST answer FAILED_PRECONDITION when shard_index is not a shard it serves"),
     Check("short-deadline", _DEADLINE),
     Check("concurrent", _CONCURRENT),
     Check("cancel-released", _CANCEL),

@@ -220,6 +220,11 @@ def build_target(spec: DeploymentSpec, images: Images = Images(), namespace: str
         )
     if spec.tree is not None:
         raise ConfigError("[tree]: exporting a two-level tree is not supported yet; export one level")
+    if spec.shards_per_process > 1:
+        raise ConfigError(
+            "leaves.shards_per_process: exporting leaves that serve several shards is not supported yet "
+            "(a StatefulSet serves one shard); export with shards_per_process = 1"
+        )
     deploy = Table(spec.deploy, "deploy")
     in_file = deploy.get("namespace", str, DEFAULT_NAMESPACE)
     namespace = _name("--namespace", namespace) if namespace else _name("deploy.namespace", in_file)

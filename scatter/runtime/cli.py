@@ -46,8 +46,10 @@ def main(argv: list[str]) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    total = spec.shards * spec.replicas
-    print(f"scatter up: starting merge and {total} leaves ({spec.shards} shards x {spec.replicas} replicas)...")
+    processes = len(spec.process_shards())
+    total = processes * spec.replicas
+    per = f", {spec.shards_per_process} per process" if spec.shards_per_process > 1 else ""
+    print(f"scatter up: starting merge and {total} leaves ({spec.shards} shards{per} x {spec.replicas} replicas)...")
     try:
         with dep:
             print(f"scatter up: logs in {dep.run_dir}")

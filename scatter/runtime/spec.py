@@ -12,6 +12,7 @@ and leaves are commands to start instead of addresses to call.
     command = ["{python}", "leaf.py", "--index", "{config_dir}/index"]
     shards = 4
     replicas = 2
+    shards_per_process = 1      # 2: each leaf process serves two shards (SCATTER_SHARDS)
     env = { LOG_LEVEL = "info" }
 
     [runtime]
@@ -24,7 +25,10 @@ Commands run in the file's folder. Placeholders: {python} (this Python),
 {config_dir}, and for leaves {shard}, {shards}, {replica}. Every child also
 gets SCATTER_HOST, SCATTER_PORT, and leaves SCATTER_SHARD_INDEX,
 SCATTER_SHARD_COUNT and SCATTER_REPLICA_ID, so a leaf in any language finds
-its address and shard in its environment.
+its address and shard in its environment. With ``shards_per_process`` above
+1, each leaf process serves that many consecutive shards (the last one
+fewer), named in SCATTER_SHARDS ("4-7"; SCATTER_SHARD_INDEX and {shard} are
+the first), and the root sends them one ``ExecuteShards`` call per request.
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ class DeploymentSpec:
     shards: int
     replicas: int
     directory: Path
+    shards_per_process: int = 1
     ready_timeout: float = DEFAULT_READY_TIMEOUT_MS / 1000
     restart_backoff: float = DEFAULT_RESTART_BACKOFF_MS / 1000
     max_restart_backoff: float = DEFAULT_MAX_RESTART_BACKOFF_MS / 1000
@@ -94,6 +99,11 @@ class DeploymentSpec:
     # [deploy]: what a cluster needs that a local run does not (image, namespace,
     # resources...). ``scatter up`` ignores it; ``scatter export`` validates it.
     deploy: Mapping[str, Any] = field(default_factory=dict)
+
+    def process_shards(self) -> list[range]:
+        """The shards of each leaf process (of each replica): consecutive runs of ``shards_per_process``."""
+        size = self.shards_per_process
+        return [range(first, min(first + size, self.shards)) for first in range(0, self.shards, size)]
 
     def root_document(self, merge_address: str, leaf_addresses: list[list[str]]) -> dict[str, Any]:
         """The root config document with the addresses the runtime assigned."""
@@ -133,6 +143,7 @@ def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec
     leaves_spec = _process(leaves)
     shards = leaves.number("shards", int, 1, low=1)
     replicas = leaves.number("replicas", int, 1, low=1)
+    per_process = leaves.number("shards_per_process", int, 1, low=1, high=shards)
     leaves.finish()
     runtime = doc.table("runtime")
     ready, backoff, max_backoff = (
@@ -186,6 +197,7 @@ def parse_deployment(data: Mapping[str, Any], directory: Path) -> DeploymentSpec
         shards=shards,
         replicas=replicas,
         directory=directory,
+        shards_per_process=per_process,
         ready_timeout=ready / 1000,
         restart_backoff=backoff / 1000,
         max_restart_backoff=max_backoff / 1000,

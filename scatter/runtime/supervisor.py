@@ -379,26 +379,31 @@ class Deployment:
     def start(self) -> None:
         spec = self.spec
         merge = self._child("merge", spec.merge.command, spec.merge.env)
-        leaves: list[list[Child]] = []
-        for shard in range(spec.shards):
-            leaves.append([])
+        leaves: list[list[Child]] = []  # per shard, its replicas (a process serving several is in each list)
+        for served in spec.process_shards():
+            first = served[0]
+            name = f"{first}" if len(served) == 1 else f"{first}-{served[-1]}"
+            replicas = []
             for replica in range(spec.replicas):
                 env = {
                     **spec.leaves.env,
-                    "SCATTER_SHARD_INDEX": str(shard),
+                    "SCATTER_SHARD_INDEX": str(first),
                     "SCATTER_SHARD_COUNT": str(spec.shards),
-                    "SCATTER_REPLICA_ID": f"shard{shard}-replica{replica}",
+                    "SCATTER_REPLICA_ID": f"shard{name}-replica{replica}",
                 }
-                leaves[-1].append(
+                if len(served) > 1:
+                    env["SCATTER_SHARDS"] = name
+                replicas.append(
                     self._child(
-                        f"leaf-{shard}-{replica}",
+                        f"leaf-{name}-{replica}",
                         spec.leaves.command,
                         env,
-                        shard=shard,
+                        shard=first,
                         shards=spec.shards,
                         replica=replica,
                     )
                 )
+            leaves.extend(replicas for _ in served)
         groups = self._group_slices()
         combiners = [self._child(f"combiner-{g}", spec.tree.combiner.command, spec.tree.combiner.env) for g in
                      range(len(groups))] if spec.tree is not None else []  # fmt: skip

@@ -140,3 +140,50 @@ def test_a_cancelled_sync_handler_keeps_its_slot_until_its_thread_returns() -> N
 
     asyncio.run(scenario())
     assert (stats.calls, stats.ok, stats.cancelled, stats.rejected, stats.in_flight) == (3, 1, 1, 1, 0)
+
+
+def test_call_many_runs_each_part_as_a_call_of_its_own_and_never_aborts() -> None:
+    """Limit 2, three parts of a sync handler: two run at once, the third is refused; a failing part is its own."""
+    stats = CallStats()
+    both_started = threading.Barrier(2, timeout=5)
+
+    def handler(request: wrappers_pb2.StringValue, scope: CallScope) -> wrappers_pb2.StringValue:
+        if request.value == "fail":
+            raise ValueError("boom")
+        both_started.wait()  # the two admitted parts run at the same time, on two threads
+        return wrappers_pb2.StringValue(value=request.value.upper())
+
+    runner = HandlerRunner(handler, stats=stats, log=logging.getLogger("test"), role="leaf")
+
+    def part(value: str) -> object:
+        def prepare(request: object, ctx: object) -> tuple[Sequence[object], CallScope]:
+            scope = CallScope(ctx)  # type: ignore[arg-type]
+            return (wrappers_pb2.StringValue(value=value), scope), scope
+
+        return prepare
+
+    async def scenario() -> list[object]:
+        runner.open(2)
+        runner.ready = True
+        try:
+            context = Context(None)
+            parts = [part("a"), part("b"), part("c")]
+            outcomes = await runner.call_many(None, context, parts, "Leaf.ExecuteShards")  # type: ignore[arg-type]
+            assert context.status is None  # nothing aborted the call
+            for _ in range(5000):  # the threads hand their slots back through the loop
+                if not stats.in_flight:
+                    break
+                await asyncio.sleep(0.001)
+            failed = await runner.call_many(None, context, [part("fail")], "Leaf.ExecuteShards")  # type: ignore[arg-type]
+            return [*outcomes, *failed]
+        finally:
+            runner.close()
+
+    a, b, c, failed = asyncio.run(scenario())
+    assert (a, b) == (wrappers_pb2.StringValue(value="A"), wrappers_pb2.StringValue(value="B"))
+    assert (c.code, c.message) == (  # type: ignore[attr-defined]
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "leaf is at its concurrency limit (2 calls in flight)",
+    )
+    assert (failed.code, failed.message) == (grpc.StatusCode.INTERNAL, "ValueError: boom")  # type: ignore[attr-defined]
+    assert (stats.calls, stats.ok, stats.rejected, stats.errors) == (4, 2, 1, 1)

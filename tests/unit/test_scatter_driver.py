@@ -45,6 +45,7 @@ class FakeReplica:
         self.takes = takes
         self.response = response.SerializeToString()
         self.requests: list[leaf_pb2.ExecuteRequest] = []
+        self.batches = False  # no ExecuteShards (tests/unit/test_scatter_batches.py has one that does)
 
     async def call(self, build: Callable[[], bytes], size: int, timeout: float, metadata: object) -> AttemptResult:
         request = build()
@@ -137,6 +138,7 @@ class FailingReplica:
     def __init__(self, address: str, code: str) -> None:
         self.address = address
         self.code = code
+        self.batches = False
 
     async def call(self, build: Callable[[], bytes], size: int, timeout: float, metadata: object) -> AttemptResult:
         return self.code, "it failed"

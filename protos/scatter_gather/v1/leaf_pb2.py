@@ -26,7 +26,7 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from protos.scatter_gather.v1 import shard_pb2 as scatter__gather_dot_v1_dot_shard__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cscatter_gather/v1/leaf.proto\x12\x11scatter_gather.v1\x1a\x19google/protobuf/any.proto\x1a\x1dscatter_gather/v1/shard.proto\"\x95\x01\n\x0e\x45xecuteRequest\x12%\n\x07payload\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x13\n\x0bshard_index\x18\x02 \x01(\r\x12\x13\n\x0bshard_count\x18\x03 \x01(\r\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12\r\n\x05hedge\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"w\n\x0f\x45xecuteResponse\x12%\n\x07payload\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12-\n\x08\x63overage\x18\x02 \x01(\x0b\x32\x1b.scatter_gather.v1.Coverage\x12\x0e\n\x06hedges\x18\x03 \x01(\r2X\n\x04Leaf\x12P\n\x07\x45xecute\x12!.scatter_gather.v1.ExecuteRequest\x1a\".scatter_gather.v1.ExecuteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cscatter_gather/v1/leaf.proto\x12\x11scatter_gather.v1\x1a\x19google/protobuf/any.proto\x1a\x1dscatter_gather/v1/shard.proto\"\x95\x01\n\x0e\x45xecuteRequest\x12%\n\x07payload\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x13\n\x0bshard_index\x18\x02 \x01(\r\x12\x13\n\x0bshard_count\x18\x03 \x01(\r\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12\r\n\x05hedge\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"w\n\x0f\x45xecuteResponse\x12%\n\x07payload\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12-\n\x08\x63overage\x18\x02 \x01(\x0b\x32\x1b.scatter_gather.v1.Coverage\x12\x0e\n\x06hedges\x18\x03 \x01(\r\"\x9d\x01\n\x14\x45xecuteShardsRequest\x12%\n\x07payload\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x15\n\rshard_indexes\x18\x02 \x03(\r\x12\x13\n\x0bshard_count\x18\x03 \x01(\r\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12\r\n\x05hedge\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"H\n\x15\x45xecuteShardsResponse\x12/\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x1e.scatter_gather.v1.ShardAnswer\"h\n\x0bShardAnswer\x12\x13\n\x0bshard_index\x18\x01 \x01(\r\x12%\n\x07payload\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x0c\n\x04\x63ode\x18\x03 \x01(\r\x12\x0f\n\x07message\x18\x04 \x01(\t2\xbc\x01\n\x04Leaf\x12P\n\x07\x45xecute\x12!.scatter_gather.v1.ExecuteRequest\x1a\".scatter_gather.v1.ExecuteResponse\x12\x62\n\rExecuteShards\x12\'.scatter_gather.v1.ExecuteShardsRequest\x1a(.scatter_gather.v1.ExecuteShardsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTEREQUEST']._serialized_end=259
   _globals['_EXECUTERESPONSE']._serialized_start=261
   _globals['_EXECUTERESPONSE']._serialized_end=380
-  _globals['_LEAF']._serialized_start=382
-  _globals['_LEAF']._serialized_end=470
+  _globals['_EXECUTESHARDSREQUEST']._serialized_start=383
+  _globals['_EXECUTESHARDSREQUEST']._serialized_end=540
+  _globals['_EXECUTESHARDSRESPONSE']._serialized_start=542
+  _globals['_EXECUTESHARDSRESPONSE']._serialized_end=614
+  _globals['_SHARDANSWER']._serialized_start=616
+  _globals['_SHARDANSWER']._serialized_end=720
+  _globals['_LEAF']._serialized_start=723
+  _globals['_LEAF']._serialized_end=911
 # @@protoc_insertion_point(module_scope)

@@ -3,9 +3,11 @@
 isort:skip_file
 The service every leaf implements: answer one request for one shard."""
 
+from collections import abc as _abc
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from protos.scatter_gather.v1 import shard_pb2 as _shard_pb2
 import builtins as _builtins
 import sys
@@ -106,3 +108,110 @@ class ExecuteResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExecuteResponse: _TypeAlias = ExecuteResponse  # noqa: Y015
+
+@_typing.final
+class ExecuteShardsRequest(_message.Message):
+    """One attempt at several shards of one request, served by one process. The
+    fields are ExecuteRequest's, with the same numbers, except that field 2
+    lists the shards; attempt and hedge apply to every shard of the call.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    SHARD_INDEXES_FIELD_NUMBER: _builtins.int
+    SHARD_COUNT_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    HEDGE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    shard_count: _builtins.int
+    """As in ExecuteRequest: when non-zero it must equal the leaf's own."""
+    attempt: _builtins.int
+    """As in ExecuteRequest, for every shard of the call."""
+    hedge: _builtins.bool
+    request_id: _builtins.str
+    @_builtins.property
+    def payload(self) -> _any_pb2.Any:
+        """The client's request, forwarded byte for byte from QueryRequest.payload."""
+
+    @_builtins.property
+    def shard_indexes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The shards to answer, each one this process serves, none twice."""
+
+    def __init__(
+        self,
+        *,
+        payload: _any_pb2.Any | None = ...,
+        shard_indexes: _abc.Iterable[_builtins.int] | None = ...,
+        shard_count: _builtins.int = ...,
+        attempt: _builtins.int = ...,
+        hedge: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "hedge", b"hedge", "payload", b"payload", "request_id", b"request_id", "shard_count", b"shard_count", "shard_indexes", b"shard_indexes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecuteShardsRequest: _TypeAlias = ExecuteShardsRequest  # noqa: Y015
+
+@_typing.final
+class ExecuteShardsResponse(_message.Message):
+    """The answers of an ExecuteShards call: one per requested shard, in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANSWERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def answers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardAnswer]: ...
+    def __init__(
+        self,
+        *,
+        answers: _abc.Iterable[Global___ShardAnswer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecuteShardsResponse: _TypeAlias = ExecuteShardsResponse  # noqa: Y015
+
+@_typing.final
+class ShardAnswer(_message.Message):
+    """One shard's answer inside ExecuteShardsResponse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARD_INDEX_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    shard_index: _builtins.int
+    """The shard answered."""
+    code: _builtins.int
+    """The gRPC status code Execute would have ended with for this shard alone
+    (google.rpc.Code: 0 OK, 3 INVALID_ARGUMENT, 8 RESOURCE_EXHAUSTED, ...).
+    """
+    message: _builtins.str
+    """The status message when `code` is not 0."""
+    @_builtins.property
+    def payload(self) -> _any_pb2.Any:
+        """The partial result when `code` is 0 (OK), as ExecuteResponse.payload."""
+
+    def __init__(
+        self,
+        *,
+        shard_index: _builtins.int = ...,
+        payload: _any_pb2.Any | None = ...,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "payload", b"payload", "shard_index", b"shard_index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardAnswer: _TypeAlias = ShardAnswer  # noqa: Y015

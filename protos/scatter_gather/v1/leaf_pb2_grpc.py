@@ -26,9 +26,10 @@ if _version_not_supported:
 
 
 class LeafStub:
-    """A leaf serves one shard of a dataset. The root calls Execute once per
-    attempt; several attempts for the same request may run at once on
-    different replicas (hedging), and the losers are cancelled.
+    """A leaf serves one shard of a dataset (a process may serve several: see
+    ExecuteShards). The root calls Execute once per attempt; several attempts
+    for the same request may run at once on different replicas (hedging), and
+    the losers are cancelled.
 
     The comments of this service are its normative contract. MUST and SHOULD
     are used as in RFC 2119; `scatter conformance leaf` checks the duties
@@ -58,12 +59,18 @@ class LeafStub:
                 request_serializer=scatter__gather_dot_v1_dot_leaf__pb2.ExecuteRequest.SerializeToString,
                 response_deserializer=scatter__gather_dot_v1_dot_leaf__pb2.ExecuteResponse.FromString,
                 _registered_method=True)
+        self.ExecuteShards = channel.unary_unary(
+                '/scatter_gather.v1.Leaf/ExecuteShards',
+                request_serializer=scatter__gather_dot_v1_dot_leaf__pb2.ExecuteShardsRequest.SerializeToString,
+                response_deserializer=scatter__gather_dot_v1_dot_leaf__pb2.ExecuteShardsResponse.FromString,
+                _registered_method=True)
 
 
 class LeafServicer:
-    """A leaf serves one shard of a dataset. The root calls Execute once per
-    attempt; several attempts for the same request may run at once on
-    different replicas (hedging), and the losers are cancelled.
+    """A leaf serves one shard of a dataset (a process may serve several: see
+    ExecuteShards). The root calls Execute once per attempt; several attempts
+    for the same request may run at once on different replicas (hedging), and
+    the losers are cancelled.
 
     The comments of this service are its normative contract. MUST and SHOULD
     are used as in RFC 2119; `scatter conformance leaf` checks the duties
@@ -92,7 +99,7 @@ class LeafServicer:
         type, or does not decode, with a message that names the expected
         type. The root passes it on to the client: every shard would say the
         same.
-        - MUST answer FAILED_PRECONDITION when shard_index is not the shard it
+        - MUST answer FAILED_PRECONDITION when shard_index is not a shard it
         serves, or shard_count is set and differs from its own: answering
         with another shard's data would corrupt the result silently.
         - MUST honour the gRPC deadline: stop work once it has passed (gRPC
@@ -111,6 +118,35 @@ class LeafServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExecuteShards(self, request, context):
+        """Answers `payload` for several shards this process serves, in one call.
+
+        Optional: a leaf process that serves one shard need not implement it
+        (gRPC answers UNIMPLEMENTED, and the root sends Execute calls). A leaf
+        process that serves several shards SHOULD implement it: when several
+        shards of one request choose the same address for their first attempt,
+        the root sends them as one ExecuteShards call, one gRPC call per process
+        instead of one per shard. Hedges and failovers are Execute calls.
+
+        - MUST answer every shard of `shard_indexes` with one ShardAnswer, in
+        the request's order, each what Execute would have answered for that
+        shard alone: OK with its partial, or its own error code and message
+        (one shard's failure, or a shard this process does not serve, which is
+        FAILED_PRECONDITION, leaves the other answers standing).
+        - MUST end the whole call with an error only for what holds for every
+        shard of it: INVALID_ARGUMENT when the request does not decode or
+        `shard_indexes` is empty or repeats a shard; FAILED_PRECONDITION when
+        shard_count is set and differs from its own; UNAVAILABLE while
+        starting or draining; DEADLINE_EXCEEDED and CANCELLED as for Execute.
+        - The deadline, cancellation and concurrency duties of Execute hold for
+        the call as a whole: a cancelled call stops the work of all its
+        shards, and each shard takes one unit of the concurrency limit (a
+        shard beyond it is answered RESOURCE_EXHAUSTED at once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LeafServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -118,6 +154,11 @@ def add_LeafServicer_to_server(servicer, server):
                     servicer.Execute,
                     request_deserializer=scatter__gather_dot_v1_dot_leaf__pb2.ExecuteRequest.FromString,
                     response_serializer=scatter__gather_dot_v1_dot_leaf__pb2.ExecuteResponse.SerializeToString,
+            ),
+            'ExecuteShards': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExecuteShards,
+                    request_deserializer=scatter__gather_dot_v1_dot_leaf__pb2.ExecuteShardsRequest.FromString,
+                    response_serializer=scatter__gather_dot_v1_dot_leaf__pb2.ExecuteShardsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -128,9 +169,10 @@ def add_LeafServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Leaf:
-    """A leaf serves one shard of a dataset. The root calls Execute once per
-    attempt; several attempts for the same request may run at once on
-    different replicas (hedging), and the losers are cancelled.
+    """A leaf serves one shard of a dataset (a process may serve several: see
+    ExecuteShards). The root calls Execute once per attempt; several attempts
+    for the same request may run at once on different replicas (hedging), and
+    the losers are cancelled.
 
     The comments of this service are its normative contract. MUST and SHOULD
     are used as in RFC 2119; `scatter conformance leaf` checks the duties
@@ -166,6 +208,33 @@ class Leaf:
             '/scatter_gather.v1.Leaf/Execute',
             scatter__gather_dot_v1_dot_leaf__pb2.ExecuteRequest.SerializeToString,
             scatter__gather_dot_v1_dot_leaf__pb2.ExecuteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteShards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/scatter_gather.v1.Leaf/ExecuteShards',
+            scatter__gather_dot_v1_dot_leaf__pb2.ExecuteShardsRequest.SerializeToString,
+            scatter__gather_dot_v1_dot_leaf__pb2.ExecuteShardsResponse.FromString,
             options,
             channel_credentials,
             insecure,

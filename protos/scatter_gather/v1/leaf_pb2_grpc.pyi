@@ -27,9 +27,10 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class LeafStub:
-    """A leaf serves one shard of a dataset. The root calls Execute once per
-    attempt; several attempts for the same request may run at once on
-    different replicas (hedging), and the losers are cancelled.
+    """A leaf serves one shard of a dataset (a process may serve several: see
+    ExecuteShards). The root calls Execute once per attempt; several attempts
+    for the same request may run at once on different replicas (hedging), and
+    the losers are cancelled.
 
     The comments of this service are its normative contract. MUST and SHOULD
     are used as in RFC 2119; `scatter conformance leaf` checks the duties
@@ -62,7 +63,7 @@ class LeafStub:
       type, or does not decode, with a message that names the expected
       type. The root passes it on to the client: every shard would say the
       same.
-    - MUST answer FAILED_PRECONDITION when shard_index is not the shard it
+    - MUST answer FAILED_PRECONDITION when shard_index is not a shard it
       serves, or shard_count is set and differs from its own: answering
       with another shard's data would corrupt the result silently.
     - MUST honour the gRPC deadline: stop work once it has passed (gRPC
@@ -77,12 +78,38 @@ class LeafStub:
       on another replica), and INTERNAL, with a message, when the handler
       fails.
     """
+    ExecuteShards: _grpc.UnaryUnaryMultiCallable[_leaf_pb2.ExecuteShardsRequest, _leaf_pb2.ExecuteShardsResponse]
+    """Answers `payload` for several shards this process serves, in one call.
+
+    Optional: a leaf process that serves one shard need not implement it
+    (gRPC answers UNIMPLEMENTED, and the root sends Execute calls). A leaf
+    process that serves several shards SHOULD implement it: when several
+    shards of one request choose the same address for their first attempt,
+    the root sends them as one ExecuteShards call, one gRPC call per process
+    instead of one per shard. Hedges and failovers are Execute calls.
+
+    - MUST answer every shard of `shard_indexes` with one ShardAnswer, in
+      the request's order, each what Execute would have answered for that
+      shard alone: OK with its partial, or its own error code and message
+      (one shard's failure, or a shard this process does not serve, which is
+      FAILED_PRECONDITION, leaves the other answers standing).
+    - MUST end the whole call with an error only for what holds for every
+      shard of it: INVALID_ARGUMENT when the request does not decode or
+      `shard_indexes` is empty or repeats a shard; FAILED_PRECONDITION when
+      shard_count is set and differs from its own; UNAVAILABLE while
+      starting or draining; DEADLINE_EXCEEDED and CANCELLED as for Execute.
+    - The deadline, cancellation and concurrency duties of Execute hold for
+      the call as a whole: a cancelled call stops the work of all its
+      shards, and each shard takes one unit of the concurrency limit (a
+      shard beyond it is answered RESOURCE_EXHAUSTED at once).
+    """
 
 @_typing.type_check_only
 class LeafAsyncStub(LeafStub):
-    """A leaf serves one shard of a dataset. The root calls Execute once per
-    attempt; several attempts for the same request may run at once on
-    different replicas (hedging), and the losers are cancelled.
+    """A leaf serves one shard of a dataset (a process may serve several: see
+    ExecuteShards). The root calls Execute once per attempt; several attempts
+    for the same request may run at once on different replicas (hedging), and
+    the losers are cancelled.
 
     The comments of this service are its normative contract. MUST and SHOULD
     are used as in RFC 2119; `scatter conformance leaf` checks the duties
@@ -112,7 +139,7 @@ class LeafAsyncStub(LeafStub):
       type, or does not decode, with a message that names the expected
       type. The root passes it on to the client: every shard would say the
       same.
-    - MUST answer FAILED_PRECONDITION when shard_index is not the shard it
+    - MUST answer FAILED_PRECONDITION when shard_index is not a shard it
       serves, or shard_count is set and differs from its own: answering
       with another shard's data would corrupt the result silently.
     - MUST honour the gRPC deadline: stop work once it has passed (gRPC
@@ -127,11 +154,37 @@ class LeafAsyncStub(LeafStub):
       on another replica), and INTERNAL, with a message, when the handler
       fails.
     """
+    ExecuteShards: _aio.UnaryUnaryMultiCallable[_leaf_pb2.ExecuteShardsRequest, _leaf_pb2.ExecuteShardsResponse]  # type: ignore[assignment]
+    """Answers `payload` for several shards this process serves, in one call.
+
+    Optional: a leaf process that serves one shard need not implement it
+    (gRPC answers UNIMPLEMENTED, and the root sends Execute calls). A leaf
+    process that serves several shards SHOULD implement it: when several
+    shards of one request choose the same address for their first attempt,
+    the root sends them as one ExecuteShards call, one gRPC call per process
+    instead of one per shard. Hedges and failovers are Execute calls.
+
+    - MUST answer every shard of `shard_indexes` with one ShardAnswer, in
+      the request's order, each what Execute would have answered for that
+      shard alone: OK with its partial, or its own error code and message
+      (one shard's failure, or a shard this process does not serve, which is
+      FAILED_PRECONDITION, leaves the other answers standing).
+    - MUST end the whole call with an error only for what holds for every
+      shard of it: INVALID_ARGUMENT when the request does not decode or
+      `shard_indexes` is empty or repeats a shard; FAILED_PRECONDITION when
+      shard_count is set and differs from its own; UNAVAILABLE while
+      starting or draining; DEADLINE_EXCEEDED and CANCELLED as for Execute.
+    - The deadline, cancellation and concurrency duties of Execute hold for
+      the call as a whole: a cancelled call stops the work of all its
+      shards, and each shard takes one unit of the concurrency limit (a
+      shard beyond it is answered RESOURCE_EXHAUSTED at once).
+    """
 
 class LeafServicer(metaclass=_abc_1.ABCMeta):
-    """A leaf serves one shard of a dataset. The root calls Execute once per
-    attempt; several attempts for the same request may run at once on
-    different replicas (hedging), and the losers are cancelled.
+    """A leaf serves one shard of a dataset (a process may serve several: see
+    ExecuteShards). The root calls Execute once per attempt; several attempts
+    for the same request may run at once on different replicas (hedging), and
+    the losers are cancelled.
 
     The comments of this service are its normative contract. MUST and SHOULD
     are used as in RFC 2119; `scatter conformance leaf` checks the duties
@@ -165,7 +218,7 @@ class LeafServicer(metaclass=_abc_1.ABCMeta):
           type, or does not decode, with a message that names the expected
           type. The root passes it on to the client: every shard would say the
           same.
-        - MUST answer FAILED_PRECONDITION when shard_index is not the shard it
+        - MUST answer FAILED_PRECONDITION when shard_index is not a shard it
           serves, or shard_count is set and differs from its own: answering
           with another shard's data would corrupt the result silently.
         - MUST honour the gRPC deadline: stop work once it has passed (gRPC
@@ -179,6 +232,37 @@ class LeafServicer(metaclass=_abc_1.ABCMeta):
         - MUST answer UNAVAILABLE while starting or draining (the root retries
           on another replica), and INTERNAL, with a message, when the handler
           fails.
+        """
+
+    @_abc_1.abstractmethod
+    def ExecuteShards(
+        self,
+        request: _leaf_pb2.ExecuteShardsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_leaf_pb2.ExecuteShardsResponse, _abc.Awaitable[_leaf_pb2.ExecuteShardsResponse]]:
+        """Answers `payload` for several shards this process serves, in one call.
+
+        Optional: a leaf process that serves one shard need not implement it
+        (gRPC answers UNIMPLEMENTED, and the root sends Execute calls). A leaf
+        process that serves several shards SHOULD implement it: when several
+        shards of one request choose the same address for their first attempt,
+        the root sends them as one ExecuteShards call, one gRPC call per process
+        instead of one per shard. Hedges and failovers are Execute calls.
+
+        - MUST answer every shard of `shard_indexes` with one ShardAnswer, in
+          the request's order, each what Execute would have answered for that
+          shard alone: OK with its partial, or its own error code and message
+          (one shard's failure, or a shard this process does not serve, which is
+          FAILED_PRECONDITION, leaves the other answers standing).
+        - MUST end the whole call with an error only for what holds for every
+          shard of it: INVALID_ARGUMENT when the request does not decode or
+          `shard_indexes` is empty or repeats a shard; FAILED_PRECONDITION when
+          shard_count is set and differs from its own; UNAVAILABLE while
+          starting or draining; DEADLINE_EXCEEDED and CANCELLED as for Execute.
+        - The deadline, cancellation and concurrency duties of Execute hold for
+          the call as a whole: a cancelled call stops the work of all its
+          shards, and each shard takes one unit of the concurrency limit (a
+          shard beyond it is answered RESOURCE_EXHAUSTED at once).
         """
 
 def add_LeafServicer_to_server(servicer: LeafServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
