@@ -145,9 +145,17 @@ def _command(*parts: str) -> str:
 
 
 def deployment_toml(
-    index: Path, *, shards: int, replicas: int, listen: str = "127.0.0.1:0", http_listen: str = ""
+    index: Path,
+    *,
+    shards: int,
+    replicas: int,
+    listen: str = "127.0.0.1:0",
+    http_listen: str = "",
+    shards_per_process: int = 1,
 ) -> str:
     """The ``scatter up`` deployment file of the demo (see scatter/runtime/spec.py).
+
+    ``shards_per_process`` above 1 has each leaf process serve that many shards.
 
     ``http_listen``: the root's HTTP/JSON address (``[http] listen``); "" serves none. The same
     listener serves the search page (``[http] static_dir`` = ``WEB_DIR``, shipped in this package).
@@ -171,6 +179,7 @@ def deployment_toml(
             f'command = ["{{python}}", "-m", "demo_search.leaf", "--index", {_command(str(index))[1:-1]}]',
             f"shards = {shards}",
             f"replicas = {replicas}",
+            *([f"shards_per_process = {shards_per_process}"] if shards_per_process > 1 else []),
             "",
         ]
     )

@@ -1,9 +1,11 @@
-"""The demo's leaf: one shard of the BM25 index, served with the leaf SDK.
+"""The demo's leaf: one shard of the BM25 index, or several, served with the leaf SDK.
 
     python -m demo_search.leaf --index DIR --shard-index I --shard-count N [SDK flags]
+    python -m demo_search.leaf --index DIR --shards 0-3 --shard-count N [SDK flags]
 
 ``--index`` (or ``SCATTER_DEMO_INDEX``) is the index root written by
-``scatter demo index``; this process opens ``DIR/shard-NNNN`` for its shard.
+``scatter demo index``; this process opens ``DIR/shard-NNNN`` for each of
+its shards, and answers each call with the searcher of the call's shard.
 Everything is loaded and validated in the start hook, before health reports
 SERVING, so a missing or corrupt file, or an index built for another shard
 count, stops the process at start with a message naming the problem.
@@ -41,11 +43,11 @@ INDEX_ENV = "SCATTER_DEMO_INDEX"
 
 
 class SearchLeaf:
-    """The shard searcher behind the handler; loaded by ``on_start``."""
+    """The shard searchers behind the handler, one per shard served; loaded by ``on_start``."""
 
     def __init__(self, index: Path) -> None:
         self.index = index
-        self._searcher: ShardSearcher | None = None
+        self._searchers: dict[int, ShardSearcher] = {}
 
     def on_start(self, info: LeafInfo) -> None:
         manifest = fmt.read_index_manifest(self.index)
@@ -55,18 +57,19 @@ class SearchLeaf:
                 f"with --shard-count {info.shard_count}; rebuild with --shards {info.shard_count} "
                 "or start the leaves with the index's shard count"
             )
-        searcher = ShardSearcher(fmt.shard_dir(self.index, info.shard_index))
-        if searcher.shard_index != info.shard_index or searcher.manifest.corpus_documents != manifest.documents:
-            raise fmt.IndexFormatError(f"{searcher.path}: does not belong to the index at {self.index}")
-        self._searcher = searcher
+        for shard in info.shards:
+            searcher = ShardSearcher(fmt.shard_dir(self.index, shard))
+            if searcher.shard_index != shard or searcher.manifest.corpus_documents != manifest.documents:
+                raise fmt.IndexFormatError(f"{searcher.path}: does not belong to the index at {self.index}")
+            self._searchers[shard] = searcher
 
     def handle(self, request: search_pb2.SearchRequest, ctx: LeafContext) -> search_pb2.SearchPartial:
         problem = check_page(request)
         if problem:
             raise InvalidRequest(problem)
-        assert self._searcher is not None, "the SDK calls the handler only after on_start"
+        searcher = self._searchers[ctx.shard_index]  # the SDK calls only for a shard served, after on_start
         try:
-            result = self._searcher.search(request.query, request.offset + request.k, stop=lambda: ctx.cancelled)
+            result = searcher.search(request.query, request.offset + request.k, stop=lambda: ctx.cancelled)
         except Stopped:
             return search_pb2.SearchPartial()
         if ctx.cancelled:

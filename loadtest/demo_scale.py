@@ -1,8 +1,8 @@
 """The demo search at scale: build, memory, and latency through the root against one in-process index.
 
     flock /tmp/scatter-bench.lock scatter bench demo-scale [--dir /tmp/bench] [--docs 1000000]
-        [--shards 8] [--replicas 1] [--queries 500] [--clients 1 8] [--mixes mid zipf head] [--out FILE.json]
-        [--no-tantivy] [--no-serve]
+        [--shards 8] [--replicas 1] [--shards-per-process 1 4] [--queries 500] [--clients 1 8]
+        [--mixes mid zipf head] [--out FILE.json] [--no-tantivy] [--no-serve]
 
 A benchmark, not a test (docs/benchmarks.md, "Demo search at scale", has the
 numbers). Steps:
@@ -46,6 +46,9 @@ numbers). Steps:
    the client's time into the client-root hop, the slowest shard at the
    root (against that shard alone in process: the root-leaf hop and the
    wait for a core), and the root after the shards (merge call and root).
+   Once per ``--shards-per-process`` value: 1 is a process per shard (the
+   runs named ``root``); N > 1 has each leaf process serve N shards, which
+   the root asks in one ExecuteShards call (``root, N shards per process``).
 5. *The floor* (:func:`bare_three_hops`): the naive root over bare leaves
    and the probe merge, handlers that answer at once, 1 client.
 6. *Goals*: issue 19's goals from these numbers, printed as a table and
@@ -199,7 +202,7 @@ def make_queries(index: Path, mix: str, count: int, seed: int) -> list[str]:
 
 @dataclass
 class Run:
-    where: str  # "in-process unsharded", "in-process 8 shards", "root"
+    where: str  # "in-process unsharded", "in-process 8 shards", "root", "root, 4 shards per process"
     mix: str
     clients: int
     queries: int
@@ -437,6 +440,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument(
+        "--shards-per-process",
+        type=int,
+        nargs="+",
+        default=[1, 4],
+        help="serve once per value: shards per leaf process (default 1 4; capped at --shards)",
+    )
     parser.add_argument("--queries", type=int, default=500, help="queries per mix (default 500)")
     parser.add_argument("--query-seed", type=int, default=7)
     parser.add_argument("--mixes", nargs="+", choices=MIXES, default=list(MIXES))
@@ -446,6 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-tantivy", action="store_true", help="skip the tantivy reference column")
     parser.add_argument("--out", type=Path, help="write every number as JSON here")
     args = parser.parse_args(argv)
+    if min(args.shards_per_process) < 1:
+        parser.error("--shards-per-process: every value must be >= 1")
+    args.shards_per_process = sorted({min(n, args.shards) for n in args.shards_per_process})
 
     args.dir.mkdir(parents=True, exist_ok=True)
     sharded_path = index_path(args.dir, args.docs, args.shards, args.seed)
@@ -504,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs[-1].breakdown_ms = {"leaf answer bytes": pad_bytes}
         _print_run(runs[-1])
     results["runs"] = [asdict(r) for r in runs]
-    results["goals"] = goals(runs, args.shards)
+    results["goals"] = goals(runs, args.shards, [served_label(n) for n in args.shards_per_process])
     print("\n| goal (issue #19) | value | target | met |\n|---|---|---|---|")
     for goal in results["goals"]:
         met = "n/a" if goal["met"] is None else ("yes" if goal["met"] else "no")
@@ -514,7 +527,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def goals(runs: list[Run], shards: int) -> list[dict[str, Any]]:
+def served_label(shards_per_process: int) -> str:
+    """The ``where`` of the runs through the root with this many shards per leaf process."""
+    return "root" if shards_per_process == 1 else f"root, {shards_per_process} shards per process"
+
+
+def goals(runs: list[Run], shards: int, served: Sequence[str] = ("root",)) -> list[dict[str, Any]]:
     """Issue #19's goals from one run's numbers: value, target, met (None when a number is missing)."""
 
     def find(where: str, mix: str, clients: int = 1) -> Run | None:
@@ -537,21 +555,22 @@ def goals(runs: list[Run], shards: int) -> list[dict[str, Any]]:
         ratio(f"unsharded p50 / tantivy with documents p50, {mix}", p50(ours), p50(with_docs), 2.0)
     sharded, single = find(f"in-process {shards} shards", "mid"), find("in-process unsharded", "mid")
     ratio(f"{shards} shards in process / unsharded, mid p50", p50(sharded), p50(single), 1.5)
-    for mix in ("mid", "zipf"):
-        root = find("root", mix)
-        minus = root.breakdown_ms.get("client latency minus slowest shard alone") if root else None
-        floor = find("bare three hops", "-")
-        ratio(f"root p50 minus slowest shard / bare 3 hops, {mix}", minus, p50(floor), 1.5)
-    root, single = find("root", "zipf"), find("in-process unsharded", "zipf")
-    ratio("root p50 / unsharded p50, zipf", p50(root), p50(single), 1.0)
-    root8, tantivy8 = find("root", "zipf", 8), find("tantivy in process", "zipf", 8)
-    ratio(
-        "root q/s at 8 / tantivy q/s at 8 threads, zipf",
-        root8.qps if root8 else None,
-        tantivy8.qps if tantivy8 else None,
-        0.25,
-        False,
-    )
+    for label in served:
+        for mix in ("mid", "zipf"):
+            root = find(label, mix)
+            minus = root.breakdown_ms.get("client latency minus slowest shard alone") if root else None
+            floor = find("bare three hops", "-")
+            ratio(f"{label} p50 minus slowest shard / bare 3 hops, {mix}", minus, p50(floor), 1.5)
+        root, single = find(label, "zipf"), find("in-process unsharded", "zipf")
+        ratio(f"{label} p50 / unsharded p50, zipf", p50(root), p50(single), 1.0)
+        root8, tantivy8 = find(label, "zipf", 8), find("tantivy in process", "zipf", 8)
+        ratio(
+            f"{label} q/s at 8 / tantivy q/s at 8 threads, zipf",
+            root8.qps if root8 else None,
+            tantivy8.qps if tantivy8 else None,
+            0.25,
+            False,
+        )
     return out
 
 
@@ -562,21 +581,36 @@ def serve_and_measure(
     runs: list[Run],
     slowest: dict[str, list[float]],
 ) -> dict[str, Any]:
+    """Each ``--shards-per-process`` deployment in turn: its memory, and the runs through its root."""
+    return {served_label(n): serve_one(args, index, queries, runs, slowest, n) for n in args.shards_per_process}
+
+
+def serve_one(
+    args: argparse.Namespace,
+    index: Path,
+    queries: dict[str, list[str]],
+    runs: list[Run],
+    slowest: dict[str, list[float]],
+    shards_per_process: int,
+) -> dict[str, Any]:
     memory: dict[str, Any] = {}
-    spec = demo_spec(index, shards=args.shards, replicas=args.replicas)
+    spec = demo_spec(index, shards=args.shards, replicas=args.replicas, shards_per_process=shards_per_process)
+    label = served_label(shards_per_process)
     with tempfile.TemporaryDirectory(prefix="demo-bench-") as tmp:
         started = time.perf_counter()
         with Deployment(spec, log_dir=Path(tmp, "logs")) as deployment:
             memory["start_seconds"] = round(time.perf_counter() - started, 1)
             pids = {name: child.pid for name, child in deployment.children.items() if child.pid is not None}
             memory["after_start"] = {name: memory_kib(pid) for name, pid in pids.items()}
-            print(f"deployment up in {memory['start_seconds']} s; memory (KiB):", flush=True)
+            print(f"{label}: deployment up in {memory['start_seconds']} s; memory (KiB):", flush=True)
             for name, kib in memory["after_start"].items():
                 print(f"  {name}: {kib}", flush=True)
             for mix, mix_queries in queries.items():
                 for clients in args.clients:
                     address = deployment.root_address
-                    runs.append(through_root(address, pids, mix, mix_queries, clients, args.k, slowest[mix]))
+                    run = through_root(address, pids, mix, mix_queries, clients, args.k, slowest[mix])
+                    run.where = label
+                    runs.append(run)
                     _print_run(runs[-1])
             memory["after_queries"] = {name: memory_kib(pid) for name, pid in pids.items()}
             for name, kib in memory["after_queries"].items():

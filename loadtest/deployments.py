@@ -84,7 +84,12 @@ def probe_spec(shards: int, replicas: int, **options: Any) -> DeploymentSpec:
 
 
 def demo_spec(
-    index: Path | None = None, *, shards: int | None = None, replicas: int | None = None, **root: Any
+    index: Path | None = None,
+    *,
+    shards: int | None = None,
+    replicas: int | None = None,
+    shards_per_process: int = 1,
+    **root: Any,
 ) -> DeploymentSpec:
     """The demo search as ``scatter demo`` runs it, root settings overridden by ``root``.
 
@@ -96,7 +101,12 @@ def demo_spec(
     shards = DEMO_SHARDS if shards is None else shards
     if index is None:
         index = ensure_stdlib_index(shards)
-    text = deployment_toml(index.resolve(), shards=shards, replicas=DEMO_REPLICAS if replicas is None else replicas)
+    text = deployment_toml(
+        index.resolve(),
+        shards=shards,
+        replicas=DEMO_REPLICAS if replicas is None else replicas,
+        shards_per_process=shards_per_process,
+    )
     document = tomllib.loads(text)
     document["root"].update(root)
     # The demo's commands are modules (python -m demo_search.leaf): any folder will do; this one

@@ -393,7 +393,9 @@ class Scatter:
         groups: dict[str, list[tuple[int, Launch]]] = {}
         for i, plan in enumerate(self.plans):
             now = clock()
-            actions = plan.start(now)
+            # Addresses chosen so far are preferred (ReplicaSet.pick, rule 6): a process serving
+            # several shards gets them all in one call rather than split over its replicas.
+            actions = plan.start(now, groups.keys())
             launch = actions[0] if len(actions) == 1 else None
             if type(launch) is Launch and launch.kind is FIRST and self.replicas[i][launch.replica].batches:
                 groups.setdefault(self.replicas[i][launch.replica].address, []).append((i, launch))

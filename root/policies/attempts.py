@@ -90,6 +90,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -214,13 +215,14 @@ class AttemptPlan:
 
     # -- events --------------------------------------------------------------
 
-    def start(self, now: float) -> list[Action]:
+    def start(self, now: float, prefer: AbstractSet[str] = frozenset()) -> list[Action]:
+        """The first attempt; ``prefer``: addresses the request's other shards chose (``ReplicaSet.pick``)."""
         policy = self.policy
         policy.counters.calls += 1
         policy.budget.deposit()
         self.started_at = now
         actions: list[Action] = []
-        if not self._launch(now, AttemptKind.FIRST, actions):
+        if not self._launch(now, AttemptKind.FIRST, actions, prefer):
             return self._end(UNAVAILABLE, -1, NO_REPLICA, False, actions, now)
         self._schedule_hedge(now)
         return actions
@@ -320,18 +322,20 @@ class AttemptPlan:
 
     # -- internals -----------------------------------------------------------
 
-    def _launch(self, now: float, kind: AttemptKind, actions: list[Action]) -> bool:
-        choice = self._choose(kind)
+    def _launch(
+        self, now: float, kind: AttemptKind, actions: list[Action], prefer: AbstractSet[str] = frozenset()
+    ) -> bool:
+        choice = self._choose(kind, prefer)
         if choice is None:
             return False
         self._send(now, choice, kind, actions)
         return True
 
-    def _choose(self, kind: AttemptKind) -> int | None:
+    def _choose(self, kind: AttemptKind, prefer: AbstractSet[str] = frozenset()) -> int | None:
         """The replica for the next attempt of ``kind``, or None (rules 3 and 3a)."""
         chooser = self.policy.chooser
         if kind is not AttemptKind.HEDGE:
-            return chooser.pick(self.tried)  # a failover never revisits a replica that failed
+            return chooser.pick(self.tried, prefer=prefer)  # a failover never revisits a replica that failed
         # Rule 3a: while an attempt is in flight, a hedge never goes to an ejected replica.
         last_resort = not self.open
         choice = chooser.pick(self.tried, last_resort)

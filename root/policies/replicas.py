@@ -30,7 +30,13 @@ Choice (``pick``):
    attempts while a sibling answers faster; it is looked at again by hedges,
    by the sibling's load, or by the probes that end its ejection;
 5. ties by fewer outstanding, then by rotation: the scan starts after the
-   last pick, so equal replicas share the load.
+   last pick, so equal replicas share the load;
+6. before all of these, for a first attempt: an address the request's other
+   shards already chose (``prefer``) wins if it is one of this shard's
+   replicas and not ejected, down or a suspect. A leaf process serving
+   several shards then gets one ExecuteShards call for all of them
+   (root.scatter) instead of splitting them over its replicas; the first
+   shard's choice, by the rules above, balances the load for the group.
 ``pick`` returns None when every replica is excluded; for a third attempt on a
 two-replica shard the caller may then ``pick()`` again without exclusions.
 
@@ -293,6 +299,7 @@ class _Replica:
 
 
 _NOTHING: frozenset[int] = frozenset()
+_NO_ADDRESSES: frozenset[str] = frozenset()
 
 
 class ReplicaSet:
@@ -372,15 +379,25 @@ class ReplicaSet:
         except ValueError:
             return None
 
-    def pick(self, exclude: AbstractSet[int] = _NOTHING, last_resort: bool = True) -> int | None:
+    def pick(
+        self, exclude: AbstractSet[int] = _NOTHING, last_resort: bool = True, prefer: AbstractSet[str] = _NO_ADDRESSES
+    ) -> int | None:
         """The replica for the next attempt, or None if every one is excluded.
 
         ``last_resort=False``: never an ejected replica (None instead), for a
         hedge while another attempt is still in flight: it could not win.
+        ``prefer``: addresses the request's other shards chose for their first
+        attempts (rule 6); one of them that is a healthy replica here wins.
         """
         now = self._clock()
         reps = self._reps
         n = len(reps)
+        if prefer:
+            for i, address in enumerate(self.addresses):
+                r = reps[i]
+                if address in prefer and i not in exclude and r.ejected_until <= now and not r.down and not r.suspect:
+                    self._cursor = i + 1 if i + 1 < n else 0
+                    return i
         stale_before = now - self._stale_after
         # Rule 4: what a replica without a fresh EWMA is costed at.
         reference = math.inf

@@ -274,7 +274,12 @@ def test_scatter_bench_demo_scale_reports_where_the_time_goes(tmp_path: Path) ->
     assert root["breakdown_ms"]["slowest shard at the root"] <= root["breakdown_ms"]["root"]
     assert "client latency minus slowest shard alone" in root["breakdown_ms"]
     assert runs[("bare three hops", "-", 1)]["queries"] == 20
-    assert len(document["goals"]) == 9
+    # Served twice: a process per shard, and both shards in one process (ExecuteShards; --shards-per-process 1 4,
+    # 4 capped at the 2 shards).
+    batched = runs[("root, 2 shards per process", "mid", 1)]
+    assert batched["failures"] == 0 and batched["queries"] == 20
+    assert set(document["memory"]) == {"root", "root, 2 shards per process"}
+    assert len(document["goals"]) == 13
     goal = next(g for g in document["goals"] if g["goal"].startswith("root p50 minus slowest shard"))
     assert goal["value"] is not None
     if importlib.util.find_spec("tantivy") is not None:
@@ -283,5 +288,8 @@ def test_scatter_bench_demo_scale_reports_where_the_time_goes(tmp_path: Path) ->
         overlap = document["overlap"]["zipf"]
         assert overlap["queries"] == 20 and 0.5 <= overlap["min"] <= overlap["mean"] <= 1.0
         missing = [g["goal"] for g in document["goals"] if g["value"] is None]
-        assert missing == ["root q/s at 8 / tantivy q/s at 8 threads, zipf"]  # this run had 1 client only
+        assert missing == [  # this run had 1 client only
+            "root q/s at 8 / tantivy q/s at 8 threads, zipf",
+            "root, 2 shards per process q/s at 8 / tantivy q/s at 8 threads, zipf",
+        ]
         assert document["tantivy_build"]["documents"] == 1500

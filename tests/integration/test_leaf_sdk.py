@@ -13,7 +13,7 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,12 +27,22 @@ from leaf_sdk import Leaf, LeafContext, LeafInfo, LeafOptions
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc
 from scatter_common.payload import pack, unpack
+from tests._marker_leaf import (
+    DESCRIBE,
+    INVALID,
+    POLL_CANCELLED,
+    RAISE,
+    RETURN_STRING,
+    STATS,
+    TIME_REMAINING,
+    rpc_error,
+    wait_for,
+    wait_until,
+)
 from tests._procs import FIXTURES, PYTHON, REPO, Proc, health_status, start_healthy, start_process, wait_healthy
 
 PROBE_LEAF = str(REPO / "examples" / "probe" / "leaf.py")
 
-# Modes of the test leaf (tests/fixtures/marker_leaf.py), chosen by ProbeRequest.value.
-TIME_REMAINING, POLL_CANCELLED, RETURN_STRING, INVALID, RAISE, DESCRIBE, STATS = range(7)
 MARKERS: dict[int, Path] = {}  # pid of a running test leaf -> its marker folder
 
 # --- public face --------------------------------------------------------------------------------
@@ -181,29 +191,10 @@ def execute(
     return unpack(response.payload, probe_pb2.ProbePartial)
 
 
-def rpc_error(call: object) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as info:
-        call()  # type: ignore[operator]
-    return info.value
-
-
 def seconds(value: float) -> duration_pb2.Duration:
     duration = duration_pb2.Duration()
     duration.FromNanoseconds(int(value * 1e9))
     return duration
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
-
-
-def wait_for(path: Path, timeout: float = 5.0) -> bool:
-    return wait_until(path.exists, timeout)
 
 
 # --- the probe leaf -----------------------------------------------------------------------------

@@ -20,8 +20,7 @@ from leaf_sdk import LeafOptions
 from protos.probe.v1 import probe_pb2
 from protos.scatter_gather.v1 import leaf_pb2, leaf_pb2_grpc
 from scatter_common.payload import pack, unpack
-from tests._procs import FIXTURES, PYTHON, Proc, start_healthy
-from tests.integration.test_leaf_sdk import (
+from tests._marker_leaf import (
     DESCRIBE,
     INVALID,
     POLL_CANCELLED,
@@ -31,6 +30,7 @@ from tests.integration.test_leaf_sdk import (
     wait_for,
     wait_until,
 )
+from tests._procs import FIXTURES, PYTHON, Proc, start_healthy
 
 SERVES = "this leaf serves shards 0, 1, 2 of 4"
 

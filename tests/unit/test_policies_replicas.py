@@ -722,3 +722,34 @@ def test_validation_names_the_field(kwargs: dict[str, object], message: str) -> 
     with pytest.raises(ValueError) as info:
         ReplicaConfig(**kwargs)  # type: ignore[arg-type]
     assert str(info.value) == message
+
+
+# --- a request's other shards (root.scatter, "Batching") ---------------------------------
+
+
+def test_an_address_the_requests_other_shards_chose_wins_while_it_is_healthy() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    answer(rs, 0, 0.010)  # replica 0 is slower: on cost alone replica 1 wins
+    answer(rs, 1, 0.001)
+    assert rs.pick() == 1
+    assert rs.pick(prefer={"10.0.0.0:50051"}) == 0  # one call to that process carries this shard too
+    assert rs.pick(prefer={"10.0.0.9:50051"}) == 1  # not one of this shard's replicas: cost decides
+    assert rs.pick({0}, prefer={"10.0.0.0:50051"}) == 1  # excluded (tried already): cost decides
+    fail(rs, 0, times=5)  # ejected
+    assert ejected(rs, 0)
+    assert rs.pick(prefer={"10.0.0.0:50051"}) == 1
+
+
+def test_a_suspect_or_a_down_replica_is_not_preferred() -> None:
+    clock = FakeClock()
+    rs = replicas(2, clock)
+    answer(rs, 0, 0.010)
+    answer(rs, 1, 0.001)
+    rs.health(0, False)  # reports NOT_SERVING
+    assert rs.pick(prefer={"10.0.0.0:50051"}) == 1
+    rs.health(0, True)
+    rs.start(0)
+    rs.fault(0, elapsed=0.5)  # lost a race it had a head start in: a suspect
+    assert rs.status()[0].suspect
+    assert rs.pick(prefer={"10.0.0.0:50051"}) == 1

@@ -201,3 +201,27 @@ def test_a_hedge_wins_one_shard_and_the_call_goes_on_for_the_other() -> None:
     assert [list(r.shard_indexes) for r in a.batched] == [[0, 1]]
     assert a.cancelled == 0  # shard 1 still wanted the call
     assert [r.hedge for r in b.single] == [True]
+
+
+def test_shards_on_the_same_replicas_follow_the_first_ones_choice() -> None:
+    # Two processes a and b each serve shards 0-2 (two replicas of the same three shards). Each
+    # request's three first attempts go to one of them, in one call; the requests share out the load.
+    a, b = Process("a:1"), Process("b:1")
+    shards = [shard(i, 3, [a, b]) for i in range(3)]
+    # Shard 1 alone once found a slow (its own EWMA): on its own it would choose b while the others choose a.
+    for replica, took in ((0, 0.5), (1, 0.001)):
+        shards[1].policy.chooser.start(replica)
+        shards[1].policy.chooser.finish(replica, took, True)
+
+    async def requests() -> None:
+        payload = wire.payload_field(pack(probe_pb2.ProbeRequest(value=1)))
+        for _ in range(6):
+            start = time.monotonic()
+            outcomes = await scatter.Scatter(shards, payload, "rid", start, start + 5.0).run()
+            assert values(outcomes) == [1, 2, 3]
+            assert len({o.report.replica for o in outcomes}) == 1, [o.report.replica for o in outcomes]
+
+    asyncio.run(requests())
+    assert len(a.batched) + len(b.batched) == 6 and not a.single and not b.single
+    assert a.batched and b.batched
+    assert all(list(r.shard_indexes) == [0, 1, 2] for r in a.batched + b.batched)
