@@ -83,6 +83,11 @@ LEAF_CHECKS = (
     Check("undecodable", _LEAF_INVALID),
     Check("empty-payload", _LEAF_INVALID),
     Check("wrong-shard", "MUST answer FAILED_PRECONDITION when shard_index is not a shard it serves"),
+    Check(
+        "execute-shards",
+        "MUST answer every shard of `shard_indexes` with one ShardAnswer, in the request's order, "
+        "each what Execute would have answered for that shard alone",
+    ),
     Check("short-deadline", _DEADLINE),
     Check("concurrent", _CONCURRENT),
     Check("cancel-released", _CANCEL),
@@ -643,6 +648,7 @@ def run_leaf(
             run.invalid_argument("undecodable", execute(garbage), "undecodable payload bytes"),
             run.invalid_argument("empty-payload", execute(None), "a request without a payload"),
             _wrong_shard(run, execute(payload, index=shard.count), shard),
+            _execute_shards(run, leaf_pb2_grpc.LeafStub(channel).ExecuteShards, valid, shard),
             run.short_deadline("short-deadline", valid, slow),
             run.concurrent("concurrent", valid),
             *run.release_probe(valid, slow),
@@ -745,6 +751,57 @@ def _wrong_shard(run: _Run, request: leaf_pb2.ExecuteRequest, shard: Shard) -> C
         fix = "answer FAILED_PRECONDITION when shard_index is not yours (or shard_count, when set, differs)"
         return run.failed("wrong-shard", f"{what} got {outcome.describe()}", fix)
     return run.passed("wrong-shard", f"{what}: FAILED_PRECONDITION")
+
+
+def _execute_shards(run: _Run, call: Call, valid: leaf_pb2.ExecuteRequest, shard: Shard) -> CheckResult:
+    """ExecuteShards, when the leaf has it (optional): its own shard and one it cannot serve, then none."""
+    name = "execute-shards"
+    other = shard.count  # out of range: no leaf of this dataset serves it
+    request = leaf_pb2.ExecuteShardsRequest(
+        payload=valid.payload,
+        shard_indexes=[shard.index, other],
+        shard_count=shard.count,
+        attempt=1,
+        request_id=valid.request_id,
+    )
+    outcome = _invoke(call, request, run.options.timeout)
+    if outcome.code is grpc.StatusCode.UNIMPLEMENTED:
+        return run.skipped(
+            name, "not implemented: optional for a process that serves one shard (the root then sends Execute calls)"
+        )
+    what = f"ExecuteShards for shards [{shard.index}, {other}] (the second is not this leaf's)"
+    fix = (
+        "answer one ShardAnswer per requested shard, in order: the shard's partial with code 0, or the "
+        "shard's own error code (FAILED_PRECONDITION for a shard you do not serve), never the whole call's"
+    )
+    if outcome.code is not OK:
+        return run.failed(name, f"{what} got {outcome.describe()}", fix)
+    single = _invoke(run.call, valid, run.options.timeout)
+    expected_url = single.response.payload.type_url if single.code is OK else ""
+    answers = list(outcome.response.answers)
+    got = [(a.shard_index, a.code, a.payload.type_url) for a in answers]
+    mine_ok = (
+        len(answers) == 2
+        and got[0][:2] == (shard.index, 0)
+        and bool(got[0][2])
+        and (not expected_url or got[0][2] == expected_url)
+    )
+    other_refused = len(answers) == 2 and got[1][:2] == (other, grpc.StatusCode.FAILED_PRECONDITION.value[0])
+    if not (mine_ok and other_refused):
+        shown = ", ".join(f"shard {index}: code {code}" + (f" ({url})" if url else "") for index, code, url in got)
+        expected = (
+            f"shard {shard.index}: code 0 ({expected_url or 'a type URL'}), "
+            f"shard {other}: code {grpc.StatusCode.FAILED_PRECONDITION.value[0]} (FAILED_PRECONDITION)"
+        )
+        return run.failed(name, f"{what} answered [{shown or 'nothing'}], expected [{expected}]", fix)
+    empty = _invoke(call, leaf_pb2.ExecuteShardsRequest(payload=valid.payload), run.options.timeout)
+    if empty.code is not grpc.StatusCode.INVALID_ARGUMENT:
+        return run.failed(
+            name,
+            f"ExecuteShards with no shard_indexes got {empty.describe()}",
+            "answer INVALID_ARGUMENT when shard_indexes is empty or repeats a shard",
+        )
+    return run.passed(name, f"{what}: its partial and FAILED_PRECONDITION, in order; with no shards: INVALID_ARGUMENT")
 
 
 def _merge_request(

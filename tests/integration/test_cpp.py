@@ -106,7 +106,8 @@ def test_conformance_kit_passes_every_check_against_the_cpp_leaf(leaf: Proc) -> 
     # 64-slot limit fill up, so a leaf that kept working after cancellation or its deadline fails them.
     results = check_leaf(leaf.address, load_sample(SAMPLE), options=KIT_OPTIONS)
     assert failed(results) == [], "\n".join(f"{r.name}: {r.detail}" for r in results)
-    assert {r.name: r.status for r in results if r.status != Status.PASS} == {}
+    # One shard per process: ExecuteShards is optional, and this leaf does not implement it.
+    assert {r.name: r.status for r in results if r.status != Status.PASS} == {"execute-shards": Status.SKIP}
     wrong_shard = next(r for r in results if r.name == "wrong-shard")
     assert "this leaf serves 1, learned from the leaf" in wrong_shard.detail
 
