@@ -260,7 +260,13 @@ class Served:
 
 @contextmanager
 def run_deployment(
-    index: Path, *, shards: int, replicas: int, listen: str, http_listen: str = "127.0.0.1:0"
+    index: Path,
+    *,
+    shards: int,
+    replicas: int,
+    listen: str,
+    http_listen: str = "127.0.0.1:0",
+    shards_per_process: int = 1,
 ) -> Iterator[Served]:
     """Start the demo through the local runtime; yield where it answers; stop everything."""
     # Imported here: `scatter demo index` must not need the runtime (or grpc).
@@ -273,7 +279,14 @@ def run_deployment(
     with tempfile.TemporaryDirectory(prefix="scatter-demo-") as tmp:
         config = Path(tmp, "demo.toml")
         config.write_text(
-            deployment_toml(index, shards=shards, replicas=replicas, listen=listen, http_listen=http_listen)
+            deployment_toml(
+                index,
+                shards=shards,
+                replicas=replicas,
+                listen=listen,
+                http_listen=http_listen,
+                shards_per_process=shards_per_process,
+            )
         )
         with Deployment(load_deployment(config), log_dir=Path(tmp, "logs")) as deployment:
             yield Served(deployment.root_address, deployment.children["root"].http_address)
@@ -291,14 +304,21 @@ def demo_main(argv: Sequence[str]) -> int:
     parser.add_argument("--index", type=Path, help="serve this index instead of the cached stdlib one")
     parser.add_argument("--shards", type=int, default=DEMO_SHARDS, help=f"(default {DEMO_SHARDS})")
     parser.add_argument("--replicas", type=int, default=DEMO_REPLICAS, help=f"(default {DEMO_REPLICAS})")
+    parser.add_argument(
+        "--shards-per-process",
+        type=int,
+        default=1,
+        metavar="N",
+        help="shards each leaf process serves, asked in one ExecuteShards call (default 1)",
+    )
     parser.add_argument("--listen", default="127.0.0.1:0", help="root address (default: a free port)")
     parser.add_argument(
         "--http-listen", default="127.0.0.1:0", help='root HTTP/JSON address (default: a free port; "" for none)'
     )
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached stdlib index")
     args = parser.parse_args(argv)
-    if args.shards < 1 or args.replicas < 1 or args.k < 0:
-        parser.error("--shards and --replicas must be >= 1, -k >= 0")
+    if args.shards < 1 or args.replicas < 1 or args.shards_per_process < 1 or args.k < 0:
+        parser.error("--shards, --replicas and --shards-per-process must be >= 1, -k >= 0")
 
     from scatter.runtime import ConfigError, StartupError
 
@@ -312,11 +332,18 @@ def demo_main(argv: Sequence[str]) -> int:
     except (fmt.IndexFormatError, CorpusError, OSError) as exc:
         print(f"scatter demo: {exc}", file=sys.stderr)
         return 1
-    print(f"scatter demo: starting {shards} shards x {args.replicas} replicas + merge + root...", flush=True)
+    per_process = min(args.shards_per_process, shards)
+    per = f" ({per_process} per leaf process)" if per_process > 1 else ""
+    print(f"scatter demo: starting {shards} shards{per} x {args.replicas} replicas + merge + root...", flush=True)
     started = time.perf_counter()
     try:
         with run_deployment(
-            index, shards=shards, replicas=args.replicas, listen=args.listen, http_listen=args.http_listen
+            index,
+            shards=shards,
+            replicas=args.replicas,
+            listen=args.listen,
+            http_listen=args.http_listen,
+            shards_per_process=per_process,
         ) as served:
             address = served.address
             http = (

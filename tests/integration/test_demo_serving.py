@@ -221,6 +221,32 @@ def test_end_to_end_over_grpc_equals_the_in_process_index(index: Path) -> None:
         assert page["coverage"] == {"total": SHARDS, "answered": SHARDS, "missing": []}
 
 
+def test_both_shards_in_one_process_answer_as_two_processes_do(index: Path) -> None:
+    """Each leaf process serves both shards (2 replicas of it): one ExecuteShards call per request, same answers."""
+    local = IndexSearcher(index)
+    with tempfile.TemporaryDirectory(prefix="demo-batched-") as tmp:
+        config = Path(tmp, "demo.toml")
+        config.write_text(cli.deployment_toml(index, shards=SHARDS, replicas=2, shards_per_process=2))
+        with (
+            Deployment(load_deployment(config), log_dir=Path(tmp, "logs")) as deployment,
+            grpc.insecure_channel(deployment.root_address) as channel,
+        ):
+            assert sorted(deployment.children) == ["leaf-0-1-0", "leaf-0-1-1", "merge", "root"]
+            queries = ["ba be", "di", "ku mo na", "münchen", "zzz-unknown"]
+            for query in queries:
+                response, _ = _search(channel, query, 10, 0)
+                expected = local.search(query, 10, 0)
+                assert [(h.doc_id, h.score, h.snippet) for h in response.hits] == [
+                    (h.doc_id, h.score, h.snippet) for h in expected.hits
+                ], query
+                assert response.total_matches == expected.total_matches
+            metrics = fetch(deployment.children["root"].metrics_address, "/metrics")
+            for shard in ("0", "1"):
+                # Every first attempt went with the other shard's, to the same process (no hedges at this load).
+                calls = sample(metrics, "scatter_root_shard_calls_total", shard=shard)
+                assert sample(metrics, "scatter_root_batched_attempts_total", shard=shard) == calls >= len(queries)
+
+
 def _search(channel: grpc.Channel, query: str, k: int, offset: int) -> tuple[search_pb2.SearchResponse, float]:
     return cli.search_once(channel, query, k, offset=offset, deadline=10.0)
 
