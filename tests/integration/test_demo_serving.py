@@ -56,28 +56,40 @@ def _leaf(index: Path, shard: int, shard_count: int = SHARDS) -> SearchLeaf:
     return leaf
 
 
-NOT_CANCELLED = SimpleNamespace(cancelled=False)
+def not_cancelled(shard: int) -> SimpleNamespace:
+    """A context stand-in: the call is for ``shard`` and goes on."""
+    return SimpleNamespace(cancelled=False, shard_index=shard)
 
 
 def test_leaf_answers_offset_plus_k_hits_of_its_shard(index: Path) -> None:
     leaf = _leaf(index, 1)
-    partial = leaf.handle(search_pb2.SearchRequest(query="ba be", k=3, offset=4), NOT_CANCELLED)  # type: ignore[arg-type]
+    partial = leaf.handle(search_pb2.SearchRequest(query="ba be", k=3, offset=4), not_cancelled(1))  # type: ignore[arg-type]
     expected = IndexSearcher(index).shards[1].search("ba be", 7)
     assert [h.doc_id for h in partial.hits] == [h.doc_id for h in expected.hits]
     assert {h.shard_index for h in partial.hits} == {1}
     assert partial.total_matches == expected.total_matches
 
 
+def test_a_leaf_of_both_shards_answers_each_from_its_own_index(index: Path) -> None:
+    leaf = SearchLeaf(index)
+    leaf.on_start(LeafInfo(0, SHARDS, "127.0.0.1:0", shards=(0, 1)))
+    local = IndexSearcher(index)
+    for shard in (1, 0):
+        partial = leaf.handle(search_pb2.SearchRequest(query="ba be", k=5), not_cancelled(shard))  # type: ignore[arg-type]
+        assert [h.doc_id for h in partial.hits] == [h.doc_id for h in local.shards[shard].search("ba be", 5).hits]
+        assert {h.shard_index for h in partial.hits} == {shard}
+
+
 def test_leaf_rejects_pages_beyond_the_result_window(index: Path) -> None:
     request = search_pb2.SearchRequest(query="ba", k=10, offset=MAX_RESULT_WINDOW)
     with pytest.raises(InvalidRequest, match=r"offset \+ k must be <= 10000"):
-        _leaf(index, 0).handle(request, NOT_CANCELLED)  # type: ignore[arg-type]
+        _leaf(index, 0).handle(request, not_cancelled(0))  # type: ignore[arg-type]
 
 
 def test_a_cancelled_call_skips_building_hits(index: Path) -> None:
     partial = _leaf(index, 0).handle(
         search_pb2.SearchRequest(query="ba", k=3),
-        SimpleNamespace(cancelled=True),  # type: ignore[arg-type]
+        SimpleNamespace(cancelled=True, shard_index=0),  # type: ignore[arg-type]
     )
     assert partial == search_pb2.SearchPartial()
 
@@ -87,6 +99,7 @@ class _EndsAfter:
 
     def __init__(self, n: int) -> None:
         self.n, self.reads = n, 0
+        self.shard_index = 0
 
     @property
     def cancelled(self) -> bool:
