@@ -77,6 +77,14 @@ def wait_for_children(proc: subprocess.Popen[str], count: int, timeout: float = 
     return found
 
 
+def command_name(pid: int) -> str:
+    """The name the process ``pid`` runs under (it changes at exec), or "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
 def assert_all_gone(children: dict[int, int], timeout: float = GONE_WITHIN) -> None:
     wait_until(
         lambda: not any(running(pid, started) for pid, started in children.items()),
@@ -140,6 +148,8 @@ def test_second_signal_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> Non
     stubborn = ["sh", "-c", "trap '' TERM; exec sleep 600"]
     with scatter_up(deployment_file(tmp_path, stubborn, shards=1)) as up:
         children = wait_for_children(up, 2)
+        # Until the shell has run its trap and exec'ed sleep, SIGTERM would still end it.
+        wait_until(lambda: any(command_name(pid) == "sleep" for pid in children), 30, "the leaf ignores SIGTERM")
         up.send_signal(signal.SIGTERM)
         with pytest.raises(subprocess.TimeoutExpired):
             up.wait(timeout=1.0)  # waiting out the grace period for the stubborn leaf
