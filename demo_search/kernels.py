@@ -313,6 +313,17 @@ def count_matches(bits: npt.NDArray[np.uint64], rows: Numbers, docs: Docs, start
 
 @_kernel
 def _lower_bound(docs: Docs, lo: int, hi: int, value: int) -> int:
+    """The first position in ``docs[lo:hi]`` (ascending) holding ``value`` or more, else ``hi``.
+
+    Galloping from ``lo``: steps of 1, 2, 4 ... to pass ``value``, then a binary
+    search of the last step. So it costs the log of the distance, not of the
+    range: the blocks of a round are ascending and close together.
+    """
+    step = 1
+    while lo + step < hi and docs[lo + step - 1] < value:
+        lo += step
+        step *= 2
+    hi = min(hi, lo + step)
     while lo < hi:
         mid = (lo + hi) >> 1
         if docs[mid] < value:
