@@ -14,7 +14,9 @@ chose (a group of terms, a round of blocks). Rules of this module:
 - Scratch scores are 0.0 for every document no term has touched (every
   contribution is > 0); ``touched[:count]`` lists the documents that are
   not, in the order they were first touched. A kernel that reads the final
-  scores (:func:`top`, :func:`finish`) zeroes them again, :func:`reset` too.
+  scores (:func:`top`) zeroes them again, :func:`reset` too. The pruned
+  scorer (:func:`score_blocks`) needs no scratch: it scores a block at a
+  time in arrays of the block's size.
 - Ranking: score descending, ties by ascending document number. The
   selection is a heap of the ``n`` best (its root is the worst of them),
   so it costs one comparison per candidate that does not enter.
@@ -22,7 +24,9 @@ chose (a group of terms, a round of blocks). Rules of this module:
   only when there is work for it: numba does not inline such a call and
   counts references to its arrays, about 20 ns a call, which is 20 times
   the comparison. So a full heap's root is tested with scalars before
-  :func:`_push` is called (:func:`_offer`, :func:`next_blocks`).
+  :func:`_push` is called (:func:`_offer`, :func:`next_blocks`,
+  :func:`score_blocks`), and the searches of :func:`score_blocks` are
+  written out in its loop.
 - Compiled once per machine: ``cache=True`` writes the machine code next to
   this file (``__pycache__``) or, when that is read-only, in numba's user
   cache directory. ``nogil=True``: concurrent searches in threads run in
@@ -221,16 +225,6 @@ def top(scores: Scores, touched: Docs, count: int, n: int) -> tuple[Numbers, Sco
 
 
 @_kernel
-def finish(
-    heap_scores: Scores, heap_docs: Numbers, size: int, scores: Scores, touched: Docs, count: int
-) -> tuple[Numbers, Scores]:
-    """The heap of :func:`score_blocks`, best first; zeroes the scratch."""
-    _sort_heap(heap_scores, heap_docs, size)
-    reset(scores, touched, count)
-    return heap_docs[:size].copy(), heap_scores[:size].copy()
-
-
-@_kernel
 def block_bounds(
     n_blocks: int,
     block_max: npt.NDArray[np.float64],
@@ -312,60 +306,131 @@ def count_matches(bits: npt.NDArray[np.uint64], rows: Numbers, docs: Docs, start
 
 
 @_kernel
-def _lower_bound(docs: Docs, lo: int, hi: int, value: int) -> int:
-    """The first position in ``docs[lo:hi]`` (ascending) holding ``value`` or more, else ``hi``.
-
-    Galloping from ``lo``: steps of 1, 2, 4 ... to pass ``value``, then a binary
-    search of the last step. So it costs the log of the distance, not of the
-    range: the blocks of a round are ascending and close together.
-    """
-    step = 1
-    while lo + step < hi and docs[lo + step - 1] < value:
-        lo += step
-        step *= 2
-    hi = min(hi, lo + step)
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if docs[mid] < value:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@_kernel
 def score_blocks(
-    scores: Scores,
-    touched: Docs,
-    count: int,
     docs: Docs,
     impacts: Scores,
     starts: Numbers,
     ends: Numbers,
     weights: Scores,
+    rows: Numbers,
+    block_max: npt.NDArray[np.float64],
     blocks: Numbers,
     shift: int,
     heap_scores: Scores,
     heap_docs: Numbers,
     size: int,
     n: int,
-) -> tuple[int, int, float]:
-    """Scores every posting in ``blocks`` (ascending), term by term; offers the new documents to the heap.
+) -> tuple[int, float]:
+    """Offers every document of ``blocks`` (ascending) that can enter the heap of the ``n`` best.
 
-    Returns the new count, the heap's size, and the threshold: the n-th best
-    score once the heap holds ``n`` documents, else 0.0 (every block).
+    Block-max MaxScore inside each block, once the heap is full: a term's
+    *cap* is its weight times its maximum impact in the block; the terms
+    with the smallest caps whose sum stays below the heap's root are
+    *non-essential*, since a document with none of the others cannot enter.
+    Candidates are the documents of the essential terms; a candidate's bound
+    adds, in query term order, its essential contributions and the
+    non-essential caps, so it bounds its exact score bit for bit (rounding
+    is monotone); only a candidate whose bound can beat the root gets its
+    exact score, the sum in query term order of its postings, looked up by
+    galloping. With every term essential the bound is the exact score.
+    Returns the heap's size and the threshold: the n-th best score once the
+    heap holds ``n`` documents, else 0.0 (every block).
     """
-    first = count
-    for t in range(len(starts)):
-        weight, lo, end = weights[t], starts[t], ends[t]
-        for b in blocks:
-            lo = _lower_bound(docs, lo, end, b << shift)
-            hi = _lower_bound(docs, lo, end, (b + 1) << shift)
-            count = _add_range(scores, touched, count, docs, impacts, lo, hi, weight)
-            lo = hi
-    size = _offer(heap_scores, heap_docs, size, scores, touched, first, count)
+    terms, width, capacity = len(starts), 1 << shift, len(heap_scores)
+    bounds = np.empty(width, dtype=np.float64)
+    marked = np.empty(width, dtype=np.bool_)
+    lo, hi = np.empty(terms, dtype=np.int64), np.empty(terms, dtype=np.int64)
+    caps = np.empty(terms, dtype=np.float64)
+    order = np.empty(terms, dtype=np.int64)
+    essential = np.empty(terms, dtype=np.bool_)
+    cursor = starts.copy()  # per term: its postings before this are in earlier blocks
+    for b in blocks:
+        base = b << shift
+        for t in range(terms):
+            # Galloping, then a binary search, to the block's first posting (written
+            # out: a call per block and term would cost more, see the module's rules);
+            # then a walk of at most ``width`` postings past its last.
+            first, end, step = cursor[t], ends[t], 1
+            while first + step < end and docs[first + step - 1] < base:
+                first += step
+                step *= 2
+            last = min(end, first + step)
+            while first < last:
+                middle = (first + last) >> 1
+                if docs[middle] < base:
+                    first = middle + 1
+                else:
+                    last = middle
+            last = first
+            while last < end and docs[last] < base + width:
+                last += 1
+            lo[t], hi[t], cursor[t] = first, last, last
+            essential[t] = True
+        every = True
+        if size == capacity and capacity > 0:
+            for t in range(terms):
+                best = 0.0
+                if rows[t] >= 0:
+                    best = block_max[rows[t], b]
+                else:
+                    for i in range(lo[t], hi[t]):
+                        best = max(best, impacts[i])
+                caps[t] = weights[t] * best
+                # Insertion sort by ascending cap (a query has at most a few dozen terms).
+                k = t
+                while k > 0 and caps[order[k - 1]] > caps[t]:
+                    order[k] = order[k - 1]
+                    k -= 1
+                order[k] = t
+            # The plain sum of the smallest caps, with room for the rounding of
+            # any order of adding them (a relative 1e-12 is far more than 32 terms need).
+            below, root = 0.0, heap_scores[0]
+            for k in range(terms):
+                below += caps[order[k]]
+                if below * (1.0 + 1e-12) >= root:
+                    break
+                essential[order[k]] = False
+                every = False
+        bounds[:] = 0.0
+        marked[:] = False
+        for t in range(terms):
+            weight = weights[t]
+            if essential[t]:
+                for i in range(lo[t], hi[t]):
+                    j = docs[i] - base
+                    bounds[j] += weight * impacts[i]
+                    marked[j] = True
+            else:
+                cap = caps[t]
+                for j in range(width):
+                    bounds[j] += cap
+        for j in range(width):
+            if not marked[j]:
+                continue
+            doc, score = base + j, bounds[j]
+            if size == capacity and not _worse(heap_scores[0], heap_docs[0], score, doc):
+                continue
+            if not every:
+                score = 0.0
+                for t in range(terms):
+                    p = lo[t]  # candidates ascend: each term's postings are walked once per block
+                    while p < hi[t] and docs[p] < doc:
+                        p += 1
+                    lo[t] = p
+                    if p < hi[t] and docs[p] == doc:
+                        score += weights[t] * impacts[p]
+                if size == capacity and not _worse(heap_scores[0], heap_docs[0], score, doc):
+                    continue
+            size = _push(heap_scores, heap_docs, size, score, doc)
     threshold = heap_scores[0] if size == n else 0.0
-    return count, size, threshold
+    return size, threshold
+
+
+@_kernel
+def finish(heap_scores: Scores, heap_docs: Numbers, size: int) -> tuple[Numbers, Scores]:
+    """The heap of :func:`score_blocks`, best first."""
+    _sort_heap(heap_scores, heap_docs, size)
+    return heap_docs[:size].copy(), heap_scores[:size].copy()
 
 
 def compile_all() -> None:
@@ -386,10 +451,10 @@ def compile_all() -> None:
     total = count_matches(np.ones((1, 1), np.uint64), rows, docs, starts, ends)
     chosen, _ = next_blocks(upper, np.zeros(1, np.bool_), 0.0, 4)
     heap_scores, heap_docs = np.empty(total, np.float64), np.empty(total, np.int64)
-    count, size, _ = score_blocks(
-        scores, touched, 0, docs, impacts, starts, ends, weights, chosen, 8, heap_scores, heap_docs, 0, 1
+    size, _ = score_blocks(
+        docs, impacts, starts, ends, weights, rows, np.ones((1, 1)), chosen, 8, heap_scores, heap_docs, 0, 1
     )
-    finish(heap_scores, heap_docs, size, scores, touched, count)
+    finish(heap_scores, heap_docs, size)
 
 
 if __name__ == "__main__":

@@ -62,10 +62,15 @@ searcher is built, so a leaf is SERVING only with its kernels ready:
   order, ``FIRST_BLOCKS`` and then twice as many per round, until no block
   left has a bound >= the n-th best exact score so far (a tie could still win
   by id), the root of a heap of the n best kept across rounds; a round is
-  cut into kernel calls of at most ``CHUNK_POSTINGS`` postings. If more
-  than ``PRUNE_MAX_SHARE`` of the blocks are still left after a round,
-  every posting is scored instead. ``total_matches`` stays exact:
-  the popcount of the union of the terms' bitsets (short terms set theirs).
+  cut into kernel calls of at most ``CHUNK_POSTINGS`` postings. Inside a
+  block, once the heap is full, MaxScore: the terms whose block maxima
+  cannot reach the root together only bound the candidates of the others,
+  and only a candidate whose bound can win gets its exact score
+  (:func:`demo_search.kernels.score_blocks`). There is no fallback to every
+  posting: where the bounds prune nothing (a query of the most frequent
+  terms), scoring every block costs about what the exhaustive path costs.
+  ``total_matches`` stays exact: the popcount of the union of the terms'
+  bitsets (short terms set theirs).
 - Exact scores are the same sums in the same order as :meth:`score`, so the
   top-k, scores, ties and totals are bit-identical to the exhaustive path
   (tests/unit/test_demo_pruning.py). ``stop`` is polled per kernel call: the
@@ -130,15 +135,15 @@ CHUNK_POSTINGS = 1 << 18
 # of 2 ** BLOCK_SHIFT consecutive local numbers; a term with at least
 # LONG_RATIO * documents postings (and at least one) is *long*: its maximum
 # impact per block and its bitset of documents are computed at load (for the
-# 1M-document synthetic corpus: 352 terms, 4 MiB of maxima, 44 MiB of bits).
-BLOCK_SHIFT = 8
+# 1M-document synthetic corpus: 352 terms, 44 MiB of maxima, 44 MiB of bits).
+# Blocks of 64 measured best on its zipf and head mixes (256: 1.8x the mean
+# time on head-term queries, whose bounds are loose in large blocks; 32: a
+# slower median, more blocks to bound and order).
+BLOCK_SHIFT = 6
 LONG_RATIO = 1 / 32
 # Blocks scored exactly in the first round of the pruned scorer; each later
 # round takes twice as many as the one before.
 FIRST_BLOCKS = 4
-# When more than this share of the non-empty blocks can still beat the
-# threshold after a round, the pruned scorer scores every posting instead.
-PRUNE_MAX_SHARE = 0.9
 
 StopCheck = Callable[[], bool]
 """Returns True once the caller no longer wants the answer (cancelled, or past its deadline)."""
@@ -480,8 +485,6 @@ class ShardSearcher:
         _poll(stop)
         if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float64), total
-        scratch = self._take_scratch()
-        scores, touched = scratch
         # The n best so far, as a heap: its root is the threshold once it holds n documents.
         heap_scores = np.empty(min(n, total), dtype=np.float64)
         heap_docs = np.empty(min(n, total), dtype=np.int64)
@@ -490,28 +493,22 @@ class ShardSearcher:
         # Blocks in descending bound order (ties by block number), the empty ones never.
         scored = np.zeros(self._n_blocks, dtype=np.bool_)
         batch = FIRST_BLOCKS
-        chosen, nonempty = kernels.next_blocks(upper, scored, 0.0, batch)
-        count = size = 0
+        chosen, _ = kernels.next_blocks(upper, scored, 0.0, batch)
+        size = 0
         while len(chosen):
             for first in range(0, len(chosen), step):
                 _poll(stop)
-                count, size, threshold = kernels.score_blocks(
-                    scores, touched, count, docs, impacts, starts, ends, weights,
+                size, threshold = kernels.score_blocks(
+                    docs, impacts, starts, ends, weights, rows, self._block_max,
                     chosen[first : first + step], shift, heap_scores, heap_docs, size, n,
                 )  # fmt: skip
             _poll(stop)
             # Only blocks whose bound reaches the n-th best exact score so far
             # can hold a top-n document (a tie at the threshold can, by id).
             batch *= 2
-            chosen, left = kernels.next_blocks(upper, scored, threshold, batch)
-            if left > PRUNE_MAX_SHARE * nonempty:
-                # The bounds prune too little (frequent terms everywhere):
-                # whole posting slices beat gathering most of them by block.
-                kernels.reset(scores, touched, count)
-                return self._exhaustive(scratch, starts, ends, weights, n, stop, total)
+            chosen, _ = kernels.next_blocks(upper, scored, threshold, batch)
         _poll(stop)
-        found, values = kernels.finish(heap_scores, heap_docs, size, scores, touched, count)
-        self._scratch.append(scratch)
+        found, values = kernels.finish(heap_scores, heap_docs, size)
         return found, values, total
 
     def _exhaustive(
@@ -522,7 +519,6 @@ class ShardSearcher:
         weights: npt.NDArray[np.float64],
         n: int,
         stop: StopCheck,
-        total: int | None = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], int]:
         """Every posting of the query into ``scratch`` (zeroed), term by term; the best ``n``.
 
@@ -549,7 +545,7 @@ class ShardSearcher:
         _poll(stop)
         found, values = kernels.top(scores, touched, count, n)
         self._scratch.append(scratch)
-        return found, values, count if total is None else total
+        return found, values, count
 
     def _take_scratch(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]:
         """Zeroed scores of every document, and room to list those a query touches."""
@@ -576,10 +572,10 @@ class ShardSearcher:
         chosen, _ = kernels.next_blocks(upper, np.zeros(self._n_blocks, dtype=np.bool_), 0.0, FIRST_BLOCKS)
         heap_scores, heap_docs = np.empty(0, dtype=np.float64), np.empty(0, dtype=np.int64)
         kernels.score_blocks(
-            scores, touched, 0, docs, impacts, none, none, weights, chosen, self._shift, heap_scores, heap_docs, 0, 1
+            docs, impacts, none, none, weights, none, self._block_max, chosen, self._shift, heap_scores, heap_docs, 0, 1
         )
         kernels.reset(scores, touched, 0)
-        kernels.finish(heap_scores, heap_docs, 0, scores, touched, 0)
+        kernels.finish(heap_scores, heap_docs, 0)
         self._scratch.append(scratch)
 
     def _hit(self, doc: int, score: float, terms: frozenset[str]) -> Hit:

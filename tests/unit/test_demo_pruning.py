@@ -20,12 +20,13 @@ from demo_search.corpus import Document
 from demo_search.index import build_index
 from demo_search.search import IndexSearcher, ShardSearcher, top_n
 
-# (BLOCK_SHIFT, LONG_RATIO, FIRST_BLOCKS, PRUNE_MAX_SHARE); a share of 1.0 never falls back to every posting.
+# (BLOCK_SHIFT, LONG_RATIO, FIRST_BLOCKS).
 CONFIGS = [
-    (2, 0.0, 1, 1.0),
-    (3, 1 / 32, 1, 1.0),
-    (5, 0.2, 2, 0.0),
-    (search.BLOCK_SHIFT, search.LONG_RATIO, search.FIRST_BLOCKS, search.PRUNE_MAX_SHARE),
+    (2, 0.0, 1),
+    (3, 1 / 32, 1),
+    (5, 0.2, 2),
+    (8, 0.0, 4),
+    (search.BLOCK_SHIFT, search.LONG_RATIO, search.FIRST_BLOCKS),
 ]
 CORPORA = 6
 
@@ -64,14 +65,13 @@ def _queries(docs: list[Document], rng: random.Random) -> list[str]:
     return [" ".join(rng.choices([*words, "unknown"], k=rng.randint(1, 5))) for _ in range(25)]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"shift{c[0]}-long{c[1]:.3f}-first{c[2]}-share{c[3]}")
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"shift{c[0]}-long{c[1]:.3f}-first{c[2]}")
 def test_pruned_search_equals_the_exhaustive_ranking(
     corpora: list[tuple[list[Document], Path, Path]],
-    config: tuple[int, float, int, float],
+    config: tuple[int, float, int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    shift, ratio, first, share = config
-    monkeypatch.setattr(search, "PRUNE_MAX_SHARE", share)
+    shift, ratio, first = config
     monkeypatch.setattr(search, "BLOCK_SHIFT", shift)
     monkeypatch.setattr(search, "LONG_RATIO", ratio)
     monkeypatch.setattr(search, "FIRST_BLOCKS", first)
