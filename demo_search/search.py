@@ -235,7 +235,9 @@ class ShardSearcher:
     truncated or inconsistent: a leaf fails at start, never on a query.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, block_shift: int | None = None) -> None:
+        """``block_shift``: the pruned scorer's blocks are ``2 ** block_shift`` documents
+        (default ``BLOCK_SHIFT``; ``scatter bench demo-scorer`` compares sizes)."""
         self.path = directory = Path(path)
         if not directory.is_dir():
             raise fmt.IndexFormatError(f"{directory}: shard directory missing")
@@ -290,15 +292,17 @@ class ShardSearcher:
             f"impact out of range (0, {K1 + 1})",
         )
         fmt.load_array(directory / fmt.DOC_LENGTHS, np.int32, m.documents)  # checked, not needed to score
-        self._load_blocks()
+        self._load_blocks(BLOCK_SHIFT if block_shift is None else block_shift)
         self._warm()  # a leaf reports SERVING only once its kernels are compiled
         self._ids = _Blob(directory, fmt.IDS, m.documents)
         self._titles = _Blob(directory, fmt.TITLES, m.documents)
         self._texts = _Blob(directory, fmt.TEXTS, m.documents)
 
-    def _load_blocks(self) -> None:
+    def _load_blocks(self, shift: int) -> None:
         """The pruned scorer's metadata: per long term, its block maxima and its bitset of documents."""
-        self._shift = shift = BLOCK_SHIFT
+        if not 0 <= shift <= 20:
+            raise ValueError(f"block_shift must be in [0, 20], got {shift}")
+        self._shift = shift
         self._n_blocks = n_blocks = (self.n_docs + (1 << shift) - 1) >> shift
         words = (self.n_docs + 63) // 64
         counts = np.diff(self._indptr)

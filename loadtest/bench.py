@@ -47,6 +47,7 @@ CLOSED_LOOP: dict[str, tuple[str, str]] = {
     "memory": ("loadtest.memory", "32 concurrent 4 MiB requests, then over-limit ones: root RSS before, peak, after"),
     "shed": ("loadtest.shed", "root CPU per rejection, and admitted p99 under 2x overload against capacity"),
     "demo-scale": ("loadtest.demo_scale", "the demo search over 1M synthetic documents: build, memory, latency"),
+    "demo-scorer": ("loadtest.demo_scorer", "the demo's ranking alone on 1M documents, per block size: p50, p99, mean"),
     "demo-heavy": ("loadtest.demo_heavy", "k = 1000 and 10,000-term demo queries, 1 s deadline: in time, or stopped?"),
 }
 

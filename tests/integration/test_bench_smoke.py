@@ -152,9 +152,9 @@ def test_scatter_bench_lists_every_scenario_on_one_line() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     for name in ["steady", "ramp", "tail-locust", "fault", "overload", "overhead", "compare", "fanout", "tail",
-                 "faults", "memory", "shed", "demo-scale", "demo-heavy", "sdk-call"]:  # fmt: skip
+                 "faults", "memory", "shed", "demo-scale", "demo-scorer", "demo-heavy", "sdk-call"]:  # fmt: skip
         assert len([line for line in lines if line.split()[:1] == [name]]) == 1, (name, proc.stdout)
-    assert len(EVERY_SCENARIO) == 15
+    assert len(EVERY_SCENARIO) == 16
 
 
 @pytest.mark.parametrize("name", EVERY_SCENARIO)
@@ -230,6 +230,41 @@ def test_the_bare_root_parks_its_limit_and_grpc_refuses_the_rest() -> None:
             parked.cancel()
     finally:
         proc.stop()
+
+
+@pytest.mark.timeout(120)
+def test_scatter_bench_demo_scorer_compares_block_sizes_on_the_same_rankings(tmp_path: Path) -> None:
+    """A tiny corpus through the real command: one row per block size and mix, the same rankings, the JSON."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCATTER_")}
+    env["PYTHONPATH"] = str(REPO)
+    out = tmp_path / "scorer.json"
+    flags = ["--dir", str(tmp_path / "idx"), "--docs", "1500", "--queries", "20", "--block-shifts", "2", "6"]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scatter.cli",
+            "bench",
+            "demo-scorer",
+            *flags,
+            "--mixes",
+            "zipf",
+            "head",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["block_shift"], r["mix"]) for r in runs] == [(2, "zipf"), (2, "head"), (6, "zipf"), (6, "head")]
+    assert all(0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"] and len(r["slowest"]) == 3 for r in runs)
+    assert "| 64 | head |" in proc.stdout
 
 
 @pytest.mark.timeout(120)
