@@ -3,7 +3,9 @@
 One service per shard, scaled to the shard's replicas (``docker compose up
 --scale shard-N=R`` reshapes it); the engine's DNS answers the service name
 with every replica's address, so the root discovers them exactly as it does
-a headless Service's pods. The merge is a service on a Unix socket in a
+a headless Service's pods. With ``[leaves] shards_per_process`` above 1,
+one service per leaf process (``shards-4-7``), which the root's config
+names for each of its shards. The merge is a service on a Unix socket in a
 volume it shares with the root; the root's configuration is an inline
 ``configs`` entry (Compose 2.23.1 or newer). Leaves with ``[deploy.init]``
 get one init service per shard that fills a volume they mount read-only.
@@ -20,6 +22,7 @@ from root.errors import ConfigError
 from scatter.export import _yaml
 from scatter.export.kubernetes import toml_text
 from scatter.export.target import Container, Target, fill
+from scatter.runtime import shard_env
 
 Doc = dict[str, Any]
 
@@ -85,8 +88,8 @@ def compose(target: Target, source: str = "DEPLOYMENT.toml", out: str = "compose
     common = {"SCATTER_GRACE_SECONDS": f"{target.grace_seconds:g}", "SCATTER_LOG_FORMAT": target.log_format}
     services: Doc = {}
     volumes: Doc = {}
-    for shard in range(target.shards):
-        name = target.shard_name(shard)
+    for served in target.processes:
+        shard, name, shards_env = served[0], target.process_name(served), shard_env(served, target.shards)
         leaf: Doc = {
             **_base(target, target.leaf),
             "entrypoint": _command(target.leaf, "leaves.command", shard=str(shard)),
@@ -94,8 +97,7 @@ def compose(target: Target, source: str = "DEPLOYMENT.toml", out: str = "compose
             "environment": _escape(
                 {
                     **target.leaf.env,
-                    "SCATTER_SHARD_INDEX": str(shard),
-                    "SCATTER_SHARD_COUNT": str(target.shards),
+                    **shards_env,
                     "SCATTER_HOST": "0.0.0.0",
                     "SCATTER_PORT": str(target.leaf_port),
                     "SCATTER_METRICS_ADDRESS": f"0.0.0.0:{target.leaf_metrics_port}",
@@ -112,9 +114,7 @@ def compose(target: Target, source: str = "DEPLOYMENT.toml", out: str = "compose
                 **_base(target, target.init),
                 "entrypoint": _command(target.init, "deploy.init.command", shard=str(shard)),
                 "working_dir": target.workdir,
-                "environment": _escape(
-                    {**target.init.env, "SCATTER_SHARD_INDEX": str(shard), "SCATTER_SHARD_COUNT": str(target.shards)}
-                ),
+                "environment": _escape({**target.init.env, **shards_env}),
                 "volumes": [f"{volume}:{target.data_dir}"],
             }
             leaf["volumes"] = [f"{volume}:{target.data_dir}:ro"]
@@ -142,7 +142,7 @@ def compose(target: Target, source: str = "DEPLOYMENT.toml", out: str = "compose
         # Compose stops services in reverse order: the root drains before its merge and leaves.
         "depends_on": {
             "merge": {"condition": "service_healthy"},
-            **{target.shard_name(s): {"condition": "service_healthy"} for s in range(target.shards)},
+            **{target.process_name(served): {"condition": "service_healthy"} for served in target.processes},
         },
     }
     toml = toml_text(

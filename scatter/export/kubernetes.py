@@ -6,7 +6,12 @@ Three files, applied in name order (``kubectl apply -f DIR``):
 - ``10-leaves.yaml``: per shard, a headless Service, a StatefulSet and a
   PodDisruptionBudget. One StatefulSet per shard, so ``kubectl scale
   statefulset shard-N --replicas R`` reshapes one shard; its headless
-  Service's A records (one per ready pod) are what the root looks up;
+  Service's A records (one per ready pod) are what the root looks up.
+  With ``[leaves] shards_per_process`` above 1, one of each per leaf
+  process instead (``shards-4-7``: its pods serve shards 4 to 7, named in
+  SCATTER_SHARDS), and the root's config names that Service for each of
+  its shards, so the root finds the same pods for all of them and sends
+  them one ``ExecuteShards`` call per request;
 - ``20-root.yaml``: the root's ConfigMap, its Deployment (the merge a native
   sidecar on a Unix socket in a shared emptyDir), its Service and its
   PodDisruptionBudget.
@@ -24,6 +29,7 @@ import tomli_w
 
 from scatter.export import _yaml
 from scatter.export.target import Container, Target, fill, startup_failures
+from scatter.runtime import shard_env
 
 Doc = dict[str, Any]
 
@@ -42,14 +48,14 @@ newer (the merge is a native sidecar). Apply the folder in file-name order:
 """
 
 
-def _labels(target: Target, component: str, shard: int | None = None) -> dict[str, str]:
+def _labels(target: Target, component: str, served: range | None = None) -> dict[str, str]:
     labels = {
         "app.kubernetes.io/name": "scatter-gather",
         "app.kubernetes.io/instance": target.name,
         "app.kubernetes.io/component": component,
     }
-    if shard is not None:
-        labels["scatter-gather/shard"] = str(shard)
+    if served is not None:  # a shard ("3"), or a leaf process's shards ("4-7")
+        labels["scatter-gather/shard"] = str(served[0]) if len(served) == 1 else f"{served[0]}-{served[-1]}"
     return labels
 
 
@@ -117,7 +123,8 @@ def _common_env(target: Target) -> dict[str, str]:
 
 
 def shard_dns(target: Target, shard: int) -> str:
-    """What the root looks up for a shard: its headless Service's A records, one per ready pod."""
+    """What the root looks up for a shard: the headless Service's A records (one per ready pod) of the
+    StatefulSet that serves it."""
     return f"{target.shard_name(shard)}.{target.namespace}.svc.cluster.local:{target.leaf_port}"
 
 
@@ -145,9 +152,11 @@ def root_toml(target: Target) -> str:
     )
 
 
-def _leaf_documents(target: Target, shard: int) -> list[tuple[str, Doc]]:
-    name = target.shard_name(shard)
-    labels = _labels(target, "leaf", shard)
+def _leaf_documents(target: Target, served: range) -> list[tuple[str, Doc]]:
+    shard = served[0]
+    name = target.process_name(served)
+    labels = _labels(target, "leaf", served)
+    shards_env = shard_env(served, target.shards)
     service: Doc = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -169,8 +178,7 @@ def _leaf_documents(target: Target, shard: int) -> list[tuple[str, Doc]]:
         *_env(
             {
                 **target.leaf.env,
-                "SCATTER_SHARD_INDEX": str(shard),
-                "SCATTER_SHARD_COUNT": str(target.shards),
+                **shards_env,
                 "SCATTER_HOST": "0.0.0.0",
                 "SCATTER_PORT": str(target.leaf_port),
                 "SCATTER_METRICS_ADDRESS": f"0.0.0.0:{target.leaf_metrics_port}",
@@ -189,8 +197,7 @@ def _leaf_documents(target: Target, shard: int) -> list[tuple[str, Doc]]:
                 "imagePullPolicy": target.pull_policy,
                 "command": fill(target.init.command, **values),
                 "workingDir": target.workdir,
-                "env": env[:1] + _env({**target.init.env, "SCATTER_SHARD_INDEX": str(shard),
-                                       "SCATTER_SHARD_COUNT": str(target.shards)}),
+                "env": env[:1] + _env({**target.init.env, **shards_env}),
                 "resources": _resources(target.init),
                 "securityContext": _restricted(),
                 "volumeMounts": [{"name": "data", "mountPath": target.data_dir}, _tmp_mount()],
@@ -259,19 +266,25 @@ def _leaf_documents(target: Target, shard: int) -> list[tuple[str, Doc]]:
         "metadata": _meta(target, name, labels),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}},
     }
+    what = f"Shard {shard}" if len(served) == 1 else f"Shards {shard}-{served[-1]}"
     return [
         (
-            f"Shard {shard} of {target.shards}. Headless: no virtual IP; the root looks up\n"
+            f"{what} of {target.shards}. Headless: no virtual IP; the root looks up\n"
             f"{shard_dns(target, shard)} (one A record per ready pod).",
             service,
         ),
         (
-            f"The replicas of shard {shard}: `kubectl -n {target.namespace} scale statefulset {name} --replicas N`.\n"
+            f"The replicas of {what.lower()}: `kubectl -n {target.namespace} scale statefulset {name} --replicas N`.\n"
             "No preStop: on SIGTERM a leaf reports NOT_SERVING on the health service the root\n"
             "watches, keeps serving for its drain delay, then finishes its calls in flight.",
             statefulset,
         ),
-        ("Voluntary disruptions (node drains) take one replica of the shard at a time.", budget),
+        (
+            "Voluntary disruptions (node drains) take one replica of "
+            + ("the shard" if len(served) == 1 else what.lower())
+            + " at a time.",
+            budget,
+        ),
     ]
 
 
@@ -405,7 +418,7 @@ def _files(target: Target) -> dict[str, list[tuple[str, Doc]]]:
         "kind": "Namespace",
         "metadata": {"name": target.namespace, "labels": {"app.kubernetes.io/part-of": "scatter-gather"}},
     }
-    leaves = [doc for shard in range(target.shards) for doc in _leaf_documents(target, shard)]
+    leaves = [doc for served in target.processes for doc in _leaf_documents(target, served)]
     return {
         FILES[0]: [("Everything of this deployment lives in this namespace.", namespace)],
         FILES[1]: leaves,

@@ -97,7 +97,7 @@ class Target:
     name: str  # app.kubernetes.io/instance, and compose's project name
     namespace: str
     shards: int
-    replicas: int  # per shard
+    replicas: int  # per shard (per leaf process: each serves one or more shards)
     leaf: Container
     init: Container | None  # the leaves' data, fetched or built before each leaf starts
     merge: Container
@@ -122,9 +122,27 @@ class Target:
     health_command: tuple[str, ...]
     log_format: str
 
+    # The shards of each leaf process, consecutive ([leaves] shards_per_process):
+    # one StatefulSet (Kubernetes) or service (compose) each, whose leaves get
+    # scatter.runtime.shard_env in their environment.
+    processes: tuple[range, ...] = ()
+
+    def process_name(self, served: range) -> str:
+        """The StatefulSet, headless Service or compose service of the leaves serving ``served``.
+
+        ``shard-N`` for one shard (the layout before several shards per process
+        existed, kept), ``shards-A-B`` for several.
+        """
+        return f"shard-{served[0]}" if len(served) == 1 else f"shards-{served[0]}-{served[-1]}"
+
+    def process_of(self, shard: int) -> range:
+        """The shards of the leaf process that serves ``shard``."""
+        return next(served for served in self.processes if shard in served)
+
     def shard_name(self, shard: int) -> str:
-        """The StatefulSet, headless Service (Kubernetes) or service (compose) of one shard."""
-        return f"shard-{shard}"
+        """The StatefulSet, headless Service (Kubernetes) or service (compose) that serves one shard."""
+        return self.process_name(self.process_of(shard))
+
 
     @property
     def merge_address(self) -> str:
@@ -220,11 +238,6 @@ def build_target(spec: DeploymentSpec, images: Images = Images(), namespace: str
         )
     if spec.tree is not None:
         raise ConfigError("[tree]: exporting a two-level tree is not supported yet; export one level")
-    if spec.shards_per_process > 1:
-        raise ConfigError(
-            "leaves.shards_per_process: exporting leaves that serve several shards is not supported yet "
-            "(a StatefulSet serves one shard); export with shards_per_process = 1"
-        )
     deploy = Table(spec.deploy, "deploy")
     in_file = deploy.get("namespace", str, DEFAULT_NAMESPACE)
     namespace = _name("--namespace", namespace) if namespace else _name("deploy.namespace", in_file)
@@ -374,6 +387,7 @@ def build_target(spec: DeploymentSpec, images: Images = Images(), namespace: str
         ready_timeout=spec.ready_timeout,
         health_command=tuple(health_command),
         log_format=log_format,
+        processes=tuple(spec.process_shards()),
     )
 
 

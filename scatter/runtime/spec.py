@@ -120,6 +120,19 @@ class DeploymentSpec:
         return doc
 
 
+def shard_env(served: range, shards: int) -> dict[str, str]:
+    """What a leaf process serving ``served`` of ``shards`` finds in its environment about its shards.
+
+    SCATTER_SHARD_INDEX (and ``{shard}``) is the first shard; a process of
+    several also gets SCATTER_SHARDS, e.g. ``4-7``. ``scatter up`` and
+    ``scatter export`` both set these.
+    """
+    env = {"SCATTER_SHARD_INDEX": str(served[0]), "SCATTER_SHARD_COUNT": str(shards)}
+    if len(served) > 1:
+        env["SCATTER_SHARDS"] = f"{served[0]}-{served[-1]}"
+    return env
+
+
 def _process(table: Table) -> ProcessSpec:
     command = table.require("command", list)
     if not command or not all(isinstance(part, str) for part in command):

@@ -55,7 +55,7 @@ import grpc
 import tomli_w
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from scatter.runtime.spec import DeploymentSpec
+from scatter.runtime.spec import DeploymentSpec, shard_env
 from scatter_common.tls import ClientTls, sync_channel
 
 # How often the watcher looks at its children; a crash is noticed this late.
@@ -387,12 +387,9 @@ class Deployment:
             for replica in range(spec.replicas):
                 env = {
                     **spec.leaves.env,
-                    "SCATTER_SHARD_INDEX": str(first),
-                    "SCATTER_SHARD_COUNT": str(spec.shards),
+                    **shard_env(served, spec.shards),
                     "SCATTER_REPLICA_ID": f"shard{name}-replica{replica}",
                 }
-                if len(served) > 1:
-                    env["SCATTER_SHARDS"] = name
                 replicas.append(
                     self._child(
                         f"leaf-{name}-{replica}",

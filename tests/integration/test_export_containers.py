@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import pytest
 
 from demo_search.cli import search_once
 from scatter.export import Images, build_target, compose_file
-from scatter.runtime import load_deployment
+from scatter.runtime import DeploymentSpec, load_deployment, parse_deployment
 from tests._podman import (
     BASE_TIMEOUT,
     BUILD_TIMEOUT,
@@ -57,9 +58,9 @@ def _unescape(value: str) -> str:
 class ExportedProject(Containers):
     """The exported compose file's services as podman containers, each remembered by id."""
 
-    def __init__(self, image: str, tmp: Path) -> None:
+    def __init__(self, image: str, tmp: Path, spec: DeploymentSpec | None = None) -> None:
         yaml = pytest.importorskip("yaml")
-        target = build_target(load_deployment(REPO / "deploy" / "demo.toml"), Images(image=image))
+        target = build_target(spec or load_deployment(REPO / "deploy" / "demo.toml"), Images(image=image))
         self.compose: dict[str, Any] = yaml.safe_load(compose_file(target))
         self.metrics_port = target.root_metrics_port
         self.prefix = f"scatter-export-{secrets.token_hex(3)}"
@@ -104,12 +105,14 @@ class ExportedProject(Containers):
 
     def replica_attempts(self, shard: str, address: str) -> float:
         """The root's scatter_root_replica_attempts for one replica."""
-        text = self.metrics()
-        labels = (f'replica="{address}"', f'shard="{shard}"')
+        return self.counter("scatter_root_replica_attempts_total", f'replica="{address}"', f'shard="{shard}"')
+
+    def counter(self, name: str, *labels: str) -> float:
+        """The sum of one of the root's counters over the series that have every label of ``labels``."""
         return sum(
             float(line.split()[-1])
-            for line in text.splitlines()
-            if line.startswith("scatter_root_replica_attempts_total{") and all(label in line for label in labels)
+            for line in self.metrics().splitlines()
+            if line.startswith(name + "{") and all(label in line for label in labels)
         )
 
     def health_test(self, name: str) -> list[str]:
@@ -168,3 +171,36 @@ def test_exported_compose_runs_and_follows_its_replicas_by_dns(project: Exported
             search_once(channel, "json decode", 5, deadline=10)
             time.sleep(0.2)
         assert project.replica_attempts("0", address) > 0, f"{project.metrics('replica_attempts')}\n{project.logs()}"
+
+
+def test_exported_compose_of_two_shards_per_process_is_asked_once_per_process(image: str, tmp_path: Path) -> None:
+    """``shards_per_process = 2``: a service per leaf process, each serving two shards (SCATTER_SHARDS);
+    the root's config names that service for both, finds the same containers for both, and sends
+    them one ExecuteShards call per request (its batched-attempts counter, per shard)."""
+    demo = REPO / "deploy" / "demo.toml"
+    text = demo.read_text().replace("[leaves]\n", "[leaves]\nshards_per_process = 2\n", 1)
+    project = ExportedProject(image, tmp_path, parse_deployment(tomllib.loads(text), demo.parent))
+    try:
+        services = project.compose["services"]
+        leaves = [name for name in services if name.startswith("shards-") and not name.endswith("-init")]
+        assert leaves == ["shards-0-1", "shards-2-3"], sorted(services)
+        for name in leaves:
+            project.start(f"{name}-init")
+        for name in leaves:
+            assert project.wait_exit(f"{name}-init-0", timeout=120) == 0, project.logs()
+        started = [project.start(name) for name in leaves]  # one replica of each is enough here
+        started.append(project.start("merge"))
+        project.wait_healthy(started)
+        root = project.start("root")
+        project.wait_healthy([root])
+        with grpc.insecure_channel(f"127.0.0.1:{project.root_port}") as channel:
+            for _ in range(3):
+                response, _ = search_once(channel, "return value", 50, deadline=10)
+                assert response.coverage.answered == response.coverage.total == 4, project.logs()
+            assert {hit.shard_index for hit in response.hits} == {0, 1, 2, 3}, "each process answers both its shards"
+        for shard in range(4):
+            assert project.counter("scatter_root_batched_attempts_total", f'shard="{shard}"') >= 3, project.metrics(
+                "batched"
+            )
+    finally:
+        project.close()

@@ -54,6 +54,11 @@ def _target(app: str) -> tuple[DeploymentSpec, Target]:
     if app == "demo":
         spec = load_deployment(DEMO)
         return spec, build_target(spec)
+    if app == "grouped":  # the demo with two shards per leaf process: a StatefulSet per process
+        text = DEMO.read_text().replace("[leaves]\n", "[leaves]\nshards_per_process = 2\n", 1)
+        spec = parse_deployment(tomllib.loads(text), DEMO.parent)
+        assert spec.shards_per_process == 2
+        return spec, build_target(spec)
     spec = load_deployment(PROBE)
     return spec, build_target(spec, Images(image="probe:test"))
 
@@ -81,7 +86,7 @@ class Manifests:
         return str(self.one("ConfigMap", "root-config")["data"]["root.toml"])
 
 
-@pytest.fixture(params=["demo", "probe"])
+@pytest.fixture(params=["demo", "probe", "grouped"])
 def app(request: pytest.FixtureRequest) -> tuple[DeploymentSpec, Target, Manifests]:
     spec, target = _target(request.param)
     return spec, target, Manifests(kubernetes_manifests(target))
@@ -143,10 +148,13 @@ def test_manifests_validate_against_the_kubernetes_schemas(
     assert not problems, "\n".join(problems)
 
 
-def test_one_statefulset_headless_service_and_budget_per_shard(app: tuple[DeploymentSpec, Target, Manifests]) -> None:
+def test_one_statefulset_headless_service_and_budget_per_leaf_process(
+    app: tuple[DeploymentSpec, Target, Manifests],
+) -> None:
     spec, _, m = app
     kinds = sorted(d["kind"] for _, d in m.docs)
-    per_shard = ["Service", "StatefulSet", "PodDisruptionBudget"] * spec.shards
+    processes = -(-spec.shards // spec.shards_per_process)
+    per_shard = ["Service", "StatefulSet", "PodDisruptionBudget"] * processes
     root = ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
     assert kinds == sorted(["Namespace", *per_shard, *root])
     namespace = m.one("Namespace")["metadata"]["name"]
@@ -181,7 +189,12 @@ def test_root_config_loads_and_finds_each_shard_by_its_headless_service(
         assert service_port["port"] == grpc_port["containerPort"] == int(port)
         assert service_port["targetPort"] == "grpc"
         env = _env(leaf)
-        assert (env["SCATTER_SHARD_INDEX"], env["SCATTER_SHARD_COUNT"]) == (str(index), str(spec.shards))
+        # The leaf process of this shard: as `scatter up` starts it (the first shard, and all of them).
+        first = index - index % spec.shards_per_process
+        last = min(first + spec.shards_per_process, spec.shards) - 1
+        assert (env["SCATTER_SHARD_INDEX"], env["SCATTER_SHARD_COUNT"]) == (str(first), str(spec.shards))
+        assert env.get("SCATTER_SHARDS") == (f"{first}-{last}" if last > first else None)
+        assert service_name == (f"shard-{index}" if last == first else f"shards-{first}-{last}")
         assert env["SCATTER_PORT"] == port and env["SCATTER_HOST"] == "0.0.0.0"
     # No two shards select each other's pods.
     selectors = [tuple(sorted(s["spec"]["selector"].items())) for s in m.all("Service")]
@@ -414,7 +427,7 @@ def _check_jsonschema() -> str:
     return str(here)
 
 
-@pytest.mark.parametrize("app_name", ["demo", "probe"])
+@pytest.mark.parametrize("app_name", ["demo", "probe", "grouped"])
 def test_compose_validates_against_the_compose_spec(tmp_path: Path, app_name: str) -> None:
     spec, target = _target(app_name)
     path = tmp_path / "compose.yaml"
@@ -434,8 +447,12 @@ def test_compose_validates_against_the_compose_spec(tmp_path: Path, app_name: st
         name, port = shard.dns.split(":")
         leaf = services[name]
         assert leaf["scale"] == spec.replicas
-        assert leaf["environment"]["SCATTER_SHARD_INDEX"] == str(index)
+        first = index - index % spec.shards_per_process
+        assert leaf["environment"]["SCATTER_SHARD_INDEX"] == str(first)
+        assert (leaf["environment"].get("SCATTER_SHARDS") is None) == (spec.shards_per_process == 1)
         assert leaf["environment"]["SCATTER_PORT"] == port
+        if target.init is not None:
+            assert services[f"{name}-init"]["environment"]["SCATTER_SHARD_INDEX"] == str(first)
     root, merge = services["root"], services["merge"]
     assert merge["environment"]["SCATTER_ADDRESS"] == config.merge_address
     assert {v.split(":")[0] for v in merge["volumes"]} & {v.split(":")[0] for v in root["volumes"]}
