@@ -28,7 +28,15 @@ from demo_search.format import (
 )
 from demo_search.index import BuildSummary, build_index
 from demo_search.messages import hit_to_proto
-from demo_search.search import SNIPPET_CHARS, Hit, IndexSearcher, SearchResult, ShardSearcher, merge_results
+from demo_search.search import (
+    BLOCK_SHIFT,
+    SNIPPET_CHARS,
+    Hit,
+    IndexSearcher,
+    SearchResult,
+    ShardSearcher,
+    merge_results,
+)
 from demo_search.synthetic import synthetic_corpus
 from demo_search.tokenizer import tokenize
 
@@ -36,6 +44,7 @@ if TYPE_CHECKING:
     from demo_search.cli import DEMO_REPLICAS, DEMO_SHARDS, deployment_toml, ensure_stdlib_index
 
 __all__ = [
+    "BLOCK_SHIFT",
     "DEMO_REPLICAS",
     "DEMO_SHARDS",
     "FORMAT_VERSION",

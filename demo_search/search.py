@@ -94,6 +94,7 @@ from demo_search import format as fmt
 from demo_search.tokenizer import find_first_term, tokenize
 
 __all__ = [
+    "BLOCK_SHIFT",
     "K1",
     "SNIPPET_CHARS",
     "SNIPPET_SCAN_CHARS",
@@ -694,9 +695,11 @@ def merge_results(results: list[SearchResult], k: int, offset: int = 0) -> Searc
 class IndexSearcher:
     """Every shard of an index in one process: the unsharded reference and the benchmark baseline."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, block_shift: int | None = None) -> None:
         self.manifest = fmt.read_index_manifest(path)
-        self.shards = [ShardSearcher(fmt.shard_dir(path, s)) for s in range(self.manifest.shard_count)]
+        self.shards = [
+            ShardSearcher(fmt.shard_dir(path, s), block_shift=block_shift) for s in range(self.manifest.shard_count)
+        ]
         for s, shard in enumerate(self.shards):
             m = shard.manifest
             if (m.shard_index, m.shard_count, m.corpus_documents, m.corpus_total_length) != (

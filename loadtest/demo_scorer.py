@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from demo_search.format import shard_dir
-from demo_search.search import BLOCK_SHIFT, ShardSearcher
+from demo_search import BLOCK_SHIFT, IndexSearcher, ShardSearcher
 from loadtest.demo_scale import MIXES, build_or_reuse, index_path, make_queries
 
 __all__ = ["main", "measure"]
@@ -93,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "| blocks of | mix | p50 ms | p99 ms | mean ms | max ms | slowest queries (ms) |\n|---|---|---|---|---|---|---|"
     )
     for shift in args.block_shifts:
-        searcher = ShardSearcher(shard_dir(path, 0), block_shift=shift)
+        (searcher,) = IndexSearcher(path, block_shift=shift).shards
         for mix, mix_queries in queries.items():
             stats, slowest, rankings = measure(searcher, mix_queries, args.k)
             if first.setdefault(mix, rankings) != rankings:
