@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -232,27 +233,14 @@ def test_the_bare_root_parks_its_limit_and_grpc_refuses_the_rest() -> None:
         proc.stop()
 
 
-@pytest.mark.timeout(120)
-def test_scatter_bench_demo_scorer_compares_block_sizes_on_the_same_rankings(tmp_path: Path) -> None:
-    """A tiny corpus through the real command: one row per block size and mix, the same rankings, the JSON."""
+def _run_demo_bench(tmp_path: Path, name: str, *flags: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """``scatter bench NAME`` on a tiny corpus in ``tmp_path``, as a user runs it; its process and JSON."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCATTER_")}
     env["PYTHONPATH"] = str(REPO)
-    out = tmp_path / "scorer.json"
-    flags = ["--dir", str(tmp_path / "idx"), "--docs", "1500", "--queries", "20", "--block-shifts", "2", "6"]
+    out = tmp_path / f"{name}.json"
+    argv = [sys.executable, "-m", "scatter.cli", "bench", name, "--dir", str(tmp_path / "idx"), "--docs", "1500"]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scatter.cli",
-            "bench",
-            "demo-scorer",
-            *flags,
-            "--mixes",
-            "zipf",
-            "head",
-            "--out",
-            str(out),
-        ],
+        [*argv, *flags, "--out", str(out)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -261,7 +249,15 @@ def test_scatter_bench_demo_scorer_compares_block_sizes_on_the_same_rankings(tmp
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    runs = json.loads(out.read_text())["runs"]
+    return proc, json.loads(out.read_text())
+
+
+@pytest.mark.timeout(120)
+def test_scatter_bench_demo_scorer_compares_block_sizes_on_the_same_rankings(tmp_path: Path) -> None:
+    """A tiny corpus through the real command: one row per block size and mix, the same rankings, the JSON."""
+    flags = ["--queries", "20", "--block-shifts", "2", "6", "--mixes", "zipf", "head"]
+    proc, document = _run_demo_bench(tmp_path, "demo-scorer", *flags)
+    runs = document["runs"]
     assert [(r["block_shift"], r["mix"]) for r in runs] == [(2, "zipf"), (2, "head"), (6, "zipf"), (6, "head")]
     assert all(0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"] and len(r["slowest"]) == 3 for r in runs)
     assert "| 64 | head |" in proc.stdout
@@ -270,36 +266,9 @@ def test_scatter_bench_demo_scorer_compares_block_sizes_on_the_same_rankings(tmp
 @pytest.mark.timeout(120)
 def test_scatter_bench_demo_scale_reports_where_the_time_goes(tmp_path: Path) -> None:
     """A tiny corpus through the real command: every column, the floor, the goals table and the JSON."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCATTER_")}
-    env["PYTHONPATH"] = str(REPO)
-    out = tmp_path / "demo-scale.json"
-    flags = ["--dir", str(tmp_path / "idx"), "--docs", "1500", "--shards", "2", "--queries", "20"]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scatter.cli",
-            "bench",
-            "demo-scale",
-            *flags,
-            "--mixes",
-            "mid",
-            "zipf",
-            "--clients",
-            "1",
-            "--out",
-            str(out),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    flags = ["--shards", "2", "--queries", "20", "--mixes", "mid", "zipf", "--clients", "1"]
+    proc, document = _run_demo_bench(tmp_path, "demo-scale", *flags)
     assert "| goal (issue #19) | value | target | met |" in proc.stdout
-    document = json.loads(out.read_text())
     runs = {(r["where"], r["mix"], r["clients"]): r for r in document["runs"]}
     unsharded = runs[("in-process unsharded", "mid", 1)]["breakdown_ms"]
     assert set(unsharded) == {"ranking", "hits and snippets"}
