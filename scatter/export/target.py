@@ -143,7 +143,6 @@ class Target:
         """The StatefulSet, headless Service (Kubernetes) or service (compose) that serves one shard."""
         return self.process_name(self.process_of(shard))
 
-
     @property
     def merge_address(self) -> str:
         return f"unix:{self.merge_socket}"
