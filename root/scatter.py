@@ -18,7 +18,7 @@ attempt, cancelled on its own (the call is cancelled once none of its shards
 still wants it) and ended by its own answer inside the call's. Hedges and
 failovers are single ``Execute`` calls. A peer that answers ExecuteShards
 UNIMPLEMENTED has each shard's attempt resent as an ``Execute`` at once, and
-is not asked again (``Replica.batches``).
+is not asked again while its connection lasts (``Replica.batches``).
 
 Shape of the I/O: one coroutine per request. Each attempt is one task whose
 completion wakes the coroutine; the plans' ``wake_at`` times and the

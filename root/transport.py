@@ -123,6 +123,11 @@ class Replica:
     connect whenever it goes IDLE (one task per replica, asleep while the
     connection holds), and a restarted replica is redialled within the capped
     backoff.
+
+    What the peer can do (``batches``: whether it has ``ExecuteShards``) is
+    learned per connection: a new connection may be a new process, upgraded
+    in place at the same address, so each one starts from "it batches" and
+    its first answer says otherwise.
     """
 
     def __init__(self, address: str, options: list[tuple[str, int]], tls: ClientTls | None = None) -> None:
@@ -149,6 +154,8 @@ class Replica:
         while True:
             await self.channel.wait_for_state_change(state)
             state = self.channel.get_state(try_to_connect=True)
+            if state is grpc.ChannelConnectivity.READY:
+                self.batches = True  # a new connection, perhaps a new process: ask it again
 
     async def call(self, build: Callable[[], bytes], size: int, timeout: float, metadata: Metadata) -> AttemptResult:
         """One Leaf.Execute attempt of the request ``build()`` makes (``size`` bytes, see ``send``).
