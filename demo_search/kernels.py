@@ -25,8 +25,8 @@ chose (a group of terms, a round of blocks). Rules of this module:
   counts references to its arrays, about 20 ns a call, which is 20 times
   the comparison. So a full heap's root is tested with scalars before
   :func:`_push` is called (:func:`_offer`, :func:`next_blocks`,
-  :func:`score_blocks`), and the searches of :func:`score_blocks` are
-  written out in its loop.
+  :func:`score_blocks`). A call per block and term (:func:`_lower_bound`)
+  is cheap next to the block's postings.
 - Compiled once per machine: ``cache=True`` writes the machine code next to
   this file (``__pycache__``) or, when that is read-only, in numba's user
   cache directory. ``nogil=True``: concurrent searches in threads run in
@@ -306,6 +306,28 @@ def count_matches(bits: npt.NDArray[np.uint64], rows: Numbers, docs: Docs, start
 
 
 @_kernel
+def _lower_bound(docs: Docs, lo: int, hi: int, value: int) -> int:
+    """The first position in ``docs[lo:hi]`` (ascending) holding ``value`` or more, else ``hi``.
+
+    Galloping from ``lo``: steps of 1, 2, 4 ... to pass ``value``, then a binary
+    search of the last step. So it costs the log of the distance, not of the
+    range: the blocks of a round are ascending and close together.
+    """
+    step = 1
+    while lo + step < hi and docs[lo + step - 1] < value:
+        lo += step
+        step *= 2
+    hi = min(hi, lo + step)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if docs[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@_kernel
 def score_blocks(
     docs: Docs,
     impacts: Scores,
@@ -331,8 +353,9 @@ def score_blocks(
     adds, in query term order, its essential contributions and the
     non-essential caps, so it bounds its exact score bit for bit (rounding
     is monotone); only a candidate whose bound can beat the root gets its
-    exact score, the sum in query term order of its postings, looked up by
-    galloping. With every term essential the bound is the exact score.
+    exact score, the sum in query term order of its postings, found by walking
+    each term's postings in the block once. With every term essential the bound
+    is the exact score.
     Returns the heap's size and the threshold: the n-th best score once the
     heap holds ``n`` documents, else 0.0 (every block).
     """
@@ -347,24 +370,8 @@ def score_blocks(
     for b in blocks:
         base = b << shift
         for t in range(terms):
-            # Galloping, then a binary search, to the block's first posting (written
-            # out: a call per block and term would cost more, see the module's rules);
-            # then a walk of at most ``width`` postings past its last.
-            first, end, step = cursor[t], ends[t], 1
-            while first + step < end and docs[first + step - 1] < base:
-                first += step
-                step *= 2
-            last = min(end, first + step)
-            while first < last:
-                middle = (first + last) >> 1
-                if docs[middle] < base:
-                    first = middle + 1
-                else:
-                    last = middle
-            last = first
-            while last < end and docs[last] < base + width:
-                last += 1
-            lo[t], hi[t], cursor[t] = first, last, last
+            lo[t] = _lower_bound(docs, cursor[t], ends[t], base)
+            hi[t] = cursor[t] = _lower_bound(docs, lo[t], ends[t], base + width)
             essential[t] = True
         every = True
         if size == capacity and capacity > 0:

@@ -29,7 +29,7 @@ import tomli_w
 
 from scatter.export import _yaml
 from scatter.export.target import Container, Target, fill, startup_failures
-from scatter.runtime import shard_env
+from scatter.runtime import shard_env, shards_text
 
 Doc = dict[str, Any]
 
@@ -55,7 +55,7 @@ def _labels(target: Target, component: str, served: range | None = None) -> dict
         "app.kubernetes.io/component": component,
     }
     if served is not None:  # a shard ("3"), or a leaf process's shards ("4-7")
-        labels["scatter-gather/shard"] = str(served[0]) if len(served) == 1 else f"{served[0]}-{served[-1]}"
+        labels["scatter-gather/shard"] = shards_text(served)
     return labels
 
 
@@ -266,7 +266,7 @@ def _leaf_documents(target: Target, served: range) -> list[tuple[str, Doc]]:
         "metadata": _meta(target, name, labels),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}},
     }
-    what = f"Shard {shard}" if len(served) == 1 else f"Shards {shard}-{served[-1]}"
+    what = ("Shard " if len(served) == 1 else "Shards ") + shards_text(served)
     return [
         (
             f"{what} of {target.shards}. Headless: no virtual IP; the root looks up\n"

@@ -33,7 +33,7 @@ from typing import Any
 
 from root.config import Table
 from root.errors import ConfigError
-from scatter.runtime import DeploymentSpec
+from scatter.runtime import DeploymentSpec, shards_text
 from scatter_common.serving import DEFAULT_GRACE_SECONDS
 
 # The hand-written demo manifests' choices, kept (docs/deploy.md explains each).
@@ -133,7 +133,7 @@ class Target:
         ``shard-N`` for one shard (the layout before several shards per process
         existed, kept), ``shards-A-B`` for several.
         """
-        return f"shard-{served[0]}" if len(served) == 1 else f"shards-{served[0]}-{served[-1]}"
+        return ("shard-" if len(served) == 1 else "shards-") + shards_text(served)
 
     def process_of(self, shard: int) -> range:
         """The shards of the leaf process that serves ``shard``."""

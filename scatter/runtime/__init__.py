@@ -6,7 +6,7 @@ Public face, for the demo, the benchmarks and the tests:
 - ``load_deployment`` / ``parse_deployment`` read a deployment file into a
   ``DeploymentSpec`` (raising ``ConfigError`` with the field to fix);
   ``shard_env`` is what a leaf process finds in its environment about its
-  shards (``scatter export`` sets the same);
+  shards (``scatter export`` sets the same), ``shards_text`` their name;
 - ``Deployment(spec)`` starts it, waits for health, restarts crashed
   children and stops every process by its own handle (a context manager);
   ``StartupError`` when it cannot come up, ``StartupInterrupted`` when
@@ -20,7 +20,7 @@ Public face, for the demo, the benchmarks and the tests:
 
 from root.errors import ConfigError
 from scatter.front import plan_front, run_nginx
-from scatter.runtime.spec import DeploymentSpec, load_deployment, parse_deployment, shard_env
+from scatter.runtime.spec import DeploymentSpec, load_deployment, parse_deployment, shard_env, shards_text
 from scatter.runtime.supervisor import (
     Child,
     Deployment,
@@ -45,5 +45,6 @@ __all__ = [
     "plan_front",
     "run_nginx",
     "shard_env",
+    "shards_text",
     "stop_children",
 ]

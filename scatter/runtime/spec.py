@@ -120,6 +120,11 @@ class DeploymentSpec:
         return doc
 
 
+def shards_text(served: range) -> str:
+    """A leaf process's shards as ``scatter up`` and ``scatter export`` name them: ``3``, or ``4-7``."""
+    return str(served[0]) if len(served) == 1 else f"{served[0]}-{served[-1]}"
+
+
 def shard_env(served: range, shards: int) -> dict[str, str]:
     """What a leaf process serving ``served`` of ``shards`` finds in its environment about its shards.
 
@@ -129,7 +134,7 @@ def shard_env(served: range, shards: int) -> dict[str, str]:
     """
     env = {"SCATTER_SHARD_INDEX": str(served[0]), "SCATTER_SHARD_COUNT": str(shards)}
     if len(served) > 1:
-        env["SCATTER_SHARDS"] = f"{served[0]}-{served[-1]}"
+        env["SCATTER_SHARDS"] = shards_text(served)
     return env
 
 

@@ -55,7 +55,7 @@ import grpc
 import tomli_w
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from scatter.runtime.spec import DeploymentSpec, shard_env
+from scatter.runtime.spec import DeploymentSpec, shard_env, shards_text
 from scatter_common.tls import ClientTls, sync_channel
 
 # How often the watcher looks at its children; a crash is noticed this late.
@@ -382,7 +382,7 @@ class Deployment:
         leaves: list[list[Child]] = []  # per shard, its replicas (a process serving several is in each list)
         for served in spec.process_shards():
             first = served[0]
-            name = f"{first}" if len(served) == 1 else f"{first}-{served[-1]}"
+            name = shards_text(served)
             replicas = []
             for replica in range(spec.replicas):
                 env = {
